@@ -1,0 +1,110 @@
+"""Errors torchx-forge raises for bad input and for Slurm failures.
+
+Every error here is meant to be read by a person: it names the file, key path or
+option, what was given, what is allowed, and what to do next. They derive from
+torchx's ``ComponentValidationException`` because that is the one exception
+``torchx run`` (0.7) turns into a one-line message and exit code 1 instead of a
+traceback; :func:`install_cli_excepthook` does the same for the other verbs.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Optional, Sequence
+
+from torchx.specs.finder import ComponentValidationException
+
+
+class ForgeError(ComponentValidationException):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+
+class ConfigError(ForgeError, ValueError):
+    """Bad user input: an experiment file key, a runopt, a component argument.
+
+    Args:
+        where: the key path, option name or ``file:line`` the problem is at.
+        msg: what is wrong and what is expected.
+    """
+
+    def __init__(self, where: str, msg: str) -> None:
+        self.where = where
+        self.msg = msg
+        super().__init__(f"{where}: {msg}")
+
+
+class SlurmError(ForgeError):
+    """A Slurm command failed; carries the command and Slurm's own message."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int,
+        stderr: str,
+        stdout: str = "",
+        hint: Optional[str] = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        message = (stderr.strip() or stdout.strip() or "(no output)").replace("\n", "\n  ")
+        text = f"`{argv[0]}` failed (exit code {returncode}): {message}"
+        if hint:
+            text += f"\n{hint}"
+        super().__init__(text)
+
+
+class SlurmNotFoundError(ForgeError):
+    """The Slurm command line tools are not on PATH."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        super().__init__(
+            f"`{command}` not found on PATH: the Slurm client tools are missing.\n"
+            "On this machine, start the local test cluster with `scripts/local-slurm up`"
+            " (from a torchx-forge checkout); on a real cluster, run from a login node"
+            " or load your site's Slurm module."
+        )
+
+
+class UnknownAppError(ForgeError):
+    """An app id that slurm_forge has no record of and Slurm does not know."""
+
+
+def _is_forge(exc: BaseException) -> bool:
+    return isinstance(exc, ForgeError)
+
+
+def install_cli_excepthook() -> None:
+    """Print ForgeErrors as ``torchx: error: ...`` (exit 1) instead of a traceback.
+
+    ``torchx status``, ``log``, ``cancel`` and ``list`` catch nothing, so without
+    this a cluster that is down would greet the user with a stack trace. Only
+    ForgeError is affected; any other exception still shows its traceback, since
+    that is a bug worth reporting. Installed once, by ``create_scheduler`` when it
+    runs inside the ``torchx`` command line.
+    """
+    if getattr(sys.excepthook, "_forge", False):
+        return
+    previous_hook = sys.excepthook
+    previous_thread_hook = threading.excepthook
+
+    def hook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        if _is_forge(exc):
+            # the interpreter still exits with status 1 after an uncaught exception
+            print(f"torchx: error: {exc}", file=sys.stderr)
+            return
+        previous_hook(exc_type, exc, tb)
+
+    def thread_hook(args):  # type: ignore[no-untyped-def]
+        # `torchx log` re-raises a log thread's exception in the main thread; keep
+        # the thread itself quiet so the user sees the message once.
+        if args.exc_value is not None and _is_forge(args.exc_value):
+            return
+        previous_thread_hook(args)
+
+    hook._forge = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+    threading.excepthook = thread_hook

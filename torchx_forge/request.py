@@ -1,0 +1,328 @@
+"""The sbatch request of an app: frozen dataclasses with a pure ``materialize()``.
+
+An AppDef becomes a :class:`ForgeBatchRequest` of one or more :class:`JobRequest`
+(one ``sbatch`` call each): the ordinary roles form one heterogeneous job, one
+component per replica as in TorchX's slurm scheduler; each sweep role becomes an
+array job (see :mod:`torchx_forge.arrays`). Every task runs the program through
+``python -m torchx_forge.launch``, which sets the forge environment, forwards
+signals and reports the task's end state. Every word of the script is shell
+quoted: arguments and env values reach the program byte for byte, and env is
+passed as launcher arguments (``--env K=V``), never through ``srun --export``,
+which cuts values at commas.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torchx
+from torchx.specs import AppDef, Role, macros
+
+from torchx_forge import __version__
+from torchx_forge.errors import ConfigError
+from torchx_forge.opts import MASK, ForgeOpts, is_secret
+
+#: Shell variables the macros become inside a job.
+MACRO_VARS: Mapping[str, str] = {
+    macros.app_id: "FORGE_APP_ID",
+    macros.replica_id: "FORGE_REPLICA_ID",
+}
+RANK0_ENV = "FORGE_RANK0_HOST"
+_MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
+
+
+def shell_word(text: str) -> str:
+    """Quote ``text`` for bash; ``${app_id}``/``${replica_id}`` become ``"$FORGE_..."``."""
+    parts = _MACRO_RE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f'"${MACRO_VARS[part]}"')
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out) or "''"
+
+
+def safe_name(text: str) -> str:
+    """A file/job-name friendly version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "app"
+
+
+def _srun_path(text: str) -> str:
+    """Escape a literal path for srun --output, where % starts a pattern."""
+    return text.replace("%", "%%")
+
+
+@dataclass(frozen=True)
+class TaskCommand:
+    """What one srun group runs: the forge launcher wrapping a role's program."""
+
+    role: str
+    replica: Optional[int]  # None: computed from the array task id
+    entrypoint: str
+    args: Tuple[str, ...]
+    env: Tuple[Tuple[str, str], ...]
+    workdir: Optional[str] = None
+    nodes: int = 1
+
+    def launcher_words(self, python_var: str, mask: bool, het_group: Optional[int] = None) -> List[str]:
+        words = [f'"${python_var}"', "-m", "torchx_forge.launch", "--role", shell_word(self.role)]
+        if self.replica is not None:
+            words += ["--replica", str(self.replica)]
+        if het_group is not None:
+            words += ["--het-group", str(het_group)]
+        for key, value in self.env:
+            shown = MASK if mask and is_secret(key) else value
+            words += ["--env", shell_word(f"{key}={shown}")]
+        words += ["--", shell_word(self.entrypoint)] + [shell_word(a) for a in self.args]
+        return words
+
+
+@dataclass(frozen=True)
+class Component:
+    """One ``#SBATCH`` group: the resource shape of one het component or of an array."""
+
+    job_name: str
+    command: TaskCommand
+    nodes: int = 1
+    cpus: int = 0
+    mem_mb: int = 0
+    gpus: int = 0
+
+    def sbatch_lines(self, opts: ForgeOpts) -> List[str]:
+        flags = [f"--job-name={self.job_name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        if self.cpus > 0:
+            flags.append(f"--cpus-per-task={self.cpus}")
+        if self.mem_mb > 0 and not opts.nomem:
+            flags.append(f"--mem={self.mem_mb}")
+        if self.gpus > 0:
+            flags.append(gpu_flag(opts.gpu_flag, self.gpus))
+        return [f"#SBATCH {f}" for f in flags]
+
+
+def gpu_flag(form: str, gpus: int) -> str:
+    """The GPU request in the form the cluster wants (see runopt gpu_flag)."""
+    if form == "gres":
+        return f"--gres=gpu:{gpus}"
+    if form == "gpus-per-task":
+        return f"--gpus-per-task={gpus}"
+    return f"--gpus-per-node={gpus}"
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Array tasks 0..size-1 run replicas offset..offset+size-1 of one role."""
+
+    size: int
+    offset: int = 0
+    throttle: Optional[int] = None
+
+    @property
+    def flag(self) -> str:
+        spec = f"--array=0-{self.size - 1}"
+        if self.throttle and self.throttle < self.size:
+            spec += f"%{self.throttle}"
+        return spec
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One sbatch call: a het job (several components) or an array (one component)."""
+
+    app_name: str
+    index: int
+    components: Tuple[Component, ...]
+    opts: ForgeOpts
+    array: Optional[ArraySpec] = None
+    extra_env: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "array" if self.array else "het"
+
+    def sbatch_flags(self) -> List[str]:
+        """Job-wide flags for the sbatch command line (they apply to every het component)."""
+        o = self.opts
+        flags = []
+        for name, value in (
+            ("partition", o.partition),
+            ("time", o.time),
+            ("account", o.account),
+            ("qos", o.qos),
+            ("constraint", o.constraint),
+            ("comment", o.comment),
+            ("mail-user", o.mail_user),
+            ("mail-type", o.mail_type),
+            ("dependency", o.dependency),
+        ):
+            if value:
+                flags.append(f"--{name}={value}")
+        if o.exclusive:
+            flags.append("--exclusive")
+        if o.job_dir:
+            flags.append(f"--chdir={o.job_dir}")
+        return flags + list(o.sbatch_args)
+
+    def argv(self, script_path: str, hold: bool = True, app_id: Optional[str] = None) -> List[str]:
+        """The exact sbatch command line (run without a shell).
+
+        Jobs after the first learn the app id (the first job's id) through the environment.
+        """
+        head = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
+        if app_id is not None:
+            head.append(f"--export=ALL,FORGE_APP_ID={app_id}")
+        return head + self.sbatch_flags() + [script_path]
+
+    def _log(self, stem: str) -> str:
+        return f"{self.opts.logs}/{safe_name(self.app_name)}-{stem}"
+
+    def _header(self) -> List[str]:
+        stem = "%A_%a" if self.array else "%j"
+        lines = [
+            "#!/bin/bash",
+            f"# Generated by torchx-forge {__version__} (torchx {torchx.__version__}) for app {self.app_name!r}",
+            "#SBATCH --requeue",
+            "#SBATCH --open-mode=append",
+            f'#SBATCH --output="{self._log(stem)}.batch.log"',
+        ]
+        if self.array:
+            lines.append(f"#SBATCH {self.array.flag}")
+        for i, comp in enumerate(self.components):
+            if i:
+                lines.append("#SBATCH hetjob")
+            lines += comp.sbatch_lines(self.opts)
+        return lines
+
+    def _prologue(self, mask: bool) -> List[str]:
+        o = self.opts
+        lines = [
+            "set -u",
+            "export PYTHONUNBUFFERED=1 SLURM_UNBUFFEREDIO=1",
+            'export FORGE_APP_ID="${FORGE_APP_ID:-${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}"',
+            f"export FORGE_STATE_DIR={shlex.quote(o.state_dir)}",
+            f"forge_python={shlex.quote(o.python)}",
+        ]
+        for key, value in self.extra_env:
+            shown = MASK if mask and is_secret(key) else value
+            lines.append(f"export {key}={shlex.quote(shown)}")
+        if self.array:
+            lines.append(f'export FORGE_REPLICA_ID=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
+        lines.append(f"mkdir -p {shlex.quote(o.logs)}")
+        return lines
+
+    def _srun_group(self, comp: Component, mask: bool, het_group: Optional[int]) -> List[str]:
+        cmd = comp.command
+        if self.array:
+            stem = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"'
+            replica = '"$FORGE_REPLICA_ID"'
+        else:
+            stem = '"$SLURM_JOB_ID"'
+            replica = str(cmd.replica)
+        prefix = shlex.quote(_srun_path(self._log(""))) + stem
+        suffix = "-" + shell_word(_srun_path(cmd.role)) + "-" + replica
+        words = [
+            f"--output={prefix}{suffix}.out",
+            f"--error={prefix}{suffix}.err",
+            "--open-mode=append",
+            "--kill-on-bad-exit=1",
+            "--wait=60",
+        ]
+        if cmd.workdir:
+            words.append(f"--chdir={shlex.quote(cmd.workdir)}")
+        if comp.nodes > 1:
+            words.append("--label")
+        return words + cmd.launcher_words("forge_python", mask, het_group)
+
+    def materialize(self, mask: bool = False) -> str:
+        """The complete batch script; ``mask`` hides secret-looking env values (for display)."""
+        het = len(self.components) > 1
+        groups = [" ".join(self._srun_group(c, mask, i if het else None)) for i, c in enumerate(self.components)]
+        srun = "srun " + " \\\n  : ".join(groups)
+        body = [
+            srun,
+            "rc=$?",
+            'echo "torchx-forge: tasks exited with code $rc"',
+            "exit $rc",
+        ]
+        return "\n".join(self._header() + [""] + self._prologue(mask) + [""] + body) + "\n"
+
+
+@dataclass(frozen=True)
+class ForgeBatchRequest:
+    """All sbatch calls of one app, submitted held and released together."""
+
+    app_name: str
+    jobs: Tuple[JobRequest, ...]
+    opts: ForgeOpts
+    roles: Tuple[Role, ...] = field(default_factory=tuple)
+    meta: Dict[str, object] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        out = []
+        for job in self.jobs:
+            argv = job.argv("$SBATCH_SCRIPT")
+            out.append(
+                f"# job {job.index + 1} of {len(self.jobs)} ({job.kind})\n"
+                f"{' '.join(shlex.quote(a) if a != '$SBATCH_SCRIPT' else a for a in argv)}\n\n"
+                "#----------------\n# SBATCH_SCRIPT\n#----------------\n"
+                f"{job.materialize(mask=True)}"
+            )
+        return "\n".join(out)
+
+
+def role_env(role: Role) -> Tuple[Tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in role.env.items())
+
+
+def check_env_names(role: Role) -> None:
+    for key in role.env:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
+            raise ConfigError(
+                f"role {role.name!r} env", f"{key!r} is not a valid environment variable name"
+            )
+
+
+def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name: str, nodes: int) -> Component:
+    """The srun/#SBATCH group for one replica of ``role`` (macros already applied)."""
+    check_env_names(role)
+    res = role.resource
+    workdir = role.image if role.image.startswith("/") else None
+    return Component(
+        job_name=safe_name(job_name),
+        nodes=nodes,
+        cpus=max(int(res.cpu), 0),
+        mem_mb=max(int(res.memMB), 0),
+        gpus=max(int(res.gpu), 0),
+        command=TaskCommand(
+            role=role.name,
+            replica=replica,
+            entrypoint=role.entrypoint,
+            args=tuple(role.args),
+            env=role_env(role),
+            workdir=workdir,
+            nodes=nodes,
+        ),
+    )
+
+
+def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> JobRequest:
+    """One heterogeneous job: a component per replica of each role (TorchX's layout)."""
+    comps: List[Component] = []
+    for role in roles:
+        for replica in range(role.num_replicas):
+            values = macros.Values(
+                img_root=role.image, app_id=macros.app_id, replica_id=str(replica), rank0_env=RANK0_ENV
+            )
+            comps.append(component_for(values.apply(role), replica, opts, f"{role.name}-{replica}", opts.nodes or 1))
+    return JobRequest(app_name=app.name, index=index, components=tuple(comps), opts=opts)
+
+
+def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
+    """The pure plan of an AppDef: every role in one heterogeneous job."""
+    if not app.roles:
+        raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
+    jobs = (het_job(app, app.roles, opts, 0),)
+    return ForgeBatchRequest(app_name=app.name, jobs=jobs, opts=opts, roles=tuple(app.roles))

@@ -1,0 +1,279 @@
+"""The ``slurm_forge`` TorchX scheduler.
+
+A subclass of TorchX's ``SlurmScheduler`` that keeps its contract (one
+heterogeneous job per AppDef, a component per role replica, the app id is the
+Slurm job id) and adds what it lacks: arrays for sweeps, every argument and env
+value delivered unchanged, status that works for pending, running and long
+finished jobs with or without accounting, logs from any directory, clean
+errors. Usage::
+
+    $ torchx run --scheduler slurm_forge utils.echo --msg hello
+    slurm_forge://torchx/1234
+    $ torchx status slurm_forge://torchx/1234
+    $ torchx log slurm_forge://torchx/1234
+
+Records of submitted apps live in the state dir (``~/.torchx_forge`` by
+default; ``FORGE_STATE_DIR`` or ``[slurm_forge] state_dir`` in .torchxconfig).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from torchx.schedulers.api import (
+    DescribeAppResponse,
+    ListAppResponse,
+    Stream,
+    filter_regex,
+    split_lines_iterator,
+)
+from torchx.schedulers.slurm_scheduler import SlurmScheduler
+from torchx.specs import (
+    AppDef,
+    AppDryRunInfo,
+    CfgVal,
+    Role,
+    is_terminal,
+    runopts,
+)
+
+from torchx_forge import status as st
+from torchx_forge.errors import ConfigError, UnknownAppError, install_cli_excepthook
+from torchx_forge.logs import LogTail
+from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, default_state_dir
+from torchx_forge.records import AppRecord, Records, Store
+from torchx_forge.request import ForgeBatchRequest, build_request
+from torchx_forge.slurm_cli import SlurmCli
+from torchx_forge.slurm_parse import JobRow
+from torchx_forge.submit import submit
+
+#: How long a describe result is reused (the CLI's log threads ask many times a second).
+DESCRIBE_TTL = 1.0
+
+
+def configured_state_dir() -> str:
+    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
+    if os.environ.get("FORGE_STATE_DIR"):
+        return os.environ["FORGE_STATE_DIR"]
+    from torchx.runner.config import find_configs
+
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        if parser.has_option(BACKEND, "state_dir"):
+            return parser.get(BACKEND, "state_dir")
+    return default_state_dir()
+
+
+class SlurmForgeScheduler(SlurmScheduler):
+    """TorchX scheduler for Slurm with arrays, sweeps, retries and durable job records.
+
+    Args:
+        session_name: TorchX session name (part of the app handle).
+        cli: the Slurm command runner (inject a fake one in unit tests).
+        state_dir: where app records live; by default from the env/.torchxconfig.
+    """
+
+    def __init__(self, session_name: str, cli: Optional[SlurmCli] = None, state_dir: Optional[str] = None) -> None:
+        super().__init__(session_name)
+        self.backend = BACKEND  # SlurmScheduler.__init__ hard-codes "slurm"
+        self.cli = cli or SlurmCli()
+        self._state_dir = state_dir
+        self._records: Dict[str, Records] = {}
+        self._cache: Dict[str, Tuple[float, DescribeAppResponse, List[st.TaskView]]] = {}
+        self._lock = threading.Lock()
+
+    # -- options and records -------------------------------------------------------------
+
+    def _run_opts(self) -> runopts:
+        return build_runopts()
+
+    def run_opts(self) -> runopts:
+        return self._run_opts()  # includes job_dir; the workspace mixin adds nothing
+
+    def records(self, state_dir: Optional[str] = None) -> Records:
+        url = state_dir or self._state_dir or configured_state_dir()
+        if url not in self._records:
+            self._records[url] = Records(Store(url))
+        return self._records[url]
+
+    # -- submission ----------------------------------------------------------------------
+
+    def _validate(self, app: AppDef, scheduler: str, cfg: Optional[Mapping[str, CfgVal]] = None) -> None:
+        if not app.roles:
+            raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
+        seen = set()
+        for role in app.roles:
+            where = f"app {app.name!r} role {role.name!r}"
+            if not role.name or "/" in role.name or role.name in seen:
+                raise ConfigError(where, "role names must be unique, non-empty and contain no '/'")
+            seen.add(role.name)
+            if role.num_replicas < 1:
+                raise ConfigError(where, f"num_replicas is {role.num_replicas}; expected at least 1")
+            if not role.entrypoint:
+                raise ConfigError(where, "has no entrypoint (the program to run)")
+
+    def _submit_dryrun(self, app: AppDef, cfg: Mapping[str, CfgVal]) -> AppDryRunInfo[ForgeBatchRequest]:
+        self._validate(app, self.backend)
+        req = build_request(app, ForgeOpts.from_cfg(cfg))
+        return AppDryRunInfo(req, repr)
+
+    def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:
+        req = dryrun_info.request
+        rec = submit(self.cli, self.records(req.opts.state_dir), req)
+        return rec.app_id
+
+    def build_workspace_and_update_role(self, role: Role, workspace: str, cfg: Mapping[str, CfgVal]) -> None:
+        job_dir = cfg.get("job_dir")
+        if job_dir and os.path.exists(str(job_dir)):
+            raise ConfigError(
+                "runopt 'job_dir'", f"{job_dir!r} already exists; the workspace is copied into a new directory, pick another"
+            )
+        super().build_workspace_and_update_role(role, workspace, cfg)
+
+    # -- status --------------------------------------------------------------------------
+
+    def describe(self, app_id: str) -> Optional[DescribeAppResponse]:
+        found = self._describe(app_id)
+        return found[0] if found else None
+
+    def task_views(self, app_id: str) -> Optional[List[st.TaskView]]:
+        """Per-task status (state, exit code, host, attempts) of an app, or None if unknown."""
+        found = self._describe(app_id)
+        return found[1] if found else None
+
+    def _describe(self, app_id: str, ttl: float = DESCRIBE_TTL) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+        with self._lock:  # one Slurm query at a time; concurrent callers share its result
+            hit = self._cache.get(app_id)
+            if hit and (is_terminal(hit[1].state) or time.monotonic() - hit[0] < ttl):
+                return hit[1], hit[2]
+            found = self._describe_uncached(app_id)
+            if found:
+                self._cache[app_id] = (time.monotonic(), *found)
+            return found
+
+    def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+        records = self.records()
+        rec = records.load(app_id)
+        if rec is None:
+            return self._describe_unrecorded(app_id)
+        if rec.final:
+            views = st.thaw(rec.final)
+            return st.describe_response(rec, views), views
+        views = self._query(records, rec)
+        if st.is_settled(views):
+            rec.final = st.freeze(views)
+            records.save(rec)
+        return st.describe_response(rec, views), views
+
+    def _query(self, records: Records, rec: AppRecord) -> List[st.TaskView]:
+        ids = rec.job_ids()
+        live = self.cli.squeue(ids)
+        history = self.cli.sacct(ids)
+        files: Mapping[str, Any] = {}
+        cancelled = False
+        if history is None or _needs_files(rec, live, history):
+            files = records.task_states(rec.app_id)
+            cancelled = records.cancelled(rec.app_id)
+        return st.task_views(rec, live, history, files, cancelled)
+
+    def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+        """A job slurm_forge did not submit (or whose record is gone): what Slurm knows of it."""
+        if not app_id.isdigit():
+            return None
+        rows = self.cli.squeue([app_id]) or (self.cli.sacct([app_id]) or [])
+        if not rows:
+            return None
+        rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="")
+        views = st.task_views_from_rows(rows)
+        return st.describe_response(rec, views), views
+
+    # -- cancel and list -----------------------------------------------------------------
+
+    def _cancel_existing(self, app_id: str) -> None:
+        records = self.records()
+        rec = records.load(app_id)
+        ids = rec.job_ids() if rec else [app_id]
+        self.cli.cancel(ids)
+        if rec:
+            records.mark_cancelled(app_id)
+        self._cache.pop(app_id, None)
+
+    def list(self) -> List[ListAppResponse]:
+        """Apps this user submitted through slurm_forge (from the records), newest first."""
+        records = self.records()
+        recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
+        recs.sort(key=lambda r: r.created, reverse=True)
+        pending = [r for r in recs if not r.final]
+        ids = [j for r in pending for j in r.job_ids()]
+        live = self.cli.squeue(ids) if ids else []
+        history = self.cli.sacct(ids) if ids else []
+        out = []
+        for rec in recs:
+            if rec.final:
+                state = st.app_state(st.thaw(rec.final))
+            else:
+                files = records.task_states(rec.app_id) if history is None else {}
+                views = st.task_views(rec, live, history, files, history is None and records.cancelled(rec.app_id))
+                state = st.app_state(views)
+            out.append(ListAppResponse(app_id=rec.app_id, state=state))
+        return out
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def log_iter(
+        self,
+        app_id: str,
+        role_name: str,
+        k: int = 0,
+        regex: Optional[str] = None,
+        since: Optional[datetime] = None,
+        until: Optional[datetime] = None,
+        should_tail: bool = False,
+        streams: Optional[Stream] = None,
+    ) -> Iterable[str]:
+        """Lines of replica ``k`` of ``role_name``: stdout and stderr unless ``streams`` picks one."""
+        rec = self.records().load(app_id)
+        if rec is None:
+            raise UnknownAppError(
+                f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
+                " (submitted with another state_dir? set FORGE_STATE_DIR)"
+            )
+        try:
+            kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
+            paths = [rec.log_path(role_name, k, kind) for kind in kinds]
+        except KeyError:
+            valid = ", ".join(f"{r.name}/0..{r.num_replicas - 1}" for r in rec.roles)
+            raise UnknownAppError(f"app {app_id} has no replica {role_name}/{k}; it has {valid}") from None
+
+        def done() -> bool:
+            views = self.task_views(app_id) or []
+            mine = [v for v in views if v.role == role_name and v.replica == k]
+            return not mine or is_terminal(mine[0].state)
+
+        lines: Iterable[str] = split_lines_iterator(LogTail(paths, done, should_tail=should_tail))
+        if regex:
+            lines = filter_regex(regex, lines)
+        return lines
+
+
+def _needs_files(rec: AppRecord, live: List[JobRow], history: List[JobRow]) -> bool:
+    """Task state files fill gaps: tasks neither squeue nor sacct report yet (sacct lag)."""
+    known = {r.key for r in live} | {r.key for r in history}
+    return any(key not in known for key, _, _, _ in rec.tasks())
+
+
+def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:
+    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``."""
+    if os.path.basename(sys.argv[0] if sys.argv else "") == "torchx":
+        install_cli_excepthook()
+    return SlurmForgeScheduler(session_name=session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))

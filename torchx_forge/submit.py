@@ -1,0 +1,107 @@
+"""Submitting a ForgeBatchRequest atomically: held, recorded, released together.
+
+Every sbatch call is made with ``--hold``; once all jobs are in and the app
+record is written, one ``scontrol release`` lets them run. If any step fails,
+every job already submitted is cancelled, so a failed submission leaves
+nothing in the queue and the user sees Slurm's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from typing import List
+
+from torchx_forge.opts import MASK, is_secret
+from torchx_forge.records import (
+    AppRecord,
+    JobRecord,
+    Records,
+    RoleRecord,
+    private_makedirs,
+)
+from torchx_forge.request import ForgeBatchRequest, JobRequest
+from torchx_forge.slurm_cli import SlurmCli
+
+
+def _job_record(job: JobRequest, job_id: str, script: str) -> JobRecord:
+    if job.array:
+        comp = job.components[0]
+        return JobRecord(
+            job_id=job_id, kind="array", script=script, role=comp.command.role,
+            offset=job.array.offset, size=job.array.size, nodes=comp.nodes,
+        )
+    return JobRecord(
+        job_id=job_id, kind="het", script=script,
+        components=[[c.command.role, c.command.replica] for c in job.components],
+        nodes=max(c.nodes for c in job.components),
+    )
+
+
+def _role_records(req: ForgeBatchRequest) -> List[RoleRecord]:
+    out = []
+    for role in req.roles:
+        res = role.resource
+        out.append(
+            RoleRecord(
+                name=role.name,
+                num_replicas=role.num_replicas,
+                image=role.image,
+                entrypoint=role.entrypoint,
+                args=list(role.args),
+                env={k: (MASK if is_secret(k) else v) for k, v in role.env.items()},
+                resource={"cpu": res.cpu, "gpu": res.gpu, "memMB": res.memMB},
+                max_retries=role.max_retries,
+            )
+        )
+    return out
+
+
+def _script_dir(records: Records, submission: str) -> str:
+    """A local directory for the scripts (sbatch reads a file); the state dir when it is local."""
+    if records.store.local:
+        path = records.store.path("submissions", submission)
+        private_makedirs(path)
+        return path
+    return tempfile.mkdtemp(prefix=f"forge-{submission}-")
+
+
+def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord:
+    """Submit every job of ``req``; return the saved record (its app id is the first job's id)."""
+    submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    sdir = _script_dir(records, submission)
+    private_makedirs(req.opts.logs)
+    submitted: List[str] = []
+    jobs: List[JobRecord] = []
+    try:
+        for job in req.jobs:
+            path = os.path.join(sdir, f"job-{job.index}.sh")
+            with open(path, "w") as f:
+                f.write(job.materialize())
+            os.chmod(path, 0o600)
+            app_id = submitted[0] if submitted else None
+            job_id = cli.sbatch(job.argv(path, hold=True, app_id=app_id))
+            submitted.append(job_id)
+            jobs.append(_job_record(job, job_id, path))
+        rec = AppRecord(
+            app_id=submitted[0],
+            name=req.app_name,
+            jobs=jobs,
+            roles=_role_records(req),
+            log_dir=req.opts.logs,
+            job_dir=req.opts.job_dir,
+            submission=submission,
+            meta=dict(req.meta),
+        )
+        records.save(rec)
+        cli.release(submitted)
+    except BaseException:
+        if submitted:
+            try:
+                cli.cancel(submitted)
+            except Exception:  # the original error is the one worth showing
+                pass
+        raise
+    return rec

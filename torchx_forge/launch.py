@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from torchx_forge.hostlist import expand_hostlist
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -123,21 +124,27 @@ def run(argv: Sequence[str]) -> int:
     common = dict(job_id=env.get("SLURM_JOB_ID", ""), host=host, attempt=int(env["FORGE_ATTEMPT"]))
     if reporter:
         state.write(state="RUNNING", start=time.time(), **common)
-    code = _run_child(ns.command, env)
+    code, stopped_by = _run_child(ns.command, env)
     if reporter:
         final = "COMPLETED" if code == 0 else "FAILED"
-        state.write(state=final, exit_code=code, end=time.time(), **common)
+        if stopped_by is not None and code != 0:
+            final = "KILLED"  # stopped from outside: cancel, time limit or preemption
+        state.write(state=final, exit_code=code, stopped_by=stopped_by, end=time.time(), **common)
     return code
 
 
-def _run_child(command: List[str], env: Dict[str, str]) -> int:
+def _run_child(command: List[str], env: Dict[str, str]) -> Tuple[int, Optional[int]]:
+    """Run the program; returns (exit code, terminating signal received from outside or None)."""
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as e:
         print(f"torchx-forge: cannot run {command[0]!r}: {e.strerror}", file=sys.stderr)
-        return 127
+        return 127, None
+    stopped_by: List[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        if signum in TERMINATING_SIGNALS:
+            stopped_by.append(signum)
         try:
             child.send_signal(signum)
         except ProcessLookupError:
@@ -146,7 +153,7 @@ def _run_child(command: List[str], env: Dict[str, str]) -> int:
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, forward)
     rc = child.wait()
-    return 128 - rc if rc < 0 else rc
+    return (128 - rc if rc < 0 else rc), (stopped_by[0] if stopped_by else None)
 
 
 def main() -> None:

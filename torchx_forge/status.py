@@ -121,10 +121,12 @@ def _merge_file(view: TaskView, file: Mapping[str, Any], in_queue: bool, cancell
         return
     state = str(file.get("state", "UNKNOWN"))
     view.source = "state file"
-    if state == "RUNNING":
-        # the job left the queue without the launcher reporting an end: it was killed
+    if state in ("RUNNING", "KILLED"):
+        # the job left the queue killed, or without the launcher reporting an end at all
         view.slurm_state = "CANCELLED" if cancelled else "LOST"
-        view.reason = "" if cancelled else "killed without reporting (time limit, preemption or node failure?); no accounting to tell"
+        how = f"stopped by signal {file.get('stopped_by')}" if state == "KILLED" else "ended without reporting"
+        view.reason = "" if cancelled else f"{how} (time limit, preemption or node failure?); no accounting to tell"
+        view.exit_code = file.get("exit_code")
     else:
         view.slurm_state = state
         view.exit_code = file.get("exit_code")

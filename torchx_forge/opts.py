@@ -10,6 +10,7 @@ what is allowed; ``torchx run`` prints that as one line and exits 1.
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shlex
@@ -81,6 +82,23 @@ def default_state_dir() -> str:
     return os.environ.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge")
 
 
+def configured_state_dir() -> str:
+    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
+    if os.environ.get("FORGE_STATE_DIR"):
+        return os.environ["FORGE_STATE_DIR"]
+    from torchx.runner.config import find_configs
+
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        if parser.has_option(BACKEND, "state_dir"):
+            return parser.get(BACKEND, "state_dir")
+    return default_state_dir()
+
+
 @dataclass(frozen=True)
 class _Opt:
     name: str
@@ -121,6 +139,19 @@ _OPTS: Tuple[_Opt, ...] = (
         str,
         "Extra sbatch flags, as one shell-quoted string, e.g. '--exclude=n1,n2 --reservation=x'."
         " Written the same way in -cfg and .torchxconfig.",
+    ),
+    _Opt(
+        "array_parallelism",
+        LenientInt,
+        "Sweeps: at most this many tasks of each job array run at once (sbatch --array=0-N%K)."
+        " An experiment file's cluster.array_parallelism takes precedence.",
+    ),
+    _Opt(
+        "max_array_size",
+        LenientInt,
+        "Sweeps: the cluster's MaxArraySize (scontrol show config); bigger sweeps are split"
+        " into several arrays under one app id.",
+        1001,
     ),
     _Opt("comment", str, "Comment to set on the Slurm jobs."),
     _Opt("mail-user", str, "User to mail on job events."),
@@ -228,7 +259,7 @@ def _validate(key: str, opt: runopt, val: CfgVal) -> CfgVal:
     return _check_str(key, val)
 
 
-_MIN_INT = {"nodes": 1}
+_MIN_INT = {"nodes": 1, "array_parallelism": 1, "max_array_size": 1}
 
 
 def _check_int(key: str, number: int) -> int:
@@ -306,13 +337,15 @@ class ForgeOpts:
     nodes: Optional[int] = None
     dependency: Optional[str] = None
     sbatch_args: Tuple[str, ...] = ()
+    array_parallelism: Optional[int] = None
+    max_array_size: int = 1001
     comment: Optional[str] = None
     mail_user: Optional[str] = None
     mail_type: Optional[str] = None
     nomem: bool = False
     job_dir: Optional[str] = None
     log_dir: Optional[str] = None
-    state_dir: str = field(default_factory=default_state_dir)
+    state_dir: str = field(default_factory=configured_state_dir)
     python: str = field(default_factory=lambda: sys.executable or "python3")
 
     @classmethod
@@ -330,13 +363,15 @@ class ForgeOpts:
             nodes=get("nodes"),  # type: ignore[arg-type]
             dependency=get("dependency"),  # type: ignore[arg-type]
             sbatch_args=tuple(parse_sbatch_args(str(get("sbatch_args")))) if get("sbatch_args") else (),
+            array_parallelism=get("array_parallelism"),  # type: ignore[arg-type]
+            max_array_size=int(get("max_array_size") or 1001),  # type: ignore[arg-type]
             comment=get("comment"),  # type: ignore[arg-type]
             mail_user=get("mail-user"),  # type: ignore[arg-type]
             mail_type=get("mail-type"),  # type: ignore[arg-type]
             nomem=bool(get("nomem")),
             job_dir=get("job_dir"),  # type: ignore[arg-type]
             log_dir=get("log_dir"),  # type: ignore[arg-type]
-            state_dir=str(get("state_dir") or default_state_dir()),
+            state_dir=str(get("state_dir") or configured_state_dir()),
             python=str(get("python") or sys.executable or "python3"),
         )
 

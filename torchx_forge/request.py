@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torchx
@@ -23,7 +23,7 @@ from torchx.specs import AppDef, Role, macros
 
 from torchx_forge import __version__
 from torchx_forge.errors import ConfigError
-from torchx_forge.opts import MASK, ForgeOpts, is_secret
+from torchx_forge.opts import MASK, ForgeOpts, is_secret, parse_sbatch_args
 
 #: Shell variables the macros become inside a job.
 MACRO_VARS: Mapping[str, str] = {
@@ -31,6 +31,7 @@ MACRO_VARS: Mapping[str, str] = {
     macros.replica_id: "FORGE_REPLICA_ID",
 }
 RANK0_ENV = "FORGE_RANK0_HOST"
+META_KEY = "forge"  # role.metadata key of forge components (see torchx_forge.appdefs)
 _MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
 
 
@@ -270,7 +271,29 @@ class ForgeBatchRequest:
                 "#----------------\n# SBATCH_SCRIPT\n#----------------\n"
                 f"{job.materialize(mask=True)}"
             )
+        for table in self.meta.get("tables", []):  # type: ignore[union-attr]
+            out.append(runs_preview(str(table)))
         return "\n".join(out)
+
+
+PREVIEW_ROWS = 50
+
+
+def runs_preview(table_path: str, limit: int = PREVIEW_ROWS) -> str:
+    """A readable table of a sweep's runs (the first ``limit``), for --dryrun."""
+    from torchx_forge.appdefs import read_table
+    from torchx_forge.status import format_table
+
+    table = read_table(table_path)
+    runs = table["runs"]
+    role_of = {i: (name, k) for name, idx in table["roles"].items() for k, i in enumerate(idx)}
+    rows = [["RUN", "ROLE/REPLICA", "RUN ID", "CASE", "PARAMETERS"]]
+    for r in runs[:limit]:
+        name, k = role_of[r["index"]]
+        params = " ".join(f"{key}={value}" for key, value in r["params"]) or "-"
+        rows.append([str(r["index"]), f"{name}/{k}", r["run_id"], r["case"] or "-", params])
+    more = f"\n  ... {len(runs) - limit} more; `torchx forge preview --config FILE` lists them all" if len(runs) > limit else ""
+    return f"# {len(runs)} run(s), table {table_path}\n{format_table(rows)}{more}\n"
 
 
 def role_env(role: Role) -> Tuple[Tuple[str, str], ...]:
@@ -320,9 +343,51 @@ def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> 
     return JobRequest(app_name=app.name, index=index, components=tuple(comps), opts=opts)
 
 
+def is_array_role(role: Role) -> bool:
+    """Roles built by forge components (a sweep shape) carry ``metadata["forge"]["array"]``."""
+    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
+    return isinstance(meta, dict) and bool(meta.get("array"))
+
+
+def _shape_opts(opts: ForgeOpts, sbatch: Mapping[str, object]) -> ForgeOpts:
+    """The app's options with an experiment shape's cluster settings on top."""
+    changes: Dict[str, object] = {}
+    for key, field_name in (("partition", "partition"), ("account", "account"), ("qos", "qos"),
+                            ("constraint", "constraint"), ("time_limit", "time"), ("exclusive", "exclusive"),
+                            ("array_parallelism", "array_parallelism")):
+        if sbatch.get(key) is not None:
+            changes[field_name] = sbatch[key]
+    extra = sbatch.get("extra_sbatch_args")
+    if extra:
+        changes["sbatch_args"] = tuple(opts.sbatch_args) + tuple(
+            parse_sbatch_args(" ".join(shlex.quote(str(a)) for a in extra), f"cluster.extra_sbatch_args of {sbatch}")  # type: ignore[union-attr]
+        )
+    return replace(opts, **changes) if changes else opts
+
+
+def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int) -> List[JobRequest]:
+    """A sweep role as job arrays of at most ``max_array_size`` tasks (replica = offset + task id)."""
+    meta = role.metadata[META_KEY]
+    shape = _shape_opts(opts, meta.get("sbatch") or {})
+    nodes = int(meta.get("nodes") or opts.nodes or 1)
+    values = macros.Values(img_root=role.image, app_id=macros.app_id, replica_id=macros.replica_id, rank0_env=RANK0_ENV)
+    comp = component_for(values.apply(role), None, shape, role.name, nodes)
+    jobs = []
+    for offset in range(0, role.num_replicas, shape.max_array_size):
+        size = min(shape.max_array_size, role.num_replicas - offset)
+        spec = ArraySpec(size=size, offset=offset, throttle=shape.array_parallelism)
+        jobs.append(JobRequest(app.name, first_index + len(jobs), (comp,), shape, array=spec))
+    return jobs
+
+
 def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
-    """The pure plan of an AppDef: every role in one heterogeneous job."""
+    """The pure plan of an AppDef: ordinary roles in one heterogeneous job, each sweep role as arrays."""
     if not app.roles:
         raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
-    jobs = (het_job(app, app.roles, opts, 0),)
-    return ForgeBatchRequest(app_name=app.name, jobs=jobs, opts=opts, roles=tuple(app.roles))
+    plain = [r for r in app.roles if not is_array_role(r)]
+    jobs: List[JobRequest] = [het_job(app, plain, opts, 0)] if plain else []
+    for role in app.roles:
+        if is_array_role(role):
+            jobs.extend(array_jobs(app, role, opts, len(jobs)))
+    meta = {"tables": sorted({r.metadata[META_KEY].get("table") for r in app.roles if is_array_role(r)} - {None})}
+    return ForgeBatchRequest(app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), meta=meta)

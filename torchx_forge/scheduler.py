@@ -18,7 +18,6 @@ default; ``FORGE_STATE_DIR`` or ``[slurm_forge] state_dir`` in .torchxconfig).
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 import threading
@@ -46,7 +45,7 @@ from torchx.specs import (
 from torchx_forge import status as st
 from torchx_forge.errors import ConfigError, UnknownAppError, install_cli_excepthook
 from torchx_forge.logs import LogTail
-from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, default_state_dir
+from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.records import AppRecord, Records, Store
 from torchx_forge.request import ForgeBatchRequest, build_request
 from torchx_forge.slurm_cli import SlurmCli
@@ -55,23 +54,6 @@ from torchx_forge.submit import submit
 
 #: How long a describe result is reused (the CLI's log threads ask many times a second).
 DESCRIBE_TTL = 1.0
-
-
-def configured_state_dir() -> str:
-    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
-    if os.environ.get("FORGE_STATE_DIR"):
-        return os.environ["FORGE_STATE_DIR"]
-    from torchx.runner.config import find_configs
-
-    for path in find_configs():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error:
-            continue
-        if parser.has_option(BACKEND, "state_dir"):
-            return parser.get(BACKEND, "state_dir")
-    return default_state_dir()
 
 
 class SlurmForgeScheduler(SlurmScheduler):

@@ -1,0 +1,86 @@
+"""torchx-forge components: hyperparameter sweeps as one AppDef.
+
+Run them with any scheduler; on ``slurm_forge`` every role becomes a job array::
+
+    torchx run --scheduler slurm_forge forge.sweep --config exp.yaml --set 'run.args.epochs=5'
+    torchx run --scheduler slurm_forge forge.grid --axes 'lr=[0.1,0.01];bs=[32,64]' -- python train.py
+    torchx run --scheduler local_cwd forge.sweep --config exp.yaml --local_parallel 2
+
+(This file must not use ``from __future__ import annotations``: TorchX reads the
+real annotations to build each component's command line.)
+"""
+
+import os
+from typing import Optional
+
+from torchx import specs
+
+from torchx_forge.appdefs import build_appdef
+from torchx_forge.errors import ConfigError
+from torchx_forge.experiment import Source, load_experiment, parse_overrides, validate
+from torchx_forge.opts import configured_state_dir
+from torchx_forge.records import Store
+
+
+def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
+    """Expands an experiment file (YAML) into one AppDef: a role per resource shape, a replica per run.
+
+    Args:
+        overrides: KEY=VALUE overrides of any key, typed as YAML (e.g. run.args.epochs=5)
+        config: path to the experiment YAML file
+        set: overrides separated by ';' (e.g. 'run.args.lr=0.1;sweep.max_runs=4')
+        local_parallel: outside Slurm (e.g. local_cwd), run at most this many points at once
+            (default: cluster.array_parallelism, else all)
+    """
+    texts = ([set] if set else []) + list(overrides)
+    exp = load_experiment(config, texts)
+    return build_appdef(exp, Store(configured_state_dir()), local_parallel=local_parallel or None)
+
+
+def grid(
+    *command: str,
+    axes: str,
+    name: str = "grid",
+    cpus: int = 1,
+    gpus: int = 0,
+    mem: str = "",
+    nodes: int = 1,
+    time: str = "",
+    max_runs: int = 0,
+    local_parallel: int = 0,
+) -> specs.AppDef:
+    """A one-off grid sweep of a command, no file needed: every combination of the axes is a run.
+
+    Args:
+        command: the program and its fixed arguments (after --)
+        axes: 'KEY=[v1,v2];KEY2=[...]'; a KEY without dots is an argument (--KEY v), otherwise any
+            experiment key such as run.env.SEED or cluster.cpus_per_task
+        name: experiment name (names the jobs and the role)
+        cpus: CPUs per run
+        gpus: GPUs per node per run
+        mem: memory per node, e.g. 4G
+        nodes: nodes per run
+        time: time limit per run (Slurm format)
+        max_runs: keep only the first N runs (0: all)
+        local_parallel: outside Slurm, run at most this many points at once
+    """
+    if not command:
+        raise ConfigError("forge.grid", "give the command to sweep after --, e.g. -- python train.py")
+    shared = {}
+    for key, values in parse_overrides([axes]):
+        path = key if "." in key else f"run.args.{key}"
+        shared[path] = values if isinstance(values, list) else [values]
+    cfg = {
+        "name": name,
+        "run": {"command": list(command)},
+        "cluster": {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes},
+        "sweep": {"shared_axes": shared},
+    }
+    if mem:
+        cfg["cluster"]["mem"] = mem
+    if time:
+        cfg["cluster"]["time_limit"] = time
+    if max_runs:
+        cfg["sweep"]["max_runs"] = max_runs
+    exp = validate(cfg, Source("forge.grid --axes"), os.getcwd())
+    return build_appdef(exp, Store(configured_state_dir()), local_parallel=local_parallel or None)

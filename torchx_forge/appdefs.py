@@ -1,0 +1,113 @@
+"""Experiment -> one scheduler-agnostic AppDef.
+
+A sweep is ONE AppDef: a role per distinct resource shape, whose replicas are
+the sweep points of that shape, so ``torchx status`` lists every point as a
+replica and ``torchx log .../ROLE/7`` shows point 7. Every replica runs
+``python -m torchx_forge.task --table T --role R --replica ${replica_id}``; the
+table T is the resolved list of runs, written once, content-addressed and
+read-only, where compute nodes can read it (the state dir). Tasks read only that
+snapshot, never the experiment file, which may change while they pend.
+
+Role metadata under ``"forge"`` tells slurm_forge to make each such role a job
+array and carries the Slurm settings of the shape; other schedulers ignore it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torchx import specs
+
+from torchx_forge.experiment import Experiment
+from torchx_forge.records import Store
+from torchx_forge.sweep import ResolvedRun, expand, resolve
+
+META_KEY = "forge"
+
+#: cluster keys that become Slurm flags of an array (the rest are resources).
+SBATCH_KEYS = ("partition", "account", "qos", "constraint", "time_limit", "exclusive", "extra_sbatch_args", "array_parallelism")
+
+
+def shape_of(run: ResolvedRun) -> Tuple[Tuple[str, Any], ...]:
+    return run.cluster
+
+
+def write_table(store: Store, exp: Experiment, runs: Sequence[ResolvedRun], roles: Mapping[str, List[int]]) -> str:
+    """Write the run table (content-addressed, read-only); returns its path."""
+    table = {
+        "experiment": exp.name,
+        "source": exp.source.path,
+        "runs": [r.to_json() for r in runs],
+        "roles": {name: idx for name, idx in roles.items()},
+    }
+    data = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
+    _, path = store.put_content_addressed("tables", data)
+    return path
+
+
+def role_name(exp: Experiment, k: int, n_shapes: int) -> str:
+    return exp.name if n_shapes == 1 else f"{exp.name}-{k}"
+
+
+def build_appdef(
+    exp: Experiment,
+    store: Store,
+    local_parallel: Optional[int] = None,
+    python: Optional[str] = None,
+    extra_env: Optional[Mapping[str, str]] = None,
+) -> specs.AppDef:
+    """The AppDef of an experiment: one role per resource shape, a replica per run."""
+    runs = [resolve(exp, r) for r in expand(exp)]
+    shapes: "OrderedDict[Tuple[Tuple[str, Any], ...], List[int]]" = OrderedDict()
+    for r in runs:
+        shapes.setdefault(shape_of(r), []).append(r.run.index)
+    names = {shape: role_name(exp, k, len(shapes)) for k, shape in enumerate(shapes)}
+    table = write_table(store, exp, runs, {names[s]: idx for s, idx in shapes.items()})
+    roles = [
+        _role(names[shape], dict(shape), len(indices), table, runs[indices[0]].workdir, local_parallel, python, extra_env)
+        for shape, indices in shapes.items()
+    ]
+    return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(len(runs))})
+
+
+def _role(
+    name: str,
+    cluster: Dict[str, Any],
+    n: int,
+    table: str,
+    workdir: str,
+    local_parallel: Optional[int],
+    python: Optional[str],
+    extra_env: Optional[Mapping[str, str]],
+) -> specs.Role:
+    args = ["-m", "torchx_forge.task", "--table", table, "--role", name, "--replica", specs.macros.replica_id, "--app-id", specs.macros.app_id]
+    parallel = local_parallel or cluster.get("array_parallelism")
+    if parallel:
+        args += ["--local-parallel", str(parallel)]
+    sbatch = {k: cluster[k] for k in SBATCH_KEYS if k in cluster}
+    return specs.Role(
+        name=name,
+        image=workdir,
+        entrypoint=python or sys.executable or "python3",
+        args=args,
+        env=dict(extra_env or {}),
+        num_replicas=n,
+        resource=specs.Resource(
+            cpu=int(cluster.get("cpus_per_task", 1)),
+            gpu=int(cluster.get("gpus_per_node", 0)),
+            memMB=int(cluster.get("mem", 0)),
+        ),
+        metadata={META_KEY: {"array": True, "table": table, "nodes": int(cluster.get("nodes", 1)), "sbatch": sbatch}},
+    )
+
+
+def read_table(path: str) -> Dict[str, Any]:
+    """Load a run table written by :func:`write_table` (any fsspec URL)."""
+    import fsspec
+
+    with fsspec.open(os.path.expanduser(path), "rb") as f:
+        return json.loads(f.read())

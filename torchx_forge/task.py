@@ -1,0 +1,107 @@
+"""Runs one sweep point: ``python -m torchx_forge.task --table T --role R --replica K``.
+
+Scheduler-agnostic (slurm_forge, local_cwd, ...): it looks up run K of role R in
+the run table, sets ``FORGE_RUN_INDEX``, ``FORGE_RUN_ID``, ``FORGE_RUN_CASE`` and
+the run's env, changes to the run's working directory and replaces itself with
+the run's program. Outside Slurm, ``--local-parallel N`` makes at most N points
+run at once on this machine (stock local_cwd starts every replica together):
+each point first takes one of N lock slots and holds it until it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m torchx_forge.task")
+    p.add_argument("--table", required=True)
+    p.add_argument("--role", required=True)
+    p.add_argument("--replica", required=True, type=int)
+    p.add_argument("--app-id", default=None)
+    p.add_argument("--local-parallel", type=int, default=None)
+    return p.parse_args(list(argv))
+
+
+def load_table(path: str) -> Dict[str, Any]:
+    if "://" in path and not path.startswith("file://"):
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return json.loads(f.read())
+    with open(path.replace("file://", ""), "rb") as f:
+        return json.loads(f.read())
+
+
+def find_run(table: Dict[str, Any], role: str, replica: int) -> Dict[str, Any]:
+    indices: List[int] = table["roles"].get(role, [])
+    if not 0 <= replica < len(indices):
+        raise LookupError(f"role {role!r} has {len(indices)} run(s); there is no replica {replica}")
+    return table["runs"][indices[replica]]
+
+
+def run_env(run: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
+    env = dict(base)
+    env.update(run.get("env", {}))
+    env["FORGE_RUN_INDEX"] = str(run["index"])
+    env["FORGE_RUN_ID"] = run["run_id"]
+    env["FORGE_RUN_CASE"] = run.get("case", "")
+    return env
+
+
+def acquire_slot(key: str, slots: int) -> int:
+    """Block until one of ``slots`` lock files for ``key`` is free; return its fd (kept across exec)."""
+    lock_dir = os.path.join(tempfile.gettempdir(), f"torchx_forge-{os.getuid()}", "slots", key)
+    os.makedirs(lock_dir, exist_ok=True)
+    waited = False
+    while True:
+        for k in range(slots):
+            fd = os.open(os.path.join(lock_dir, f"slot-{k}"), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            os.set_inheritable(fd, True)
+            return fd
+        if not waited:
+            print(f"torchx-forge: waiting for one of {slots} local slots", file=sys.stderr, flush=True)
+            waited = True
+        time.sleep(0.2)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    ns = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        run = find_run(load_table(ns.table), ns.role, ns.replica)
+    except (OSError, ValueError, LookupError, KeyError) as e:
+        print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
+        sys.exit(2)
+    env = run_env(run, dict(os.environ))
+    if ns.local_parallel and "SLURM_JOB_ID" not in os.environ:
+        key = f"{ns.app_id or 'app'}-{os.path.basename(ns.table).split('.')[0][:16]}"
+        acquire_slot(key, ns.local_parallel)
+    workdir = run.get("workdir")
+    if workdir:
+        try:
+            os.chdir(workdir)
+        except OSError as e:
+            print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {workdir}: {e.strerror}", file=sys.stderr)
+            sys.exit(2)
+    argv_run: List[str] = run["argv"]
+    try:
+        os.execvpe(argv_run[0], argv_run, env)
+    except OSError as e:
+        print(f"torchx-forge: run {run['run_id']}: cannot start {argv_run[0]!r}: {e.strerror}", file=sys.stderr)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    main()

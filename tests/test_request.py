@@ -237,6 +237,13 @@ def test_percent_in_log_dir_escaped_for_batch_output(tmp_path):
     assert f'#SBATCH --output="{logs.replace("%", "%%")}/app-%j.batch.log"' in text.splitlines()
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: JobRequest._prologue exports a relative state_dir as is; tasks run in another cwd (--chdir) than the client that reads it")
+def test_relative_state_dir_is_exported_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = build_request(AppDef("app", roles=[role(image="/work")]), opts(tmp_path, state_dir="rel/st")).jobs[0].materialize()
+    assert f"export FORGE_STATE_DIR={tmp_path}/rel/st" in text.splitlines()
+
+
 # -- dryrun masking -----------------------------------------------------------------------
 
 

@@ -232,8 +232,12 @@ def mem_mb(v: Any, p: str, s: Source) -> int:
 
 
 def t_str_list(v: Any, p: str, s: Source) -> List[str]:
-    if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
+    if not isinstance(v, list):
         raise ConfigError(s.where(p), f"expected a list of strings, got {_type_name(v)} {v!r}")
+    for i, x in enumerate(v):
+        if isinstance(x, bool) or not isinstance(x, (str, int, float)):
+            hint = " (quote it: YAML reads true/false/yes/no as booleans)" if isinstance(x, bool) else ""
+            raise ConfigError(s.where(f"{p}.{i}"), f"expected a string, got {_type_name(x)} {x!r}{hint}")
     return [str(x) for x in v]
 
 

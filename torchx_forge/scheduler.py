@@ -190,6 +190,27 @@ class SlurmForgeScheduler(SlurmScheduler):
             records.mark_cancelled(app_id)
         self._cache.pop(app_id, None)
 
+    def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
+        """Cancel single runs of a sweep (array tasks); returns the Slurm ids cancelled."""
+        rec = self.records().load(app_id)
+        if rec is None:
+            raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}")
+        keys = {(r, k): (key, job) for key, r, k, job in rec.tasks()}
+        ids = []
+        for k in replicas:
+            if (role, k) not in keys:
+                raise UnknownAppError(f"app {app_id} has no replica {role}/{k}")
+            key, job = keys[(role, k)]
+            if job.kind != "array":
+                raise ConfigError(
+                    f"{role}/{k}", "is part of a heterogeneous job, whose components Slurm cannot cancel one by one;"
+                    " cancel the whole app with `torchx cancel`"
+                )
+            ids.append(key)
+        self.cli.cancel(ids)
+        self._cache.pop(app_id, None)
+        return ids
+
     def list(self) -> List[ListAppResponse]:
         """Apps this user submitted through slurm_forge (from the records), newest first."""
         records = self.records()

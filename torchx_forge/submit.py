@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import List
 
+from torchx_forge.codeversion import code_version
 from torchx_forge.opts import MASK, is_secret
 from torchx_forge.records import (
     AppRecord,
@@ -93,7 +94,7 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             log_dir=req.opts.logs,
             job_dir=req.opts.job_dir,
             submission=submission,
-            meta=dict(req.meta),
+            meta={**req.meta, "code": code_version(os.getcwd(), records.store)},
         )
         records.save(rec)
         cli.release(submitted)

@@ -138,14 +138,12 @@ def test_reserved_sbatch_flags_rejected(opts, args, flag):
     assert "'sbatch_args'" in msg and f"{flag} is set by slurm_forge" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_sbatch_args lets reserved short flags through with an attached value (-ofile, -Jname)")
 @pytest.mark.parametrize("args", ["-ofile.log", "-Jname", "-a1-3", "-D/tmp"])
 def test_reserved_short_flags_with_attached_value_rejected(args):
     with pytest.raises(ConfigError):
         parse_sbatch_args(args)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_sbatch_args lets abbreviated reserved long flags through (sbatch's getopt_long takes --outp=)")
 @pytest.mark.parametrize("args", ["--outp=f.log", "--arr=1-3"])
 def test_reserved_long_flags_abbreviated_rejected(args):
     with pytest.raises(ConfigError):

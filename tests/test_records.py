@@ -134,7 +134,6 @@ def test_log_path_for_het_and_array_jobs():
         rec.log_path("s", 8, "out")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: records.log_file uses the raw app name, the script writes safe_name(app name)")
 def test_log_path_matches_what_the_script_writes(tmp_path):
     app = AppDef("my app", roles=[Role("a", image="img", entrypoint="prog", resource=Resource(cpu=1, gpu=0, memMB=0))])
     req = build_request(app, ForgeOpts(state_dir=str(tmp_path), log_dir=str(tmp_path / "logs"), python="py"))

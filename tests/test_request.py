@@ -230,14 +230,12 @@ def test_percent_in_log_dir_escaped_for_srun(tmp_path):
     assert os.path.isdir(logs)  # the script's mkdir uses the literal path
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: JobRequest._header writes '#SBATCH --output' with the log dir's '%' unescaped (sbatch expands %j/%x there)")
 def test_percent_in_log_dir_escaped_for_batch_output(tmp_path):
     logs = str(tmp_path / "50% done")
     text = build_request(AppDef("app", roles=[role()]), opts(tmp_path, log_dir=logs)).jobs[0].materialize()
     assert f'#SBATCH --output="{logs.replace("%", "%%")}/app-%j.batch.log"' in text.splitlines()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: JobRequest._prologue exports a relative state_dir as is; tasks run in another cwd (--chdir) than the client that reads it")
 def test_relative_state_dir_is_exported_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     text = build_request(AppDef("app", roles=[role(image="/work")]), opts(tmp_path, state_dir="rel/st")).jobs[0].materialize()

@@ -82,6 +82,13 @@ def default_state_dir() -> str:
     return os.environ.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge")
 
 
+def absolute_url(url: str) -> str:
+    """A local path made absolute (tasks run in another directory); URLs are kept."""
+    if "://" in url and not url.startswith("file://"):
+        return url
+    return os.path.abspath(os.path.expanduser(url.replace("file://", "", 1)))
+
+
 def configured_state_dir() -> str:
     """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
     if os.environ.get("FORGE_STATE_DIR"):
@@ -308,12 +315,27 @@ def parse_sbatch_args(text: str, where: str = "runopt 'sbatch_args'") -> List[st
     if tokens and not tokens[0].startswith("-"):
         raise ConfigError(where, f"got {text!r}; expected sbatch flags such as --exclude=n1")
     for tok in tokens:
-        flag = tok.split("=", 1)[0]
-        if tok.startswith("-") and flag in RESERVED_SBATCH_FLAGS:
+        flag = reserved_flag(tok)
+        if flag:
             raise ConfigError(
                 where, f"{flag} is set by slurm_forge itself and cannot be passed through; see `torchx runopts slurm_forge`"
             )
     return tokens
+
+
+def reserved_flag(token: str) -> Optional[str]:
+    """The reserved sbatch flag ``token`` sets, if any: ``-ofile``, ``--outp=x`` (abbreviated) included."""
+    if token.startswith("--"):
+        name = token.split("=", 1)[0]
+        if len(name) > 2:
+            for flag in RESERVED_SBATCH_FLAGS:
+                if flag.startswith("--") and flag.startswith(name):  # sbatch accepts unambiguous prefixes
+                    return flag
+        return None
+    if token.startswith("-") and len(token) >= 2:
+        short = token[:2]
+        return short if short in RESERVED_SBATCH_FLAGS else None
+    return None
 
 
 def build_runopts() -> ForgeRunopts:
@@ -347,6 +369,9 @@ class ForgeOpts:
     log_dir: Optional[str] = None
     state_dir: str = field(default_factory=configured_state_dir)
     python: str = field(default_factory=lambda: sys.executable or "python3")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_dir", absolute_url(self.state_dir))
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, CfgVal]) -> "ForgeOpts":

@@ -225,7 +225,9 @@ def log_file(log_dir: str, app_name: str, stem: str, role: str, replica: int, st
 
     ``<job>`` is the job id, or for array tasks ``<array job id>_<task>`` (Slurm's ``%A_%a``).
     """
-    return os.path.join(log_dir, f"{app_name}-{stem}-{role}-{replica}.{stream}")
+    from torchx_forge.request import safe_name
+
+    return os.path.join(log_dir, f"{safe_name(app_name)}-{stem}-{role}-{replica}.{stream}")
 
 
 class Records:

@@ -189,8 +189,9 @@ def test_status_message_table():
     msg = status_message(rec, views)
     head, table = msg.split("\n", 1)
     assert head == "app: 2 task(s) in 1 Slurm job(s) (1 FAILED, 1 SUCCEEDED); logs in /logs"
-    assert table.splitlines()[0].split() == ["TASK", "SLURM", "ID", "SLURM", "STATE", "EXIT", "HOST", "ATTEMPTS", "NOTE"]
-    assert table.splitlines()[2].split() == ["a[1]", "1", "FAILED", "9", "(signal", "9)", "n7", "3", "OOM?"]
+    assert table.splitlines()[0].split() == ["TASK", "SLURM", "ID", "SLURM", "STATE", "EXIT", "HOST", "ATTEMPTS",
+                                             "RESUMED", "FROM", "NOTE"]
+    assert table.splitlines()[2].split() == ["a[1]", "1", "FAILED", "9", "(signal", "9)", "n7", "3", "-", "OOM?"]
 
 
 def test_status_message_for_many_tasks_lists_only_the_odd_ones():

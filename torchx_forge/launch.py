@@ -4,15 +4,22 @@ The batch scripts slurm_forge writes call, for every task::
 
     python -m torchx_forge.launch --role ROLE [--replica N] [--env K=V ...] -- PROGRAM ARGS...
 
-It sets the forge environment contract (``FORGE_APP_ID``, ``FORGE_ROLE``,
-``FORGE_REPLICA_ID``, ``FORGE_RANK0_HOST`` ...) plus the role's env, runs the
-program as a child, forwards termination signals to it, and writes the task's
-state file (start, end, exit code, host) into the state dir, which is how
-status stays right on clusters without accounting. It exits with the program's
-exit code (128 + N when the program died of signal N).
+It sets the environment contract (see :mod:`torchx_forge.contract`) plus the
+role's env, refuses to start when the task has used up its retries, finds the
+checkpoint to resume from (a clear error *before* the program starts if that is
+ambiguous), runs the program as a child and reports the attempt in the task's
+state file (``apps/<app>/tasks/<role>.<replica>.json``), which is how status
+stays right without accounting and how attempts are counted.
 
-Only the standard library is imported here (fsspec only for non-local state
-dirs): this runs once per task, so it must start fast.
+The pre-timeout warning: the batch script turns it into a flag file that this
+launcher polls; it then signals the *program* processes only: wrappers and
+launchers (``sh -c``, ``torchrun``, ``torchx_forge.task``) are skipped and their
+children signalled instead, so torchrun survives and its workers save. The
+program gets ``grace`` seconds to exit before it is stopped. Exits with the
+program's exit code (128 + N for death by signal N), or 75 when the attempt was
+interrupted and should be resumed.
+
+Standard library only (fsspec only for URL state dirs): this starts once per task.
 """
 
 from __future__ import annotations
@@ -26,12 +33,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from torchx_forge import contract
+from torchx_forge.checkpoint import CheckpointError
 from torchx_forge.hostlist import expand_hostlist
+from torchx_forge.policy import REQUEUE_EXIT, Outcome, outcome_of
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nice", "stdbuf"}
+WRAPPER_MODULES = {"torch.distributed.run", "torch.distributed.launch", "torchx_forge.task", "torchx_forge.launch"}
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -55,6 +66,13 @@ def first_host(nodelist: str) -> str:
     return hosts[0] if hosts else ""
 
 
+def job_key(env: Dict[str, str]) -> str:
+    """``A_T`` for an array task, else the job id."""
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID", "")
+
+
 def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
     """The program's environment: inherited env, role env, then the forge contract."""
     env = dict(base)
@@ -64,13 +82,8 @@ def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
     replica = ns.replica if ns.replica is not None else int(base.get("FORGE_REPLICA_ID", "0"))
     app_id = base.get("FORGE_APP_ID") or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
     group0 = base.get("SLURM_JOB_NODELIST_HET_GROUP_0") or base.get("SLURM_JOB_NODELIST", "")
-    env.update(
-        FORGE_APP_ID=app_id,
-        FORGE_ROLE=ns.role,
-        FORGE_REPLICA_ID=str(replica),
-        FORGE_ATTEMPT=base.get("SLURM_RESTART_COUNT", "0") or "0",
-        FORGE_INITIAL_JOB_ID=base.get("FORGE_INITIAL_JOB_ID") or base.get("SLURM_JOB_ID", ""),
-    )
+    env.update(FORGE_APP_ID=app_id, FORGE_ROLE=ns.role, FORGE_REPLICA_ID=str(replica))
+    env.setdefault("FORGE_ATTEMPT", base.get("SLURM_RESTART_COUNT", "0") or "0")
     rank0 = first_host(group0) if group0 else ""
     if rank0:
         env["FORGE_RANK0_HOST"] = rank0
@@ -78,24 +91,66 @@ def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
 
 
 class TaskState:
-    """Writes ``apps/<app>/tasks/<role>.<replica>.json`` atomically (local dir or fsspec URL)."""
+    """The task's state file: the latest attempt at the top level plus every attempt in ``history``."""
 
     def __init__(self, state_dir: str, app_id: str, role: str, replica: int) -> None:
         self.rel = f"apps/{app_id}/tasks/{role}.{replica}.json"
         self.state_dir = state_dir
-        self.data: Dict[str, object] = {"role": role, "replica": replica}
+        self.data: Dict[str, Any] = {"role": role, "replica": replica, "history": []}
+        self.url = "://" in state_dir and not state_dir.startswith("file://")
 
-    def write(self, **fields: object) -> None:
-        self.data.update(fields, time=time.time())
-        payload = json.dumps(self.data, sort_keys=True).encode()
+    def _path(self) -> str:
+        if self.url:
+            return f"{self.state_dir.rstrip('/')}/{self.rel}"
+        return os.path.join(os.path.expanduser(self.state_dir.replace("file://", "")), self.rel)
+
+    def load(self) -> "TaskState":
         try:
-            if "://" in self.state_dir and not self.state_dir.startswith("file://"):
+            if self.url:
                 import fsspec
 
-                with fsspec.open(f"{self.state_dir.rstrip('/')}/{self.rel}", "wb") as f:
+                with fsspec.open(self._path(), "rb") as f:
+                    self.data.update(json.loads(f.read()))
+            else:
+                with open(self._path(), "rb") as f:
+                    self.data.update(json.loads(f.read()))
+        except (OSError, ValueError):
+            pass
+        return self
+
+    @property
+    def history(self) -> List[Dict[str, Any]]:
+        return list(self.data.get("history") or [])
+
+    def attempt_for(self, key: str, restart: str) -> Tuple[int, str]:
+        """(attempt number, initial job) of the current attempt: 0 for the first start of this task."""
+        hist = self.history
+        initial = str(hist[0].get("job_key", key)) if hist else key
+        if hist and hist[-1].get("job_key") == key and str(hist[-1].get("restart")) == restart:
+            return int(hist[-1].get("attempt", len(hist) - 1)), initial  # written by this attempt's first node
+        # Slurm's restart count is a floor when the history is missing (state dir not shared)
+        return max(len(hist), int(restart or 0)), initial
+
+    def write(self, attempt: Dict[str, Any], **top: Any) -> None:
+        hist = self.history
+        if hist and hist[-1].get("attempt") == attempt.get("attempt") and hist[-1].get("job_key") == attempt.get("job_key"):
+            hist[-1] = {**hist[-1], **attempt}
+        else:
+            hist.append(attempt)
+        self.data.update(top, history=hist, time=time.time())
+        for k in ("state", "exit_code", "host", "attempt", "job_id", "outcome", "note", "resumed_from", "stopped_by",
+                  "start", "end"):
+            if k in hist[-1]:
+                self.data[k] = hist[-1][k]
+        payload = json.dumps(self.data, sort_keys=True).encode()
+        try:
+            if self.url:
+                import fsspec
+
+                with fsspec.open(self._path(), "wb") as f:
                     f.write(payload)
                 return
-            path = os.path.join(os.path.expanduser(self.state_dir.replace("file://", "")), self.rel)
+            path = self._path()
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
@@ -114,46 +169,212 @@ def _is_first_task(env: Dict[str, str], het_group: Optional[int]) -> bool:
     return not nodelist or not me or first_host(nodelist) == me
 
 
+# -- the program's processes -------------------------------------------------------------
+
+
+def _proc_table() -> Dict[int, List[int]]:
+    children: Dict[int, List[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def _cmdline(pid: int) -> List[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def is_wrapper(argv: List[str]) -> bool:
+    """Shells, torchrun and forge's own task runner: they pass the warning on, they do not get it."""
+    if not argv:
+        return False
+    prog = os.path.basename(argv[0])
+    if prog in WRAPPER_PROGRAMS:
+        return True
+    if prog.startswith("python"):
+        if "-m" in argv[1:-1] and argv[argv.index("-m", 1) + 1] in WRAPPER_MODULES:
+            return True
+        return len(argv) > 1 and os.path.basename(argv[1]) == "torchrun"
+    return False
+
+
+def program_pids(root: int) -> List[int]:
+    """The processes that make up the user's program under ``root``, skipping wrappers."""
+    if not os.path.isdir("/proc"):
+        return [root]
+    children = _proc_table()
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if is_wrapper(_cmdline(pid)):
+            stack.extend(children.get(pid, []))
+        else:
+            out.append(pid)
+    return out or [root]
+
+
+def _tree(root: int) -> List[int]:
+    children = _proc_table() if os.path.isdir("/proc") else {}
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def _signal_all(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Supervisor:
+    """Runs the program, hands it the warning, stops it after the grace period."""
+
+    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+        self.argv = argv
+        self.env = env
+        name = env.get("FORGE_WARN_SIGNAL", "")
+        self.warn_sig: Optional[int] = int(getattr(signal, f"SIG{name}")) if name and hasattr(signal, f"SIG{name}") else None
+        self.warn_file = env.get("FORGE_WARN_FILE") or None
+        self.grace = float(env.get("FORGE_GRACE", "60") or 60)
+        self.warned = False
+        self.stopped_by: Optional[int] = None
+        self.deadline: Optional[float] = None
+        self.child: Optional[subprocess.Popen] = None
+
+    def warn(self, why: str) -> None:
+        if self.warned or self.child is None:
+            return
+        self.warned = True
+        self.deadline = time.monotonic() + self.grace
+        pids = program_pids(self.child.pid)
+        if self.warn_sig is not None:
+            print(f"torchx-forge: {why}: sending SIG{signal.Signals(self.warn_sig).name[3:]} to pid(s)"
+                  f" {' '.join(map(str, pids))}; {self.grace:.0f}s to save and exit", file=sys.stderr, flush=True)
+            _signal_all(pids, self.warn_sig)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == self.warn_sig:
+            self.warn(f"received SIG{signal.Signals(signum).name[3:]}")
+            return
+        self.stopped_by = self.stopped_by or signum
+        if self.warn_sig is not None:
+            self.warn(f"received {signal.Signals(signum).name} (cancel, time limit or preemption)")
+        if self.child is not None:
+            _signal_all([self.child.pid], signum)
+
+    def run(self) -> Tuple[int, bool, Optional[int]]:
+        """(exit code, was warned, terminating signal received from outside)."""
+        try:
+            self.child = subprocess.Popen(self.argv, env=self.env)
+        except OSError as e:
+            print(f"torchx-forge: cannot run {self.argv[0]!r}: {e.strerror}", file=sys.stderr)
+            return 127, False, None
+        for sig in TERMINATING_SIGNALS + ((self.warn_sig,) if self.warn_sig else ()):
+            signal.signal(sig, self._on_signal)
+        next_poll, escalated = 0.0, 0
+        while True:
+            rc = self.child.poll()
+            if rc is not None:
+                break
+            now = time.monotonic()
+            if self.warn_file and not self.warned and now >= next_poll:
+                next_poll = now + 1.0
+                if os.path.exists(self.warn_file):
+                    self.warn("pre-timeout warning")
+            if self.deadline is not None and now > self.deadline + 10 * escalated:
+                sig = signal.SIGTERM if escalated == 0 else signal.SIGKILL
+                print(f"torchx-forge: grace period over: sending {sig.name} to the program", file=sys.stderr, flush=True)
+                _signal_all(_tree(self.child.pid), sig)
+                escalated += 1
+            time.sleep(0.2)
+        return (128 - rc if rc < 0 else rc), self.warned, self.stopped_by
+
+
+# -- sweep runs ----------------------------------------------------------------------------
+
+
+def sweep_run(command: List[str]) -> Optional[Dict[str, Any]]:
+    """The run a ``python -m torchx_forge.task --table T --role R --replica K`` command will start."""
+    if "-m" not in command or "torchx_forge.task" not in command:
+        return None
+    try:
+        from torchx_forge.task import find_run, load_table
+
+        opt = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
+        return find_run(load_table(opt["--table"]), opt["--role"], int(opt["--replica"]))
+    except (OSError, ValueError, KeyError, LookupError):
+        return None  # the task itself reports the problem
+
+
 def run(argv: Sequence[str]) -> int:
     ns = _parse(argv)
     env = task_env(ns, dict(os.environ))
     replica = int(env["FORGE_REPLICA_ID"])
     reporter = _is_first_task(env, ns.het_group) and bool(env.get("FORGE_STATE_DIR"))
     state = TaskState(env.get("FORGE_STATE_DIR", ""), env["FORGE_APP_ID"], ns.role, replica)
+    if env.get("FORGE_STATE_DIR"):
+        state.load()
+    key = job_key(env)
+    attempt, initial = state.attempt_for(key, env.get("SLURM_RESTART_COUNT", "0"))
+    env["FORGE_ATTEMPT"], env["FORGE_INITIAL_JOB_ID"] = str(attempt), initial
     host = env.get("SLURMD_NODENAME") or socket.gethostname()
-    common = dict(job_id=env.get("SLURM_JOB_ID", ""), host=host, attempt=int(env["FORGE_ATTEMPT"]))
-    if reporter:
-        state.write(state="RUNNING", start=time.time(), **common)
-    code, stopped_by = _run_child(ns.command, env)
-    if reporter:
-        final = "COMPLETED" if code == 0 else "FAILED"
-        if stopped_by is not None and code != 0:
-            final = "KILLED"  # stopped from outside: cancel, time limit or preemption
-        state.write(state=final, exit_code=code, stopped_by=stopped_by, end=time.time(), **common)
-    return code
+    entry: Dict[str, Any] = dict(attempt=attempt, job_key=key, job_id=env.get("SLURM_JOB_ID", ""),
+                                 restart=env.get("SLURM_RESTART_COUNT", "0"), host=host, start=time.time())
 
+    def finish(outcome: Outcome, code: int, note: str = "", **extra: Any) -> None:
+        if reporter:
+            final = {Outcome.COMPLETED: "COMPLETED", Outcome.STOPPED: "KILLED"}.get(outcome, "FAILED")
+            if outcome == Outcome.INTERRUPTED:
+                final = "INTERRUPTED"
+            state.write({**entry, "end": time.time(), "outcome": outcome.value, "exit_code": code, "state": final,
+                         "note": note, **extra})
 
-def _run_child(command: List[str], env: Dict[str, str]) -> Tuple[int, Optional[int]]:
-    """Run the program; returns (exit code, terminating signal received from outside or None)."""
+    max_retries = env.get("FORGE_MAX_RETRIES")
+    if max_retries not in (None, ""):
+        max_retries = str(int(max_retries) + int(env.get("FORGE_EXTRA_RETRIES", "0") or 0))
+    if max_retries not in (None, "") and attempt > int(max_retries):
+        note = f"retries exhausted: this would be attempt {attempt + 1}, max_retries={max_retries}"
+        print(f"torchx-forge: {note}; not starting", file=sys.stderr)
+        finish(Outcome.EXHAUSTED, 1, note)
+        return 1
+    run_row = sweep_run(ns.command)
+    run_id = run_row["run_id"] if run_row else contract.default_run_id(env["FORGE_APP_ID"], ns.role, replica)
     try:
-        child = subprocess.Popen(command, env=env)
-    except OSError as e:
-        print(f"torchx-forge: cannot run {command[0]!r}: {e.strerror}", file=sys.stderr)
-        return 127, None
-    stopped_by: List[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        if signum in TERMINATING_SIGNALS:
-            stopped_by.append(signum)
-        try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
-    rc = child.wait()
-    return (128 - rc if rc < 0 else rc), (stopped_by[0] if stopped_by else None)
+        resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
+    except (CheckpointError, OSError) as e:
+        note = f"cannot choose a checkpoint to resume from: {e}"
+        print(f"torchx-forge: {note}", file=sys.stderr)
+        finish(Outcome.BAD_CHECKPOINT, 2, note)
+        return 2
+    entry["resumed_from"] = resumed or ""
+    argv_ = ns.command if run_row else contract.resume_argv(ns.command, env)
+    if attempt > 0:
+        banner = f"==== torchx-forge: {run_id} attempt {attempt} (job {key} on {host})" + (
+            f", resuming from {resumed}" if resumed else ", no checkpoint to resume from") + " ===="
+        print(banner, flush=True)
+        print(banner, file=sys.stderr, flush=True)
+    if reporter:
+        state.write({**entry, "state": "RUNNING", "outcome": "running"})
+    code, warned, stopped_by = Supervisor(argv_, env).run()
+    outcome = outcome_of(code, warned, stopped_by)
+    finish(outcome, code, stopped_by=stopped_by)
+    return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
 
 
 def main() -> None:

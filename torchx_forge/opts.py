@@ -160,6 +160,33 @@ _OPTS: Tuple[_Opt, ...] = (
         " into several arrays under one app id.",
         1001,
     ),
+    _Opt(
+        "max_retries",
+        LenientInt,
+        "Retries per task (default: the role's max_retries, 0 for most components). Counted across"
+        " requeues and resubmissions; when they run out the task ends FAILED and status says so.",
+    ),
+    _Opt(
+        "retry_on",
+        str,
+        "End states that trigger a retry, comma separated (default TIMEOUT,PREEMPTED,NODE_FAIL;"
+        " add FAILED and/or OUT_OF_MEMORY to retry those too).",
+    ),
+    _Opt(
+        "signal",
+        str,
+        "Pre-timeout warning SIG@SECONDS delivered to the program (not to launchers such as torchrun)"
+        " when retries are on; the program may save and exit, then the task requeues itself. 'off' disables."
+        " Default USR1@90.",
+    ),
+    _Opt("grace", LenientInt, "Seconds the program gets after the warning before it is stopped (default: min(60, lead - 10))."),
+    _Opt(
+        "checkpoint_dir",
+        str,
+        "Template of each run's FORGE_CHECKPOINT_DIR; fields {state_dir} {job_dir} {app_id} {app_name}"
+        " {run_id} {role} {replica} (default {job_dir}/checkpoints/{run_id} with job_dir, else"
+        " {state_dir}/checkpoints/{app_id}/{run_id}). May be an fsspec URL.",
+    ),
     _Opt("comment", str, "Comment to set on the Slurm jobs."),
     _Opt("mail-user", str, "User to mail on job events."),
     _Opt("mail-type", str, "Job events to mail on (e.g. END,FAIL)."),
@@ -266,7 +293,7 @@ def _validate(key: str, opt: runopt, val: CfgVal) -> CfgVal:
     return _check_str(key, val)
 
 
-_MIN_INT = {"nodes": 1, "array_parallelism": 1, "max_array_size": 1}
+_MIN_INT = {"nodes": 1, "array_parallelism": 1, "max_array_size": 1, "max_retries": 0, "grace": 1}
 
 
 def _check_int(key: str, number: int) -> int:
@@ -289,7 +316,31 @@ def _check_str(key: str, val: str) -> str:
         check_dependency(val, where)
     elif key == "sbatch_args":
         parse_sbatch_args(val, where)
+    elif key == "signal":
+        from torchx_forge.policy import parse_signal
+
+        parse_signal(val, where)
+    elif key == "retry_on":
+        from torchx_forge.policy import parse_retry_on
+
+        parse_retry_on(val, where)
+    elif key == "checkpoint_dir":
+        check_template(val, where)
     return val
+
+
+TEMPLATE_FIELDS = ("state_dir", "job_dir", "app_id", "app_name", "run_id", "role", "replica")
+
+
+def check_template(text: str, where: str) -> str:
+    """Validate a checkpoint_dir template: only known {fields}, and {run_id} (or {replica}) present."""
+    fields = re.findall(r"\{([^{}]*)\}", text)
+    unknown = [f for f in fields if f not in TEMPLATE_FIELDS]
+    if unknown:
+        raise ConfigError(where, f"unknown field {{{unknown[0]}}} in {text!r}; fields: {', '.join(TEMPLATE_FIELDS)}")
+    if "run_id" not in fields and "replica" not in fields:
+        raise ConfigError(where, f"{text!r} must contain {{run_id}}, or every run would share one checkpoint dir")
+    return text
 
 
 def check_dependency(expr: str, where: str) -> str:
@@ -361,6 +412,11 @@ class ForgeOpts:
     sbatch_args: Tuple[str, ...] = ()
     array_parallelism: Optional[int] = None
     max_array_size: int = 1001
+    max_retries: Optional[int] = None
+    retry_on: Optional[str] = None
+    signal: Optional[str] = None
+    grace: Optional[int] = None
+    checkpoint_dir: Optional[str] = None
     comment: Optional[str] = None
     mail_user: Optional[str] = None
     mail_type: Optional[str] = None
@@ -390,6 +446,11 @@ class ForgeOpts:
             sbatch_args=tuple(parse_sbatch_args(str(get("sbatch_args")))) if get("sbatch_args") else (),
             array_parallelism=get("array_parallelism"),  # type: ignore[arg-type]
             max_array_size=int(get("max_array_size") or 1001),  # type: ignore[arg-type]
+            max_retries=get("max_retries"),  # type: ignore[arg-type]
+            retry_on=get("retry_on"),  # type: ignore[arg-type]
+            signal=get("signal"),  # type: ignore[arg-type]
+            grace=get("grace"),  # type: ignore[arg-type]
+            checkpoint_dir=get("checkpoint_dir"),  # type: ignore[arg-type]
             comment=get("comment"),  # type: ignore[arg-type]
             mail_user=get("mail-user"),  # type: ignore[arg-type]
             mail_type=get("mail-type"),  # type: ignore[arg-type]

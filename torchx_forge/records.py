@@ -146,17 +146,27 @@ class JobRecord:
     offset: int = 0
     size: int = 0
     nodes: int = 1
+    argv: List[str] = field(default_factory=list)  # the exact sbatch command (for resubmission)
+    tasks: Optional[List[int]] = None  # array task ids, when only some were (re)submitted
+    retry_of: Optional[str] = None  # the job this one re-runs tasks of
+    companion: Optional[str] = None  # the afternotok job that resubmits failed tasks
+    max_retries: int = 0
+    retry_on: List[str] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+    def task_ids(self) -> List[int]:
+        return list(self.tasks) if self.tasks is not None else list(range(self.size))
 
     def keys(self) -> Iterator[Tuple[str, str, int, str]]:
         """(slurm key, role, replica, log stem) of every task of this job."""
         if self.kind == "array":
-            for t in range(self.size):
+            for t in self.task_ids():
                 key = f"{self.job_id}_{t}"
                 yield key, self.role, self.offset + t, key
         elif len(self.components) == 1:
             role, replica = self.components[0]
             yield self.job_id, role, int(replica), self.job_id
-        else:
+        else:  # a het job: component k is "<id>+<k>"
             for k, (role, replica) in enumerate(self.components):
                 yield f"{self.job_id}+{k}", role, int(replica), self.job_id
 
@@ -202,17 +212,37 @@ class AppRecord:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in obj.items() if k in known})
 
-    def job_ids(self) -> List[str]:
-        return [j.job_id for j in self.jobs]
+    def job_ids(self, companions: bool = False) -> List[str]:
+        ids = [j.job_id for j in self.jobs]
+        return ids + [j.companion for j in self.jobs if j.companion] if companions else ids
 
     def tasks(self) -> Iterator[Tuple[str, str, int, JobRecord]]:
-        """(slurm key, role, replica, job) for every task of the app."""
+        """(slurm key, role, replica, job) of the latest job of every replica (retries replace earlier jobs)."""
+        latest: Dict[Tuple[str, int], Tuple[str, JobRecord]] = {}
         for job in self.jobs:
             for key, role, replica, _ in job.keys():
-                yield key, role, replica, job
+                latest.pop((role, replica), None)  # re-insert so the order follows the newest job
+                latest[(role, replica)] = (key, job)
+        for (role, replica), (key, job) in sorted(latest.items(), key=lambda kv: (self._role_order(kv[0][0]), kv[0][1])):
+            yield key, role, replica, job
+
+    def all_keys(self) -> Dict[Tuple[str, int], List[str]]:
+        """Every Slurm key each replica ever had, oldest first (attempts across resubmissions)."""
+        out: Dict[Tuple[str, int], List[str]] = {}
+        for job in self.jobs:
+            for key, role, replica, _ in job.keys():
+                out.setdefault((role, replica), []).append(key)
+        return out
+
+    def _role_order(self, role: str) -> int:
+        names = [r.name for r in self.roles]
+        return names.index(role) if role in names else len(names)
 
     def log_path(self, role: str, replica: int, stream: str) -> str:
-        """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err")."""
+        """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err"), in its first job.
+
+        Resubmitted tasks append to the same file (``log stem`` of the original job).
+        """
         for job in self.jobs:
             for _, r, k, stem in job.keys():
                 if r == role and k == replica:
@@ -237,13 +267,29 @@ class Records:
         self.store = store
 
     def save(self, rec: AppRecord) -> None:
-        self.store.write_json(f"apps/{rec.app_id}/record.json", rec.to_json())
+        """Write the app record (jobs added later by retries live in their own files)."""
+        obj = rec.to_json()
+        obj["jobs"] = [j for j in obj["jobs"] if not j.get("retry_of")]
+        self.store.write_json(f"apps/{rec.app_id}/record.json", obj)
+
+    def add_job(self, app_id: str, job: JobRecord) -> None:
+        """Link a resubmission to its app: written by whoever resubmits (client or companion job)."""
+        self.store.write_json(f"apps/{app_id}/jobs/{job.job_id}.json", asdict(job))
 
     def load(self, app_id: str) -> Optional[AppRecord]:
         if not app_id or "/" in app_id or app_id.startswith("."):
             return None
         obj = self.store.read_json(f"apps/{app_id}/record.json")
-        return None if obj is None else AppRecord.from_json(obj)
+        if obj is None:
+            return None
+        rec = AppRecord.from_json(obj)
+        added = [JobRecord(**j) for j in self.store.read_many_json(f"apps/{app_id}/jobs").values()]
+        if added:
+            added.sort(key=lambda j: j.created)
+            rec.jobs.extend(added)
+            if rec.final and max(j.created for j in added) > float(rec.final.get("time", 0)):
+                rec.final = None  # a retry came after the app had settled
+        return rec
 
     def app_ids(self) -> List[str]:
         return self.store.listdir("apps")

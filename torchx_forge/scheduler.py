@@ -158,12 +158,13 @@ class SlurmForgeScheduler(SlurmScheduler):
         return st.describe_response(rec, views), views
 
     def _query(self, records: Records, rec: AppRecord) -> List[st.TaskView]:
-        ids = rec.job_ids()
+        ids = rec.job_ids(companions=True)
         live = self.cli.squeue(ids)
         history = self.cli.sacct(ids)
         files: Mapping[str, Any] = {}
         cancelled = False
-        if history is None or _needs_files(rec, live, history):
+        retries = any(j.max_retries > 0 for j in rec.jobs)
+        if history is None or retries or _needs_files(rec, live, history):
             files = records.task_states(rec.app_id)
             cancelled = records.cancelled(rec.app_id)
         return st.task_views(rec, live, history, files, cancelled)
@@ -184,7 +185,7 @@ class SlurmForgeScheduler(SlurmScheduler):
     def _cancel_existing(self, app_id: str) -> None:
         records = self.records()
         rec = records.load(app_id)
-        ids = rec.job_ids() if rec else [app_id]
+        ids = rec.job_ids(companions=True) if rec else [app_id]
         self.cli.cancel(ids)
         if rec:
             records.mark_cancelled(app_id)
@@ -217,7 +218,7 @@ class SlurmForgeScheduler(SlurmScheduler):
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
         pending = [r for r in recs if not r.final]
-        ids = [j for r in pending for j in r.job_ids()]
+        ids = [j for r in pending for j in r.job_ids(companions=True)]
         live = self.cli.squeue(ids) if ids else []
         history = self.cli.sacct(ids) if ids else []
         out = []

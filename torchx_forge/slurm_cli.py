@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from torchx_forge.errors import SlurmError, SlurmNotFoundError
 from torchx_forge.slurm_parse import (
@@ -35,7 +35,9 @@ class SlurmCli:
         self._lock = threading.Lock()
         self.accounting: Optional[bool] = None  # learnt from the first sacct call
 
-    def run(self, argv: Sequence[str], input: Optional[str] = None, hint: Optional[str] = None) -> str:
+    def run(
+        self, argv: Sequence[str], input: Optional[str] = None, hint: Optional[str] = None, env: Optional[Dict[str, str]] = None
+    ) -> str:
         """Run ``argv``; return stdout, or raise SlurmError with Slurm's stderr."""
         with self._lock:
             self.calls.append(list(argv))
@@ -45,7 +47,7 @@ class SlurmCli:
                 input=input,
                 capture_output=True,
                 text=True,
-                env={**os.environ, "SLURM_TIME_FORMAT": "standard"},
+                env={**(os.environ if env is None else env), "SLURM_TIME_FORMAT": "standard"},
             )
         except FileNotFoundError:
             raise SlurmNotFoundError(argv[0]) from None
@@ -55,9 +57,11 @@ class SlurmCli:
 
     # -- submission ---------------------------------------------------------------------
 
-    def sbatch(self, argv: Sequence[str]) -> str:
+    def sbatch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> str:
         """Run a full ``sbatch --parsable ...`` command line; return the job id."""
-        out = self.run(argv, hint="Nothing was left queued. Fix the request above, check it with --dryrun, and submit again.")
+        out = self.run(
+            argv, env=env, hint="Nothing was left queued. Fix the request above, check it with --dryrun, and submit again."
+        )
         # --parsable prints "jobid" or "jobid;cluster"
         return out.strip().split(";", 1)[0]
 

@@ -44,9 +44,13 @@ class TaskView:
     attempts: int = 1
     reason: str = ""
     source: str = ""
+    resumed_from: str = ""
+    retry_pending: bool = False
 
     @property
     def state(self) -> AppState:
+        if self.retry_pending:
+            return AppState.PENDING
         if self.slurm_state == "LOST":
             return AppState.FAILED
         return to_app_state(self.slurm_state)
@@ -63,13 +67,30 @@ def task_views(
     files: Mapping[str, Mapping[str, Any]],
     cancelled: bool = False,
 ) -> List[TaskView]:
-    """One TaskView per replica, in role/replica order."""
+    """One TaskView per replica, in role/replica order (a resubmitted replica: its newest job)."""
     live = {r.key: r for r in squeue}
     history = group_attempts(sacct or [])
+    every_key = rec.all_keys()
     views = []
-    for key, role, replica, _job in rec.tasks():
-        views.append(_view(key, role, replica, live.get(key), history.get(key), files.get(f"{role}.{replica}"), cancelled))
+    for key, role, replica, job in rec.tasks():
+        view = _view(key, role, replica, live.get(key), history.get(key), files.get(f"{role}.{replica}"), cancelled)
+        earlier = sum(history[k].attempts for k in every_key.get((role, replica), []) if k != key and k in history)
+        if earlier:  # attempts under earlier job ids (resubmissions) count too
+            view.attempts = max(view.attempts, earlier + (history[key].attempts if key in history else 1))
+        _mark_retry(view, job, live, history, cancelled)
+        views.append(view)
     return views
+
+
+def _mark_retry(view: TaskView, job: Any, live: Mapping[str, JobRow], history: Mapping[str, Any], cancelled: bool) -> None:
+    """A task that ended in a retry_on state while its companion job still waits is not over."""
+    if not job.companion or cancelled or not view.final or view.slurm_state not in (job.retry_on or ()):
+        return
+    comp = live.get(job.companion)
+    comp_state = comp.state if comp else (history[job.companion].last.state if job.companion in history else "")
+    if comp_state and comp_state not in FINAL_SLURM_STATES and view.attempts <= job.max_retries:
+        view.retry_pending = True
+        view.reason = f"retry pending (companion job {job.companion})"
 
 
 def task_views_from_rows(rows: Iterable[JobRow]) -> List[TaskView]:
@@ -112,12 +133,15 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Any, 
 
 def _merge_file(view: TaskView, file: Mapping[str, Any], in_queue: bool, cancelled: bool) -> None:
     """Use the launcher's own report where Slurm has nothing (no accounting, or a lag)."""
-    view.attempts = max(view.attempts, int(file.get("attempt", 0)) + 1)
+    view.attempts = max(view.attempts, int(file.get("attempt", 0)) + 1, len(file.get("history") or []))
+    view.resumed_from = str(file.get("resumed_from") or "")
     if not view.host:
         view.host = str(file.get("host", ""))
     if in_queue:
         if view.exit_code is None and view.final and file.get("exit_code") is not None:
             view.exit_code = int(file["exit_code"])
+        if view.final and file.get("note"):
+            view.reason = str(file["note"])
         return
     state = str(file.get("state", "UNKNOWN"))
     view.source = "state file"
@@ -128,8 +152,9 @@ def _merge_file(view: TaskView, file: Mapping[str, Any], in_queue: bool, cancell
         view.reason = "" if cancelled else f"{how} (time limit, preemption or node failure?); no accounting to tell"
         view.exit_code = file.get("exit_code")
     else:
-        view.slurm_state = state
+        view.slurm_state = {"INTERRUPTED": "FAILED"}.get(state, state)
         view.exit_code = file.get("exit_code")
+        view.reason = str(file.get("note") or ("interrupted (warned), not retried" if state == "INTERRUPTED" else ""))
 
 
 def app_state(views: List[TaskView]) -> AppState:
@@ -163,6 +188,12 @@ def format_table(rows: List[List[str]]) -> str:
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _short(path: str) -> str:
+    """The last two parts of a checkpoint path: enough to tell checkpoints apart in a table."""
+    parts = [p for p in path.rstrip("/").split("/") if p]
+    return "/".join(parts[-2:]) if parts else ""
+
+
 def status_message(rec: AppRecord, views: List[TaskView]) -> str:
     """The app message: counts per state, then a table of tasks (exit code, host, attempts)."""
     counts = Counter(v.state.name for v in views)
@@ -175,9 +206,10 @@ def status_message(rec: AppRecord, views: List[TaskView]) -> str:
         head += f"\n  showing {len(shown)} of {len(odd)} task(s) not SUCCEEDED"
     if not shown:
         return head
-    rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "NOTE"]]
+    rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "RESUMED FROM", "NOTE"]]
     for v in shown:
-        rows.append([f"{v.role}[{v.replica}]", v.key, v.slurm_state, _exit_text(v), v.host or "-", str(v.attempts), v.reason])
+        rows.append([f"{v.role}[{v.replica}]", v.key, v.slurm_state, _exit_text(v), v.host or "-", str(v.attempts),
+                     _short(v.resumed_from) or "-", v.reason])
     return head + "\n" + format_table(rows)
 
 
@@ -212,7 +244,7 @@ def describe_response(rec: AppRecord, views: List[TaskView]) -> DescribeAppRespo
 
 def is_settled(views: List[TaskView]) -> bool:
     """Every task ended for good and the end came from sacct or a state file (not a lagging squeue)."""
-    return bool(views) and all(v.final and v.source != "squeue" for v in views)
+    return bool(views) and all(v.final and not v.retry_pending and v.source != "squeue" for v in views)
 
 
 def freeze(views: List[TaskView]) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 import uuid
-from typing import List
+from typing import List, Optional
 
 from torchx_forge.codeversion import code_version
 from torchx_forge.opts import MASK, is_secret
@@ -24,20 +24,22 @@ from torchx_forge.records import (
     private_makedirs,
 )
 from torchx_forge.request import ForgeBatchRequest, JobRequest
+from torchx_forge.retry import companion_argv
 from torchx_forge.slurm_cli import SlurmCli
 
 
-def _job_record(job: JobRequest, job_id: str, script: str) -> JobRecord:
+def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], companion: Optional[str]) -> JobRecord:
+    policy = dict(max_retries=job.policy.max_retries, retry_on=list(job.policy.retry_on), argv=argv, companion=companion)
     if job.array:
         comp = job.components[0]
         return JobRecord(
             job_id=job_id, kind="array", script=script, role=comp.command.role,
-            offset=job.array.offset, size=job.array.size, nodes=comp.nodes,
+            offset=job.array.offset, size=job.array.size, nodes=comp.nodes, **policy,  # type: ignore[arg-type]
         )
     return JobRecord(
         job_id=job_id, kind="het", script=script,
         components=[[c.command.role, c.command.replica] for c in job.components],
-        nodes=max(c.nodes for c in job.components),
+        nodes=max(c.nodes for c in job.components), **policy,  # type: ignore[arg-type]
     )
 
 
@@ -83,11 +85,18 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
                 f.write(job.materialize())
             os.chmod(path, 0o600)
             app_id = submitted[0] if submitted else None
-            job_id = cli.sbatch(job.argv(path, hold=True, app_id=app_id))
+            argv = job.argv(path, hold=True, app_id=app_id)
+            job_id = cli.sbatch(argv)
             submitted.append(job_id)
-            jobs.append(_job_record(job, job_id, path))
+            companion = None
+            if job.policy.enabled:
+                companion = cli.sbatch(companion_argv(
+                    req.opts.python, records.store.url, submitted[0], job_id, req.opts.logs, req.app_name, job.sbatch_flags()
+                ))
+                submitted.append(companion)
+            jobs.append(_job_record(job, job_id, path, argv, companion))
         rec = AppRecord(
-            app_id=submitted[0],
+            app_id=jobs[0].job_id,
             name=req.app_name,
             jobs=jobs,
             roles=_role_records(req),

@@ -3,7 +3,8 @@
 Scheduler-agnostic (slurm_forge, local_cwd, ...): it looks up run K of role R in
 the run table, sets ``FORGE_RUN_INDEX``, ``FORGE_RUN_ID``, ``FORGE_RUN_CASE`` and
 the run's env, changes to the run's working directory and replaces itself with
-the run's program. Outside Slurm, ``--local-parallel N`` makes at most N points
+the run's program. Outside slurm_forge it also applies the checkpoint/resume
+contract (:mod:`torchx_forge.contract`) itself. Outside Slurm, ``--local-parallel N`` makes at most N points
 run at once on this machine (stock local_cwd starts every replica together):
 each point first takes one of N lock slots and holds it until it exits.
 """
@@ -53,6 +54,8 @@ def run_env(run: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
     env["FORGE_RUN_INDEX"] = str(run["index"])
     env["FORGE_RUN_ID"] = run["run_id"]
     env["FORGE_RUN_CASE"] = run.get("case", "")
+    if run.get("resume_arg"):
+        env["FORGE_RESUME_ARG"] = str(run["resume_arg"])
     return env
 
 
@@ -85,6 +88,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
         sys.exit(2)
     env = run_env(run, dict(os.environ))
+    if "FORGE_CHECKPOINT_DIR" not in os.environ:  # not under slurm_forge's launcher (e.g. local_cwd)
+        from torchx_forge import contract
+        from torchx_forge.checkpoint import CheckpointError
+
+        env.setdefault("FORGE_APP_ID", ns.app_id or "local")
+        try:
+            contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
+        except (CheckpointError, OSError) as e:
+            print(f"torchx-forge: run {run['run_id']}: cannot choose a checkpoint to resume from: {e}", file=sys.stderr)
+            sys.exit(2)
     if ns.local_parallel and "SLURM_JOB_ID" not in os.environ:
         key = f"{ns.app_id or 'app'}-{os.path.basename(ns.table).split('.')[0][:16]}"
         acquire_slot(key, ns.local_parallel)
@@ -95,7 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         except OSError as e:
             print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {workdir}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
-    argv_run: List[str] = run["argv"]
+    from torchx_forge.contract import resume_argv
+
+    argv_run: List[str] = resume_argv(list(run["argv"]), env)
     try:
         os.execvpe(argv_run[0], argv_run, env)
     except OSError as e:

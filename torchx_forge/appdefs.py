@@ -68,7 +68,8 @@ def build_appdef(
     names = {shape: role_name(exp, k, len(shapes)) for k, shape in enumerate(shapes)}
     table = write_table(store, exp, runs, {names[s]: idx for s, idx in shapes.items()})
     roles = [
-        _role(names[shape], dict(shape), len(indices), table, runs[indices[0]].workdir, local_parallel, python, extra_env)
+        _role(names[shape], dict(shape), len(indices), table, runs[indices[0]].workdir, local_parallel, python, extra_env,
+              exp.retry)
         for shape, indices in shapes.items()
     ]
     return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(len(runs))})
@@ -83,6 +84,7 @@ def _role(
     local_parallel: Optional[int],
     python: Optional[str],
     extra_env: Optional[Mapping[str, str]],
+    retry: Mapping[str, Any],
 ) -> specs.Role:
     args = ["-m", "torchx_forge.task", "--table", table, "--role", name, "--replica", specs.macros.replica_id, "--app-id", specs.macros.app_id]
     parallel = local_parallel or cluster.get("array_parallelism")
@@ -96,12 +98,16 @@ def _role(
         args=args,
         env=dict(extra_env or {}),
         num_replicas=n,
+        max_retries=int(retry.get("max_retries", 0)),
         resource=specs.Resource(
             cpu=int(cluster.get("cpus_per_task", 1)),
             gpu=int(cluster.get("gpus_per_node", 0)),
             memMB=int(cluster.get("mem", 0)),
         ),
-        metadata={META_KEY: {"array": True, "table": table, "nodes": int(cluster.get("nodes", 1)), "sbatch": sbatch}},
+        metadata={META_KEY: {
+            "array": True, "table": table, "nodes": int(cluster.get("nodes", 1)), "sbatch": sbatch,
+            "retry": {k: retry[k] for k in ("retry_on", "signal", "grace") if k in retry},
+        }},
     )
 
 

@@ -3,6 +3,7 @@
     torchx forge validate --config exp.yaml [--set 'a=1;b=2'] [KEY=VALUE ...]
     torchx forge preview  --config exp.yaml [--json]
     torchx forge cancel   slurm_forge://SESSION/APP_ID/ROLE/3,4
+    torchx forge retry    slurm_forge://SESSION/APP_ID [--states FAILED,TIMEOUT]
 
 TorchX's own verbs (run, status, log, cancel, list) are left as they are.
 """
@@ -79,10 +80,32 @@ def cmd_cancel(args: argparse.Namespace) -> None:
     print(f"cancelled {', '.join(cancelled)}")
 
 
+def _app_id(handle: str) -> str:
+    scheme, _, path = handle.partition("://")
+    parts = path.split("/")
+    if scheme != "slurm_forge" or len(parts) != 2 or not parts[1]:
+        raise ForgeError(f"expected an app handle slurm_forge://SESSION/APP_ID, got {handle!r}")
+    return parts[1]
+
+
+def cmd_retry(args: argparse.Namespace) -> None:
+    from torchx_forge.scheduler import create_scheduler
+
+    states = [s.strip().upper() for s in args.states.split(",")] if args.states else None
+    done = create_scheduler("torchx").retry(_app_id(args.app_handle), states)
+    if not done:
+        print(f"{args.app_handle}: no ended task in {args.states or 'a failed or cancelled state'}; nothing resubmitted")
+        return
+    for job_id, tasks in done:
+        print(f"resubmitted {', '.join(tasks)} as job {job_id}")
+    print(f"follow them with: torchx status {args.app_handle}")
+
+
 COMMANDS: Dict[str, Callable[[argparse.Namespace], None]] = {
     "validate": cmd_validate,
     "preview": cmd_preview,
     "cancel": cmd_cancel,
+    "retry": cmd_retry,
 }
 
 
@@ -98,6 +121,9 @@ class CmdForge(SubCommand):
         p.add_argument("--json", action="store_true", help="one JSON object per run (index, id, case, params)")
         c = sub.add_parser("cancel", help="cancel single runs of a sweep: slurm_forge://SESSION/APP/ROLE/3,4")
         c.add_argument("target")
+        r = sub.add_parser("retry", help="resubmit the failed or cancelled tasks of an app, resuming from checkpoints")
+        r.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID")
+        r.add_argument("--states", default=None, help="end states to resubmit, comma separated (default: all but COMPLETED)")
 
     def run(self, args: argparse.Namespace) -> None:
         if not getattr(args, "forge_cmd", None):

@@ -286,7 +286,47 @@ def render_value(v: Any) -> str:
     return str(v)
 
 
-RUN_SCHEMA: Dict[str, Check] = {"command": t_command, "args": t_args, "env": t_env, "workdir": t_str}
+def t_resume_arg(v: Any, p: str, s: Source) -> str:
+    """``true`` -> ``--resume_from_checkpoint``; a string is the flag to use; ``false`` -> off."""
+    if isinstance(v, bool):
+        return "--resume_from_checkpoint" if v else ""
+    text = t_str(v, p, s)
+    if not text.startswith("-"):
+        raise ConfigError(s.where(p), f"expected true/false or a flag such as --resume, got {text!r}")
+    return text
+
+
+def t_template(v: Any, p: str, s: Source) -> str:
+    from torchx_forge.opts import check_template
+
+    return check_template(t_str(v, p, s), s.where(p))
+
+
+def t_signal(v: Any, p: str, s: Source) -> str:
+    from torchx_forge.policy import parse_signal
+
+    text = "off" if v is False else t_str(v, p, s)
+    parse_signal(text, s.where(p))
+    return text
+
+
+def t_retry_on(v: Any, p: str, s: Source) -> List[str]:
+    from torchx_forge.policy import parse_retry_on
+
+    if not isinstance(v, (str, list)):
+        raise ConfigError(s.where(p), f"expected a list of end states, got {_type_name(v)}")
+    return list(parse_retry_on(v, s.where(p)))
+
+
+RUN_SCHEMA: Dict[str, Check] = {
+    "command": t_command,
+    "args": t_args,
+    "env": t_env,
+    "workdir": t_str,
+    "resume_arg": t_resume_arg,
+    "checkpoint_dir": t_template,
+}
+RETRY_SCHEMA: Dict[str, Check] = {"max_retries": t_int(0), "retry_on": t_retry_on, "signal": t_signal, "grace": t_int(1)}
 CLUSTER_SCHEMA: Dict[str, Check] = {
     "partition": t_str,
     "account": t_str,
@@ -326,7 +366,7 @@ def leaf_check(path: str) -> Optional[Check]:
         return lambda v, p, s: t_args({keys[2]: v}, p.rpartition(".")[0], s)[keys[2]]
     if len(keys) == 3 and keys[:2] == ["run", "env"]:
         return lambda v, p, s: t_env({keys[2]: v}, p.rpartition(".")[0], s)[keys[2]]
-    if len(keys) == 2 and keys[0] == "run" and keys[1] in ("command", "workdir"):
+    if len(keys) == 2 and keys[0] == "run" and keys[1] in ("command", "workdir", "resume_arg", "checkpoint_dir"):
         return RUN_SCHEMA[keys[1]]
     if len(keys) == 2 and keys[0] == "cluster" and keys[1] in CLUSTER_SCHEMA:
         return CLUSTER_SCHEMA[keys[1]]
@@ -442,8 +482,12 @@ class Experiment:
     def cluster(self) -> Dict[str, Any]:
         return self.config.get("cluster", {})
 
+    @property
+    def retry(self) -> Dict[str, Any]:
+        return self.config.get("retry", {})
 
-TOP_SCHEMA = ("name", "description", "run", "cluster", "sweep")
+
+TOP_SCHEMA = ("name", "description", "run", "cluster", "retry", "sweep")
 
 
 def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bool = True) -> Experiment:
@@ -459,6 +503,7 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     resolved = copy.deepcopy(cfg)
     resolved["run"] = _check_mapping(cfg.get("run"), "run", source, RUN_SCHEMA)
     resolved["cluster"] = _check_mapping(cfg.get("cluster"), "cluster", source, CLUSTER_SCHEMA)
+    resolved["retry"] = _check_mapping(cfg.get("retry"), "retry", source, RETRY_SCHEMA)
     if require_run and "command" not in resolved["run"]:
         raise ConfigError(source.where("run"), "missing key 'run.command' (the program to run)")
     sweep = None

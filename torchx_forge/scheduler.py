@@ -52,6 +52,9 @@ from torchx_forge.slurm_cli import SlurmCli
 from torchx_forge.slurm_parse import JobRow
 from torchx_forge.submit import submit
 
+#: End states `torchx forge retry` resubmits by default.
+RETRY_BY_HAND = ("FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "LOST")
+
 #: How long a describe result is reused (the CLI's log threads ask many times a second).
 DESCRIBE_TTL = 1.0
 
@@ -211,6 +214,34 @@ class SlurmForgeScheduler(SlurmScheduler):
         self.cli.cancel(ids)
         self._cache.pop(app_id, None)
         return ids
+
+    def retry(self, app_id: str, states: Optional[List[str]] = None) -> List[Tuple[str, List[str]]]:
+        """Resubmit the ended, unsuccessful tasks of an app (by default every end state but COMPLETED).
+
+        Each resumes from its checkpoint and gets one more attempt whatever its budget;
+        the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
+        """
+        from torchx_forge.retry import resubmit
+
+        wanted = set(states or RETRY_BY_HAND)
+        records = self.records()
+        rec = records.load(app_id)
+        if rec is None:
+            raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
+        views = self._query(records, rec)
+        by_key = {(v.role, v.replica): v for v in views}
+        out = []
+        for job in list(rec.jobs):
+            picked = [(role, k, key) for key, role, k, j in rec.tasks()
+                      if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state in wanted]
+            if not picked:
+                continue
+            used = max(by_key[(r, k)].attempts for r, k, _ in picked)
+            tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.kind == "array" else None
+            new = resubmit(self.cli, records, rec, job, tasks, sys.executable, extra_retries=used)
+            out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
+        self._cache.pop(app_id, None)
+        return out
 
     def list(self) -> List[ListAppResponse]:
         """Apps this user submitted through slurm_forge (from the records), newest first."""

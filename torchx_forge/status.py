@@ -116,7 +116,7 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Any, 
         last: JobRow = hist.last
         view.slurm_state, view.exit_code, view.signal = last.state, last.exit_code, last.signal
         view.host, view.attempts, view.source = last.nodes, hist.attempts, "sacct"
-        view.reason = "" if last.reason == "None" else last.reason
+        # sacct's Reason is the last *pending* reason, even for ended jobs: not worth showing
     if live is not None and (hist is None or live.state not in FINAL_SLURM_STATES):
         # squeue is the live truth; sacct may lag behind a requeue or a new submission
         view.slurm_state, view.source = live.state, "squeue"

@@ -99,9 +99,11 @@ class ResolvedRun:
     env: Tuple[Tuple[str, str], ...]
     workdir: str
     cluster: Tuple[Tuple[str, Any], ...]
+    resume_arg: str = ""
+    checkpoint_dir: str = ""
 
     def to_json(self) -> Dict[str, Any]:
-        return {
+        out = {
             "index": self.run.index,
             "run_id": self.run.run_id,
             "case": self.run.case,
@@ -110,6 +112,11 @@ class ResolvedRun:
             "env": dict(self.env),
             "workdir": self.workdir,
         }
+        if self.resume_arg:
+            out["resume_arg"] = self.resume_arg
+        if self.checkpoint_dir:
+            out["checkpoint_dir"] = self.checkpoint_dir
+        return out
 
 
 def resolve(exp: Experiment, run: Run, default_workdir: Optional[str] = None) -> ResolvedRun:
@@ -130,4 +137,8 @@ def resolve(exp: Experiment, run: Run, default_workdir: Optional[str] = None) ->
     else:
         workdir = default_workdir or os.getcwd()
     cluster = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (cfg.get("cluster") or {}).items()))
-    return ResolvedRun(run, argv, tuple((k, str(v)) for k, v in env), workdir, cluster)
+    return ResolvedRun(
+        run, argv, tuple((k, str(v)) for k, v in env), workdir, cluster,
+        resume_arg=str(get_path(cfg, "run.resume_arg", "") or ""),
+        checkpoint_dir=str(get_path(cfg, "run.checkpoint_dir", "") or ""),
+    )

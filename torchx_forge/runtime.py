@@ -1,0 +1,109 @@
+"""Helpers for training scripts: resume, save, and stop cleanly when warned.
+
+    from torchx_forge import runtime
+
+    stop = runtime.install_warning_handler()   # USR1 (the pre-timeout warning) and SIGTERM
+    state = runtime.load_latest(torch.load)    # None on the first attempt
+    step = state["step"] if state else 0
+    while step < total:
+        train_one_step()
+        step += 1
+        runtime.save(lambda path: torch.save({"step": step, ...}, path), step)
+        if stop.is_set():
+            runtime.exit_for_requeue()         # exit code 75: "saved, run me again"
+
+Everything reads the environment slurm_forge sets (see :mod:`torchx_forge.contract`):
+it works the same under local_cwd, where nothing ever warns.
+Standard library only (fsspec for URL checkpoint dirs).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable, Optional
+
+from torchx_forge.checkpoint import commit, latest_checkpoint
+from torchx_forge.policy import REQUEUE_EXIT
+
+
+def checkpoint_dir() -> str:
+    """This run's checkpoint directory (FORGE_CHECKPOINT_DIR; ./checkpoints outside forge)."""
+    return os.environ.get("FORGE_CHECKPOINT_DIR") or os.path.abspath("checkpoints")
+
+
+def attempt() -> int:
+    """0 on the first attempt, then 1, 2 ... on retries."""
+    return int(os.environ.get("FORGE_ATTEMPT", "0") or 0)
+
+
+def resume_from() -> Optional[str]:
+    """The checkpoint the launcher chose to resume from (FORGE_RESUME_FROM), else the latest one found."""
+    return os.environ.get("FORGE_RESUME_FROM") or latest_checkpoint(checkpoint_dir())
+
+
+def load_latest(loader: Callable[[str], Any]) -> Any:
+    """``loader(path)`` of the checkpoint to resume from, or None when starting fresh."""
+    path = resume_from()
+    return loader(path) if path else None
+
+
+def save(writer: Callable[[str], None], step: int, name: str = "step_{step}.pt", keep: int = 2) -> str:
+    """Write a checkpoint atomically and make it the latest: ``writer(tmp_path)``, rename, commit.
+
+    ``keep`` most recent ``step_*`` checkpoints are kept (0 keeps all). Returns the path.
+    """
+    directory = checkpoint_dir()
+    final = f"{directory.rstrip('/')}/{name.format(step=step)}"
+    if "://" in directory:
+        writer(final)  # object stores: one PUT is atomic
+    else:
+        os.makedirs(directory, exist_ok=True)
+        tmp = final + ".tmp"
+        writer(tmp)
+        os.replace(tmp, final)
+    commit(directory, final, step)
+    if keep and "://" not in directory:
+        _prune(directory, name, keep)
+    return final
+
+
+def _prune(directory: str, name: str, keep: int) -> None:
+    from torchx_forge.checkpoint import step_of
+
+    prefix = name.split("{step}")[0]
+    steps = sorted((s, n) for n in os.listdir(directory) if n.startswith(prefix) and (s := step_of(n)) is not None)
+    for _, n in steps[:-keep]:
+        try:
+            os.remove(os.path.join(directory, n))
+        except OSError:
+            pass
+
+
+def install_warning_handler(*extra: int) -> threading.Event:
+    """An Event set when the pre-timeout warning (FORGE_WARN_SIGNAL, default USR1) or SIGTERM arrives.
+
+    Check it between steps; save and call :func:`exit_for_requeue`. Without this
+    handler the warning's default action ends the program, which slurm_forge
+    also treats as "resume from the last checkpoint".
+    """
+    event = threading.Event()
+    name = os.environ.get("FORGE_WARN_SIGNAL", "USR1")
+    sigs = {getattr(signal, f"SIG{name}", signal.SIGUSR1), signal.SIGTERM, *extra}
+
+    def handler(signum: int, _frame: object) -> None:
+        print(f"torchx-forge runtime: got {signal.Signals(signum).name}, will save and stop", file=sys.stderr, flush=True)
+        event.set()
+
+    for sig in sigs:
+        signal.signal(sig, handler)
+    return event
+
+
+def exit_for_requeue() -> None:
+    """Exit with code 75: the launcher requeues the task, which resumes from the latest checkpoint."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(REQUEUE_EXIT)

@@ -230,6 +230,23 @@ class Bench:
         }
         return sorted(ids, key=int)
 
+    def foreign(self) -> int:
+        """Jobs in the queue that this run did not submit (someone else's load on the cluster)."""
+        return sum(1 for _, c, _ in self.queue() if not c.startswith(self.token))
+
+    def watch_start(self) -> Tuple[int, float]:
+        return self.foreign(), os.getloadavg()[0]
+
+    def watch_stop(self, what: str, start: Tuple[int, float]) -> None:
+        """Note when someone else's jobs shared the cluster during a timed section."""
+        before, load0 = start
+        after = self.foreign()
+        if before or after:
+            self.notes.append(
+                f"{what}: {max(before, after)} job(s) of someone else were queued or running while timing"
+                f" (1-min load average {load0:.1f} -> {os.getloadavg()[0]:.1f}); those figures may be inflated"
+            )
+
     def scancel(self, ids: Sequence[str]) -> None:
         if ids:
             sh(["scancel", *ids], check=False)
@@ -289,8 +306,10 @@ class Bench:
         if foreign:
             say(f"  queue       {len(foreign)} job(s) already queued by others; waiting up to 60 s for them")
             ok, waited = self.wait_until("queue", lambda: not self.queue(), 60.0)
-            if not ok:
-                msg = f"{len(self.queue())} foreign job(s) still queued at start: figures may be noisy"
+            if ok:
+                say(f"  queue       drained after {waited:.0f} s")
+            else:
+                msg = f"{len(self.queue())} job(s) of someone else still queued at start: figures may be noisy"
                 self.notes.append(msg)
                 say(f"  queue       {msg}")
         else:
@@ -321,10 +340,12 @@ class Bench:
             sh(cases[name], cwd=self.forge_cwd, env=check_env)
         # Interleaved repetitions; each sweep dryrun gets a fresh state dir (it writes the run table).
         samples: Dict[str, List[Sample]] = {k: [] for k in cases}
+        watch = self.watch_start()
         for rep in range(REPS):
             for name, argv in cases.items():
                 env = dict(self.env, FORGE_STATE_DIR=os.path.join(self.root, f"dry-{rep}-{name}"))
                 samples[name].append(run_timed(argv, self.forge_cwd, env, self.scratch))
+        self.watch_stop("dryrun", watch)
         st = {k: Stats(k, v) for k, v in samples.items()}
         base, big = st["one-job"], st["grid-n"]
         ratio = big.median / base.median
@@ -353,16 +374,17 @@ class Bench:
         n = self.vanilla_points
         section(f"2. vanilla slurm: submit {n} points, one `torchx run --scheduler slurm utils.sh` each")
         samples, ids = [], []
+        watch = self.watch_start()
         for k in range(n):
             comment = f"{self.token}-v{k}"
-            argv = [self.torchx, "run", "--scheduler", "slurm", "-cfg", f"comment={comment}",
-                    "utils.sh", "true", f"point={k}"]
+            argv = [self.torchx, "run", "--scheduler", "slurm", "-cfg", f"comment={comment}", "utils.sh", "true"]
             samples.append(run_timed(argv, self.vanilla_cwd, self.env, self.scratch))
             found = self.ours(comment, all_states=True)
+            self.submitted.extend(found)
             if len(found) != 1:
                 raise BenchError(f"vanilla point {k}: expected one job with comment {comment}, squeue shows {found}")
             ids.append(found[0])
-            self.submitted.append(found[0])
+        self.watch_stop("vanilla submit", watch)
         s = Stats("vanilla submit", samples)
         say(f"  {n} submissions: median {s.median:.3f} s/point (min-max {s.spread()}), max RSS {s.rss_max_mb:.1f} MB;"
             f" jobs {ids[0]}..{ids[-1]}")
@@ -378,6 +400,7 @@ class Bench:
         apps_dir = os.path.join(self.state, "apps")
         samples: List[Sample] = []
         app_id = ""
+        watch = self.watch_start()
         for rep in range(REPS):
             comment = f"{self.token}-f{rep}"
             before = set(os.listdir(apps_dir)) if os.path.isdir(apps_dir) else set()
@@ -392,6 +415,7 @@ class Bench:
                 raise BenchError(f"forge submission {rep}: no new record in {apps_dir} and no job with comment {comment}")
             if rep < REPS - 1:
                 self.scancel(jobs)  # only the last submission runs to the end
+        self.watch_stop("forge submit", watch)
         s = Stats("forge submit", samples)
         say(f"  {REPS} submissions of {n:,} points: median {s.median:.3f} s (min-max {s.spread()}), max RSS"
             f" {s.rss_max_mb:.1f} MB; the first {REPS - 1} cancelled at once, app {app_id} runs to the end")
@@ -405,13 +429,14 @@ class Bench:
     def bench_vanilla_status(self, ids: List[str]) -> Tuple[Stats, float, int]:
         n = len(ids)
         section(f"4. vanilla slurm: status of the {n} points, one `torchx status slurm://torchx/ID` each")
+        from torchx.schedulers.slurm_scheduler import create_scheduler as vanilla_scheduler
+
+        watch = self.watch_start()
         samples = [
             run_timed([self.torchx, "status", f"slurm://torchx/{jid}"], self.vanilla_cwd, self.env, self.scratch)
             for jid in ids
         ]
         s = Stats("vanilla status", samples)
-        from torchx.schedulers.slurm_scheduler import create_scheduler as vanilla_scheduler
-
         walls, states, ncalls = [], [], 0
         for jid in ids:
             sched = vanilla_scheduler("x")
@@ -421,6 +446,7 @@ class Bench:
                 walls.append(time.perf_counter() - t0)
             ncalls += len(calls)
             states.append(str(resp.state) if resp else "None")
+        self.watch_stop("vanilla status", watch)
         ok = sum(1 for x in states if x.endswith("SUCCEEDED"))
         describe = statistics.median(walls)
         say(f"  CLI: median {s.median:.3f} s/point (min-max {s.spread()}), max RSS {s.rss_max_mb:.1f} MB")
@@ -465,6 +491,7 @@ class Bench:
                 calls.append(len(getattr(getattr(sched, "cli", None), "calls", []) or []))
             return walls, calls, resp
 
+        watch = self.watch_start()
         # first status after the end: the record is not settled yet, so squeue + sacct run
         cold_cli = Stats("cold", [])
         for _ in range(REPS):
@@ -478,6 +505,7 @@ class Bench:
             for _ in range(REPS)
         ])
         warm_walls, warm_calls, resp = in_process(cold=False)
+        self.watch_stop("forge status", watch)
 
         replicas = [r for rs in getattr(resp, "roles_statuses", []) for r in rs.replicas]
         ok = sum(1 for r in replicas if str(r.state).endswith("SUCCEEDED"))
@@ -516,16 +544,16 @@ class Bench:
         rows = [["figure", "vanilla slurm", "torchx-forge (measured)", "vanilla / forge"]]
         rows.append([f"submit {n:,} points (CLI wall)", f"{fmt_s(n * v_sub.median)} (projected)", fmt_s(f_sub.median),
                      f"{n * v_sub.median / f_sub.median:,.0f}x"])
-        rows.append([f"  torchx run processes", f"{n:,}", "1", ""])
-        rows.append([f"  peak memory per process", f"{v_sub.rss_max_mb:.1f} MB", f"{f_sub.rss_max_mb:.1f} MB", ""])
+        rows.append(["  torchx run processes", f"{n:,}", "1", ""])
+        rows.append(["  peak memory per process", f"{v_sub.rss_max_mb:.1f} MB", f"{f_sub.rss_max_mb:.1f} MB", ""])
         rows.append([f"status of {n:,} points, CLI, first", f"{fmt_s(n * v_stat.median)} (projected)", fmt_s(cold.median),
                      f"{n * v_stat.median / cold.median:,.0f}x"])
         rows.append([f"status of {n:,} points, CLI, repeat", f"{fmt_s(n * v_stat.median)} (projected)", fmt_s(warm.median),
                      f"{n * v_stat.median / warm.median:,.0f}x"])
-        rows.append([f"  torchx status processes", f"{n:,}", "1", ""])
+        rows.append(["  torchx status processes", f"{n:,}", "1", ""])
         rows.append([f"status of {n:,} points, in-process describe", f"{fmt_s(n * v_desc)} (projected)",
                      fmt_s(float(f_stat['cold_describe'])), f"{n * v_desc / float(f_stat['cold_describe']):,.0f}x"])  # type: ignore[arg-type]
-        rows.append([f"  Slurm calls", f"{n * v_calls:,} (projected)", f"{f_stat['cold_calls']}", ""])
+        rows.append(["  Slurm calls", f"{n * v_calls:,} (projected)", f"{f_stat['cold_calls']}", ""])
         say(table(rows))
         say(f"  vanilla per point (measured, {nv} points): submit {v_sub.median:.3f} s, status {v_stat.median:.3f} s,"
             f" describe {v_desc * 1000:.1f} ms")
@@ -548,7 +576,12 @@ class Bench:
     # -- driver ----------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        left = sorted(set(self.ours()) | {j for j in self.submitted if j in {x for x, _, _ in self.queue()}}, key=int)
+        try:
+            queued = {x for x, _, _ in self.queue()}
+            left = sorted(set(self.ours()) | (set(self.submitted) & queued), key=int)
+        except BenchError as e:  # Slurm went away: cancel what we know of
+            say(f"  cleanup: {e}")
+            left = sorted(set(self.submitted), key=int)
         if left:
             say(f"  cleanup: scancel {' '.join(left)}")
             self.scancel(left)
@@ -569,7 +602,7 @@ class Bench:
         finally:
             self.cleanup()
         say(f"  total benchmark time {time.monotonic() - self.t_start:.0f} s")
-        return 0
+        return 1 if any(not ok for *_, ok in self.targets) else 0
 
 
 def preflight() -> None:

@@ -29,7 +29,8 @@ def _cluster_up() -> Optional[str]:
         return f"sinfo unavailable: {e}"
     if p.returncode != 0:
         return p.stderr.strip()
-    if not any(s.startswith(("idle", "mix", "alloc")) for s in p.stdout.split()):
+    bad = ("down", "drain", "drng", "fail", "unk", "inval", "maint")
+    if not any(not s.rstrip("*~#$@").startswith(bad) and not s.endswith("*") for s in p.stdout.split()):
         return f"no usable node: {p.stdout.split()}"
     return None
 

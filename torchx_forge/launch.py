@@ -87,7 +87,17 @@ def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
     rank0 = first_host(group0) if group0 else ""
     if rank0:
         env["FORGE_RANK0_HOST"] = rank0
+    env["FORGE_RDZV_PORT"] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
     return env
+
+
+def rdzv_port(job_id: str) -> int:
+    """A rendezvous port per Slurm job (15000-29999, below Linux's ephemeral range).
+
+    Every task of a job (all het components, all nodes of a task) gets the same port;
+    two jobs collide only if their ids differ by a multiple of 15000."""
+    digits = "".join(ch for ch in job_id if ch.isdigit())
+    return 15000 + (int(digits) % 15000 if digits else 0)
 
 
 class TaskState:

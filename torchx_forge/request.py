@@ -370,6 +370,17 @@ def check_env_names(role: Role) -> None:
             )
 
 
+def per_job_rdzv_port(role: Role) -> Tuple[str, ...]:
+    """Args with the c10d rendezvous port (``port_map["c10d"]``, e.g. dist.ddp's 29500) after the
+    rank-0 host replaced by ``${FORGE_RDZV_PORT}``, a port the launcher derives from the job id,
+    so concurrent runs on shared nodes never collide."""
+    port = role.port_map.get("c10d") if role.port_map else None
+    if not port:
+        return tuple(role.args)
+    pattern = re.compile(r"(\$\{?%s[^}\s]*\}?):%d\b" % (RANK0_ENV, int(port)))
+    return tuple(pattern.sub(lambda m: m.group(1) + ":${FORGE_RDZV_PORT:-%d}" % int(port), a) for a in role.args)
+
+
 def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name: str, nodes: int) -> Component:
     """The srun/#SBATCH group for one replica of ``role`` (macros already applied)."""
     check_env_names(role)
@@ -385,7 +396,7 @@ def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name:
             role=role.name,
             replica=replica,
             entrypoint=role.entrypoint,
-            args=tuple(role.args),
+            args=per_job_rdzv_port(role),
             env=role_env(role),
             workdir=workdir,
             nodes=nodes,

@@ -209,6 +209,7 @@ class Bench:
         self.compare: List[List[str]] = []
         self.notes: List[str] = []
         self.t_start = time.monotonic()
+        self._foreign_seen = 0
 
     # -- Slurm helpers ---------------------------------------------------------------
 
@@ -234,16 +235,22 @@ class Bench:
         """Jobs in the queue that this run did not submit (someone else's load on the cluster)."""
         return sum(1 for _, c, _ in self.queue() if not c.startswith(self.token))
 
-    def watch_start(self) -> Tuple[int, float]:
-        return self.foreign(), os.getloadavg()[0]
+    def timed(self, argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None) -> Sample:
+        """run_timed, then a look at the queue (outside the timing) for someone else's jobs."""
+        sample = run_timed(argv, cwd, env or self.env, self.scratch)
+        self._foreign_seen = max(self._foreign_seen, self.foreign())
+        return sample
 
-    def watch_stop(self, what: str, start: Tuple[int, float]) -> None:
+    def watch_start(self) -> float:
+        self._foreign_seen = self.foreign()
+        return os.getloadavg()[0]
+
+    def watch_stop(self, what: str, load0: float) -> None:
         """Note when someone else's jobs shared the cluster during a timed section."""
-        before, load0 = start
-        after = self.foreign()
-        if before or after:
+        seen = max(self._foreign_seen, self.foreign())
+        if seen:
             self.notes.append(
-                f"{what}: {max(before, after)} job(s) of someone else were queued or running while timing"
+                f"{what}: up to {seen} job(s) of someone else were queued or running between timed processes"
                 f" (1-min load average {load0:.1f} -> {os.getloadavg()[0]:.1f}); those figures may be inflated"
             )
 
@@ -344,7 +351,7 @@ class Bench:
         for rep in range(REPS):
             for name, argv in cases.items():
                 env = dict(self.env, FORGE_STATE_DIR=os.path.join(self.root, f"dry-{rep}-{name}"))
-                samples[name].append(run_timed(argv, self.forge_cwd, env, self.scratch))
+                samples[name].append(self.timed(argv, self.forge_cwd, env))
         self.watch_stop("dryrun", watch)
         st = {k: Stats(k, v) for k, v in samples.items()}
         base, big = st["one-job"], st["grid-n"]
@@ -378,7 +385,7 @@ class Bench:
         for k in range(n):
             comment = f"{self.token}-v{k}"
             argv = [self.torchx, "run", "--scheduler", "slurm", "-cfg", f"comment={comment}", "utils.sh", "true"]
-            samples.append(run_timed(argv, self.vanilla_cwd, self.env, self.scratch))
+            samples.append(self.timed(argv, self.vanilla_cwd))
             found = self.ours(comment, all_states=True)
             self.submitted.extend(found)
             if len(found) != 1:
@@ -406,7 +413,7 @@ class Bench:
             before = set(os.listdir(apps_dir)) if os.path.isdir(apps_dir) else set()
             argv = [self.torchx, "run", "--scheduler", "slurm_forge", "-cfg", f"comment={comment}",
                     "forge.grid", "--name", f"bench{rep}", "--axes", axes, "--", "true"]
-            samples.append(run_timed(argv, self.forge_cwd, self.env, self.scratch))
+            samples.append(self.timed(argv, self.forge_cwd))
             jobs = self.ours(comment, all_states=True)
             self.submitted.extend(jobs)
             new = sorted(set(os.listdir(apps_dir)) - before) if os.path.isdir(apps_dir) else []
@@ -433,7 +440,7 @@ class Bench:
 
         watch = self.watch_start()
         samples = [
-            run_timed([self.torchx, "status", f"slurm://torchx/{jid}"], self.vanilla_cwd, self.env, self.scratch)
+            self.timed([self.torchx, "status", f"slurm://torchx/{jid}"], self.vanilla_cwd)
             for jid in ids
         ]
         s = Stats("vanilla status", samples)
@@ -496,12 +503,11 @@ class Bench:
         cold_cli = Stats("cold", [])
         for _ in range(REPS):
             restore()
-            cold_cli.samples.append(run_timed([self.torchx, "status", f"slurm_forge://torchx/{app_id}"],
-                                              self.forge_cwd, self.env, self.scratch))
+            cold_cli.samples.append(self.timed([self.torchx, "status", f"slurm_forge://torchx/{app_id}"], self.forge_cwd))
         cold_walls, cold_calls, _ = in_process(cold=True)
         # repeat status: the first describe settled the record; no Slurm call should be needed
         warm_cli = Stats("warm", [
-            run_timed([self.torchx, "status", f"slurm_forge://torchx/{app_id}"], self.forge_cwd, self.env, self.scratch)
+            self.timed([self.torchx, "status", f"slurm_forge://torchx/{app_id}"], self.forge_cwd)
             for _ in range(REPS)
         ])
         warm_walls, warm_calls, resp = in_process(cold=False)

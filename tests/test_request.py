@@ -205,7 +205,7 @@ def test_unset_options_add_no_flags(tmp_path):
 
 def test_hold_and_app_id_export(tmp_path):
     job = build_request(AppDef("app", roles=[role()]), opts(tmp_path)).jobs[0]
-    argv = job.argv("/s.sh", hold=True, app_id="555")
+    argv = job.argv("/s.sh", hold=True, ids=["555"])
     assert "--hold" in argv and "--export=ALL,FORGE_APP_ID=555" in argv
     assert argv.index("--export=ALL,FORGE_APP_ID=555") < argv.index("/s.sh")
 

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx import specs
 
@@ -36,13 +36,27 @@ def shape_of(run: ResolvedRun) -> Tuple[Tuple[str, Any], ...]:
     return run.cluster
 
 
-def write_table(store: Store, exp: Experiment, runs: Sequence[ResolvedRun], roles: Mapping[str, List[int]]) -> str:
-    """Write the run table (content-addressed, read-only); returns its path."""
+def write_table(
+    store: Store,
+    exp: Experiment,
+    runs: Sequence[ResolvedRun],
+    roles: Mapping[str, List[int]],
+    extra: Optional[Mapping[int, Dict[str, Any]]] = None,
+) -> str:
+    """Write the run table (content-addressed, read-only); returns its path.
+
+    ``runs`` are stored by position; a role lists the run indices of its replicas.
+    """
+    rows = []
+    position = {}
+    for pos, r in enumerate(runs):
+        position[r.run.index] = pos
+        rows.append({**r.to_json(), **(extra or {}).get(r.run.index, {})})
     table = {
         "experiment": exp.name,
         "source": exp.source.path,
-        "runs": [r.to_json() for r in runs],
-        "roles": {name: idx for name, idx in roles.items()},
+        "runs": rows,
+        "roles": {name: [position[i] for i in idx] for name, idx in roles.items()},
     }
     data = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
     _, path = store.put_content_addressed("tables", data)
@@ -53,24 +67,42 @@ def role_name(exp: Experiment, k: int, n_shapes: int) -> str:
     return exp.name if n_shapes == 1 else f"{exp.name}-{k}"
 
 
+Group = Tuple[str, Tuple[Tuple[str, Any], ...], List[int]]  # role name, cluster shape, run indices
+
+
+def group_by_shape(exp: Experiment, runs: Sequence[ResolvedRun]) -> List[Group]:
+    """One role per distinct cluster shape, in order of first appearance."""
+    shapes: "OrderedDict[Tuple[Tuple[str, Any], ...], List[int]]" = OrderedDict()
+    for r in runs:
+        shapes.setdefault(shape_of(r), []).append(r.run.index)
+    return [(role_name(exp, k, len(shapes)), shape, idx) for k, (shape, idx) in enumerate(shapes.items())]
+
+
 def build_appdef(
     exp: Experiment,
     store: Store,
     local_parallel: Optional[int] = None,
     python: Optional[str] = None,
     extra_env: Optional[Mapping[str, str]] = None,
+    runs: Optional[List[ResolvedRun]] = None,
+    groups: Optional[List[Group]] = None,
+    row_extra: Optional[Callable[[ResolvedRun], Dict[str, Any]]] = None,
+    task_args: Sequence[str] = (),
 ) -> specs.AppDef:
-    """The AppDef of an experiment: one role per resource shape, a replica per run."""
-    runs = [resolve(exp, r) for r in expand(exp)]
-    shapes: "OrderedDict[Tuple[Tuple[str, Any], ...], List[int]]" = OrderedDict()
-    for r in runs:
-        shapes.setdefault(shape_of(r), []).append(r.run.index)
-    names = {shape: role_name(exp, k, len(shapes)) for k, shape in enumerate(shapes)}
-    table = write_table(store, exp, runs, {names[s]: idx for s, idx in shapes.items()})
+    """The AppDef of an experiment: one role per resource shape, a replica per run.
+
+    Pipelines pass their own ``runs``/``groups`` (a per-run step mirrors its sweep's
+    roles), extra table fields per run (``row_extra``) and task arguments.
+    """
+    runs = runs if runs is not None else [resolve(exp, r) for r in expand(exp)]
+    groups = groups if groups is not None else group_by_shape(exp, runs)
+    extra = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
+    table = write_table(store, exp, runs, {name: idx for name, _, idx in groups}, extra)
+    by_index = {r.run.index: r for r in runs}
     roles = [
-        _role(names[shape], dict(shape), len(indices), table, runs[indices[0]].workdir, local_parallel, python, extra_env,
-              exp.retry)
-        for shape, indices in shapes.items()
+        _role(name, dict(shape), len(idx), table, by_index[idx[0]].workdir, local_parallel, python, extra_env,
+              exp.retry, task_args)
+        for name, shape, idx in groups
     ]
     return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(len(runs))})
 
@@ -85,8 +117,10 @@ def _role(
     python: Optional[str],
     extra_env: Optional[Mapping[str, str]],
     retry: Mapping[str, Any],
+    task_args: Sequence[str] = (),
 ) -> specs.Role:
-    args = ["-m", "torchx_forge.task", "--table", table, "--role", name, "--replica", specs.macros.replica_id, "--app-id", specs.macros.app_id]
+    args = ["-m", "torchx_forge.task", "--table", table, "--role", name, "--replica", specs.macros.replica_id,
+            "--app-id", specs.macros.app_id, *task_args]
     parallel = local_parallel or cluster.get("array_parallelism")
     if parallel:
         args += ["--local-parallel", str(parallel)]

@@ -54,7 +54,10 @@ class Source:
     path: str = "<config>"
     lines: Dict[str, int] = field(default_factory=dict)
 
+    prefix: str = ""
+
     def where(self, key_path: str) -> str:
+        key_path = self.prefix + key_path if key_path else self.prefix.rstrip(".")
         probe = key_path
         while probe:
             if probe in self.lines:
@@ -62,19 +65,26 @@ class Source:
             probe = probe.rpartition(".")[0]
         return f"{self.path}: {key_path}" if key_path else self.path
 
+    def under(self, prefix: str) -> "Source":
+        """The same file, with key paths reported under ``prefix`` (e.g. ``stages.train.``)."""
+        return Source(self.path, self.lines, self.prefix + prefix)
 
-def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int]) -> None:
+
+def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
             path = f"{prefix}.{key}" if prefix else key
+            if path in out:  # PyYAML would silently keep the last one
+                raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {path}",
+                                  f"duplicate key (first at line {out[path]}); each key may appear once")
             out[path] = key_node.start_mark.line + 1
-            _collect_lines(value_node, path, out)
+            _collect_lines(value_node, path, out, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = f"{prefix}.{i}"
             out[path] = item.start_mark.line + 1
-            _collect_lines(item, path, out)
+            _collect_lines(item, path, out, file)
 
 
 def read_yaml(path: str) -> Tuple[Dict[str, Any], Source]:
@@ -98,7 +108,7 @@ def read_yaml(path: str) -> Tuple[Dict[str, Any], Source]:
         raise ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
     lines: Dict[str, int] = {}
     if node is not None:
-        _collect_lines(node, "", lines)
+        _collect_lines(node, "", lines, path)
     return data, Source(path, lines)
 
 
@@ -147,6 +157,9 @@ def parse_overrides(texts: Sequence[str]) -> List[Tuple[str, Any]]:
 
 def split_path(path: str) -> List[str]:
     """Dot path -> keys; the part after a free map (``run.args``) is one key: ``run.args.a.b`` -> run, args, a.b."""
+    if path.startswith("stages."):
+        name, _, rest = path[len("stages."):].partition(".")
+        return ["stages", name] + (split_path(rest) if rest else [])
     for free in FREE_MAPS:
         if path.startswith(free + "."):
             return free.split(".") + [path[len(free) + 1:]]

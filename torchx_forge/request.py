@@ -143,12 +143,33 @@ class JobRequest:
     array: Optional[ArraySpec] = None
     extra_env: Tuple[Tuple[str, str], ...] = ()
     policy: RetryPolicy = RetryPolicy()
+    stage: str = ""
+    #: dependencies on earlier jobs of the app: (type, job indices); resolved to ids at submit
+    after: Tuple[Tuple[str, Tuple[int, ...]], ...] = ()
+    #: dependencies on jobs outside the app: (type, Slurm job id)
+    after_external: Tuple[Tuple[str, str], ...] = ()
+    #: pipelines: dependents of a failed step end CANCELLED instead of pending forever
+    kill_invalid_dep: bool = False
 
     @property
     def kind(self) -> str:
         return "array" if self.array else "het"
 
-    def sbatch_flags(self) -> List[str]:
+    def dependency(self, ids: Optional[Sequence[str]] = None) -> Optional[str]:
+        """The --dependency expression: the dependency runopt plus the pipeline's, with ``ids``
+        the job ids of the app's earlier jobs (placeholders ``<job N>`` when not yet known)."""
+        parts = []
+        for kind, indices in self.after:
+            refs = [ids[i] if ids is not None else f"<job {i + 1}>" for i in indices]
+            parts.append(kind + "".join(f":{r}" for r in refs))
+        parts += [f"{kind}:{job}" for kind, job in self.after_external]
+        user = self.opts.dependency
+        if user and parts and "?" in user:
+            raise ConfigError("runopt 'dependency'", f"{user!r} uses '?' (any of), which Slurm cannot combine with a pipeline's dependencies")
+        expr = ",".join(([user] if user else []) + parts)
+        return expr or None
+
+    def sbatch_flags(self, ids: Optional[Sequence[str]] = None) -> List[str]:
         """Job-wide flags for the sbatch command line (they apply to every het component)."""
         o = self.opts
         flags = []
@@ -161,25 +182,27 @@ class JobRequest:
             ("comment", o.comment),
             ("mail-user", o.mail_user),
             ("mail-type", o.mail_type),
-            ("dependency", o.dependency),
+            ("dependency", self.dependency(ids)),
         ):
             if value:
                 flags.append(f"--{name}={value}")
+        if self.kill_invalid_dep:
+            flags.append("--kill-on-invalid-dep=yes")
         if o.exclusive:
             flags.append("--exclusive")
         if o.job_dir:
             flags.append(f"--chdir={o.job_dir}")
         return flags + list(o.sbatch_args)
 
-    def argv(self, script_path: str, hold: bool = True, app_id: Optional[str] = None) -> List[str]:
-        """The exact sbatch command line (run without a shell).
+    def argv(self, script_path: str, hold: bool = True, ids: Optional[Sequence[str]] = None) -> List[str]:
+        """The exact sbatch command line (run without a shell); ``ids``: the app's jobs submitted so far.
 
         Jobs after the first learn the app id (the first job's id) through the environment.
         """
         head = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
-        if app_id is not None:
-            head.append(f"--export=ALL,FORGE_APP_ID={app_id}")
-        return head + self.sbatch_flags() + [script_path]
+        if ids:
+            head.append(f"--export=ALL,FORGE_APP_ID={ids[0]}")
+        return head + self.sbatch_flags(ids) + [script_path]
 
     def _log(self, stem: str) -> str:
         return f"{self.opts.logs}/{safe_name(self.app_name)}-{stem}"
@@ -476,14 +499,81 @@ def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int) -> Li
     return jobs
 
 
+def _stage_of(role: Role) -> str:
+    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
+    return str(meta.get("stage", "")) if isinstance(meta, dict) else ""
+
+
+def _deps_of(role: Role) -> List[Dict[str, object]]:
+    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
+    return list(meta.get("after", [])) if isinstance(meta, dict) else []
+
+
+def _wire_dependencies(jobs: List[JobRequest], stage_jobs: Dict[str, List[int]], role_jobs: Dict[str, List[int]],
+                       stage_roles: Dict[str, List[str]], roles: Sequence[Role]) -> List[JobRequest]:
+    """Pipeline steps: afterok/afterany/afternotok on every job of the steps a job waits for, or
+    aftercorr on the matching array (same role position, same split) for per-run steps."""
+    out = []
+    role_of_job = {j: r for r, js in role_jobs.items() for j in js}
+    deps_by_role = {r.name: _deps_of(r) for r in roles}
+    for i, job in enumerate(jobs):
+        role = role_of_job.get(i)
+        deps = deps_by_role.get(role, []) if role else []
+        if not deps:
+            out.append(job)
+            continue
+        after: List[Tuple[str, Tuple[int, ...]]] = []
+        external: List[Tuple[str, str]] = []
+        for d in deps:
+            kind = str(d.get("type", "afterok"))
+            if "job" in d:
+                external.append((kind, str(d["job"])))
+                continue
+            up = str(d["stage"])
+            if d.get("per_run"):
+                k = stage_roles[job.stage].index(role)  # type: ignore[arg-type]
+                part = role_jobs[role].index(i)  # type: ignore[index]
+                up_role = stage_roles[up][k]
+                kind = "aftercorr" if kind == "afterok" else kind
+                after.append((kind, (role_jobs[up_role][part],)))
+            else:
+                after.append((kind, tuple(stage_jobs[up])))
+        out.append(replace(job, after=tuple(after), after_external=tuple(external)))
+    return out
+
+
 def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
-    """The pure plan of an AppDef: ordinary roles in one heterogeneous job, each sweep role as arrays."""
+    """The pure plan of an AppDef: ordinary roles in one heterogeneous job, each sweep role as arrays.
+
+    In a pipeline (roles tagged with a ``stage``) every step gets its own jobs, submitted
+    in order with Slurm dependencies on the jobs of the steps it waits for.
+    """
     if not app.roles:
         raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
-    plain = [r for r in app.roles if not is_array_role(r)]
-    jobs: List[JobRequest] = [het_job(app, plain, opts, 0)] if plain else []
-    for role in app.roles:
-        if is_array_role(role):
-            jobs.extend(array_jobs(app, role, opts, len(jobs)))
+    stages: List[str] = list(dict.fromkeys(_stage_of(r) for r in app.roles))
+    pipeline = stages != [""]
+    jobs: List[JobRequest] = []
+    stage_jobs: Dict[str, List[int]] = {}
+    role_jobs: Dict[str, List[int]] = {}
+    stage_roles: Dict[str, List[str]] = {}
+    for stage in stages:
+        roles = [r for r in app.roles if _stage_of(r) == stage]
+        stage_roles[stage] = [r.name for r in roles]
+        first = len(jobs)
+        plain = [r for r in roles if not is_array_role(r)]
+        if plain:
+            jobs.append(replace(het_job(app, plain, opts, len(jobs)), stage=stage, kill_invalid_dep=pipeline))
+            for r in plain:
+                role_jobs[r.name] = [len(jobs) - 1]
+        for role in roles:
+            if is_array_role(role):
+                new = array_jobs(app, role, opts, len(jobs))
+                role_jobs[role.name] = list(range(len(jobs), len(jobs) + len(new)))
+                jobs.extend(replace(j, stage=stage, kill_invalid_dep=pipeline) for j in new)
+        stage_jobs[stage] = list(range(first, len(jobs)))
+    if pipeline:
+        jobs = _wire_dependencies(jobs, stage_jobs, role_jobs, stage_roles, app.roles)
     meta = {"tables": sorted({r.metadata[META_KEY].get("table") for r in app.roles if is_array_role(r)} - {None})}
+    if pipeline:
+        meta["stages"] = {s: [r for r in stage_roles[s]] for s in stages}
     return ForgeBatchRequest(app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), meta=meta)

@@ -84,14 +84,13 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             with open(path, "w") as f:
                 f.write(job.materialize())
             os.chmod(path, 0o600)
-            app_id = submitted[0] if submitted else None
-            argv = job.argv(path, hold=True, app_id=app_id)
+            argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None)
             job_id = cli.sbatch(argv)
             submitted.append(job_id)
             companion = None
             if job.policy.enabled:
                 companion = cli.sbatch(companion_argv(
-                    req.opts.python, records.store.url, submitted[0], job_id, req.opts.logs, req.app_name, job.sbatch_flags()
+                    req.opts.python, records.store.url, submitted[0], job_id, req.opts.logs, req.app_name, argv
                 ))
                 submitted.append(companion)
             jobs.append(_job_record(job, job_id, path, argv, companion))

@@ -5,6 +5,7 @@ Run them with any scheduler; on ``slurm_forge`` every role becomes a job array::
     torchx run --scheduler slurm_forge forge.sweep --config exp.yaml --set 'run.args.epochs=5'
     torchx run --scheduler slurm_forge forge.grid --axes 'lr=[0.1,0.01];bs=[32,64]' -- python train.py
     torchx run --scheduler local_cwd forge.sweep --config exp.yaml --local_parallel 2
+    torchx run --scheduler slurm_forge forge.pipeline --config pipe.yaml
 
 (This file must not use ``from __future__ import annotations``: TorchX reads the
 real annotations to build each component's command line.)
@@ -20,6 +21,7 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.experiment import Source, load_experiment, parse_overrides, validate
 from torchx_forge.opts import configured_state_dir
 from torchx_forge.records import Store
+from torchx_forge.stages import pipeline_appdef
 
 
 def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -84,3 +86,19 @@ def grid(
         cfg["sweep"]["max_runs"] = max_runs
     exp = validate(cfg, Source("forge.grid --axes"), os.getcwd())
     return build_appdef(exp, Store(configured_state_dir()), local_parallel=local_parallel or None)
+
+
+def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
+    """Runs a pipeline of steps from an experiment file with ``stages:`` (e.g. prepare -> train sweep -> eval per run -> compare).
+
+    On slurm_forge every step becomes its own jobs, wired with Slurm dependencies
+    (afterok; aftercorr for per-run steps); on local_cwd steps wait for each other.
+
+    Args:
+        overrides: KEY=VALUE overrides, typed as YAML (e.g. stages.train.run.args.lr=0.1)
+        config: path to the pipeline YAML file
+        set: overrides separated by ';'
+        local_parallel: outside Slurm, run at most this many runs of a step at once
+    """
+    texts = ([set] if set else []) + list(overrides)
+    return pipeline_appdef(config, texts, Store(configured_state_dir()), local_parallel=local_parallel or None)

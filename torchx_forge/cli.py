@@ -2,6 +2,7 @@
 
     torchx forge validate --config exp.yaml [--set 'a=1;b=2'] [KEY=VALUE ...]
     torchx forge preview  --config exp.yaml [--json]
+    torchx forge plan     --config pipe.yaml
     torchx forge cancel   slurm_forge://SESSION/APP_ID/ROLE/3,4
     torchx forge retry    slurm_forge://SESSION/APP_ID [--states FAILED,TIMEOUT]
 
@@ -64,6 +65,38 @@ def cmd_preview(args: argparse.Namespace) -> None:
     print(f"{len(runs)} run(s) from {args.config}")
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    """The plan as a tree, with each step's runs, resources and time limit and the critical path."""
+    import tempfile
+
+    import yaml
+
+    from torchx_forge.pipeline import render_tree
+    from torchx_forge.records import Store
+    from torchx_forge.stages import build_pipeline
+
+    texts = ([args.set_] if args.set_ else []) + list(args.overrides)
+    path = args.config
+    with open(path) as f:
+        is_pipeline = isinstance(yaml.safe_load(f), dict) and "stages" in yaml.safe_load(open(path))
+    if not is_pipeline:  # a plain experiment is a one-step plan
+        from torchx_forge.experiment import read_yaml
+
+        cfg, _ = read_yaml(path)
+        wrapped = {"name": cfg.get("name", "app"), "stages": {cfg.get("name", "app"): {k: v for k, v in cfg.items() if k != "name"}}}
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=os.path.dirname(os.path.abspath(path)), delete=False)
+        yaml.safe_dump(wrapped, tmp)
+        tmp.close()
+        path = tmp.name
+    try:
+        with tempfile.TemporaryDirectory() as scratch:  # the run tables of a preview are thrown away
+            pipe, infos = build_pipeline(path, texts, Store(scratch))
+            print(render_tree(pipe.name, infos, pipe.order))
+    finally:
+        if path != args.config:
+            os.unlink(path)
+
+
 def cmd_cancel(args: argparse.Namespace) -> None:
     from torchx_forge.scheduler import create_scheduler
 
@@ -104,6 +137,7 @@ def cmd_retry(args: argparse.Namespace) -> None:
 COMMANDS: Dict[str, Callable[[argparse.Namespace], None]] = {
     "validate": cmd_validate,
     "preview": cmd_preview,
+    "plan": cmd_plan,
     "cancel": cmd_cancel,
     "retry": cmd_retry,
 }
@@ -119,6 +153,8 @@ class CmdForge(SubCommand):
         p = sub.add_parser("preview", help="list every run an experiment file expands to, without submitting")
         _experiment_args(p)
         p.add_argument("--json", action="store_true", help="one JSON object per run (index, id, case, params)")
+        t = sub.add_parser("plan", help="a pipeline (or experiment) as a tree with resources, time limits and the critical path")
+        _experiment_args(t)
         c = sub.add_parser("cancel", help="cancel single runs of a sweep: slurm_forge://SESSION/APP/ROLE/3,4")
         c.add_argument("target")
         r = sub.add_parser("retry", help="resubmit the failed or cancelled tasks of an app, resuming from checkpoints")

@@ -5,6 +5,7 @@ Every replica slurm_forge runs, and every sweep point on any scheduler, gets:
 - ``FORGE_RUN_ID``: the sweep run's stable id, else ``<app_id>-<role>-<replica>``
 - ``FORGE_ATTEMPT``: 0 on the first attempt, +1 on every retry (requeue or resubmission)
 - ``FORGE_CHECKPOINT_DIR``: this run's checkpoint directory (local path or fsspec URL)
+- ``FORGE_RESULT_DIR``: this run's result directory (summary.json, collected artifacts)
 - ``FORGE_INITIAL_JOB_ID``: the Slurm job (``A_T`` for array tasks) of the first attempt
 - ``FORGE_RESUME_FROM``: the checkpoint to resume from, when one exists
   (see :mod:`torchx_forge.checkpoint`); with ``FORGE_RESUME_ARG`` set (e.g.
@@ -20,8 +21,9 @@ from typing import Dict, List, Mapping, Optional
 
 from torchx_forge.checkpoint import latest_checkpoint
 
-DEFAULT_TEMPLATE = "{state_dir}/checkpoints/{app_id}/{run_id}"
-JOB_DIR_TEMPLATE = "{job_dir}/checkpoints/{run_id}"
+DEFAULT_TEMPLATE = "{state_dir}/checkpoints/{app_id}/{stage}{run_id}"
+JOB_DIR_TEMPLATE = "{job_dir}/checkpoints/{stage}{run_id}"
+RESULT_TEMPLATE = "{state_dir}/results/{app_id}/{stage}{run_id}"
 DEFAULT_RESUME_FLAG = "--resume_from_checkpoint"
 
 
@@ -29,11 +31,8 @@ def default_run_id(app_id: str, role: str, replica: int) -> str:
     return f"{app_id}-{role}-{replica}"
 
 
-def checkpoint_dir(env: Mapping[str, str], run_id: str, template: Optional[str] = None) -> str:
-    """Fill the checkpoint_dir template for one run."""
-    template = template or env.get("FORGE_CHECKPOINT_TEMPLATE") or (
-        JOB_DIR_TEMPLATE if env.get("FORGE_JOB_DIR") else DEFAULT_TEMPLATE
-    )
+def _fill(template: str, env: Mapping[str, str], run_id: str) -> str:
+    stage = env.get("FORGE_STAGE", "")
     values = {
         "state_dir": env.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge"),
         "job_dir": env.get("FORGE_JOB_DIR", ""),
@@ -42,8 +41,23 @@ def checkpoint_dir(env: Mapping[str, str], run_id: str, template: Optional[str] 
         "run_id": run_id,
         "role": env.get("FORGE_ROLE", ""),
         "replica": env.get("FORGE_REPLICA_ID", ""),
+        # the defaults write "{stage}{run_id}": a step's directory when there is a step, nothing otherwise
+        "stage": f"{stage}/" if stage and "{stage}{run_id}" in template else stage,
     }
     return os.path.expanduser(template.format(**values))
+
+
+def checkpoint_dir(env: Mapping[str, str], run_id: str, template: Optional[str] = None) -> str:
+    """Fill the checkpoint_dir template for one run (pipeline steps get a directory per step)."""
+    template = template or env.get("FORGE_CHECKPOINT_TEMPLATE") or (
+        JOB_DIR_TEMPLATE if env.get("FORGE_JOB_DIR") else DEFAULT_TEMPLATE
+    )
+    return _fill(template, env, run_id)
+
+
+def result_dir(env: Mapping[str, str], run_id: str) -> str:
+    """Where a run's summary and collected artifacts go (FORGE_RESULT_DIR)."""
+    return _fill(env.get("FORGE_RESULT_TEMPLATE") or RESULT_TEMPLATE, env, run_id)
 
 
 def apply(env: Dict[str, str], run_id: str, template: Optional[str] = None) -> Optional[str]:
@@ -54,11 +68,13 @@ def apply(env: Dict[str, str], run_id: str, template: Optional[str] = None) -> O
     env["FORGE_RUN_ID"] = run_id
     directory = checkpoint_dir(env, run_id, template)
     env["FORGE_CHECKPOINT_DIR"] = directory
-    if "://" not in directory:
-        try:  # a convenience for the program; saving will report a real problem
-            os.makedirs(directory, exist_ok=True)
-        except OSError:
-            pass
+    env["FORGE_RESULT_DIR"] = result_dir(env, run_id)
+    for d in (directory, env["FORGE_RESULT_DIR"]):
+        if "://" not in d:
+            try:  # a convenience for the program; saving will report a real problem
+                os.makedirs(d, exist_ok=True)
+            except OSError:
+                pass
     found = latest_checkpoint(directory)
     if found:
         env["FORGE_RESUME_FROM"] = found

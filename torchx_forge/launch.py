@@ -384,7 +384,26 @@ def run(argv: Sequence[str]) -> int:
     code, warned, stopped_by = Supervisor(argv_, env).run()
     outcome = outcome_of(code, warned, stopped_by)
     finish(outcome, code, stopped_by=stopped_by)
+    if reporter:
+        _summary(env, run_row, run_id, ns.role, replica, outcome, code, attempt)
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
+
+
+def _summary(env: Dict[str, str], row: Optional[Dict[str, Any]], run_id: str, role: str, replica: int,
+             outcome: Outcome, code: int, attempt: int) -> None:
+    """The run's summary.json in its result directory (read by later pipeline steps and results views)."""
+    from torchx_forge.handoff import write_summary
+
+    state = {Outcome.COMPLETED: "COMPLETED", Outcome.INTERRUPTED: "INTERRUPTED", Outcome.STOPPED: "KILLED"}.get(outcome, "FAILED")
+    try:
+        write_summary(env["FORGE_RESULT_DIR"], {
+            "run_id": run_id, "index": (row or {}).get("index", replica), "case": (row or {}).get("case", ""),
+            "stage": env.get("FORGE_STAGE", ""), "role": role, "replica": replica,
+            "params": dict((row or {}).get("params") or []), "state": state, "exit_code": code,
+            "attempts": attempt + 1, "job": job_key(env), "app_id": env.get("FORGE_APP_ID", ""),
+        })
+    except (OSError, KeyError) as e:
+        print(f"torchx-forge: warning: cannot write the run summary: {e}", file=sys.stderr)
 
 
 def main() -> None:

@@ -329,7 +329,7 @@ def _check_str(key: str, val: str) -> str:
     return val
 
 
-TEMPLATE_FIELDS = ("state_dir", "job_dir", "app_id", "app_name", "run_id", "role", "replica")
+TEMPLATE_FIELDS = ("state_dir", "job_dir", "app_id", "app_name", "run_id", "role", "replica", "stage")
 
 
 def check_template(text: str, where: str) -> str:

@@ -176,15 +176,15 @@ def critical_path(steps: Dict[str, StepInfo], order: List[str]) -> Tuple[Optiona
     A step's runs are taken to run side by side, so a step lasts its time limit; the
     pipeline lasts the longest chain of steps. Unlimited steps make the estimate None.
     """
-    finish: Dict[str, int] = {}
+    finish: Dict[str, Tuple[int, int]] = {}  # (seconds, steps): ties go to the longer chain
     via: Dict[str, Optional[str]] = {}
     missing = [n for n in order if steps[n].seconds is None]
     for n in order:
-        start, prev = 0, None
+        start, prev = (0, 0), None
         for d in steps[n].after:
             if finish[d] > start:
                 start, prev = finish[d], d
-        finish[n] = start + (steps[n].seconds or 0)
+        finish[n] = (start[0] + (steps[n].seconds or 0), start[1] + 1)
         via[n] = prev
     if not order:
         return 0, [], []
@@ -193,7 +193,7 @@ def critical_path(steps: Dict[str, StepInfo], order: List[str]) -> Tuple[Optiona
     while cur is not None:
         path.append(cur)
         cur = via[cur]
-    return (None if missing else finish[end]), list(reversed(path)), missing
+    return (None if missing else finish[end][0]), list(reversed(path)), missing
 
 
 def render_tree(name: str, steps: Dict[str, StepInfo], order: List[str]) -> str:

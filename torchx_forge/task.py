@@ -28,6 +28,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--replica", required=True, type=int)
     p.add_argument("--app-id", default=None)
     p.add_argument("--local-parallel", type=int, default=None)
+    p.add_argument("--stage", default=None)
+    p.add_argument("--wait-for", default=None, help="(pipelines, outside Slurm) JSON list of upstream steps")
     return p.parse_args(list(argv))
 
 
@@ -56,6 +58,8 @@ def run_env(run: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
     env["FORGE_RUN_CASE"] = run.get("case", "")
     if run.get("resume_arg"):
         env["FORGE_RESUME_ARG"] = str(run["resume_arg"])
+    if run.get("params_json"):
+        env["FORGE_RUN_PARAMS"] = run["params_json"]
     return env
 
 
@@ -80,6 +84,46 @@ def acquire_slot(key: str, slots: int) -> int:
         time.sleep(0.2)
 
 
+def _gate(run: Dict[str, Any], env: Dict[str, str], wait_for: Optional[str]) -> Optional[str]:
+    """Outside Slurm, wait for the upstream steps; returns why this run is skipped, if it is."""
+    from torchx_forge.handoff import wait_for_upstream
+
+    if not wait_for or "SLURM_JOB_ID" in os.environ or not run.get("upstream"):
+        return None
+    kind = json.loads(wait_for)[0].get("type", "afterok")
+    ok, failed = wait_for_upstream(run, env)
+    if kind == "afterok" and failed:
+        return f"upstream run(s) {','.join(map(str, failed))} failed"
+    if kind == "afternotok" and not failed:
+        return "every upstream run succeeded (this step runs after a failure only)"
+    return None
+
+
+def _handoff(run: Dict[str, Any], env: Dict[str, str], argv: List[str]) -> List[str]:
+    """Upstream results for pipeline steps: FORGE_UPSTREAM_* and, per run, FORGE_INPUT_CHECKPOINT."""
+    from torchx_forge.handoff import choose_input, upstream_env
+
+    upstream_env(run, env)
+    chosen = choose_input(run, env)
+    if chosen:
+        env["FORGE_INPUT_CHECKPOINT"] = chosen
+        flag = (run.get("inputs") or {}).get("arg")
+        if flag:
+            argv = argv + [flag, chosen]
+    return argv
+
+
+def _summary(run: Dict[str, Any], env: Dict[str, str], state: str, code: Optional[int], note: str = "") -> None:
+    from torchx_forge.handoff import write_summary
+
+    if env.get("FORGE_RESULT_DIR"):
+        write_summary(env["FORGE_RESULT_DIR"], {
+            "run_id": run["run_id"], "index": run["index"], "case": run.get("case", ""), "stage": env.get("FORGE_STAGE", ""),
+            "params": dict(run.get("params") or []), "state": state, "exit_code": code,
+            "attempts": int(env.get("FORGE_ATTEMPT", "0")) + 1, "note": note,
+        })
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ns = _parse(sys.argv[1:] if argv is None else argv)
     try:
@@ -88,16 +132,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
         sys.exit(2)
     env = run_env(run, dict(os.environ))
-    if "FORGE_CHECKPOINT_DIR" not in os.environ:  # not under slurm_forge's launcher (e.g. local_cwd)
-        from torchx_forge import contract
-        from torchx_forge.checkpoint import CheckpointError
+    launched = "FORGE_CHECKPOINT_DIR" in os.environ  # slurm_forge's launcher already applied the contract
+    from torchx_forge import contract
+    from torchx_forge.checkpoint import CheckpointError
 
+    if not launched:  # e.g. local_cwd
         env.setdefault("FORGE_APP_ID", ns.app_id or "local")
         try:
             contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
         except (CheckpointError, OSError) as e:
             print(f"torchx-forge: run {run['run_id']}: cannot choose a checkpoint to resume from: {e}", file=sys.stderr)
             sys.exit(2)
+    skip = _gate(run, env, ns.wait_for)
+    if skip:
+        print(f"torchx-forge: run {run['run_id']} skipped: {skip}", file=sys.stderr)
+        _summary(run, env, "CANCELLED", None, skip)
+        sys.exit(3)
+    try:
+        argv_run = _handoff(run, env, contract.resume_argv(list(run["argv"]), env))
+    except (CheckpointError, OSError, ValueError) as e:
+        print(f"torchx-forge: run {run['run_id']}: cannot choose its input checkpoint: {e}", file=sys.stderr)
+        sys.exit(2)
     if ns.local_parallel and "SLURM_JOB_ID" not in os.environ:
         key = f"{ns.app_id or 'app'}-{os.path.basename(ns.table).split('.')[0][:16]}"
         acquire_slot(key, ns.local_parallel)
@@ -108,14 +163,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         except OSError as e:
             print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {workdir}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
-    from torchx_forge.contract import resume_argv
+    if launched:  # the launcher supervises the program and writes the summary
+        try:
+            os.execvpe(argv_run[0], argv_run, env)
+        except OSError as e:
+            print(f"torchx-forge: run {run['run_id']}: cannot start {argv_run[0]!r}: {e.strerror}", file=sys.stderr)
+            sys.exit(127)
+    sys.exit(_run_and_report(run, env, argv_run))
 
-    argv_run: List[str] = resume_argv(list(run["argv"]), env)
+
+def _run_and_report(run: Dict[str, Any], env: Dict[str, str], argv: List[str]) -> int:
+    """Outside slurm_forge: run the program, then leave its summary for the steps that follow."""
+    import subprocess
+
     try:
-        os.execvpe(argv_run[0], argv_run, env)
+        rc = subprocess.call(argv, env=env)
     except OSError as e:
-        print(f"torchx-forge: run {run['run_id']}: cannot start {argv_run[0]!r}: {e.strerror}", file=sys.stderr)
-        sys.exit(127)
+        print(f"torchx-forge: run {run['run_id']}: cannot start {argv[0]!r}: {e.strerror}", file=sys.stderr)
+        rc = 127
+    code = 128 - rc if rc < 0 else rc
+    _summary(run, env, "COMPLETED" if code == 0 else "FAILED", code)
+    return code
 
 
 if __name__ == "__main__":

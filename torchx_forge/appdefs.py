@@ -58,9 +58,15 @@ def write_table(
         "runs": rows,
         "roles": {name: [position[i] for i in idx] for name, idx in roles.items()},
     }
-    data = json.dumps(table, sort_keys=True, separators=(",", ":")).encode()
+    # rows are built in a fixed key order, so the bytes (and the content address) are deterministic
+    data = json.dumps(table, separators=(",", ":")).encode()
     _, path = store.put_content_addressed("tables", data)
+    _WRITTEN[path] = table
     return path
+
+
+#: Tables written by this process, so a --dryrun preview does not parse them back.
+_WRITTEN: Dict[str, Dict[str, Any]] = {}
 
 
 def role_name(exp: Experiment, k: int, n_shapes: int) -> str:
@@ -94,7 +100,8 @@ def build_appdef(
     Pipelines pass their own ``runs``/``groups`` (a per-run step mirrors its sweep's
     roles), extra table fields per run (``row_extra``) and task arguments.
     """
-    runs = runs if runs is not None else [resolve(exp, r) for r in expand(exp)]
+    cwd = os.getcwd()
+    runs = runs if runs is not None else [resolve(exp, r, cwd) for r in expand(exp)]
     groups = groups if groups is not None else group_by_shape(exp, runs)
     extra = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
     table = write_table(store, exp, runs, {name: idx for name, _, idx in groups}, extra)
@@ -147,6 +154,8 @@ def _role(
 
 def read_table(path: str) -> Dict[str, Any]:
     """Load a run table written by :func:`write_table` (any fsspec URL)."""
+    if path in _WRITTEN:
+        return _WRITTEN[path]
     import fsspec
 
     with fsspec.open(os.path.expanduser(path), "rb") as f:

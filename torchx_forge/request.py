@@ -371,7 +371,11 @@ def runs_preview(table_path: str, limit: int = PREVIEW_ROWS) -> str:
 
     table = read_table(table_path)
     runs = table["runs"]
-    role_of = {i: (name, k) for name, idx in table["roles"].items() for k, i in enumerate(idx)}
+    role_of = {}
+    for name, idx in table["roles"].items():
+        for k, i in enumerate(idx):
+            if i < limit:
+                role_of[i] = (name, k)
     rows = [["RUN", "ROLE/REPLICA", "RUN ID", "CASE", "PARAMETERS"]]
     for r in runs[:limit]:
         name, k = role_of[r["index"]]

@@ -10,16 +10,14 @@ changes in the file; its index is its position.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
-import json
 import os
 import shlex
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from torchx_forge.experiment import Case, Experiment, get_path, render_value, set_path
+from torchx_forge.experiment import Case, Experiment, render_value
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,8 @@ class Run:
 
 
 def run_id_of(case: str, params: Tuple[Tuple[str, Any], ...]) -> str:
-    blob = json.dumps({"case": case, "params": sorted(params, key=lambda kv: kv[0])}, sort_keys=True, default=str)
+    """``<case or run>-<8 hex>``: a hash of the case and the (sorted) parameters, nothing else."""
+    blob = repr((case, sorted(params, key=lambda kv: kv[0])))  # str/int/float/bool/None reprs are stable
     return f"{case or 'run'}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
@@ -119,26 +118,62 @@ class ResolvedRun:
         return out
 
 
+def _split_params(params: Tuple[Tuple[str, Any], ...]) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
+    """A run's parameters by section: run.args.X, run.env.X, cluster.X, other run.X keys."""
+    args: Dict[str, Any] = {}
+    env: Dict[str, Any] = {}
+    cluster: Dict[str, Any] = {}
+    run: Dict[str, Any] = {}
+    for key, value in params:
+        if key.startswith("run.args."):
+            args[key[9:]] = value
+        elif key.startswith("run.env."):
+            env[key[8:]] = value
+        elif key.startswith("cluster."):
+            cluster[key[8:]] = value
+        else:
+            run[key[4:]] = value  # run.command, run.workdir, ... (validated by the experiment loader)
+    return args, env, cluster, run
+
+
+def _cluster_shape(cluster: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cluster.items()))
+
+
+_SHAPES: Dict[int, Tuple[Experiment, Tuple[Tuple[str, Any], ...]]] = {}
+
+
+def _base_shape(exp: Experiment) -> Tuple[Tuple[str, Any], ...]:
+    hit = _SHAPES.get(id(exp))
+    if hit is None or hit[0] is not exp:
+        if len(_SHAPES) > 8:  # a tiny cache: one entry per experiment being expanded
+            _SHAPES.clear()
+        hit = _SHAPES[id(exp)] = (exp, _cluster_shape(exp.cluster))
+    return hit[1]
+
+
 def resolve(exp: Experiment, run: Run, default_workdir: Optional[str] = None) -> ResolvedRun:
-    """Apply a run's parameters to the base config and render its command line."""
-    cfg = exp.config
-    if run.params:
-        cfg = {"run": copy.deepcopy(exp.run), "cluster": dict(exp.cluster)}
-        for key, value in run.params:
-            set_path(cfg, key, value)
-    command = get_path(cfg, "run.command")
+    """Apply a run's parameters to the base config and render its command line.
+
+    Hot path of big sweeps: works on shallow copies of the base sections (no deep copy).
+    """
+    base = exp.run
+    args_p, env_p, cluster_p, run_p = _split_params(run.params)
+    command = run_p.get("command", base.get("command"))
     if isinstance(command, str):
         command = shlex.split(command)
-    argv = tuple(command) + tuple(render_args(get_path(cfg, "run.args", {}) or {}))
-    env = tuple(sorted((get_path(cfg, "run.env", {}) or {}).items()))
-    workdir = get_path(cfg, "run.workdir")
+    args = {**(base.get("args") or {}), **args_p} if args_p else (base.get("args") or {})
+    env = {**(base.get("env") or {}), **env_p} if env_p else (base.get("env") or {})
+    argv = tuple(command) + tuple(render_args(args))
+    workdir = run_p.get("workdir", base.get("workdir"))
     if workdir:
         workdir = os.path.normpath(os.path.join(exp.base_dir, os.path.expanduser(str(workdir))))
     else:
         workdir = default_workdir or os.getcwd()
-    cluster = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (cfg.get("cluster") or {}).items()))
+    cluster = _cluster_shape({**exp.cluster, **cluster_p}) if cluster_p else _base_shape(exp)
     return ResolvedRun(
-        run, argv, tuple((k, str(v)) for k, v in env), workdir, cluster,
-        resume_arg=str(get_path(cfg, "run.resume_arg", "") or ""),
-        checkpoint_dir=str(get_path(cfg, "run.checkpoint_dir", "") or ""),
+        run, argv, tuple(sorted((k, str(v)) for k, v in env.items())), workdir, cluster,
+        resume_arg=str(run_p.get("resume_arg", base.get("resume_arg", "")) or ""),
+        checkpoint_dir=str(run_p.get("checkpoint_dir", base.get("checkpoint_dir", "")) or ""),
     )
+

@@ -579,5 +579,5 @@ def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
         jobs = _wire_dependencies(jobs, stage_jobs, role_jobs, stage_roles, app.roles)
     meta = {"tables": sorted({r.metadata[META_KEY].get("table") for r in app.roles if is_array_role(r)} - {None})}
     if pipeline:
-        meta["stages"] = {s: [r for r in stage_roles[s]] for s in stages}
+        meta["stages"] = [[s, list(stage_roles[s])] for s in stages]  # a list: records sort dict keys
     return ForgeBatchRequest(app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), meta=meta)

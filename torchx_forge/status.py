@@ -194,11 +194,39 @@ def _short(path: str) -> str:
     return "/".join(parts[-2:]) if parts else ""
 
 
-def status_message(rec: AppRecord, views: List[TaskView]) -> str:
-    """The app message: counts per state, then a table of tasks (exit code, host, attempts)."""
+def _counts(views: List[TaskView]) -> str:
     counts = Counter(v.state.name for v in views)
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    head = f"{rec.name}: {len(views)} task(s) in {len(rec.jobs)} Slurm job(s) ({summary}); logs in {rec.log_dir}"
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def step_lines(rec: AppRecord, views: List[TaskView]) -> List[str]:
+    """Pipelines: one line per step with its counts, and which runs failed or were cancelled and why."""
+    stages = [(str(s), list(r)) for s, r in (rec.meta.get("stages") or [])]
+    lines = []
+    width = max((len(s) for s, _ in stages), default=0)
+    for stage, roles in stages:
+        mine = [v for v in views if v.role in roles]
+        if not mine:
+            continue
+        line = f"  {stage.ljust(width)}  {_counts(mine)}"
+        failed = [f"{v.role}[{v.replica}] ({v.slurm_state.lower()}" + (f", exit {v.exit_code}" if v.exit_code else "") + ")"
+                  for v in mine if v.state == AppState.FAILED]
+        cancelled = [f"{v.role}[{v.replica}]" for v in mine if v.state == AppState.CANCELLED]
+        if failed:
+            line += f"; failed: {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
+        if cancelled:
+            line += f"; cancelled: {', '.join(cancelled[:10])}" + (" ..." if len(cancelled) > 10 else "")
+            line += " (what they wait for failed)" if any(o.state == AppState.FAILED for o in views) else ""
+        lines.append(line)
+    return ["steps:"] + lines if lines else []
+
+
+def status_message(rec: AppRecord, views: List[TaskView]) -> str:
+    """The app message: counts per state (per step in a pipeline), then a table of tasks."""
+    head = f"{rec.name}: {len(views)} task(s) in {len(rec.jobs)} Slurm job(s) ({_counts(views)}); logs in {rec.log_dir}"
+    steps = step_lines(rec, views)
+    if steps:
+        head += "\n" + "\n".join(steps)
     shown = views
     if len(views) > TABLE_LIMIT:
         odd = [v for v in views if v.state != AppState.SUCCEEDED]

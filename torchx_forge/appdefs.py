@@ -15,6 +15,7 @@ array and carries the Slurm settings of the shape; other schedulers ignore it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections import OrderedDict
@@ -27,6 +28,8 @@ from torchx_forge.records import Store
 from torchx_forge.sweep import ResolvedRun, expand, resolve
 
 META_KEY = "forge"
+PROGRESS_AT = 500  # sweeps at least this big report their expansion (torchx shows INFO logs)
+log = logging.getLogger("torchx_forge")
 
 #: cluster keys that become Slurm flags of an array (the rest are resources).
 SBATCH_KEYS = ("partition", "account", "qos", "constraint", "time_limit", "exclusive", "extra_sbatch_args", "array_parallelism")
@@ -104,7 +107,12 @@ def build_appdef(
     runs = runs if runs is not None else [resolve(exp, r, cwd) for r in expand(exp)]
     groups = groups if groups is not None else group_by_shape(exp, runs)
     extra = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
+    if exp.artifact_globs:
+        for r in runs:
+            extra.setdefault(r.run.index, {})["artifacts"] = exp.artifact_globs
     table = write_table(store, exp, runs, {name: idx for name, _, idx in groups}, extra)
+    if len(runs) >= PROGRESS_AT:
+        log.info(f"{exp.name}: {len(runs):,} runs in {len(groups)} role(s) (one per resource shape); run table {table}")
     by_index = {r.run.index: r for r in runs}
     roles = [
         _role(name, dict(shape), len(idx), table, by_index[idx[0]].workdir, local_parallel, python, extra_env,

@@ -74,7 +74,18 @@ class UnknownAppError(ForgeError):
 
 
 def _is_forge(exc: BaseException) -> bool:
-    return isinstance(exc, ForgeError)
+    """Errors that are the user's input, not a bug: shown as one line."""
+    from torchx.specs.api import MalformedAppHandleException, UnknownAppException
+
+    return isinstance(exc, (ForgeError, MalformedAppHandleException, UnknownAppException))
+
+
+def in_torchx_cli() -> bool:
+    """True inside the ``torchx`` command line program."""
+    import os
+
+    prog = sys.argv[0] if sys.argv else ""
+    return os.path.basename(prog) == "torchx" or prog.endswith(os.path.join("torchx", "cli", "main.py"))
 
 
 def install_cli_excepthook() -> None:

@@ -356,6 +356,9 @@ RUN_SCHEMA: Dict[str, Check] = {
     "resume_arg": t_resume_arg,
     "checkpoint_dir": t_template,
 }
+ARTIFACTS_SCHEMA: Dict[str, Check] = {
+    "checkpoint_globs": t_str_list, "eval_csv_globs": t_str_list, "eval_image_globs": t_str_list, "extra_globs": t_str_list,
+}
 RETRY_SCHEMA: Dict[str, Check] = {"max_retries": t_int(0), "retry_on": t_retry_on, "signal": t_signal, "grace": t_int(1)}
 CLUSTER_SCHEMA: Dict[str, Check] = {
     "partition": t_str,
@@ -530,8 +533,14 @@ class Experiment:
     def retry(self) -> Dict[str, Any]:
         return self.config.get("retry", {})
 
+    @property
+    def artifact_globs(self) -> List[str]:
+        """Every glob of the ``artifacts:`` section, in key order."""
+        section = self.config.get("artifacts") or {}
+        return [g for key in ("checkpoint_globs", "eval_csv_globs", "eval_image_globs", "extra_globs") for g in section.get(key, [])]
 
-TOP_SCHEMA = ("name", "description", "run", "cluster", "retry", "sweep")
+
+TOP_SCHEMA = ("name", "description", "run", "cluster", "retry", "artifacts", "sweep")
 
 
 def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bool = True) -> Experiment:
@@ -548,6 +557,7 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     resolved["run"] = _check_mapping(cfg.get("run"), "run", source, RUN_SCHEMA)
     resolved["cluster"] = _check_mapping(cfg.get("cluster"), "cluster", source, CLUSTER_SCHEMA)
     resolved["retry"] = _check_mapping(cfg.get("retry"), "retry", source, RETRY_SCHEMA)
+    resolved["artifacts"] = _check_mapping(cfg.get("artifacts"), "artifacts", source, ARTIFACTS_SCHEMA)
     if require_run and "command" not in resolved["run"]:
         raise ConfigError(source.where("run"), "missing key 'run.command' (the program to run)")
     sweep = None

@@ -41,7 +41,8 @@ from torchx_forge.hostlist import expand_hostlist
 from torchx_forge.policy import REQUEUE_EXIT, Outcome, outcome_of
 
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nice", "stdbuf"}
+WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nice", "stdbuf", "apptainer",
+                    "singularity", "starter", "starter-suid"}
 WRAPPER_MODULES = {"torch.distributed.run", "torch.distributed.launch", "torchx_forge.task", "torchx_forge.launch"}
 
 
@@ -389,14 +390,25 @@ def run(argv: Sequence[str]) -> int:
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
 
 
+def _collect_artifacts(env: Dict[str, str], row: Optional[Dict[str, Any]]) -> List[str]:
+    from torchx_forge.artifacts import collect, globs_from_env
+
+    globs = list((row or {}).get("artifacts") or []) + globs_from_env(env.get("FORGE_ARTIFACTS", ""))
+    if not globs or not env.get("FORGE_RESULT_DIR"):
+        return []
+    return collect(globs, (row or {}).get("workdir") or os.getcwd(), env["FORGE_RESULT_DIR"])
+
+
 def _summary(env: Dict[str, str], row: Optional[Dict[str, Any]], run_id: str, role: str, replica: int,
              outcome: Outcome, code: int, attempt: int) -> None:
     """The run's summary.json in its result directory (read by later pipeline steps and results views)."""
     from torchx_forge.handoff import write_summary
 
     state = {Outcome.COMPLETED: "COMPLETED", Outcome.INTERRUPTED: "INTERRUPTED", Outcome.STOPPED: "KILLED"}.get(outcome, "FAILED")
+    artifacts = _collect_artifacts(env, row)
     try:
         write_summary(env["FORGE_RESULT_DIR"], {
+            "artifacts": artifacts,
             "run_id": run_id, "index": (row or {}).get("index", replica), "case": (row or {}).get("case", ""),
             "stage": env.get("FORGE_STAGE", ""), "role": role, "replica": replica,
             "params": dict((row or {}).get("params") or []), "state": state, "exit_code": code,

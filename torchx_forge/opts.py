@@ -187,6 +187,16 @@ _OPTS: Tuple[_Opt, ...] = (
         " {run_id} {role} {replica} (default {job_dir}/checkpoints/{run_id} with job_dir, else"
         " {state_dir}/checkpoints/{app_id}/{run_id}). May be an fsspec URL.",
     ),
+    _Opt(
+        "container_runtime",
+        str,
+        "Run each program in a container: apptainer or singularity (the program runs under"
+        " `apptainer exec IMAGE`, the forge launcher stays on the host) or pyxis (srun"
+        " --container-image; the whole task runs inside, so the image needs Python with"
+        " torchx-forge). The image is container_image, else the role's image. Default: none.",
+    ),
+    _Opt("container_image", str, "Container image for every role (default: each role's image)."),
+    _Opt("container_mounts", str, "Bind mounts for the container, SRC:DST[,SRC:DST...] (apptainer --bind / pyxis --container-mounts)."),
     _Opt("comment", str, "Comment to set on the Slurm jobs."),
     _Opt("mail-user", str, "User to mail on job events."),
     _Opt("mail-type", str, "Job events to mail on (e.g. END,FAIL)."),
@@ -326,7 +336,12 @@ def _check_str(key: str, val: str) -> str:
         parse_retry_on(val, where)
     elif key == "checkpoint_dir":
         check_template(val, where)
+    elif key == "container_runtime" and val not in CONTAINER_RUNTIMES:
+        raise ConfigError(where, f"got {val!r}; expected one of {', '.join(CONTAINER_RUNTIMES)}")
     return val
+
+
+CONTAINER_RUNTIMES = ("none", "apptainer", "singularity", "pyxis")
 
 
 TEMPLATE_FIELDS = ("state_dir", "job_dir", "app_id", "app_name", "run_id", "role", "replica", "stage")
@@ -417,6 +432,9 @@ class ForgeOpts:
     signal: Optional[str] = None
     grace: Optional[int] = None
     checkpoint_dir: Optional[str] = None
+    container_runtime: str = "none"
+    container_image: Optional[str] = None
+    container_mounts: Optional[str] = None
     comment: Optional[str] = None
     mail_user: Optional[str] = None
     mail_type: Optional[str] = None
@@ -451,6 +469,9 @@ class ForgeOpts:
             signal=get("signal"),  # type: ignore[arg-type]
             grace=get("grace"),  # type: ignore[arg-type]
             checkpoint_dir=get("checkpoint_dir"),  # type: ignore[arg-type]
+            container_runtime=str(get("container_runtime") or "none"),
+            container_image=get("container_image"),  # type: ignore[arg-type]
+            container_mounts=get("container_mounts"),  # type: ignore[arg-type]
             comment=get("comment"),  # type: ignore[arg-type]
             mail_user=get("mail-user"),  # type: ignore[arg-type]
             mail_type=get("mail-type"),  # type: ignore[arg-type]

@@ -71,6 +71,7 @@ class TaskCommand:
     env: Tuple[Tuple[str, str], ...]
     workdir: Optional[str] = None
     nodes: int = 1
+    container: Tuple[str, ...] = ()  # words before the program: e.g. apptainer exec IMAGE
 
     def launcher_words(self, python_var: str, mask: bool, het_group: Optional[int] = None) -> List[str]:
         words = [f'"${python_var}"', "-m", "torchx_forge.launch", "--role", shell_word(self.role)]
@@ -81,7 +82,8 @@ class TaskCommand:
         for key, value in self.env:
             shown = MASK if mask and is_secret(key) else value
             words += ["--env", shell_word(f"{key}={shown}")]
-        words += ["--", shell_word(self.entrypoint)] + [shell_word(a) for a in self.args]
+        words += ["--"] + [shell_word(w) for w in self.container]
+        words += [shell_word(self.entrypoint)] + [shell_word(a) for a in self.args]
         return words
 
 
@@ -95,6 +97,7 @@ class Component:
     cpus: int = 0
     mem_mb: int = 0
     gpus: int = 0
+    srun_container: Tuple[str, ...] = ()  # pyxis: --container-image=... on srun
 
     def sbatch_lines(self, opts: ForgeOpts) -> List[str]:
         flags = [f"--job-name={self.job_name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
@@ -277,6 +280,7 @@ class JobRequest:
             words.append(f"--chdir={shlex.quote(cmd.workdir)}")
         if comp.nodes > 1:
             words.append("--label")
+        words += [shlex.quote(w) for w in comp.srun_container]
         return words + cmd.launcher_words("forge_python", mask, het_group)
 
     def materialize(self, mask: bool = False) -> str:
@@ -412,7 +416,8 @@ def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name:
     """The srun/#SBATCH group for one replica of ``role`` (macros already applied)."""
     check_env_names(role)
     res = role.resource
-    workdir = role.image if role.image.startswith("/") else None
+    workdir = role.image if role.image.startswith("/") and opts.container_runtime == "none" else None
+    wrap, srun_flags = container_words(opts, role, int(res.gpu) > 0)
     return Component(
         job_name=safe_name(job_name),
         nodes=nodes,
@@ -427,8 +432,40 @@ def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name:
             env=role_env(role),
             workdir=workdir,
             nodes=nodes,
+            container=wrap,
         ),
+        srun_container=srun_flags,
     )
+
+
+def container_words(opts: ForgeOpts, role: Role, gpus: bool) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(words before the program, srun flags) for the container runtime runopt.
+
+    What a role's image means on Slurm: with a container runtime, the container image
+    (a .sif file, docker://..., or for pyxis an enroot image such as nvcr.io#nvidia/pytorch:24.01-py3);
+    without one, an absolute directory is the working directory and anything else (such as
+    TorchX's default docker image name) is ignored: the job runs in the submitting environment.
+    """
+    runtime = opts.container_runtime
+    if runtime == "none":
+        return (), ()
+    image = opts.container_image or role.image
+    if not image:
+        raise ConfigError("runopt 'container_image'", f"container_runtime={runtime} needs an image: set container_image or the role's image")
+    mounts = [m for m in re.split(r"[,;]", opts.container_mounts or "") if m]
+    if runtime == "pyxis":
+        flags = [f"--container-image={image}"]
+        if mounts:
+            flags.append(f"--container-mounts={','.join(mounts)}")
+        if role.image.startswith("/") and opts.container_image:
+            flags.append(f"--container-workdir={role.image}")
+        return (), tuple(flags)
+    if "://" not in image and not image.startswith(("/", ".")) and not image.endswith((".sif", ".simg")):
+        image = f"docker://{image}"
+    words = [runtime, "exec"] + (["--nv"] if gpus else [])
+    if mounts:
+        words += ["--bind", ",".join(mounts)]
+    return tuple(words + [image]), ()
 
 
 def job_policy(roles: Sequence[Role], opts: ForgeOpts, where: str) -> RetryPolicy:

@@ -43,7 +43,12 @@ from torchx.specs import (
 )
 
 from torchx_forge import status as st
-from torchx_forge.errors import ConfigError, UnknownAppError, install_cli_excepthook
+from torchx_forge.errors import (
+    ConfigError,
+    UnknownAppError,
+    in_torchx_cli,
+    install_cli_excepthook,
+)
 from torchx_forge.logs import LogTail
 from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.records import AppRecord, Records, Store
@@ -307,13 +312,8 @@ def _needs_files(rec: AppRecord, live: List[JobRow], history: List[JobRow]) -> b
     return any(key not in known for key, _, _, _ in rec.tasks())
 
 
-def _in_torchx_cli() -> bool:
-    prog = sys.argv[0] if sys.argv else ""
-    return os.path.basename(prog) == "torchx" or prog.endswith(os.path.join("torchx", "cli", "main.py"))
-
-
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:
     """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``."""
-    if _in_torchx_cli():
+    if in_torchx_cli():
         install_cli_excepthook()
     return SlurmForgeScheduler(session_name=session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))

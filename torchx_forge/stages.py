@@ -52,7 +52,7 @@ from torchx_forge.sweep import ResolvedRun, Run, expand, resolve
 
 WHEN = {"all_ok": "afterok", "afterok": "afterok", "any_done": "afterany", "afterany": "afterany", "afternotok": "afternotok"}
 CHECKPOINT_POLICIES = ("latest", "best", "explicit")
-STAGE_KEYS = ("run", "cluster", "retry", "sweep", "after", "per_run", "when", "inputs")
+STAGE_KEYS = ("run", "cluster", "retry", "artifacts", "sweep", "after", "per_run", "when", "inputs")
 
 
 def t_after(v: Any, p: str, s: Source) -> List[str]:
@@ -100,7 +100,7 @@ def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict
     cfg, source = read_yaml(path)
     for key, value in parse_overrides(overrides):
         set_path(cfg, key, value)
-    allowed = ("name", "description", "cluster", "retry", "stages")
+    allowed = ("name", "description", "cluster", "retry", "artifacts", "stages")
     for key in cfg:
         if key not in allowed:
             raise ConfigError(source.where(str(key)), f"unknown key in a pipeline file; expected one of: {', '.join(allowed)}")
@@ -125,6 +125,7 @@ def _stage_experiment(cfg: Dict[str, Any], name: str, source: Source, base_dir: 
         "run": stage.get("run"),
         "cluster": {**(cfg.get("cluster") or {}), **(stage.get("cluster") or {})},
         "retry": {**(cfg.get("retry") or {}), **(stage.get("retry") or {})},
+        "artifacts": {**(cfg.get("artifacts") or {}), **(stage.get("artifacts") or {})},
     }
     if stage.get("sweep") is not None:
         sub["sweep"] = stage["sweep"]

@@ -8,6 +8,7 @@ nothing in the queue and the user sees Slurm's own message.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -26,6 +27,8 @@ from torchx_forge.records import (
 from torchx_forge.request import ForgeBatchRequest, JobRequest
 from torchx_forge.retry import companion_argv
 from torchx_forge.slurm_cli import SlurmCli
+
+log = logging.getLogger("torchx_forge")
 
 
 def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], companion: Optional[str]) -> JobRecord:
@@ -87,6 +90,10 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None)
             job_id = cli.sbatch(argv)
             submitted.append(job_id)
+            if len(req.jobs) > 1 or job.array:
+                what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
+                log.info(f"submitted job {job.index + 1}/{len(req.jobs)} ({job.stage or job.components[0].command.role}:"
+                         f" {what}) as {job_id}, held")
             companion = None
             if job.policy.enabled:
                 companion = cli.sbatch(companion_argv(
@@ -106,6 +113,8 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
         )
         records.save(rec)
         cli.release(submitted)
+        if len(submitted) > 1:
+            log.info(f"released {len(submitted)} job(s) of app {rec.app_id} together")
     except BaseException:
         if submitted:
             try:

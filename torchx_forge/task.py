@@ -117,7 +117,12 @@ def _summary(run: Dict[str, Any], env: Dict[str, str], state: str, code: Optiona
     from torchx_forge.handoff import write_summary
 
     if env.get("FORGE_RESULT_DIR"):
+        from torchx_forge.artifacts import collect, globs_from_env
+
+        globs = list(run.get("artifacts") or []) + globs_from_env(env.get("FORGE_ARTIFACTS", ""))
+        artifacts = collect(globs, os.getcwd(), env["FORGE_RESULT_DIR"]) if globs else []
         write_summary(env["FORGE_RESULT_DIR"], {
+            "artifacts": artifacts,
             "run_id": run["run_id"], "index": run["index"], "case": run.get("case", ""), "stage": env.get("FORGE_STAGE", ""),
             "params": dict(run.get("params") or []), "state": state, "exit_code": code,
             "attempts": int(env.get("FORGE_ATTEMPT", "0")) + 1, "note": note,

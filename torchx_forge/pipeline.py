@@ -113,7 +113,7 @@ class Pipeline:
             step = self.steps[name]
             for role in step.app.roles:
                 r = copy.deepcopy(role)
-                if len(step.app.roles) > 1 or (role.name != name and not role.name.startswith(f"{name}-")):
+                if role.name != name and not role.name.startswith(f"{name}-"):  # experiment steps are named already
                     r.name = name if len(step.app.roles) == 1 else f"{name}.{role.name}"
                 meta = dict(r.metadata.get(META_KEY) or {}) if isinstance(r.metadata, dict) else {}
                 deps = [{"stage": a, "type": step.when, "per_run": step.per_run} for a in step.after]

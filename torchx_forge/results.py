@@ -136,7 +136,9 @@ def result_dir_of(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, 
     return contract.result_dir(env, run_id)
 
 
-def planned_runs(rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], Dict[str, Any]]) -> List[RunResult]:
+def planned_runs(
+    rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], Dict[str, Any]]
+) -> List[RunResult]:
     """Every run of the step (or app): table rows for sweep roles, one row per replica otherwise."""
     names = dict(stages_of(rec)).get(stage) if stage else None
     roles = [r for r in rec.roles if names is None or r.name in names]
@@ -146,7 +148,7 @@ def planned_runs(rec: AppRecord, stage: str, state_dir: str, read_table: Callabl
     for role in roles:
         ref = table_ref(role, tables)
         if ref:
-            out += _table_runs(rec, role, stage, state_dir, read_table(ref[0]), ref[1])
+            out += _table_runs(rec, role, stage, state_dir, _load_table(read_table, ref[0]), ref[1])
             continue
         for k in range(role.num_replicas):
             run_id = contract.default_run_id(rec.app_id, role.name, k)
@@ -155,7 +157,16 @@ def planned_runs(rec: AppRecord, stage: str, state_dir: str, read_table: Callabl
     return sorted(out, key=lambda r: r.index)
 
 
-def _table_runs(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: Mapping[str, Any], key: str) -> List[RunResult]:
+def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[str, Any]:
+    try:
+        return read_table(path)
+    except (OSError, ValueError) as e:
+        raise ForgeError(f"cannot read the run table {path} (removed from the state dir?): {e}") from None
+
+
+def _table_runs(
+    rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: Mapping[str, Any], key: str
+) -> List[RunResult]:
     rows = table["runs"]
     out = []
     for k, pos in enumerate(table["roles"].get(key, [])):

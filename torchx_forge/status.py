@@ -201,7 +201,8 @@ def _counts(views: List[TaskView]) -> str:
 
 def step_lines(rec: AppRecord, views: List[TaskView]) -> List[str]:
     """Pipelines: one line per step with its counts, and which runs failed or were cancelled and why."""
-    stages = [(str(s), list(r)) for s, r in (rec.meta.get("stages") or [])]
+    raw = rec.meta.get("stages") or []
+    stages = [(str(s), list(r)) for s, r in (raw.items() if isinstance(raw, dict) else raw)]
     lines = []
     width = max((len(s) for s, _ in stages), default=0)
     for stage, roles in stages:

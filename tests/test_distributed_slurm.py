@@ -1,0 +1,100 @@
+"""Real distributed training on the virtual nodes (CPU PyTorch, gloo), starters, and the README path."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, handle_of, run_torchx, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 (the CPU build on disk)")
+
+DDP = str(REPO / "examples" / "ddp_train.py")
+
+
+def _state(handle: str) -> str:
+    m = re.search(r"State: (\w+)", run_torchx("status", handle).stdout)
+    return m.group(1) if m else "?"
+
+
+def _wait(handle: str, timeout: float = 300) -> str:
+    wait_for(lambda: _state(handle) in ("SUCCEEDED", "FAILED", "CANCELLED"), timeout, f"{handle} to end", interval=2)
+    return _state(handle)
+
+
+def test_dist_ddp_2x2_trains_across_two_nodes(state_dir: Path):
+    p = run_torchx("run", "--scheduler", "slurm_forge", "dist.ddp", "-j", "2x2", "--script", DDP, "--", "--steps", "20",
+                   "--step-seconds", "0.1")
+    handle = handle_of(p)
+    assert _wait(handle) == "SUCCEEDED"
+    status = run_torchx("status", handle).stdout
+    hosts = {line.split()[4] for line in status.splitlines() if line.split()[:1] and line.split()[0].startswith("ddp_train[")}
+    assert len(hosts) == 2, status  # two different virtual nodes
+    log = run_torchx("log", handle).stdout
+    assert "world_size=4" in log
+    m = re.search(r"rendezvous=(\S+):(\d+)", log)
+    assert m and m.group(1) in hosts and m.group(1) != "localhost"
+    losses = [float(x) for x in re.findall(r"step \d+ loss ([0-9.]+)", log)]
+    assert len(losses) == 20 and losses[-1] < losses[0] / 4  # the loss goes down
+
+
+def test_warned_ddp_run_resumes_with_every_step_once(state_dir: Path, tmp_path: Path):
+    ledger = tmp_path / "ledger"
+    p = run_torchx("run", "--scheduler", "slurm_forge", "dist.ddp", "-j", "2x2", "--max_retries", "2", "--script", DDP,
+                   "--", "--steps", "30", "--step-seconds", "0.5", "--ledger", str(ledger))
+    handle = handle_of(p)
+    job = handle.rsplit("/", 1)[1]
+    wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 5, 120, "5 steps")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    assert _wait(handle) == "SUCCEEDED"
+    steps = Counter(int(line.split()[1]) for line in ledger.read_text().splitlines())
+    assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps
+    attempts = {int(line.split()[3]) for line in ledger.read_text().splitlines()}
+    assert attempts == {0, 1}
+    log = run_torchx("log", handle).stdout
+    assert "stopping at step" in log and "resuming from" in log
+    assert "torchrun" not in log.split("stopping at step")[1].split("resuming from")[0] or "SignalException" not in log
+
+
+def test_sweep_of_two_node_ddp_runs_without_port_clashes(state_dir: Path):
+    p = run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(REPO / "examples" / "ddp_sweep.yaml"),
+                   cwd=REPO / "examples")
+    handle = handle_of(p)
+    assert _wait(handle, timeout=600) == "SUCCEEDED"
+    log = run_torchx("log", handle).stdout
+    rendezvous = set(re.findall(r"rendezvous=(\S+:\d+)", log))
+    assert len(rendezvous) == 4, log  # one endpoint per run
+    job = handle.rsplit("/", 1)[1]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End,NodeList", "-j", job], capture_output=True, text=True).stdout
+    spans = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for _, s, e, _ in (l.split("|") for l in out.split())]
+    assert len(spans) == 4
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:]), spans  # ran together
+    assert all("," in n or "[" in n for *_, n in (l.split("|") for l in out.split()))  # every run on 2 nodes
+
+
+@pytest.mark.parametrize("kind", ["command", "script", "ddp"])
+def test_each_starter_goes_from_init_to_succeeded(state_dir: Path, tmp_path: Path, kind: str):
+    target = tmp_path / kind
+    assert run_torchx("forge", "init", kind, str(target)).returncode == 0
+    assert run_torchx("forge", "validate", "--config", "experiment.yaml", cwd=target).returncode == 0
+    assert "critical path" in run_torchx("forge", "plan", "--config", "experiment.yaml", cwd=target).stdout
+    assert run_torchx("forge", "preview", "--config", "experiment.yaml", cwd=target).returncode == 0
+    p = run_torchx("run", "forge.pipeline", "--config", "experiment.yaml", cwd=target)  # the starter's .torchxconfig picks slurm_forge
+    handle = handle_of(p)
+    assert _wait(handle, timeout=600) == "SUCCEEDED", run_torchx("status", handle).stdout
+    assert "eval" in run_torchx("status", handle, cwd=target).stdout
+
+
+def test_readme_gives_the_two_commands_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["bash scripts/demo", "python3 -m pytest -q"]
+    assert "\npython3 -m pytest -q\n" in ci and "scripts/local-slurm up" in ci

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,21 @@ def job_gone_from_squeue(job_id: str) -> bool:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def app_state(handle: str) -> str:
+    """The `State:` of `torchx status HANDLE` ("?" when there is none)."""
+    m = re.search(r"State: (\w+)", run_torchx("status", handle).stdout)
+    return m.group(1) if m else "?"
+
+
+def wait_end(handle: str, timeout: float = 240, states: tuple = ("SUCCEEDED", "FAILED", "CANCELLED")) -> str:
+    """Poll `torchx status` until the app reaches one of ``states``; returns it."""
+    wait_for(lambda: app_state(handle) in states, timeout, f"{handle} to reach {states}", interval=2)
+    return app_state(handle)
+
+
+def task_row(handle: str, task: str) -> List[str]:
+    """The words of the forge table row of ``task`` (e.g. ``train[1]``) in `torchx status`."""
+    out = run_torchx("status", handle).stdout
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [task])

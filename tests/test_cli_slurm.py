@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, handle_of, job_gone_from_squeue, run_torchx, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -54,6 +53,9 @@ def test_echo_runs_and_logs_byte_for_byte_from_another_directory(state_dir: Path
     # with no stream given both streams are shown (stdout's line is there)
     both = run_torchx("log", handle, cwd=elsewhere)
     assert NASTY in both.stdout
+    # regex filtering
+    assert run_torchx("log", "--regex", r'"q"', handle).stdout.strip() == f"echo/0 {NASTY}"
+    assert run_torchx("log", "--regex", "no such text", handle).stdout == ""
 
 
 def test_status_keeps_torchx_lines_and_adds_a_task_table(state_dir: Path):

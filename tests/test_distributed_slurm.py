@@ -9,8 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, handle_of, run_torchx, wait_for
+from conftest import REPO, handle_of, run_torchx, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 (the CPU build on disk)")
@@ -18,21 +17,11 @@ torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 (the CPU 
 DDP = str(REPO / "examples" / "ddp_train.py")
 
 
-def _state(handle: str) -> str:
-    m = re.search(r"State: (\w+)", run_torchx("status", handle).stdout)
-    return m.group(1) if m else "?"
-
-
-def _wait(handle: str, timeout: float = 300) -> str:
-    wait_for(lambda: _state(handle) in ("SUCCEEDED", "FAILED", "CANCELLED"), timeout, f"{handle} to end", interval=2)
-    return _state(handle)
-
-
 def test_dist_ddp_2x2_trains_across_two_nodes(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "dist.ddp", "-j", "2x2", "--script", DDP, "--", "--steps", "20",
                    "--step-seconds", "0.1")
     handle = handle_of(p)
-    assert _wait(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     status = run_torchx("status", handle).stdout
     hosts = {line.split()[4] for line in status.splitlines() if line.split()[:1] and line.split()[0].startswith("ddp_train[")}
     assert len(hosts) == 2, status  # two different virtual nodes
@@ -52,7 +41,7 @@ def test_warned_ddp_run_resumes_with_every_step_once(state_dir: Path, tmp_path: 
     job = handle.rsplit("/", 1)[1]
     wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 5, 120, "5 steps")
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
-    assert _wait(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     steps = Counter(int(line.split()[1]) for line in ledger.read_text().splitlines())
     assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps
     attempts = {int(line.split()[3]) for line in ledger.read_text().splitlines()}
@@ -66,7 +55,7 @@ def test_sweep_of_two_node_ddp_runs_without_port_clashes(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(REPO / "examples" / "ddp_sweep.yaml"),
                    cwd=REPO / "examples")
     handle = handle_of(p)
-    assert _wait(handle, timeout=600) == "SUCCEEDED"
+    assert wait_end(handle, timeout=600) == "SUCCEEDED"
     log = run_torchx("log", handle).stdout
     rendezvous = set(re.findall(r"rendezvous=(\S+:\d+)", log))
     assert len(rendezvous) == 4, log  # one endpoint per run
@@ -87,7 +76,7 @@ def test_each_starter_goes_from_init_to_succeeded(state_dir: Path, tmp_path: Pat
     assert run_torchx("forge", "preview", "--config", "experiment.yaml", cwd=target).returncode == 0
     p = run_torchx("run", "forge.pipeline", "--config", "experiment.yaml", cwd=target)  # the starter's .torchxconfig picks slurm_forge
     handle = handle_of(p)
-    assert _wait(handle, timeout=600) == "SUCCEEDED", run_torchx("status", handle).stdout
+    assert wait_end(handle, timeout=600) == "SUCCEEDED", run_torchx("status", handle).stdout
     assert "eval" in run_torchx("status", handle, cwd=target).stdout
 
 

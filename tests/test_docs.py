@@ -1,6 +1,5 @@
 """The docs say what the code does."""
 
-from pathlib import Path
 
 from conftest import REPO, run_torchx
 

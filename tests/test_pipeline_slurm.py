@@ -8,8 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
+from conftest import app_state, handle_of, run_torchx, squeue_ids, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -45,16 +44,6 @@ def _sacct_times(job: str) -> dict:
     return times
 
 
-def _state(handle: str) -> str:
-    m = re.search(r"State: (\w+)", run_torchx("status", handle).stdout)
-    return m.group(1) if m else "?"
-
-
-def _wait(handle: str, timeout: float = 240) -> str:
-    wait_for(lambda: _state(handle) in ("SUCCEEDED", "FAILED", "CANCELLED"), timeout, f"{handle} to end", interval=2)
-    return _state(handle)
-
-
 def test_prepare_sweep_eval_per_run_compare(state_dir: Path, tmp_path: Path):
     cfg = tmp_path / "pipe.yaml"
     cfg.write_text(PIPE.format(out=tmp_path))
@@ -63,7 +52,7 @@ def test_prepare_sweep_eval_per_run_compare(state_dir: Path, tmp_path: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg))
     assert p.returncode == 0, p.stderr
     handle = handle_of(p)
-    assert _wait(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     # compare saw all six evaluations, each of its own training run
     lines = (tmp_path / "compared").read_text().splitlines()
     assert len(lines) == 6 and all(line.startswith("trained run-") for line in lines)
@@ -92,7 +81,7 @@ def test_a_failed_training_cancels_its_own_eval_and_the_join(state_dir: Path, tm
         "  compare: {after: [eval], run: {command: [echo, compared]}}\n"
     )
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg)))
-    assert _wait(handle) == "FAILED"
+    assert wait_end(handle) == "FAILED"
     out = run_torchx("status", handle).stdout
     assert re.search(r"eval\[1\]:CANCELLED", out) and re.search(r"eval\[0\]:SUCCEEDED", out) and re.search(r"eval\[2\]:SUCCEEDED", out)
     assert re.search(r"compare\[0\]:CANCELLED", out)
@@ -117,7 +106,7 @@ def test_a_training_that_succeeds_on_retry_is_evaluated_and_joined(state_dir: Pa
         "  compare: {after: [eval], run: {command: [echo, compared]}}\n"
     )
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg)))
-    assert _wait(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     out = run_torchx("status", handle).stdout
     row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["train[1]"])
     assert row[5] == "2", out  # retried once
@@ -133,7 +122,7 @@ def test_any_done_join_runs_over_the_runs_that_finished(state_dir: Path, tmp_pat
         "  summary: {after: [train], when: any_done, run: {command: [sh, -c, 'echo ok=$FORGE_UPSTREAM_RUNS_OK failed=$FORGE_UPSTREAM_RUNS_FAILED']}}\n"
     )
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg)))
-    assert _wait(handle) == "FAILED"  # a training failed for good; the join still ran
+    assert wait_end(handle) == "FAILED"  # a training failed for good; the join still ran
     log = run_torchx("log", "--streams", "stdout", f"{handle}/summary/0").stdout
     assert "ok=0,2 failed=1" in log
 
@@ -147,11 +136,11 @@ def test_cancelling_a_running_pipeline_leaves_nothing_queued(state_dir: Path, tm
         "  compare: {after: [eval], run: {command: ['true']}}\n"
     )
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg)))
-    wait_for(lambda: _state(handle) == "RUNNING", 60, "the pipeline to run")
+    wait_for(lambda: app_state(handle) == "RUNNING", 60, "the pipeline to run")
     assert run_torchx("cancel", handle).returncode == 0
     ids = rec_ids(state_dir, handle)
     wait_for(lambda: not any(i.split("_")[0] in ids for i in squeue_ids()), 60, "every job of the pipeline to leave squeue")
-    assert _wait(handle) == "CANCELLED"
+    assert wait_end(handle) == "CANCELLED"
 
 
 def test_the_same_pipeline_runs_locally_with_the_same_outputs(state_dir: Path, tmp_path: Path):
@@ -163,7 +152,7 @@ def test_the_same_pipeline_runs_locally_with_the_same_outputs(state_dir: Path, t
                        cwd=out_local, timeout=300)
     assert local.returncode == 0, local.stderr[-2000:]
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(out_slurm / "pipe.yaml")))
-    assert _wait(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     assert (out_local / "compared").read_text() == (out_slurm / "compared").read_text()
     assert len((out_local / "compared").read_text().splitlines()) == 6
 

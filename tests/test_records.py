@@ -10,7 +10,14 @@ import pytest
 from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.opts import ForgeOpts
-from torchx_forge.records import AppRecord, JobRecord, Records, RoleRecord, Store, private_makedirs
+from torchx_forge.records import (
+    AppRecord,
+    JobRecord,
+    Records,
+    RoleRecord,
+    Store,
+    private_makedirs,
+)
 from torchx_forge.request import build_request
 
 

@@ -7,17 +7,14 @@ be checked.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, handle_of, run_torchx, wait_for
+from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -32,21 +29,6 @@ def submit(cfg: str, *train_args: str, component: str = "utils.python") -> str:
 
 def status(handle: str) -> str:
     return run_torchx("status", handle).stdout
-
-
-def state(handle: str) -> str:
-    m = re.search(r"State: (\w+)", status(handle))
-    return m.group(1) if m else "?"
-
-
-def wait_state(handle: str, states=("SUCCEEDED", "FAILED", "CANCELLED"), timeout: float = 240) -> str:
-    wait_for(lambda: state(handle) in states, timeout, f"{handle} to reach {states}", interval=2)
-    return state(handle)
-
-
-def row(handle: str, task: str) -> list:
-    """The forge table row of ``task`` (e.g. ``python[0]``) in `torchx status`."""
-    return next(line.split() for line in status(handle).splitlines() if line.split()[:1] == [task])
 
 
 def ledger_steps(path: Path) -> Counter:
@@ -69,10 +51,10 @@ def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: 
     running_log(handle, "step 5 saved")
     # the path a real pre-timeout warning takes: the signal reaches the batch shell
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
-    assert wait_state(handle) == "SUCCEEDED"
+    assert wait_end(handle) == "SUCCEEDED"
     steps = ledger_steps(ledger)
     assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps  # each step exactly once
-    r = row(handle, "python[0]")
+    r = task_row(handle, "python[0]")
     assert r[1] == job and r[5] == "2", r  # same job id, 2 attempts
     assert re.match(r"\S+/step_\d+\.json", r[6]), r  # resumed from a checkpoint
     wait_for(lambda: "REQUEUED" in sacct_states(job), 30, "sacct to show the requeue")
@@ -83,10 +65,10 @@ def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: 
 def test_real_walltime_warning_before_a_two_minute_limit(state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2,time=2,signal=USR1@70", "--steps", "75", "--ledger", str(ledger))
-    assert wait_state(handle, timeout=420) == "SUCCEEDED"
+    assert wait_end(handle, timeout=420) == "SUCCEEDED"
     steps = ledger_steps(ledger)
     assert sorted(steps) == list(range(1, 76)) and set(steps.values()) == {1}
-    assert int(row(handle, "python[0]")[5]) >= 2
+    assert int(task_row(handle, "python[0]")[5]) >= 2
     assert "REQUEUED" in sacct_states(handle.rsplit("/", 1)[1])
 
 
@@ -94,8 +76,8 @@ def test_hard_timeout_without_warning_is_resubmitted_by_the_companion(state_dir:
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2,signal=off,time=1", "--steps", "120", "--ledger", str(ledger))
     job = handle.rsplit("/", 1)[1]
-    assert wait_state(handle, timeout=420) == "SUCCEEDED"
-    r = row(handle, "python[0]")
+    assert wait_end(handle, timeout=420) == "SUCCEEDED"
+    r = task_row(handle, "python[0]")
     assert r[1] != job and int(r[5]) >= 2, r  # a new job id (resubmitted by the companion), a later attempt
     assert "TIMEOUT" in sacct_states(job)
     resumed = int(r[6].split("_")[-1].split(".")[0])
@@ -115,12 +97,12 @@ def test_preemption_by_the_high_partition_saves_and_resumes(state_dir: Path, tmp
     try:
         # Slurm requeues a preempted job itself: sacct -D shows the first attempt as REQUEUED
         wait_for(lambda: "REQUEUED" in sacct_states(job), 120, "the job to be preempted and requeued")
-        assert wait_state(handle, timeout=300) == "SUCCEEDED"
+        assert wait_end(handle, timeout=300) == "SUCCEEDED"
     finally:
         subprocess.run(["scancel", high])
     assert "COMPLETED" in sacct_states(high)
     steps = ledger_steps(ledger)
-    assert sorted(steps) == list(range(1, 41)) and int(row(handle, "python[0]")[5]) >= 2
+    assert sorted(steps) == list(range(1, 41)) and int(task_row(handle, "python[0]")[5]) >= 2
     log = run_torchx("log", f"{handle}/python/0").stdout
     assert "received SIGTERM" in log and "resuming from" in log  # warned by the preemption's SIGTERM, saved
 
@@ -129,15 +111,15 @@ def test_node_failure_resumes_on_another_node(state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2", "--steps", "40", "--ledger", str(ledger))
     running_log(handle, "step 3 saved")
-    node = row(handle, "python[0]")[4]
+    node = task_row(handle, "python[0]")[4]
     assert node in ("n1", "n2", "n3")
     try:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=forge-test"], check=True)
-        wait_for(lambda: row(handle, "python[0]")[4] not in (node, "-") and "RUNNING" in status(handle), 180,
+        wait_for(lambda: task_row(handle, "python[0]")[4] not in (node, "-") and "RUNNING" in status(handle), 180,
                  "the task to run on another node")
     finally:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"])
-    assert wait_state(handle, timeout=300) == "SUCCEEDED"
+    assert wait_end(handle, timeout=300) == "SUCCEEDED"
     assert {"NODE_FAIL", "REQUEUED"} & set(sacct_states(handle.rsplit("/", 1)[1]))
     assert sorted(ledger_steps(ledger)) == list(range(1, 41))
 
@@ -157,7 +139,7 @@ def test_only_the_interrupted_tasks_of_an_array_run_again(state_dir: Path, tmp_p
     wait_for(lambda: all((tmp_path / f"l.{k}").exists() for k in hit), 90, "tasks 2, 5, 7 to start")
     for k in hit:
         subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_{k}"], check=True)
-    assert wait_state(handle, timeout=300) == "SUCCEEDED"
+    assert wait_end(handle, timeout=300) == "SUCCEEDED"
     out = status(handle)
     attempts = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"arr\[(\d)\]\s+\S+\s+COMPLETED\s+0\s+\S+\s+(\d+)", out)}
     assert attempts == {k: (2 if k in hit else 1) for k in range(10)}, out
@@ -169,14 +151,14 @@ def test_failed_is_retried_only_when_asked_and_retries_run_out(state_dir: Path, 
     script = tmp_path / "fail.sh"
     script.write_text("echo attempt $FORGE_ATTEMPT >> " + str(tmp_path / "attempts") + "; exit 1\n")
     no = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2", "utils.sh", "sh", str(script)))
-    assert wait_state(no) == "FAILED"
+    assert wait_end(no) == "FAILED"
     assert (tmp_path / "attempts").read_text().split("\n")[:-1] == ["attempt 0"]
     (tmp_path / "attempts").unlink()
     yes = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2,retry_on=TIMEOUT,FAILED",
                                "utils.sh", "sh", str(script)))
-    assert wait_state(yes, timeout=240) == "FAILED"
+    assert wait_end(yes, timeout=240) == "FAILED"
     assert (tmp_path / "attempts").read_text().split() == ["attempt", "0", "attempt", "1", "attempt", "2"]
-    r = " ".join(row(yes, "sh[0]"))
+    r = " ".join(task_row(yes, "sh[0]"))
     assert " 3 " in r and "retries exhausted" in r, r
 
 
@@ -188,7 +170,7 @@ def test_ambiguous_checkpoints_fail_before_the_program_starts(state_dir: Path, t
     marker = tmp_path / "started"
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg",
                                   f"checkpoint_dir={tmp_path}/ckpt/{{replica}}", "utils.sh", "touch", str(marker)))
-    assert wait_state(handle) == "FAILED"
+    assert wait_end(handle) == "FAILED"
     assert not marker.exists()
     log = run_torchx("log", f"{handle}/sh/0").stdout
     assert "several checkpoints without a step number" in log and "model_a.pt, model_b.pt" in log
@@ -203,10 +185,10 @@ def test_retry_by_hand_resubmits_the_failed_tasks_linked_to_the_app(state_dir: P
         "sweep: {shared_axes: {run.env.I: [0, 1, 2]}}\n"
     )
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(exp)))
-    assert wait_state(handle) == "FAILED"
+    assert wait_end(handle) == "FAILED"
     flag.write_text("")
     r = run_torchx("forge", "retry", handle)
     assert r.returncode == 0, r.stderr
     assert "resubmitted byhand[1] as job" in r.stdout
-    assert wait_state(handle) == "SUCCEEDED"
-    assert row(handle, "byhand[1]")[5] == "2"
+    assert wait_end(handle) == "SUCCEEDED"
+    assert task_row(handle, "byhand[1]")[5] == "2"

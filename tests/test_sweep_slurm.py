@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
 from torchx import specs
 from torchx.runner import get_runner
 
-from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
 from torchx_forge.records import Records, Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]

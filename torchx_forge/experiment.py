@@ -121,10 +121,10 @@ def _split_top(text: str, sep: str) -> List[str]:
     if sep not in text:  # the common case, and big axis lists: no character loop
         return [text.strip()] if text.strip() else []
     parts, depth, quote, cur = [], 0, "", []
-    for ch in text:
+    for i, ch in enumerate(text):
         if quote:
             quote = "" if ch == quote else quote
-        elif ch in "'\"":
+        elif ch in "'\"" and (i == 0 or text[i - 1] in "=[{(, :"):  # a quote opens a value, not "don't"
             quote = ch
         elif ch in "[{(":
             depth += 1
@@ -139,7 +139,8 @@ def _split_top(text: str, sep: str) -> List[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-_NUMBER_LIST = re.compile(r"^\s*\[\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)*\s*\]\s*$")
+_NUM = r"-?(?:0|[1-9]\d*)(?:\.\d+)?"  # what YAML and JSON read alike (no leading zeros: YAML reads 010 as octal)
+_NUMBER_LIST = re.compile(r"^\s*\[\s*%s(?:\s*,\s*%s)*\s*\]\s*$" % (_NUM, _NUM))
 
 
 def _parse_value(raw: str) -> Any:
@@ -505,7 +506,7 @@ def check_sweep(v: Any, p: str, s: Source) -> SweepSpec:
         if clash:
             where = f"{p}.cases.{cases.index(c)}" if cases else f"{p}.shared_axes"
             raise ConfigError(s.where(where), f"dot-path keys overlap: {clash[0]!r} and {clash[1]!r}; each key may be set once per run")
-    if not shared and not cases:
+    if not shared and not cases and raw.get("enabled", True):
         raise ConfigError(s.where(p), "a sweep needs shared_axes or cases (or enabled: false)")
     return SweepSpec(raw.get("enabled", True), raw.get("max_runs"), shared, tuple(cases))
 

@@ -119,22 +119,26 @@ def _best(directory: str, inputs: Mapping[str, Any]) -> Optional[str]:
             text = f.read()
     except OSError:
         raise CheckpointError(f"checkpoint: best needs {path}, which does not exist") from None
-    scores: Dict[str, float] = {}
     try:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            scores = {k: float(v[metric] if isinstance(v, dict) else v) for k, v in data.items()}
-    except ValueError:
-        for line in text.splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                scores[str(rec["checkpoint"])] = float(rec[metric])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: no metric {metric!r} ({e})") from None
+        scores = _scores(text, metric)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read metric {metric!r} per checkpoint ({e!r})") from None
     if not scores:
         raise CheckpointError(f"{path} lists no checkpoint with metric {metric!r}")
     pick = (min if mode == "min" else max)(scores, key=lambda k: scores[k])
     return pick if os.path.isabs(pick) else os.path.join(directory, pick)
+
+
+def _scores(text: str, metric: str) -> Dict[str, float]:
+    """Metric per checkpoint from ``{checkpoint: {metric: v}}`` / ``{checkpoint: v}`` or JSON lines."""
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None  # several lines: JSON lines
+    if isinstance(whole, dict) and "checkpoint" not in whole:
+        return {k: float(v[metric] if isinstance(v, dict) else v) for k, v in whole.items()}
+    records = [whole] if isinstance(whole, dict) else [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {str(rec["checkpoint"]): float(rec[metric]) for rec in records}
 
 
 def wait_for_upstream(row: Mapping[str, Any], env: Mapping[str, str], poll: float = 0.5) -> Tuple[List[int], List[int]]:

@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from torchx.specs import CfgVal, runopt, runopts
@@ -449,38 +449,18 @@ class ForgeOpts:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, CfgVal]) -> "ForgeOpts":
-        """Typed options from a cfg already passed through :meth:`ForgeRunopts.resolve`."""
-        get = cfg.get
-        return cls(
-            partition=get("partition"),  # type: ignore[arg-type]
-            time=get("time"),  # type: ignore[arg-type]
-            account=get("account"),  # type: ignore[arg-type]
-            qos=get("qos"),  # type: ignore[arg-type]
-            exclusive=bool(get("exclusive")),
-            constraint=get("constraint"),  # type: ignore[arg-type]
-            gpu_flag=str(get("gpu_flag") or "gpus-per-node"),
-            nodes=get("nodes"),  # type: ignore[arg-type]
-            dependency=get("dependency"),  # type: ignore[arg-type]
-            sbatch_args=tuple(parse_sbatch_args(str(get("sbatch_args")))) if get("sbatch_args") else (),
-            array_parallelism=get("array_parallelism"),  # type: ignore[arg-type]
-            max_array_size=int(get("max_array_size") or 1001),  # type: ignore[arg-type]
-            max_retries=get("max_retries"),  # type: ignore[arg-type]
-            retry_on=get("retry_on"),  # type: ignore[arg-type]
-            signal=get("signal"),  # type: ignore[arg-type]
-            grace=get("grace"),  # type: ignore[arg-type]
-            checkpoint_dir=get("checkpoint_dir"),  # type: ignore[arg-type]
-            container_runtime=str(get("container_runtime") or "none"),
-            container_image=get("container_image"),  # type: ignore[arg-type]
-            container_mounts=get("container_mounts"),  # type: ignore[arg-type]
-            comment=get("comment"),  # type: ignore[arg-type]
-            mail_user=get("mail-user"),  # type: ignore[arg-type]
-            mail_type=get("mail-type"),  # type: ignore[arg-type]
-            nomem=bool(get("nomem")),
-            job_dir=get("job_dir"),  # type: ignore[arg-type]
-            log_dir=get("log_dir"),  # type: ignore[arg-type]
-            state_dir=str(get("state_dir") or configured_state_dir()),
-            python=str(get("python") or sys.executable or "python3"),
-        )
+        """Typed options from a cfg already passed through :meth:`ForgeRunopts.resolve` (unset -> default)."""
+        kwargs: Dict[str, Any] = {}
+        for f in fields(cls):
+            val = cfg.get(f.name.replace("mail_", "mail-"))
+            if val is None:
+                continue
+            if f.name == "sbatch_args":
+                val = tuple(parse_sbatch_args(str(val)))
+            elif f.type in ("bool",):
+                val = bool(val)
+            kwargs[f.name] = val
+        return cls(**kwargs)
 
     @property
     def logs(self) -> str:

@@ -61,10 +61,10 @@ def test_sweep_of_two_node_ddp_runs_without_port_clashes(state_dir: Path):
     assert len(rendezvous) == 4, log  # one endpoint per run
     job = handle.rsplit("/", 1)[1]
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End,NodeList", "-j", job], capture_output=True, text=True).stdout
-    spans = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for _, s, e, _ in (l.split("|") for l in out.split())]
+    spans = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for _, s, e, _ in (line.split("|") for line in out.split())]
     assert len(spans) == 4
     assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:]), spans  # ran together
-    assert all("," in n or "[" in n for *_, n in (l.split("|") for l in out.split()))  # every run on 2 nodes
+    assert all("," in n or "[" in n for *_, n in (line.split("|") for line in out.split()))  # every run on 2 nodes
 
 
 @pytest.mark.parametrize("kind", ["command", "script", "ddp"])

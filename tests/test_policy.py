@@ -197,7 +197,7 @@ def test_outcome_of(exit_code, warned, stopped_by, outcome):
 
 # -- decide ----------------------------------------------------------------------------------
 
-C, I, F, S = Outcome.COMPLETED, Outcome.INTERRUPTED, Outcome.FAILED, Outcome.STOPPED
+C, INT, F, S = Outcome.COMPLETED, Outcome.INTERRUPTED, Outcome.FAILED, Outcome.STOPPED
 
 
 def pol(max_retries=3, retry_on=DEFAULT_RETRY_ON):
@@ -212,21 +212,21 @@ def test_decide_all_completed(outs):
 
 @pytest.mark.parametrize("attempts", [1, 2, 3])
 def test_decide_interrupted_within_budget_requeues(attempts):
-    d = decide([C, I], attempts, pol(3))
+    d = decide([C, INT], attempts, pol(3))
     assert d.requeue is True
     assert "TIMEOUT" in d.reason
     assert f"retry {attempts} of 3" in d.reason
 
 
 def test_decide_interrupted_needs_timeout_in_retry_on():
-    d = decide([I], 1, pol(3, ["FAILED"]))
+    d = decide([INT], 1, pol(3, ["FAILED"]))
     assert d.requeue is False
     assert "TIMEOUT is not in retry_on" in d.reason
 
 
 def test_decide_interrupted_beats_failed():
     # one task interrupted (saved), another failed: treated like a timeout
-    assert decide([F, I], 1, pol(3)).requeue is True
+    assert decide([F, INT], 1, pol(3)).requeue is True
 
 
 def test_decide_failed_not_in_default_retry_on():
@@ -244,7 +244,7 @@ def test_decide_failed_when_asked():
 
 @pytest.mark.parametrize("max_retries,attempts", [(3, 4), (3, 10), (0, 1), (1, 2)])
 def test_decide_exhausted_budget(max_retries, attempts):
-    d = decide([I], attempts, pol(max_retries))
+    d = decide([INT], attempts, pol(max_retries))
     assert d.requeue is False
     assert "retries exhausted" in d.reason
     assert f"max_retries={max_retries}" in d.reason
@@ -257,7 +257,7 @@ def test_decide_exhausted_budget_for_failed_too():
 
 @pytest.mark.parametrize("bad", [Outcome.EXHAUSTED, Outcome.BAD_CHECKPOINT])
 def test_decide_never_requeues_exhausted_or_bad_checkpoint(bad):
-    d = decide([I, bad, C], 1, pol(5, RETRYABLE_STATES))
+    d = decide([INT, bad, C], 1, pol(5, RETRYABLE_STATES))
     assert d.requeue is False
     assert "could not start" in d.reason
 
@@ -270,4 +270,4 @@ def test_decide_stopped_from_outside(outs):
 
 
 def test_decide_accepts_any_iterable():
-    assert decide(iter([I]), 1, pol(1)).requeue is True
+    assert decide(iter([INT]), 1, pol(1)).requeue is True

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, handle_of, run_torchx, wait_end, wait_for
+from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 (the CPU build on disk)")
@@ -22,9 +22,8 @@ def test_dist_ddp_2x2_trains_across_two_nodes(state_dir: Path):
                    "--step-seconds", "0.1")
     handle = handle_of(p)
     assert wait_end(handle) == "SUCCEEDED"
-    status = run_torchx("status", handle).stdout
-    hosts = {line.split()[4] for line in status.splitlines() if line.split()[:1] and line.split()[0].startswith("ddp_train[")}
-    assert len(hosts) == 2, status  # two different virtual nodes
+    hosts = {task_row(handle, f"ddp_train[{i}]")[4] for i in (0, 1)}
+    assert len(hosts) == 2, hosts  # two different virtual nodes
     log = run_torchx("log", handle).stdout
     assert "world_size=4" in log
     m = re.search(r"rendezvous=(\S+):(\d+)", log)

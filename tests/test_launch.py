@@ -42,7 +42,7 @@ def test_child_sees_the_forge_contract(slurm_env):
     p = launch(slurm_env, "--role", "trainer", "--replica", "4", program=py(SHOW_ENV, *keys))
     assert p.returncode == 0, p.stderr
     banner, shown = p.stdout.splitlines()  # later attempts are marked in the log
-    assert banner.startswith("==== torchx-forge: 77-trainer-4 attempt 2 (job 77 on n3)")
+    assert banner.startswith("==== torchx-forge: 77-trainer attempt 2 (job 77 on n3)")
     assert json.loads(shown) == {"FORGE_ROLE": "trainer", "FORGE_REPLICA_ID": "4", "FORGE_RANK0_HOST": "n3",
                                     "FORGE_ATTEMPT": "2", "FORGE_APP_ID": "77", "FORGE_INITIAL_JOB_ID": "77"}
 

@@ -213,7 +213,7 @@ def test_pipeline_stage_picks_a_step_across_its_roles(store: Store, state: Path)
         (0, "train.train-0", 0, "COMPLETED"), (1, "train.train-0", 1, "UNKNOWN"),
         (2, "train.train-1", 0, "UNKNOWN"), (3, "train.train-1", 1, "TIMEOUT")]
     report = rs.collect(rec, str(state), None, stage="report")  # a step without a table: its replicas
-    assert [(r.run_id, r.result_dir) for r in report.runs] == [("200-report-0", str(state / "results/200/report/200-report-0"))]
+    assert [(r.run_id, r.result_dir) for r in report.runs] == [("200-report", str(state / "results/200/report/200-report"))]
     with pytest.raises(ForgeError, match="no step 'test'; its steps: train, eval, report"):
         rs.collect(rec, str(state), None, stage="test")
 
@@ -223,16 +223,15 @@ def test_stage_on_a_sweep_is_an_error(store: Store, state: Path):
         rs.collect(sweep_app(store), str(state), None, stage="train")
 
 
-def test_plain_appdef_rows_are_its_replicas(store: Store, state: Path):
+def test_plain_appdef_rows_are_its_roles(store: Store, state: Path):
     rec = save(store, AppRecord("300", "ddp", [JobRecord("300", "het", components=[["trainer", 0], ["trainer", 1]])],
                                 [RoleRecord("trainer", 2, entrypoint="torchrun")], log_dir="/logs"))
-    result_dir(state, "300", "300-trainer-0").joinpath("metrics.json").write_text('{"loss": 1.5}')
+    result_dir(state, "300", "300-trainer").joinpath("metrics.json").write_text('{"loss": 1.5}')
     res = rs.collect(rec, str(state), [TaskView("trainer", 0, "300+0", "COMPLETED", exit_code=0),
                                       TaskView("trainer", 1, "300+1", "COMPLETED", exit_code=0)])
     rows = rs.table_rows(res, rs.select_metrics(res, None))
     assert rows == [["RUN", "RUN ID", "CASE", "STATE", "ATTEMPTS", "EXIT", "loss"],
-                    ["0", "300-trainer-0", "-", "COMPLETED", "1", "0", "1.5"],
-                    ["1", "300-trainer-1", "-", "COMPLETED", "1", "0", "-"]]
+                    ["0", "300-trainer", "-", "COMPLETED", "1", "0", "1.5"]]  # both replicas are one DDP run
 
 
 # -- plot ---------------------------------------------------------------------------------------

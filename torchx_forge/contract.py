@@ -2,7 +2,8 @@
 
 Every replica slurm_forge runs, and every sweep point on any scheduler, gets:
 
-- ``FORGE_RUN_ID``: the sweep run's stable id, else ``<app_id>-<role>-<replica>``
+- ``FORGE_RUN_ID``: the sweep run's stable id, else ``<app_id>-<role>`` (one run per role: its
+  replicas are the nodes of one distributed program and share the checkpoint directory)
 - ``FORGE_ATTEMPT``: 0 on the first attempt, +1 on every retry (requeue or resubmission)
 - ``FORGE_CHECKPOINT_DIR``: this run's checkpoint directory (local path or fsspec URL)
 - ``FORGE_RESULT_DIR``: this run's result directory (summary.json, collected artifacts)
@@ -28,7 +29,13 @@ DEFAULT_RESUME_FLAG = "--resume_from_checkpoint"
 
 
 def default_run_id(app_id: str, role: str, replica: int) -> str:
-    return f"{app_id}-{role}-{replica}"
+    """Outside a sweep: ``<app_id>-<role>``, shared by the role's replicas.
+
+    TorchX's replicas of a role are the nodes of one distributed program (dist.ddp -j 2x2 is
+    one role with 2 replicas), so they are one run with one checkpoint directory: whichever
+    node hosts rank 0 after a restart finds the checkpoint. The replica is FORGE_REPLICA_ID.
+    """
+    return f"{app_id}-{role}"
 
 
 def _fill(template: str, env: Mapping[str, str], run_id: str) -> str:

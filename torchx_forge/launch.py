@@ -385,7 +385,7 @@ def run(argv: Sequence[str]) -> int:
     code, warned, stopped_by = Supervisor(argv_, env).run()
     outcome = outcome_of(code, warned, stopped_by)
     finish(outcome, code, stopped_by=stopped_by)
-    if reporter:
+    if reporter and (run_row or replica == 0):  # a role's replicas are one run: replica 0 reports it
         _summary(env, run_row, run_id, ns.role, replica, outcome, code, attempt)
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
 

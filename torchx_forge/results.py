@@ -139,7 +139,8 @@ def result_dir_of(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, 
 def planned_runs(
     rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], Dict[str, Any]]
 ) -> List[RunResult]:
-    """Every run of the step (or app): table rows for sweep roles, one row per replica otherwise."""
+    """Every run of the step (or app): table rows for sweep roles, one row per role otherwise
+    (a role's replicas are one distributed run; replica 0 stands for it)."""
     names = dict(stages_of(rec)).get(stage) if stage else None
     roles = [r for r in rec.roles if names is None or r.name in names]
     tables = list(rec.meta.get("tables") or [])
@@ -150,10 +151,9 @@ def planned_runs(
         if ref:
             out += _table_runs(rec, role, stage, state_dir, _load_table(read_table, ref[0]), ref[1])
             continue
-        for k in range(role.num_replicas):
-            run_id = contract.default_run_id(rec.app_id, role.name, k)
-            out.append(RunResult(plain, run_id, "", [], role.name, k, result_dir_of(rec, role, stage, state_dir, run_id)))
-            plain += 1
+        run_id = contract.default_run_id(rec.app_id, role.name, 0)
+        out.append(RunResult(plain, run_id, "", [], role.name, 0, result_dir_of(rec, role, stage, state_dir, run_id)))
+        plain += 1
     return sorted(out, key=lambda r: r.index)
 
 

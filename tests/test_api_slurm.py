@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_json
+from conftest import read_json, wait_for
 from torchx import specs
 from torchx.runner import get_runner
 
@@ -80,8 +80,13 @@ def test_two_roles_run_as_one_heterogeneous_job(state_dir: Path):
         assert "".join(runner.log_lines(handle, "trainer", 1)) == "trainer 1\n"
         assert "".join(runner.log_lines(handle, "reader", 0)) == "reader 0\n"
     job_id = handle.rsplit("/", 1)[1]
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "-j", job_id], capture_output=True, text=True).stdout
-    assert sorted(sacct.split()) == [f"{job_id}+0", f"{job_id}+1", f"{job_id}+2"]
+
+    def sacct() -> list:
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID", "-j", job_id], capture_output=True, text=True).stdout
+        return sorted(out.split())
+
+    wait_for(lambda: len(sacct()) == 3, 30, "sacct to catch up")  # it lags squeue by seconds
+    assert sacct() == [f"{job_id}+0", f"{job_id}+1", f"{job_id}+2"]
 
 
 def test_multi_node_replica_and_gpus(state_dir: Path, tmp_path: Path):

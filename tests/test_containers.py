@@ -5,7 +5,7 @@ from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.errors import ConfigError
 from torchx_forge.opts import ForgeOpts, build_runopts
-from torchx_forge.request import build_request
+from torchx_forge.plan import build_request
 
 
 def script(tmp_path, image="ghcr.io/pytorch/torchx:0.7.0", gpu=0, **opts):

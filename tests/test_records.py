@@ -10,6 +10,7 @@ import pytest
 from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.opts import ForgeOpts
+from torchx_forge.plan import build_request
 from torchx_forge.records import (
     AppRecord,
     JobRecord,
@@ -18,7 +19,6 @@ from torchx_forge.records import (
     Store,
     private_makedirs,
 )
-from torchx_forge.request import build_request
 
 
 def mode(path) -> int:

@@ -14,15 +14,8 @@ from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.errors import ConfigError
 from torchx_forge.opts import ForgeOpts
-from torchx_forge.request import (
-    ArraySpec,
-    JobRequest,
-    TaskCommand,
-    build_request,
-    component_for,
-    het_job,
-    shell_word,
-)
+from torchx_forge.plan import build_request, component_for, het_job
+from torchx_forge.request import ArraySpec, JobRequest, TaskCommand, shell_word
 
 NASTY = [
     "plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "$(id)", "a;b", "a,b", "k=v=w", "line1\nline2",

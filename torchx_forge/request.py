@@ -1,9 +1,7 @@
 """The sbatch request of an app: frozen dataclasses with a pure ``materialize()``.
 
 An AppDef becomes a :class:`ForgeBatchRequest` of one or more :class:`JobRequest`
-(one ``sbatch`` call each): the ordinary roles form one heterogeneous job, one
-component per replica as in TorchX's slurm scheduler; each sweep role becomes an
-array job (see :mod:`torchx_forge.arrays`). Every task runs the program through
+(one ``sbatch`` call each; :mod:`torchx_forge.plan` decides which). Every task runs the program through
 ``python -m torchx_forge.launch``, which sets the forge environment, forwards
 signals and reports the task's end state. Every word of the script is shell
 quoted: arguments and env values reach the program byte for byte, and env is
@@ -16,17 +14,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torchx
-from torchx.specs import AppDef, Role, macros
+from torchx.specs import Role, macros
 
 from torchx_forge import __version__
 from torchx_forge.errors import ConfigError
-from torchx_forge.opts import MASK, ForgeOpts, is_secret, parse_sbatch_args
-from torchx_forge.policy import RetryPolicy, check_lead_time, retry_policy
-from torchx_forge.slurm_time import parse_slurm_time
+from torchx_forge.opts import MASK, ForgeOpts, is_secret
+from torchx_forge.policy import RetryPolicy
 
 #: Shell variables the macros become inside a job.
 MACRO_VARS: Mapping[str, str] = {
@@ -387,234 +384,3 @@ def runs_preview(table_path: str, limit: int = PREVIEW_ROWS) -> str:
         rows.append([str(r["index"]), f"{name}/{k}", r["run_id"], r["case"] or "-", params])
     more = f"\n  ... {len(runs) - limit} more; `torchx forge preview --config FILE` lists them all" if len(runs) > limit else ""
     return f"# {len(runs)} run(s), table {table_path}\n{format_table(rows)}{more}\n"
-
-
-def role_env(role: Role) -> Tuple[Tuple[str, str], ...]:
-    return tuple((str(k), str(v)) for k, v in role.env.items())
-
-
-def check_env_names(role: Role) -> None:
-    for key in role.env:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
-            raise ConfigError(
-                f"role {role.name!r} env", f"{key!r} is not a valid environment variable name"
-            )
-
-
-def per_job_rdzv_port(role: Role) -> Tuple[str, ...]:
-    """Args with the c10d rendezvous port (``port_map["c10d"]``, e.g. dist.ddp's 29500) after the
-    rank-0 host replaced by ``${FORGE_RDZV_PORT}``, a port the launcher derives from the job id,
-    so concurrent runs on shared nodes never collide."""
-    port = role.port_map.get("c10d") if role.port_map else None
-    if not port:
-        return tuple(role.args)
-    pattern = re.compile(r"(\$\{?%s[^}\s]*\}?):%d\b" % (RANK0_ENV, int(port)))
-    return tuple(pattern.sub(lambda m: m.group(1) + ":${FORGE_RDZV_PORT:-%d}" % int(port), a) for a in role.args)
-
-
-def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name: str, nodes: int) -> Component:
-    """The srun/#SBATCH group for one replica of ``role`` (macros already applied)."""
-    check_env_names(role)
-    res = role.resource
-    workdir = role.image if role.image.startswith("/") and opts.container_runtime == "none" else None
-    wrap, srun_flags = container_words(opts, role, int(res.gpu) > 0)
-    return Component(
-        job_name=safe_name(job_name),
-        nodes=nodes,
-        cpus=max(int(res.cpu), 0),
-        mem_mb=max(int(res.memMB), 0),
-        gpus=max(int(res.gpu), 0),
-        command=TaskCommand(
-            role=role.name,
-            replica=replica,
-            entrypoint=role.entrypoint,
-            args=per_job_rdzv_port(role),
-            env=role_env(role),
-            workdir=workdir,
-            nodes=nodes,
-            container=wrap,
-        ),
-        srun_container=srun_flags,
-    )
-
-
-def container_words(opts: ForgeOpts, role: Role, gpus: bool) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
-    """(words before the program, srun flags) for the container runtime runopt.
-
-    What a role's image means on Slurm: with a container runtime, the container image
-    (a .sif file, docker://..., or for pyxis an enroot image such as nvcr.io#nvidia/pytorch:24.01-py3);
-    without one, an absolute directory is the working directory and anything else (such as
-    TorchX's default docker image name) is ignored: the job runs in the submitting environment.
-    """
-    runtime = opts.container_runtime
-    if runtime == "none":
-        return (), ()
-    image = opts.container_image or role.image
-    if not image:
-        raise ConfigError("runopt 'container_image'", f"container_runtime={runtime} needs an image: set container_image or the role's image")
-    mounts = [m for m in re.split(r"[,;]", opts.container_mounts or "") if m]
-    if runtime == "pyxis":
-        flags = [f"--container-image={image}"]
-        if mounts:
-            flags.append(f"--container-mounts={','.join(mounts)}")
-        if role.image.startswith("/") and opts.container_image:
-            flags.append(f"--container-workdir={role.image}")
-        return (), tuple(flags)
-    if "://" not in image and not image.startswith(("/", ".")) and not image.endswith((".sif", ".simg")):
-        image = f"docker://{image}"
-    words = [runtime, "exec"] + (["--nv"] if gpus else [])
-    if mounts:
-        words += ["--bind", ",".join(mounts)]
-    return tuple(words + [image]), ()
-
-
-def job_policy(roles: Sequence[Role], opts: ForgeOpts, where: str) -> RetryPolicy:
-    """The retry policy of one job: runopts first, then what the roles carry (TorchX's
-    ``max_retries``; an experiment file's ``retry:`` section), then the defaults."""
-    meta: Dict[str, object] = {}
-    for role in roles:
-        m = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
-        if isinstance(m, dict) and isinstance(m.get("retry"), dict):
-            meta.update(m["retry"])
-    max_retries = opts.max_retries if opts.max_retries is not None else min(r.max_retries for r in roles)
-    policy = retry_policy(
-        max_retries,
-        opts.retry_on if opts.retry_on is not None else meta.get("retry_on"),
-        opts.signal if opts.signal is not None else meta.get("signal"),  # type: ignore[arg-type]
-        opts.grace if opts.grace is not None else meta.get("grace"),  # type: ignore[arg-type]
-        where="runopt" if opts.signal is not None else f"{where} retry",
-    )
-    if policy.enabled and opts.time:
-        check_lead_time(policy.warning, parse_slurm_time(opts.time), "runopt 'signal'", opts.time)
-    return policy
-
-
-def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> JobRequest:
-    """One heterogeneous job: a component per replica of each role (TorchX's layout)."""
-    comps: List[Component] = []
-    for role in roles:
-        for replica in range(role.num_replicas):
-            values = macros.Values(
-                img_root=role.image, app_id=macros.app_id, replica_id=str(replica), rank0_env=RANK0_ENV
-            )
-            comps.append(component_for(values.apply(role), replica, opts, f"{role.name}-{replica}", opts.nodes or 1))
-    policy = job_policy(roles, opts, f"app {app.name!r}")
-    return JobRequest(app_name=app.name, index=index, components=tuple(comps), opts=opts, policy=policy)
-
-
-def is_array_role(role: Role) -> bool:
-    """Roles built by forge components (a sweep shape) carry ``metadata["forge"]["array"]``."""
-    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
-    return isinstance(meta, dict) and bool(meta.get("array"))
-
-
-def _shape_opts(opts: ForgeOpts, sbatch: Mapping[str, object]) -> ForgeOpts:
-    """The app's options with an experiment shape's cluster settings on top."""
-    changes: Dict[str, object] = {}
-    for key, field_name in (("partition", "partition"), ("account", "account"), ("qos", "qos"),
-                            ("constraint", "constraint"), ("time_limit", "time"), ("exclusive", "exclusive"),
-                            ("array_parallelism", "array_parallelism")):
-        if sbatch.get(key) is not None:
-            changes[field_name] = sbatch[key]
-    extra = sbatch.get("extra_sbatch_args")
-    if extra:
-        changes["sbatch_args"] = tuple(opts.sbatch_args) + tuple(
-            parse_sbatch_args(" ".join(shlex.quote(str(a)) for a in extra), f"cluster.extra_sbatch_args of {sbatch}")  # type: ignore[union-attr]
-        )
-    return replace(opts, **changes) if changes else opts
-
-
-def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int) -> List[JobRequest]:
-    """A sweep role as job arrays of at most ``max_array_size`` tasks (replica = offset + task id)."""
-    meta = role.metadata[META_KEY]
-    shape = _shape_opts(opts, meta.get("sbatch") or {})
-    nodes = int(meta.get("nodes") or opts.nodes or 1)
-    values = macros.Values(img_root=role.image, app_id=macros.app_id, replica_id=macros.replica_id, rank0_env=RANK0_ENV)
-    comp = component_for(values.apply(role), None, shape, role.name, nodes)
-    policy = job_policy([role], shape, f"role {role.name!r}")
-    jobs = []
-    for offset in range(0, role.num_replicas, shape.max_array_size):
-        size = min(shape.max_array_size, role.num_replicas - offset)
-        spec = ArraySpec(size=size, offset=offset, throttle=shape.array_parallelism)
-        jobs.append(JobRequest(app.name, first_index + len(jobs), (comp,), shape, array=spec, policy=policy))
-    return jobs
-
-
-def _stage_of(role: Role) -> str:
-    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
-    return str(meta.get("stage", "")) if isinstance(meta, dict) else ""
-
-
-def _deps_of(role: Role) -> List[Dict[str, object]]:
-    meta = role.metadata.get(META_KEY) if isinstance(role.metadata, dict) else None
-    return list(meta.get("after", [])) if isinstance(meta, dict) else []
-
-
-def _wire_dependencies(jobs: List[JobRequest], stage_jobs: Dict[str, List[int]], role_jobs: Dict[str, List[int]],
-                       stage_roles: Dict[str, List[str]], roles: Sequence[Role]) -> List[JobRequest]:
-    """Pipeline steps: afterok/afterany/afternotok on every job of the steps a job waits for, or
-    aftercorr on the matching array (same role position, same split) for per-run steps."""
-    out = []
-    role_of_job = {j: r for r, js in role_jobs.items() for j in js}
-    deps_by_role = {r.name: _deps_of(r) for r in roles}
-    for i, job in enumerate(jobs):
-        role = role_of_job.get(i)
-        deps = deps_by_role.get(role, []) if role else []
-        if not deps:
-            out.append(job)
-            continue
-        after: List[Tuple[str, Tuple[int, ...]]] = []
-        external: List[Tuple[str, str]] = []
-        for d in deps:
-            kind = str(d.get("type", "afterok"))
-            if "job" in d:
-                external.append((kind, str(d["job"])))
-                continue
-            up = str(d["stage"])
-            if d.get("per_run"):
-                k = stage_roles[job.stage].index(role)  # type: ignore[arg-type]
-                part = role_jobs[role].index(i)  # type: ignore[index]
-                up_role = stage_roles[up][k]
-                kind = "aftercorr" if kind == "afterok" else kind
-                after.append((kind, (role_jobs[up_role][part],)))
-            else:
-                after.append((kind, tuple(stage_jobs[up])))
-        out.append(replace(job, after=tuple(after), after_external=tuple(external)))
-    return out
-
-
-def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
-    """The pure plan of an AppDef: ordinary roles in one heterogeneous job, each sweep role as arrays.
-
-    In a pipeline (roles tagged with a ``stage``) every step gets its own jobs, submitted
-    in order with Slurm dependencies on the jobs of the steps it waits for.
-    """
-    if not app.roles:
-        raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
-    stages: List[str] = list(dict.fromkeys(_stage_of(r) for r in app.roles))
-    pipeline = stages != [""]
-    jobs: List[JobRequest] = []
-    stage_jobs: Dict[str, List[int]] = {}
-    role_jobs: Dict[str, List[int]] = {}
-    stage_roles: Dict[str, List[str]] = {}
-    for stage in stages:
-        roles = [r for r in app.roles if _stage_of(r) == stage]
-        stage_roles[stage] = [r.name for r in roles]
-        first = len(jobs)
-        plain = [r for r in roles if not is_array_role(r)]
-        if plain:
-            jobs.append(replace(het_job(app, plain, opts, len(jobs)), stage=stage, kill_invalid_dep=pipeline))
-            for r in plain:
-                role_jobs[r.name] = [len(jobs) - 1]
-        for role in roles:
-            if is_array_role(role):
-                new = array_jobs(app, role, opts, len(jobs))
-                role_jobs[role.name] = list(range(len(jobs), len(jobs) + len(new)))
-                jobs.extend(replace(j, stage=stage, kill_invalid_dep=pipeline) for j in new)
-        stage_jobs[stage] = list(range(first, len(jobs)))
-    if pipeline:
-        jobs = _wire_dependencies(jobs, stage_jobs, role_jobs, stage_roles, app.roles)
-    meta = {"tables": sorted({r.metadata[META_KEY].get("table") for r in app.roles if is_array_role(r)} - {None})}
-    if pipeline:
-        meta["stages"] = [[s, list(stage_roles[s])] for s in stages]  # a list: records sort dict keys
-    return ForgeBatchRequest(app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), meta=meta)

@@ -51,8 +51,9 @@ from torchx_forge.errors import (
 )
 from torchx_forge.logs import LogTail
 from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, configured_state_dir
+from torchx_forge.plan import build_request
 from torchx_forge.records import AppRecord, Records, Store
-from torchx_forge.request import ForgeBatchRequest, build_request
+from torchx_forge.request import ForgeBatchRequest
 from torchx_forge.slurm_cli import SlurmCli
 from torchx_forge.slurm_parse import JobRow
 from torchx_forge.submit import submit
@@ -307,8 +308,8 @@ class SlurmForgeScheduler(SlurmScheduler):
 
 
 def _needs_files(rec: AppRecord, live: List[JobRow], history: List[JobRow]) -> bool:
-    """Task state files fill gaps: tasks neither squeue nor sacct report yet (sacct lag)."""
-    known = {r.key for r in live} | {r.key for r in history}
+    """Task state files fill sacct's lag: tasks it does not report yet (exit codes squeue lacks)."""
+    known = {r.key for r in history}
     return any(key not in known for key, _, _, _ in rec.tasks())
 
 

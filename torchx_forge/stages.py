@@ -33,21 +33,19 @@ from torchx import specs
 
 from torchx_forge.appdefs import build_appdef, group_by_shape
 from torchx_forge.errors import ConfigError
-from torchx_forge.experiment import (
+from torchx_forge.experiment import parse_overrides, set_path, validate
+from torchx_forge.pipeline import Pipeline, Step, StepInfo, topological_order
+from torchx_forge.records import Store
+from torchx_forge.schema import (
     RETRY_SCHEMA,
     Check,
     Source,
     _check_mapping,
     _type_name,
-    parse_overrides,
     read_yaml,
-    set_path,
     t_bool,
     t_str,
-    validate,
 )
-from torchx_forge.pipeline import Pipeline, Step, StepInfo, topological_order
-from torchx_forge.records import Store
 from torchx_forge.sweep import ResolvedRun, Run, expand, resolve
 
 WHEN = {"all_ok": "afterok", "afterok": "afterok", "any_done": "afterany", "afterany": "afterany", "afternotok": "afternotok"}

@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 DUMP_ENV = "import json,os,sys; json.dump({k: os.environ.get(k) for k in sys.argv[2:]}, open(sys.argv[1], 'w'))"
 
+SECRET_ENV = {"API_KEY": "sk-123", "HF_TOKEN": "hf_abc"}
+
 NASTY_ENV = {
     "COMMA": "0,1",
     "NEWLINE": "line1\nline2",
@@ -44,13 +46,17 @@ def test_env_values_and_args_arrive_unchanged(state_dir: Path, tmp_path: Path):
             _role("dump", sys.executable,
                   ["-c", DUMP_ENV + f"; json.dump(sys.argv, open({str(argv_out)!r}, 'w'))", str(out), *NASTY_ENV,
                    "FORGE_APP_ID", "FORGE_ROLE", "FORGE_REPLICA_ID", "FORGE_RANK0_HOST", "TORCHX_JOB_ID", *nasty_args],
-                  env=dict(NASTY_ENV)),
+                  env={**NASTY_ENV, **SECRET_ENV}),
         ],
     )
     with get_runner() as runner:
         handle = runner.run(app, scheduler="slurm_forge")
         status = runner.wait(handle, wait_interval=1)
     assert status is not None and status.state == specs.AppState.SUCCEEDED, status
+    with get_runner() as fresh:  # a new runner describes from the record: secrets are masked there
+        described = fresh.describe(handle)
+    assert {k: described.roles[0].env[k] for k in SECRET_ENV} == {"API_KEY": "****", "HF_TOKEN": "****"}
+    assert described.roles[0].env["COMMA"] == "0,1"
     seen = read_json(out)
     app_id = handle.rsplit("/", 1)[1]
     for key, value in NASTY_ENV.items():

@@ -7,7 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, handle_of, job_gone_from_squeue, run_torchx, wait_for
+from conftest import (
+    REPO,
+    app_state,
+    handle_of,
+    job_gone_from_squeue,
+    run_torchx,
+    wait_end,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -20,23 +28,6 @@ def _status(handle: str) -> str:
     return p.stdout
 
 
-def _state(handle: str) -> str:
-    m = re.search(r"State: (\w+)", _status(handle))
-    assert m, "no State: line"
-    return m.group(1)
-
-
-def _wait_state(handle: str, states: tuple, timeout: float = 90) -> str:
-    seen = {}
-
-    def done() -> bool:
-        seen["s"] = _state(handle)
-        return seen["s"] in states
-
-    wait_for(done, timeout, f"{handle} to reach {states} (last {seen.get('s')})", interval=1)
-    return seen["s"]
-
-
 def test_echo_runs_and_logs_byte_for_byte_from_another_directory(state_dir: Path, tmp_path: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.echo", "--msg", NASTY)
     assert p.returncode == 0, p.stderr
@@ -44,7 +35,7 @@ def test_echo_runs_and_logs_byte_for_byte_from_another_directory(state_dir: Path
     job_id = handle.rsplit("/", 1)[1]
     # the app id is the Slurm job id
     assert subprocess.run(["scontrol", "show", "job", job_id], capture_output=True).returncode == 0
-    assert _wait_state(handle, ("SUCCEEDED", "FAILED")) == "SUCCEEDED"
+    assert wait_end(handle, states=("SUCCEEDED", "FAILED")) == "SUCCEEDED"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     log = run_torchx("log", "--streams", "stdout", f"{handle}/echo/0", cwd=elsewhere)
@@ -58,10 +49,22 @@ def test_echo_runs_and_logs_byte_for_byte_from_another_directory(state_dir: Path
     assert run_torchx("log", "--regex", "no such text", handle).stdout == ""
 
 
+def test_log_tail_follows_a_running_job_until_it_ends(state_dir: Path):
+    p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c",
+                   "for i in 1 2 3 4 5; do echo tick $i; sleep 1; done; echo done >&2")
+    handle = handle_of(p)
+    wait_for(lambda: app_state(handle) == "RUNNING", 60, "the job to run")
+    tail = run_torchx("log", "-t", f"{handle}/sh/0", timeout=120)  # returns only once the job ended
+    assert tail.returncode == 0, tail.stderr
+    lines = [line.split(" ", 1)[1] for line in tail.stdout.splitlines()]
+    assert lines[:5] == [f"tick {i}" for i in range(1, 6)] and "done" in lines
+    assert app_state(handle) == "SUCCEEDED"
+
+
 def test_status_keeps_torchx_lines_and_adds_a_task_table(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", "exit 3")
     handle = handle_of(p)
-    assert _wait_state(handle, ("FAILED", "SUCCEEDED")) == "FAILED"
+    assert wait_end(handle, states=("FAILED", "SUCCEEDED")) == "FAILED"
     out = _status(handle)
     assert re.search(r"\*sh\[0\]:FAILED", out)
     # the forge table: exit code 3 and the host it ran on
@@ -72,17 +75,17 @@ def test_status_keeps_torchx_lines_and_adds_a_task_table(state_dir: Path):
 def test_status_right_after_submit_is_not_unknown(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "5")
     handle = handle_of(p)
-    assert _state(handle) in ("PENDING", "RUNNING")
+    assert app_state(handle) in ("PENDING", "RUNNING")
     run_torchx("cancel", handle)
 
 
 def test_cancel_a_sleeping_job(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "300")
     handle = handle_of(p)
-    _wait_state(handle, ("RUNNING",), timeout=60)
+    wait_end(handle, timeout=60, states=("RUNNING",))
     c = run_torchx("cancel", handle)
     assert c.returncode == 0, c.stderr
-    assert _wait_state(handle, ("CANCELLED", "FAILED", "SUCCEEDED")) == "CANCELLED"
+    assert wait_end(handle) == "CANCELLED"
     assert job_gone_from_squeue(handle.rsplit("/", 1)[1]) or "CANCELLED" in _status(handle)
 
 

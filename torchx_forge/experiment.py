@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
@@ -42,7 +42,6 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.schema import (  # noqa: F401 (read_yaml, Source, render_value are part of this module's API)
     ARTIFACTS_SCHEMA,
     CLUSTER_SCHEMA,
-    EXTRA_SECTIONS,
     FREE_MAPS,
     RETRY_SCHEMA,
     RUN_SCHEMA,
@@ -245,7 +244,6 @@ class Experiment:
     sweep: Optional[SweepSpec]
     source: Source
     base_dir: str
-    extras: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def run(self) -> Dict[str, Any]:
@@ -270,7 +268,7 @@ TOP_SCHEMA = ("name", "description", "run", "cluster", "retry", "artifacts", "sw
 
 
 def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bool = True) -> Experiment:
-    allowed = list(TOP_SCHEMA) + list(EXTRA_SECTIONS)
+    allowed = list(TOP_SCHEMA)
     for key in cfg:
         if key not in allowed:
             raise ConfigError(source.where(str(key)), f"unknown key; expected one of: {', '.join(allowed)}")
@@ -291,8 +289,7 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
         sweep = check_sweep(cfg["sweep"], "sweep", source)
         if not sweep.enabled:
             sweep = None
-    extras = {k: check(cfg.get(k), k, source) for k, check in EXTRA_SECTIONS.items() if k in cfg}
-    return Experiment(name=name, config=resolved, sweep=sweep, source=source, base_dir=base_dir, extras=extras)
+    return Experiment(name=name, config=resolved, sweep=sweep, source=source, base_dir=base_dir)
 
 
 def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
@@ -300,7 +297,5 @@ def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
     cfg, source = read_yaml(path)
     for key, value in parse_overrides(overrides):
         set_path(cfg, key, value)
-        source.lines.pop(key, None)
-        source.lines.setdefault(key, 0)
-    source.lines = {k: v for k, v in source.lines.items() if v}
+        source.lines.pop(key, None)  # an error in an overridden value must not point at the file's line
     return validate(cfg, source, os.path.dirname(os.path.abspath(path)), require_run="stages" not in cfg)

@@ -265,8 +265,6 @@ CLUSTER_SCHEMA: Dict[str, Check] = {
     "array_parallelism": t_int(1),
 }
 
-#: Keys of extra top-level sections other modules validate (retry policy, pipeline stages).
-EXTRA_SECTIONS: Dict[str, Callable[[Any, str, Source], Any]] = {}
 
 
 def _check_mapping(v: Any, p: str, s: Source, schema: Mapping[str, Check]) -> Dict[str, Any]:

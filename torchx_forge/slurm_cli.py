@@ -102,11 +102,6 @@ class SlurmCli:
         wanted = set(ids)
         return [r for r in parse_squeue(out) if r.base in wanted]
 
-    def squeue_user(self) -> List[JobRow]:
-        """This user's jobs in the queue (one call, for `list`)."""
-        user = os.environ.get("USER") or _whoami()
-        return parse_squeue(self.run(["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--user={user}"]))
-
     def sacct(self, job_ids: Iterable[str]) -> Optional[List[JobRow]]:
         """Every attempt (``-D``) of the given jobs' allocations (``-X``), oldest first.
 
@@ -132,9 +127,3 @@ class SlurmCli:
             return None
         self.accounting = True
         return parse_sacct(out)
-
-
-def _whoami() -> str:
-    import getpass
-
-    return getpass.getuser()

@@ -8,7 +8,7 @@ upgrade does not break status (the peers' most common failure).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from torchx.specs import AppState
@@ -200,12 +200,3 @@ def group_attempts(rows: Iterable[JobRow]) -> Dict[str, TaskHistory]:
     for row in rows:
         out.setdefault(row.key, TaskHistory()).rows.append(row)
     return out
-
-
-def latest(rows: Iterable[JobRow]) -> Dict[str, JobRow]:
-    """The newest row per task key (squeue has one; sacct -D has one per attempt)."""
-    return {k: h.last for k, h in group_attempts(rows).items()}
-
-
-def with_state(row: JobRow, state: str) -> JobRow:
-    return replace(row, state=state)

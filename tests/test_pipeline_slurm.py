@@ -196,3 +196,30 @@ def test_bad_pipelines_are_clear_errors(state_dir: Path, tmp_path: Path, stages:
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert re.search(expected, p.stderr), p.stderr
+
+
+@pytest.mark.slow
+def test_dependents_follow_a_training_resubmitted_under_a_new_job_id(state_dir: Path, tmp_path: Path):
+    """A hard TIMEOUT (no warning) is resubmitted by the companion job under a new id; the eval of
+    that run, cancelled by Slurm with the old job, is submitted again behind the new one, and so is the join."""
+    cfg = tmp_path / "follow.yaml"
+    cfg.write_text(
+        "name: pfollow\n"
+        "stages:\n"
+        "  train:\n"
+        "    retry: {max_retries: 1, signal: 'off'}\n"
+        "    cluster: {time_limit: '1'}\n"
+        f"    run: {{command: [sh, -c, 'if [ $FORGE_RUN_INDEX = 1 ] && [ $FORGE_ATTEMPT = 0 ]; then sleep 600; fi; echo trained']}}\n"
+        "    sweep: {shared_axes: {run.env.I: [0, 1]}}\n"
+        "  eval: {after: [train], per_run: true, run: {command: [sh, -c, 'echo eval $FORGE_RUN_INDEX']}}\n"
+        "  compare: {after: [eval], run: {command: [echo, compared]}}\n"
+    )
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(cfg)))
+    assert wait_end(handle, timeout=420) == "SUCCEEDED", run_torchx("status", handle).stdout
+    out = run_torchx("status", handle).stdout
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["train[1]"])
+    assert row[5] == "2", out  # resubmitted once
+    ids = rec_ids(state_dir, handle)
+    assert len([i for i in ids]) > 6  # train, eval, compare and their companions, plus the resubmissions
+    assert "eval 1" in run_torchx("log", f"{handle}/eval/1").stdout
+    assert "compared" in run_torchx("log", f"{handle}/compare/0").stdout

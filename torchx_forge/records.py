@@ -239,15 +239,17 @@ class AppRecord:
         return names.index(role) if role in names else len(names)
 
     def log_path(self, role: str, replica: int, stream: str) -> str:
-        """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err"), in its first job.
+        """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err") in its first job."""
+        return self.log_paths(role, replica, stream)[0]
 
-        Resubmitted tasks append to the same file (``log stem`` of the original job).
-        """
-        for job in self.jobs:
-            for _, r, k, stem in job.keys():
-                if r == role and k == replica:
-                    return log_file(self.log_dir, self.name, stem, role, replica, stream)
-        raise KeyError(f"{role}/{replica}")
+    def log_paths(self, role: str, replica: int, stream: str) -> List[str]:
+        """Every log file of the replica, oldest job first: a requeue appends to the same file, a
+        resubmission (a new job id) writes a new one. KeyError when the app has no such replica."""
+        paths = [log_file(self.log_dir, self.name, stem, role, replica, stream)
+                 for job in self.jobs for _, r, k, stem in job.keys() if r == role and k == replica]
+        if not paths:
+            raise KeyError(f"{role}/{replica}")
+        return list(dict.fromkeys(paths))
 
 
 def log_file(log_dir: str, app_name: str, stem: str, role: str, replica: int, stream: str) -> str:

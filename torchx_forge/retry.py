@@ -15,18 +15,20 @@ Three paths bring a task back, each counted against its ``max_retries``:
 - **By hand**: ``torchx forge retry slurm_forge://SESSION/APP`` resubmits the
   failed or cancelled tasks of an app (``resubmit`` below).
 
-Resubmitted tasks keep their replica ids (the same array task ids) and log
-files, and resume from their checkpoint through the launcher.
+Resubmitted tasks keep their replica ids (the same array task ids) and resume
+from their checkpoint through the launcher; `torchx log` shows the logs of every
+job that ran them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.policy import Outcome, RetryPolicy, decide, parse_retry_on
 
@@ -70,24 +72,37 @@ def clean_env() -> Dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
 
 
-def _resubmit_argv(argv: Sequence[str], app_id: str, tasks: Optional[List[int]], extra_retries: int) -> List[str]:
+def _resubmit_argv(argv: Sequence[str], app_id: str, tasks: Optional[List[int]], extra_retries: int,
+                   dependency: Optional[str] = None) -> List[str]:
     drop = ("--hold", "--parsable", "--array", "--export", "--dependency")
     flags = [a for a in argv[1:-1] if a.split("=", 1)[0] not in drop]
     export = f"--export=ALL,FORGE_APP_ID={app_id}" + (f",FORGE_EXTRA_RETRIES={extra_retries}" if extra_retries else "")
     out = ["sbatch", "--parsable", "--hold", export]
     if tasks is not None:
         out.append(f"--array={ranges(tasks)}")
+    if dependency:
+        out.append(f"--dependency={dependency}")
     return out + flags + [argv[-1]]
 
 
-def resubmit(cli, records, rec, job, tasks: Optional[List[int]], python: str, extra_retries: int = 0):  # type: ignore[no-untyped-def]
-    """Submit ``tasks`` of ``job`` again (all of it for a het job); returns the new JobRecord."""
+def dependency_of(argv: Sequence[str]) -> str:
+    """The --dependency expression of an sbatch command line ("" when none)."""
+    return next((a.split("=", 1)[1] for a in argv if a.startswith("--dependency=")), "")
+
+
+def resubmit(cli, records, rec, job, tasks: Optional[List[int]], python: str, extra_retries: int = 0,  # type: ignore[no-untyped-def]
+             dependency: Optional[str] = None):
+    """Submit ``tasks`` of ``job`` again (all of it for a het job); returns the new JobRecord.
+
+    ``dependency`` replaces the job's own (resubmitted dependents wait for the resubmitted jobs).
+    """
     from torchx_forge.records import JobRecord
 
     if not job.argv or not os.path.exists(job.argv[-1]):
         raise RuntimeError(f"cannot resubmit job {job.job_id}: its script {job.argv[-1] if job.argv else '?'} is gone")
     env = clean_env()
-    new_id = cli.sbatch(_resubmit_argv(job.argv, rec.app_id, tasks if job.kind == "array" else None, extra_retries), env=env)
+    argv = _resubmit_argv(job.argv, rec.app_id, tasks if job.kind == "array" else None, extra_retries, dependency)
+    new_id = cli.sbatch(argv, env=env)
     submitted = [new_id]
     try:
         companion = None
@@ -99,7 +114,7 @@ def resubmit(cli, records, rec, job, tasks: Optional[List[int]], python: str, ex
             submitted.append(companion)
         new = JobRecord(
             job_id=new_id, kind=job.kind, script=job.script, components=job.components, role=job.role,
-            offset=job.offset, size=job.size, nodes=job.nodes, argv=list(job.argv),
+            offset=job.offset, size=job.size, nodes=job.nodes, argv=argv,
             tasks=list(tasks) if job.kind == "array" and tasks is not None else None,
             retry_of=job.job_id, companion=companion, max_retries=job.max_retries, retry_on=list(job.retry_on),
         )
@@ -109,6 +124,29 @@ def resubmit(cli, records, rec, job, tasks: Optional[List[int]], python: str, ex
         cli.cancel(submitted)
         raise
     return new
+
+
+def follow_dependents(cli, records, rec, old: str, new, python: str) -> List[Any]:  # type: ignore[no-untyped-def]
+    """Pipelines: steps that waited (afterok/aftercorr) for ``old`` were cancelled by Slurm when it
+    failed (--kill-on-invalid-dep); submit them again waiting for ``new`` instead, transitively,
+    so a run that succeeds on retry is still evaluated and the join still runs."""
+    moved = {old: new}
+    out = []
+    for job in rec.jobs:
+        dep = dependency_of(job.argv)
+        if job.job_id in moved or not dep:
+            continue
+        waits = [(kind, i) for kind, ids in re.findall(r"(afterok|aftercorr):([\d:]+)", dep) for i in ids.split(":")]
+        hit = [(kind, i) for kind, i in waits if i in moved]
+        if not hit:
+            continue  # afterany/afternotok steps ran (or will run) anyway
+        new_dep = re.sub(r"\b\d+\b", lambda m: moved[m.group()].job_id if m.group() in moved else m.group(), dep)
+        per_run = [moved[i] for kind, i in hit if kind == "aftercorr"]
+        tasks = per_run[0].tasks if per_run and job.kind == "array" else None
+        again = resubmit(cli, records, rec, job, tasks, python, dependency=new_dep)
+        moved[job.job_id] = again
+        out.append(again)
+    return out
 
 
 # -- in the batch script: requeue or not -------------------------------------------------
@@ -210,6 +248,8 @@ def cmd_companion(args: argparse.Namespace) -> int:
     new = resubmit(cli, records, rec, job, tasks, sys.executable)
     what = ", ".join(f"{r}[{k}]" for r, k, _ in chosen)
     print(f"torchx-forge: resubmitted {what} as job {new.job_id} (companion {new.companion})", flush=True)
+    for dep in follow_dependents(cli, records, rec, job.job_id, new, sys.executable):
+        print(f"torchx-forge: resubmitted the dependent job {dep.retry_of} as {dep.job_id}", flush=True)
     return 0
 
 

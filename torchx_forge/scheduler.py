@@ -227,7 +227,7 @@ class SlurmForgeScheduler(SlurmScheduler):
         Each resumes from its checkpoint and gets one more attempt whatever its budget;
         the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
         """
-        from torchx_forge.retry import resubmit
+        from torchx_forge.retry import follow_dependents, resubmit
 
         wanted = set(states or RETRY_BY_HAND)
         records = self.records()
@@ -237,7 +237,10 @@ class SlurmForgeScheduler(SlurmScheduler):
         views = self._query(records, rec)
         by_key = {(v.role, v.replica): v for v in views}
         out = []
+        followed: set = set()
         for job in list(rec.jobs):
+            if job.job_id in followed:  # already resubmitted behind the step it waits for
+                continue
             picked = [(role, k, key) for key, role, k, j in rec.tasks()
                       if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state in wanted]
             if not picked:
@@ -246,6 +249,9 @@ class SlurmForgeScheduler(SlurmScheduler):
             tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.kind == "array" else None
             new = resubmit(self.cli, records, rec, job, tasks, sys.executable, extra_retries=used)
             out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
+            for dep in follow_dependents(self.cli, records, rec, job.job_id, new, sys.executable):
+                followed.add(dep.retry_of)
+                out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
         self._cache.pop(app_id, None)
         return out
 
@@ -291,7 +297,7 @@ class SlurmForgeScheduler(SlurmScheduler):
             )
         try:
             kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
-            paths = [rec.log_path(role_name, k, kind) for kind in kinds]
+            paths = [p for kind in kinds for p in rec.log_paths(role_name, k, kind)]
         except KeyError:
             valid = ", ".join(f"{r.name}/0..{r.num_replicas - 1}" for r in rec.roles)
             raise UnknownAppError(f"app {app_id} has no replica {role_name}/{k}; it has {valid}") from None

@@ -161,10 +161,9 @@ def _role(
 
 
 def read_table(path: str) -> Dict[str, Any]:
-    """Load a run table written by :func:`write_table` (any fsspec URL)."""
+    """Load a run table written by :func:`write_table` (any fsspec URL); no re-read in the writing process."""
     if path in _WRITTEN:
         return _WRITTEN[path]
-    import fsspec
+    from torchx_forge.task import load_table
 
-    with fsspec.open(os.path.expanduser(path), "rb") as f:
-        return json.loads(f.read())
+    return load_table(os.path.expanduser(path))

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from typing import List, Optional, Tuple
+
+from torchx_forge.files import is_url, local_path, read_file, write_file
 
 STATE_FILE = "checkpoint_state.json"
 
@@ -37,50 +38,32 @@ class CheckpointError(Exception):
     """The checkpoint directory is ambiguous or unreadable; the message says how to fix it."""
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _local(path: str) -> str:
-    return os.path.expanduser(path.replace("file://", "", 1))
-
-
 def _list(directory: str) -> Optional[List[str]]:
     """Entry names in ``directory``; None when it does not exist."""
-    if _is_url(directory):
+    if is_url(directory):
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(directory)
         if not fs.exists(root):
             return None
         return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
-    path = _local(directory)
+    path = local_path(directory)
     if not os.path.isdir(path):
         return None
     return os.listdir(path)
 
 
-def _read(path: str) -> bytes:
-    if _is_url(path):
-        import fsspec
-
-        with fsspec.open(path, "rb") as f:
-            return f.read()
-    with open(_local(path), "rb") as f:
-        return f.read()
-
-
 def _exists(path: str) -> bool:
-    if _is_url(path):
+    if is_url(path):
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(path)
         return bool(fs.exists(root))
-    return os.path.exists(_local(path))
+    return os.path.exists(local_path(path))
 
 
 def _join(directory: str, name: str) -> str:
-    if os.path.isabs(name) or _is_url(name):
+    if os.path.isabs(name) or is_url(name):
         return name
     return directory.rstrip("/") + "/" + name
 
@@ -138,7 +121,7 @@ def latest_checkpoint(directory: str) -> Optional[str]:
 def _from_state_file(directory: str) -> str:
     path = _join(directory, STATE_FILE)
     try:
-        state = json.loads(_read(path))
+        state = json.loads(read_file(path))
         latest = state["latest"]
         if not isinstance(latest, str) or not latest:
             raise ValueError("'latest' must be a non-empty string")
@@ -154,19 +137,5 @@ def _from_state_file(directory: str) -> str:
 
 def commit(directory: str, checkpoint: str, step: Optional[int] = None) -> None:
     """Atomically record ``checkpoint`` (a path in ``directory``) as the latest one."""
-    rel = os.path.relpath(checkpoint, directory) if not _is_url(directory) and os.path.isabs(checkpoint) else checkpoint
-    payload = json.dumps({"latest": rel, "step": step}).encode()
-    if _is_url(directory):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(directory)
-        fs.pipe_file(root.rstrip("/") + "/" + STATE_FILE, payload)  # one PUT: atomic on object stores
-        return
-    local = _local(directory)
-    os.makedirs(local, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=local, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(local, STATE_FILE))
+    rel = os.path.relpath(checkpoint, directory) if not is_url(directory) and os.path.isabs(checkpoint) else checkpoint
+    write_file(directory.rstrip("/") + "/" + STATE_FILE, json.dumps({"latest": rel, "step": step}).encode())

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from torchx_forge import contract
 from torchx_forge.checkpoint import CheckpointError, latest_checkpoint
+from torchx_forge.files import read_file, write_file
 
 SUMMARY = "summary.json"
 
@@ -34,28 +35,12 @@ def _env_for(env: Mapping[str, str], stage: str) -> Dict[str, str]:
 def write_summary(directory: str, summary: Mapping[str, Any]) -> None:
     """Atomically write ``summary.json`` into a local result directory (URLs via fsspec)."""
     payload = json.dumps(dict(summary), indent=1, sort_keys=True).encode()
-    if "://" in directory:
-        import fsspec
-
-        with fsspec.open(f"{directory.rstrip('/')}/{SUMMARY}", "wb") as f:
-            f.write(payload)
-        return
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{SUMMARY}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, os.path.join(directory, SUMMARY))
+    write_file(f"{directory.rstrip('/')}/{SUMMARY}", payload, mode=0o644)
 
 
 def read_summary(directory: str) -> Optional[Dict[str, Any]]:
     try:
-        if "://" in directory:
-            import fsspec
-
-            with fsspec.open(f"{directory.rstrip('/')}/{SUMMARY}", "rb") as f:
-                return json.loads(f.read())
-        with open(os.path.join(directory, SUMMARY), "rb") as f:
-            return json.loads(f.read())
+        return json.loads(read_file(f"{directory.rstrip('/')}/{SUMMARY}"))
     except (OSError, ValueError):
         return None
 

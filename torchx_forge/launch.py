@@ -31,12 +31,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchx_forge import contract
 from torchx_forge.checkpoint import CheckpointError
+from torchx_forge.files import read_file, write_file
 from torchx_forge.hostlist import expand_hostlist
 from torchx_forge.policy import REQUEUE_EXIT, Outcome, outcome_of
 
@@ -108,23 +108,13 @@ class TaskState:
         self.rel = f"apps/{app_id}/tasks/{role}.{replica}.json"
         self.state_dir = state_dir
         self.data: Dict[str, Any] = {"role": role, "replica": replica, "history": []}
-        self.url = "://" in state_dir and not state_dir.startswith("file://")
 
     def _path(self) -> str:
-        if self.url:
-            return f"{self.state_dir.rstrip('/')}/{self.rel}"
-        return os.path.join(os.path.expanduser(self.state_dir.replace("file://", "")), self.rel)
+        return f"{self.state_dir.rstrip('/')}/{self.rel}"
 
     def load(self) -> "TaskState":
         try:
-            if self.url:
-                import fsspec
-
-                with fsspec.open(self._path(), "rb") as f:
-                    self.data.update(json.loads(f.read()))
-            else:
-                with open(self._path(), "rb") as f:
-                    self.data.update(json.loads(f.read()))
+            self.data.update(json.loads(read_file(self._path())))
         except (OSError, ValueError):
             pass
         return self
@@ -153,21 +143,8 @@ class TaskState:
                   "start", "end"):
             if k in hist[-1]:
                 self.data[k] = hist[-1][k]
-        payload = json.dumps(self.data, sort_keys=True).encode()
         try:
-            if self.url:
-                import fsspec
-
-                with fsspec.open(self._path(), "wb") as f:
-                    f.write(payload)
-                return
-            path = self._path()
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            write_file(self._path(), json.dumps(self.data, sort_keys=True).encode(), mode=0o600, dir_mode=0o700)
         except OSError as e:  # status degrades, the task itself must not fail
             print(f"torchx-forge: warning: cannot write task state {self.rel}: {e}", file=sys.stderr)
 

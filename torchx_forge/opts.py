@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from torchx.specs import CfgVal, runopt, runopts
 
 from torchx_forge.errors import ConfigError
+from torchx_forge.files import is_url, local_path
 from torchx_forge.slurm_time import parse_slurm_time
 
 BACKEND = "slurm_forge"
@@ -84,9 +85,7 @@ def default_state_dir() -> str:
 
 def absolute_url(url: str) -> str:
     """A local path made absolute (tasks run in another directory); URLs are kept."""
-    if "://" in url and not url.startswith("file://"):
-        return url
-    return os.path.abspath(os.path.expanduser(url.replace("file://", "", 1)))
+    return url if is_url(url) else os.path.abspath(local_path(url))
 
 
 def configured_state_dir() -> str:
@@ -469,13 +468,13 @@ class ForgeOpts:
             return os.path.abspath(os.path.expanduser(self.log_dir))
         if self.job_dir:
             return os.path.join(os.path.abspath(self.job_dir), "logs")
-        if "://" in self.state_dir and not self.state_dir.startswith("file://"):
+        if is_url(self.state_dir):
             raise ConfigError(
                 "runopt 'log_dir'",
                 f"state_dir {self.state_dir!r} is not a local path and Slurm can only write logs to"
                 " a file system: set log_dir (or job_dir) to a directory the compute nodes share",
             )
-        return os.path.join(os.path.abspath(os.path.expanduser(self.state_dir.replace("file://", ""))), "logs")
+        return os.path.join(os.path.abspath(local_path(self.state_dir)), "logs")
 
 
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW(OR)?D", re.IGNORECASE)

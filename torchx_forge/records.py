@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from torchx_forge.files import atomic_write
 
 RECORD_VERSION = 1
 
@@ -69,20 +70,7 @@ class Store:
         if not self.local:
             self.fs.pipe_file(path, data)
             return path
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write(path, data, mode)
         return path
 
     def write_json(self, rel: str, obj: Any) -> str:

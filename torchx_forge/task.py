@@ -34,13 +34,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def load_table(path: str) -> Dict[str, Any]:
-    if "://" in path and not path.startswith("file://"):
-        import fsspec
+    """A run table (local path or fsspec URL), as written by torchx_forge.appdefs.write_table."""
+    from torchx_forge.files import read_file
 
-        with fsspec.open(path, "rb") as f:
-            return json.loads(f.read())
-    with open(path.replace("file://", ""), "rb") as f:
-        return json.loads(f.read())
+    return json.loads(read_file(path))
 
 
 def find_run(table: Dict[str, Any], role: str, replica: int) -> Dict[str, Any]:

@@ -1,0 +1,64 @@
+"""Small files where forge keeps state: a local path (``file://`` allowed) or any fsspec URL.
+
+Local writes are atomic (a temporary file in the same directory, fsync, rename), so a
+reader never sees half a record and a crash never leaves one; on object stores one
+PUT is atomic already. Standard library only unless the path is a URL: the task
+launcher uses this on every compute node.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def is_url(path: str) -> bool:
+    """True for fsspec URLs such as ``s3://b/x``; local paths and ``file://`` are not."""
+    return "://" in path and not path.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    """``file://~/x`` or ``~/x`` -> the local path."""
+    return os.path.expanduser(path.replace("file://", "", 1))
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace the local file ``path`` with ``data`` atomically, readable per ``mode``."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_file(path: str, data: bytes, mode: int = 0o600, dir_mode: int = 0o777) -> None:
+    """Write ``data`` to a local path (creating its directory) or a URL, atomically."""
+    if is_url(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(path)
+        fs.pipe_file(root, data)
+        return
+    local = local_path(path)
+    os.makedirs(os.path.dirname(local), mode=dir_mode, exist_ok=True)
+    atomic_write(local, data, mode)
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of a local path or URL (FileNotFoundError/OSError when missing)."""
+    if is_url(path):
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    with open(local_path(path), "rb") as f:
+        return f.read()

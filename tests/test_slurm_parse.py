@@ -97,3 +97,17 @@ def test_parse_slurm_time_rejects_garbage_and_knows_unlimited():
         parse_slurm_time("1h")
     assert format_duration(5400) == "1:30:00"
     assert format_duration(93600) == "1-02:00:00"
+
+
+def test_parse_sacct_ignores_a_stale_array_range_for_tasks_with_their_own_record():
+    # real `sacct -X -D` output of a pipeline eval step on Slurm 22.05: task 0 ran (record 12647),
+    # task 1 was cancelled by Slurm when its training failed, but the array's own record kept "[0-1]"
+    text = (
+        "12645_0|eval|COMPLETED|0:0|n1|2026-11-22T06:14:04|2026-11-22T06:14:04|Dependency\n"
+        "12645_[0-1]|eval|CANCELLED|0:0|None assigned|None|2026-11-22T06:15:29|Dependency\n"
+        "12650_[2-3]|eval|CANCELLED|0:0|None assigned|None|2026-11-22T06:15:29|Dependency\n"
+    )
+    hist = group_attempts(parse_sacct(text))
+    assert hist["12645_0"].attempts == 1 and hist["12645_0"].last.state == "COMPLETED"
+    assert hist["12645_1"].last.state == "CANCELLED"
+    assert [hist[k].last.state for k in ("12650_2", "12650_3")] == ["CANCELLED", "CANCELLED"]

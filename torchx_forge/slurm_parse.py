@@ -154,16 +154,22 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]
     """Parse ``sacct --parsable2 --noheader -o FIELDS`` output (steps such as ``12.batch`` are skipped).
 
     With ``-D`` a requeued task appears once per attempt, oldest first.
+
+    An array's own record keeps the range it had when accounting last wrote it (``12_[0-1]``), even
+    after tasks were split off into records of their own (``12_0``): a task with a record of its own
+    is not also taken from such a range, or a task that ran would look like the remainder that
+    Slurm cancelled (seen on Slurm 22.05 when a pipeline step's dependency failed for one run).
     """
     names = list(fields)
-    rows: List[JobRow] = []
+    parsed: List[Tuple[bool, List[JobRow]]] = []
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < len(names):
             continue
         rec = dict(zip(names, parts))
         code, sig = _exit_code(rec.get("ExitCode", ""))
-        rows.extend(
+        spread = "_[" in rec["JobID"]
+        parsed.append((spread, list(
             _rows_for_id(
                 rec["JobID"],
                 state=normalize_state(rec.get("State", "")),
@@ -175,8 +181,9 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]
                 start=rec.get("Start", ""),
                 end=rec.get("End", ""),
             )
-        )
-    return rows
+        )))
+    own = {r.key for spread, rows in parsed if not spread for r in rows}
+    return [r for spread, rows in parsed for r in rows if not (spread and r.key in own)]
 
 
 @dataclass

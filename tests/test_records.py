@@ -85,6 +85,18 @@ def test_listdir_and_read_many_json(tmp_path):
     assert s.read_many_json("d") == {"a": 1, "b": 2}
 
 
+def test_read_many_json_on_an_object_store_reads_every_file_in_one_batch(mem_store, monkeypatch):
+    for i in range(30):
+        mem_store.write_json(f"apps/7/tasks/t.{i}.json", {"i": i})
+    mem_store.write_bytes("apps/7/tasks/notes.txt", b"x")
+    calls = []
+    cat = mem_store.fs.cat
+    monkeypatch.setattr(mem_store.fs, "cat", lambda paths, **kw: calls.append(len(paths)) or cat(paths, **kw))
+    assert mem_store.read_many_json("apps/7/tasks") == {f"t.{i}": {"i": i} for i in range(30)}
+    assert calls == [30]
+    assert mem_store.read_many_json("apps/8/tasks") == {}
+
+
 def test_store_expands_user_and_accepts_file_urls(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Store("~/st").write_json("x.json", 1) == str(tmp_path / "st" / "x.json")

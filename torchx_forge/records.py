@@ -99,14 +99,18 @@ class Store:
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def read_many_json(self, rel_dir: str) -> Dict[str, Any]:
-        """Every ``*.json`` directly under ``rel_dir``, by file stem."""
-        out: Dict[str, Any] = {}
-        for name in self.listdir(rel_dir):
-            if name.endswith(".json") and not name.startswith("."):
-                obj = self.read_json(f"{rel_dir}/{name}")
-                if obj is not None:
-                    out[name[: -len(".json")]] = obj
-        return out
+        """Every ``*.json`` directly under ``rel_dir``, by file stem.
+
+        On an object store the files come in one batched ``cat`` (fetched concurrently by fsspec's
+        async file systems such as s3/gcs): a 1,000-task sweep is not 1,000 round trips per status.
+        """
+        names = [n for n in self.listdir(rel_dir) if n.endswith(".json") and not n.startswith(".")]
+        if self.local:
+            data = {n: self.read_bytes(f"{rel_dir}/{n}") for n in names}
+        else:
+            got = self.fs.cat([self.path(rel_dir, n) for n in names], on_error="omit") if names else {}
+            data = {str(path).rsplit("/", 1)[-1]: blob for path, blob in got.items()}
+        return {n[: -len(".json")]: json.loads(blob) for n, blob in sorted(data.items()) if blob is not None}
 
     def put_content_addressed(self, subdir: str, data: bytes, suffix: str = ".json") -> Tuple[str, str]:
         """Store ``data`` under its sha256 (read-only, written once); returns (digest, path)."""

@@ -101,16 +101,13 @@ class Store:
     def read_many_json(self, rel_dir: str) -> Dict[str, Any]:
         """Every ``*.json`` directly under ``rel_dir``, by file stem.
 
-        On an object store the files come in one batched ``cat`` (fetched concurrently by fsspec's
-        async file systems such as s3/gcs): a 1,000-task sweep is not 1,000 round trips per status.
+        The files come in one batched ``cat`` (fetched concurrently by fsspec's async file systems
+        such as s3/gcs): a 1,000-task sweep is not 1,000 round trips per status on an object store.
         """
         names = [n for n in self.listdir(rel_dir) if n.endswith(".json") and not n.startswith(".")]
-        if self.local:
-            data = {n: self.read_bytes(f"{rel_dir}/{n}") for n in names}
-        else:
-            got = self.fs.cat([self.path(rel_dir, n) for n in names], on_error="omit") if names else {}
-            data = {str(path).rsplit("/", 1)[-1]: blob for path, blob in got.items()}
-        return {n[: -len(".json")]: json.loads(blob) for n, blob in sorted(data.items()) if blob is not None}
+        got = self.fs.cat([self.path(rel_dir, n) for n in names], on_error="omit") if names else {}
+        data = {str(path).rsplit("/", 1)[-1]: blob for path, blob in got.items()}
+        return {n[: -len(".json")]: json.loads(blob) for n, blob in sorted(data.items())}
 
     def put_content_addressed(self, subdir: str, data: bytes, suffix: str = ".json") -> Tuple[str, str]:
         """Store ``data`` under its sha256 (read-only, written once); returns (digest, path)."""

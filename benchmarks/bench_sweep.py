@@ -87,7 +87,7 @@ def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for k, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         out.append(indent + "  ".join(cells).rstrip())
         if k == 0:
             out.append(indent + "  ".join("-" * w for w in widths))
@@ -306,8 +306,8 @@ class Bench:
         say(f"  python      {platform.python_version()} ({sys.executable})")
         say(f"  torchx      {torchx.__version__} ({self.torchx})")
         say(f"  forge       torchx-forge {forge_version}, {REPO} @ {commit}{' + uncommitted changes' if dirty else ''}")
-        say(f"  sizes       dryrun {self.dry_points:,} points; array {self.array_points:,} tasks; vanilla {self.vanilla_points} points;"
-            f" {REPS} repetitions per CLI figure")
+        say(f"  sizes       dryrun {self.dry_points:,} points; array {self.array_points:,} tasks;"
+            f" vanilla {self.vanilla_points} points; {REPS} repetitions per CLI figure")
         say(f"  scratch     {self.root} (FORGE_STATE_DIR={self.state}); job comment {self.token}")
         foreign = self.queue()
         if foreign:
@@ -332,7 +332,8 @@ class Bench:
         cases = {
             "one-job": [tx, "run", "--dryrun", "--scheduler", "slurm_forge", "utils.echo"],
             "vanilla-one-job": [tx, "run", "--dryrun", "--scheduler", "slurm", "utils.echo"],
-            "grid-1": [tx, "run", "--dryrun", "--scheduler", "slurm_forge", "forge.grid", "--axes", "run.env.I=[0]", "--", "true"],
+            "grid-1": [tx, "run", "--dryrun", "--scheduler", "slurm_forge", "forge.grid", "--axes", "run.env.I=[0]", "--",
+                       "true"],
             "grid-n": [tx, "run", "--dryrun", "--scheduler", "slurm_forge", "forge.grid", "--axes", axes, "--", "true"],
         }
         # One untimed run of each, output kept, to check it does what it says.

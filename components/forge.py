@@ -12,16 +12,23 @@ real annotations to build each component's command line.)
 """
 
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from torchx import specs
 
-from torchx_forge.appdefs import build_appdef
+from torchx_forge.appdef.stages import pipeline_appdef
+from torchx_forge.appdef.sweep import build_appdef
 from torchx_forge.errors import ConfigError
-from torchx_forge.experiment import Source, load_experiment, parse_overrides, validate
-from torchx_forge.opts import configured_state_dir
-from torchx_forge.records import Store
-from torchx_forge.stages import pipeline_appdef
+from torchx_forge.experiment.overrides import parse_overrides
+from torchx_forge.experiment.source import Source
+from torchx_forge.experiment.spec import load_experiment, validate
+from torchx_forge.slurm.options import configured_state_dir
+from torchx_forge.state.store import Store
+
+
+def _tables() -> Store:
+    """Where run tables go: the state dir, where the compute nodes read them."""
+    return Store(configured_state_dir())
 
 
 def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -36,7 +43,7 @@ def sweep(*overrides: str, config: str, set: Optional[str] = None, local_paralle
     """
     texts = ([set] if set else []) + list(overrides)
     exp = load_experiment(config, texts)
-    return build_appdef(exp, Store(configured_state_dir()), local_parallel=local_parallel or None)
+    return build_appdef(exp, _tables().put_table, local_parallel=local_parallel or None)
 
 
 def grid(
@@ -72,20 +79,17 @@ def grid(
     for key, values in parse_overrides([axes]):
         path = key if "." in key else f"run.args.{key}"
         shared[path] = values if isinstance(values, list) else [values]
-    cfg = {
-        "name": name,
-        "run": {"command": list(command)},
-        "cluster": {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes},
-        "sweep": {"shared_axes": shared},
-    }
+    cluster: Dict[str, Any] = {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes}
     if mem:
-        cfg["cluster"]["mem"] = mem
+        cluster["mem"] = mem
     if time:
-        cfg["cluster"]["time_limit"] = time
+        cluster["time_limit"] = time
+    sweep_section: Dict[str, Any] = {"shared_axes": shared}
     if max_runs:
-        cfg["sweep"]["max_runs"] = max_runs
+        sweep_section["max_runs"] = max_runs
+    cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
     exp = validate(cfg, Source("forge.grid --axes"), os.getcwd())
-    return build_appdef(exp, Store(configured_state_dir()), local_parallel=local_parallel or None)
+    return build_appdef(exp, _tables().put_table, local_parallel=local_parallel or None)
 
 
 def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -101,4 +105,4 @@ def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_para
         local_parallel: outside Slurm, run at most this many runs of a step at once
     """
     texts = ([set] if set else []) + list(overrides)
-    return pipeline_appdef(config, texts, Store(configured_state_dir()), local_parallel=local_parallel or None)
+    return pipeline_appdef(config, texts, _tables().put_table, local_parallel=local_parallel or None)

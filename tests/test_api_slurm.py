@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_json, wait_for
 from torchx import specs
 from torchx.runner import get_runner
+
+from conftest import read_json, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

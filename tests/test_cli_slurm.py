@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     REPO,
     app_state,
@@ -104,7 +105,7 @@ def test_dryrun_prints_command_and_script_and_submits_nothing(state_dir: Path):
     )
     assert p.returncode == 0, p.stderr
     assert "sbatch --parsable --hold --partition=debug --time=5 $SBATCH_SCRIPT" in p.stdout
-    assert "#!/bin/bash" in p.stdout and "-m torchx_forge.launch" in p.stdout
+    assert "#!/bin/bash" in p.stdout and "-m torchx_forge.node.launch" in p.stdout
     assert "'hi $HOME \"q\" `x`'" in p.stdout
     after = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
     assert after <= before
@@ -173,4 +174,4 @@ def test_unknown_app_id_is_not_found(state_dir: Path):
 def test_repo_torchxconfig_makes_slurm_forge_the_default(state_dir: Path):
     p = run_torchx("run", "--dryrun", "utils.echo", cwd=REPO)
     assert p.returncode == 0, p.stderr
-    assert "torchx_forge.launch" in p.stdout
+    assert "torchx_forge.node.launch" in p.stdout

@@ -4,8 +4,8 @@ import pytest
 from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.errors import ConfigError
-from torchx_forge.opts import ForgeOpts, build_runopts
-from torchx_forge.plan import build_request
+from torchx_forge.slurm.jobs import build_request
+from torchx_forge.slurm.options import ForgeOpts, build_runopts
 
 
 def script(tmp_path, image="ghcr.io/pytorch/torchx:0.7.0", gpu=0, **opts):
@@ -22,7 +22,7 @@ def srun_line(text):
 def test_apptainer_wraps_only_the_program(tmp_path):
     line = srun_line(script(tmp_path, container_runtime="apptainer", container_mounts="/data:/data,/scratch:/s", gpu=1))
     launcher, program = line.split(" -- ", 1)
-    assert "torchx_forge.launch" in launcher  # the launcher stays on the host
+    assert "torchx_forge.node.launch" in launcher  # the launcher stays on the host
     assert program == "apptainer exec --nv --bind /data:/data,/scratch:/s docker://ghcr.io/pytorch/torchx:0.7.0 python train.py --lr 0.1"
 
 

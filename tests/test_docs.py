@@ -11,7 +11,7 @@ def test_runopts_page_is_what_torchx_runopts_prints():
 
 
 def test_every_runopt_is_in_the_readme_table():
-    from torchx_forge.opts import build_runopts
+    from torchx_forge.slurm.options import build_runopts
 
     readme = (REPO / "README.md").read_text()
     missing = [name for name, _ in build_runopts() if f"`{name}`" not in readme]
@@ -22,7 +22,7 @@ def test_every_forge_env_variable_is_documented():
     import re
 
     contract = (REPO / "docs" / "contract.md").read_text()
-    code = "".join(p.read_text() for p in (REPO / "torchx_forge").glob("*.py"))
+    code = "".join(p.read_text() for p in (REPO / "torchx_forge").rglob("*.py"))
     names = set(re.findall(r"\b(FORGE_[A-Z0-9_]+)\b", code))
     internal = {"FORGE_STATE_DIR", "FORGE_APP_NAME", "FORGE_JOB_DIR", "FORGE_CHECKPOINT_TEMPLATE", "FORGE_MAX_RETRIES",
                 "FORGE_RETRY_ON", "FORGE_GRACE", "FORGE_WARN_FILE", "FORGE_EXTRA_RETRIES", "FORGE_RESULT_TEMPLATE",

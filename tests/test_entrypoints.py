@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_torchx
 from torchx.schedulers import DEFAULT_SCHEDULER_MODULES, get_scheduler_factories
 from torchx.specs.finder import ModuleComponentsFinder, get_components
 
+from conftest import run_torchx
 from torchx_forge.scheduler import SlurmForgeScheduler
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from conftest import app_state, handle_of, run_torchx, squeue_ids, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -58,7 +59,8 @@ def test_prepare_sweep_eval_per_run_compare(state_dir: Path, tmp_path: Path):
     assert len(lines) == 6 and all(line.startswith("trained run-") for line in lines)
     assert len(set(lines)) == 6
     # eval of run i started after training run i ended, and (per run, not per stage) before the longest training ended
-    from torchx_forge.records import Records, Store
+    from torchx_forge.state.records import Records
+    from torchx_forge.state.store import Store
 
     rec = Records(Store(str(state_dir))).load(handle.rsplit("/", 1)[1])
     jobs = {j.role: j.job_id for j in rec.jobs}
@@ -90,7 +92,8 @@ def test_a_failed_training_cancels_its_own_eval_and_the_join(state_dir: Path, tm
 
 
 def rec_ids(state_dir: Path, handle: str) -> list:
-    from torchx_forge.records import Records, Store
+    from torchx_forge.state.records import Records
+    from torchx_forge.state.store import Store
 
     return Records(Store(str(state_dir))).load(handle.rsplit("/", 1)[1]).job_ids(companions=True)
 
@@ -209,7 +212,7 @@ def test_dependents_follow_a_training_resubmitted_under_a_new_job_id(state_dir: 
         "  train:\n"
         "    retry: {max_retries: 1, signal: 'off'}\n"
         "    cluster: {time_limit: '1'}\n"
-        f"    run: {{command: [sh, -c, 'if [ $FORGE_RUN_INDEX = 1 ] && [ $FORGE_ATTEMPT = 0 ]; then sleep 600; fi; echo trained']}}\n"
+        "    run: {command: [sh, -c, 'if [ $FORGE_RUN_INDEX = 1 ] && [ $FORGE_ATTEMPT = 0 ]; then sleep 600; fi; echo trained']}\n"
         "    sweep: {shared_axes: {run.env.I: [0, 1]}}\n"
         "  eval: {after: [train], per_run: true, run: {command: [sh, -c, 'echo eval $FORGE_RUN_INDEX']}}\n"
         "  compare: {after: [eval], run: {command: [echo, compared]}}\n"

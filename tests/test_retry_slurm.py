@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -192,3 +193,28 @@ def test_retry_by_hand_resubmits_the_failed_tasks_linked_to_the_app(state_dir: P
     assert "resubmitted byhand[1] as job" in r.stdout
     assert wait_end(handle) == "SUCCEEDED"
     assert task_row(handle, "byhand[1]")[5] == "2"
+
+
+def test_one_retry_budget_for_describe_the_node_the_companion_and_status(state_dir: Path, tmp_path: Path):
+    # -cfg max_retries=2 on a sweep: a task that always fails is tried 3 times, and every side says 2
+    p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2,retry_on=FAILED", "forge.grid",
+                   "--name", "budget", "--axes", "run.env.I=[0]", "--", "sh", "-c", "exit 1")
+    handle = handle_of(p)
+    job = handle.rsplit("/", 1)[1]
+    described = run_torchx("describe", handle)
+    assert described.returncode == 0 and "'max_retries': 2" in described.stdout, described.stdout + described.stderr
+    assert wait_end(handle, timeout=300) == "FAILED"
+    # the node: the batch script's requeue decision, attempt after attempt
+    batch = (state_dir / "logs" / f"budget-{job}_0.batch.log").read_text()
+    assert "retry 1 of 2" in batch and "retry 2 of 2" in batch, batch
+    assert "not requeueing (retries exhausted: 3 attempt(s), max_retries=2)" in batch, batch
+    # the companion job (afternotok): it runs once the array failed, and resubmits nothing
+    companion = state_dir / "logs" / f"budget-{job}.retry.log"
+    wait_for(lambda: companion.exists() and "nothing to retry" in companion.read_text(), 120, "the companion job")
+    text = companion.read_text()
+    assert "retry policy max_retries=2 on FAILED" in text and "retries exhausted: 3 attempt(s), max_retries=2" in text, text
+    # status
+    out = status(handle)
+    assert "retries: max_retries=2 on FAILED; warning USR1@90, grace 60 s" in out, out
+    row = task_row(handle, "budget[0]")
+    assert row[5] == "3" and "max_retries=2" in " ".join(row), row

@@ -8,11 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
 from torchx import specs
 from torchx.runner import get_runner
 
-from torchx_forge.records import Records, Store
+from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
+from torchx_forge.state.records import Records
+from torchx_forge.state.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -9,10 +9,12 @@ traceback; :func:`install_cli_excepthook` does the same for the other verbs.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Optional, Sequence
 
+from torchx.specs.api import MalformedAppHandleException, UnknownAppException
 from torchx.specs.finder import ComponentValidationException
 
 
@@ -75,15 +77,11 @@ class UnknownAppError(ForgeError):
 
 def _is_forge(exc: BaseException) -> bool:
     """Errors that are the user's input, not a bug: shown as one line."""
-    from torchx.specs.api import MalformedAppHandleException, UnknownAppException
-
     return isinstance(exc, (ForgeError, MalformedAppHandleException, UnknownAppException))
 
 
 def in_torchx_cli() -> bool:
     """True inside the ``torchx`` command line program."""
-    import os
-
     prog = sys.argv[0] if sys.argv else ""
     return os.path.basename(prog) == "torchx" or prog.endswith(os.path.join("torchx", "cli", "main.py"))
 

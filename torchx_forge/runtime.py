@@ -12,7 +12,7 @@
         if stop.is_set():
             runtime.exit_for_requeue()         # exit code 75: "saved, run me again"
 
-Everything reads the environment slurm_forge sets (see :mod:`torchx_forge.contract`):
+Everything reads the environment slurm_forge sets (see :mod:`torchx_forge.node.contract`):
 it works the same under local_cwd, where nothing ever warns.
 Standard library only (fsspec for URL checkpoint dirs).
 """
@@ -25,8 +25,8 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from torchx_forge.checkpoint import commit, latest_checkpoint
-from torchx_forge.policy import REQUEUE_EXIT
+from torchx_forge.core.policy import REQUEUE_EXIT
+from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
 
 
 def checkpoint_dir() -> str:
@@ -64,16 +64,24 @@ def save(writer: Callable[[str], None], step: int, name: str = "step_{step}.pt",
         tmp = final + ".tmp"
         writer(tmp)
         os.replace(tmp, final)
-    commit(directory, final, step)
+    commit_checkpoint(final, step)
     if keep and "://" not in directory:
         _prune(directory, name, keep)
     return final
 
 
-def _prune(directory: str, name: str, keep: int) -> None:
-    from torchx_forge.checkpoint import step_of
+def commit_checkpoint(path: str, step: Optional[int] = None) -> None:
+    """Record ``path`` (a checkpoint in this run's checkpoint dir) as the one to resume from.
 
-    prefix = name.split("{step}")[0]
+    For programs that save their own way (Lightning, Accelerate, ``torch.save``): after the
+    checkpoint is complete, call this and resume picks it whatever the other names in the
+    directory (it writes ``checkpoint_state.json``, atomically).
+    """
+    commit(checkpoint_dir(), path, step)
+
+
+def _prune(directory: str, name: str, keep: int) -> None:
+    prefix = name.split("{step}", maxsplit=1)[0]
     steps = sorted((s, n) for n in os.listdir(directory) if n.startswith(prefix) and (s := step_of(n)) is not None)
     for _, n in steps[:-keep]:
         try:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from torchx.schedulers.api import (
     DescribeAppResponse,
@@ -42,24 +42,22 @@ from torchx.specs import (
     runopts,
 )
 
-from torchx_forge import status as st
-from torchx_forge.errors import (
-    ConfigError,
-    UnknownAppError,
-    in_torchx_cli,
-    install_cli_excepthook,
-)
-from torchx_forge.logs import LogTail
-from torchx_forge.opts import BACKEND, ForgeOpts, build_runopts, configured_state_dir
-from torchx_forge.plan import build_request
-from torchx_forge.records import AppRecord, Records, Store
-from torchx_forge.request import ForgeBatchRequest
-from torchx_forge.slurm_cli import SlurmCli
-from torchx_forge.slurm_parse import JobRow
-from torchx_forge.submit import submit
+from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.errors import ConfigError, UnknownAppError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.jobs import build_request
+from torchx_forge.slurm.logs import LogTail
+from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
+from torchx_forge.slurm.report import describe_response
+from torchx_forge.slurm.request import ForgeBatchRequest
+from torchx_forge.slurm.resubmit import follow_dependents, resubmit
+from torchx_forge.slurm.status import TaskView, app_state, gather, task_views_from_rows
+from torchx_forge.slurm.submit import submit
+from torchx_forge.state.records import AppRecord, Records
+from torchx_forge.state.store import Store
 
 #: End states `torchx forge retry` resubmits by default.
-RETRY_BY_HAND = ("FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "LOST")
+RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
 
 #: How long a describe result is reused (the CLI's log threads ask many times a second).
 DESCRIBE_TTL = 1.0
@@ -80,7 +78,7 @@ class SlurmForgeScheduler(SlurmScheduler):
         self.cli = cli or SlurmCli()
         self._state_dir = state_dir
         self._records: Dict[str, Records] = {}
-        self._cache: Dict[str, Tuple[float, DescribeAppResponse, List[st.TaskView]]] = {}
+        self._cache: Dict[str, Tuple[float, DescribeAppResponse, List[TaskView]]] = {}
         self._lock = threading.Lock()
 
     # -- options and records -------------------------------------------------------------
@@ -113,12 +111,14 @@ class SlurmForgeScheduler(SlurmScheduler):
             if not role.entrypoint:
                 raise ConfigError(where, "has no entrypoint (the program to run)")
 
-    def _submit_dryrun(self, app: AppDef, cfg: Mapping[str, CfgVal]) -> AppDryRunInfo[ForgeBatchRequest]:
+    def _submit_dryrun(  # type: ignore[override]  # forge's own request type and options
+        self, app: AppDef, cfg: Mapping[str, CfgVal]
+    ) -> AppDryRunInfo[ForgeBatchRequest]:
         self._validate(app, self.backend)
         req = build_request(app, ForgeOpts.from_cfg(cfg))
         return AppDryRunInfo(req, repr)
 
-    def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:
+    def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
         req = dryrun_info.request
         rec = submit(self.cli, self.records(req.opts.state_dir), req)
         return rec.app_id
@@ -137,12 +137,12 @@ class SlurmForgeScheduler(SlurmScheduler):
         found = self._describe(app_id)
         return found[0] if found else None
 
-    def task_views(self, app_id: str) -> Optional[List[st.TaskView]]:
+    def task_views(self, app_id: str) -> Optional[List[TaskView]]:
         """Per-task status (state, exit code, host, attempts) of an app, or None if unknown."""
         found = self._describe(app_id)
         return found[1] if found else None
 
-    def _describe(self, app_id: str, ttl: float = DESCRIBE_TTL) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+    def _describe(self, app_id: str, ttl: float = DESCRIBE_TTL) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         with self._lock:  # one Slurm query at a time; concurrent callers share its result
             hit = self._cache.get(app_id)
             if hit and (is_terminal(hit[1].state) or time.monotonic() - hit[0] < ttl):
@@ -152,33 +152,15 @@ class SlurmForgeScheduler(SlurmScheduler):
                 self._cache[app_id] = (time.monotonic(), *found)
             return found
 
-    def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+    def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         records = self.records()
         rec = records.load(app_id)
         if rec is None:
             return self._describe_unrecorded(app_id)
-        if rec.final:
-            views = st.thaw(rec.final)
-            return st.describe_response(rec, views), views
-        views = self._query(records, rec)
-        if st.is_settled(views):
-            rec.final = st.freeze(views)
-            records.save(rec)
-        return st.describe_response(rec, views), views
+        views = gather(self.cli, records, [rec])[rec.app_id]
+        return describe_response(rec, views), views
 
-    def _query(self, records: Records, rec: AppRecord) -> List[st.TaskView]:
-        ids = rec.job_ids(companions=True)
-        live = self.cli.squeue(ids)
-        history = self.cli.sacct(ids)
-        files: Mapping[str, Any] = {}
-        cancelled = False
-        retries = any(j.max_retries > 0 for j in rec.jobs)
-        if history is None or retries or _needs_files(rec, live, history):
-            files = records.task_states(rec.app_id)
-            cancelled = records.cancelled(rec.app_id)
-        return st.task_views(rec, live, history, files, cancelled)
-
-    def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[st.TaskView]]]:
+    def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         """A job slurm_forge did not submit (or whose record is gone): what Slurm knows of it."""
         if not app_id.isdigit():
             return None
@@ -186,8 +168,8 @@ class SlurmForgeScheduler(SlurmScheduler):
         if not rows:
             return None
         rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="")
-        views = st.task_views_from_rows(rows)
-        return st.describe_response(rec, views), views
+        views = task_views_from_rows(rows)
+        return describe_response(rec, views), views
 
     # -- cancel and list -----------------------------------------------------------------
 
@@ -211,7 +193,7 @@ class SlurmForgeScheduler(SlurmScheduler):
             if (role, k) not in keys:
                 raise UnknownAppError(f"app {app_id} has no replica {role}/{k}")
             key, job = keys[(role, k)]
-            if job.kind != "array":
+            if job.job_kind is not JobKind.ARRAY:
                 raise ConfigError(
                     f"{role}/{k}", "is part of a heterogeneous job, whose components Slurm cannot cancel one by one;"
                     " cancel the whole app with `torchx cancel`"
@@ -227,30 +209,28 @@ class SlurmForgeScheduler(SlurmScheduler):
         Each resumes from its checkpoint and gets one more attempt whatever its budget;
         the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
         """
-        from torchx_forge.retry import follow_dependents, resubmit
-
         wanted = set(states or RETRY_BY_HAND)
         records = self.records()
         rec = records.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
-        views = self._query(records, rec)
+        views = gather(self.cli, records, [rec])[rec.app_id]
         by_key = {(v.role, v.replica): v for v in views}
         out = []
-        followed: set = set()
+        followed: Set[str] = set()
         for job in list(rec.jobs):
             if job.job_id in followed:  # already resubmitted behind the step it waits for
                 continue
             picked = [(role, k, key) for key, role, k, j in rec.tasks()
-                      if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state in wanted]
+                      if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state.value in wanted]
             if not picked:
                 continue
             used = max(by_key[(r, k)].attempts for r, k, _ in picked)
-            tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.kind == "array" else None
+            tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.job_kind is JobKind.ARRAY else None
             new = resubmit(self.cli, records, rec, job, tasks, sys.executable, extra_retries=used)
             out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
             for dep in follow_dependents(self.cli, records, rec, job.job_id, new, sys.executable):
-                followed.add(dep.retry_of)
+                followed.add(dep.retry_of or "")
                 out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
         self._cache.pop(app_id, None)
         return out
@@ -260,20 +240,8 @@ class SlurmForgeScheduler(SlurmScheduler):
         records = self.records()
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
-        pending = [r for r in recs if not r.final]
-        ids = [j for r in pending for j in r.job_ids(companions=True)]
-        live = self.cli.squeue(ids) if ids else []
-        history = self.cli.sacct(ids) if ids else []
-        out = []
-        for rec in recs:
-            if rec.final:
-                state = st.app_state(st.thaw(rec.final))
-            else:
-                files = records.task_states(rec.app_id) if history is None else {}
-                views = st.task_views(rec, live, history, files, history is None and records.cancelled(rec.app_id))
-                state = st.app_state(views)
-            out.append(ListAppResponse(app_id=rec.app_id, state=state))
-        return out
+        views = gather(self.cli, records, recs)
+        return [ListAppResponse(app_id=rec.app_id, state=app_state(views[rec.app_id])) for rec in recs]
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -311,12 +279,6 @@ class SlurmForgeScheduler(SlurmScheduler):
         if regex:
             lines = filter_regex(regex, lines)
         return lines
-
-
-def _needs_files(rec: AppRecord, live: List[JobRow], history: List[JobRow]) -> bool:
-    """Task state files fill sacct's lag: tasks it does not report yet (exit codes squeue lacks)."""
-    known = {r.key for r in history}
-    return any(key not in known for key, _, _, _ in rec.tasks())
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:

@@ -1,0 +1,144 @@
+"""The task launcher, run as the batch script runs it (``python -m torchx_forge.node.launch``), without Slurm."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from torchx_forge.node.launch import first_host
+
+SHOW_ENV = "import json, os, sys; json.dump({k: os.environ.get(k) for k in sys.argv[1:]}, sys.stdout)"
+
+
+@pytest.fixture
+def slurm_env(tmp_path) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "FORGE"))}
+    env.update(SLURM_JOB_ID="77", SLURM_JOB_NODELIST="n[3-4]", SLURMD_NODENAME="n3", FORGE_APP_ID="77",
+               FORGE_STATE_DIR=str(tmp_path / "state"))
+    return env
+
+
+def launch(env: Dict[str, str], *args: str, program: Optional[List[str]] = None, **popen) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "torchx_forge.node.launch", *args, "--", *(program or [])]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, **popen)
+
+
+def py(code: str, *args: str) -> List[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+def state_file(env: Dict[str, str], role: str, replica: int) -> Path:
+    return Path(env["FORGE_STATE_DIR"]) / "apps" / "77" / "tasks" / f"{role}.{replica}.json"
+
+
+def test_child_sees_the_forge_contract(slurm_env):
+    slurm_env["SLURM_RESTART_COUNT"] = "2"
+    keys = ["FORGE_ROLE", "FORGE_REPLICA_ID", "FORGE_RANK0_HOST", "FORGE_ATTEMPT", "FORGE_APP_ID", "FORGE_INITIAL_JOB_ID"]
+    p = launch(slurm_env, "--role", "trainer", "--replica", "4", program=py(SHOW_ENV, *keys))
+    assert p.returncode == 0, p.stderr
+    banner, shown = p.stdout.splitlines()  # later attempts are marked in the log
+    assert banner.startswith("==== torchx-forge: 77-trainer attempt 2 (job 77 on n3)")
+    assert json.loads(shown) == {"FORGE_ROLE": "trainer", "FORGE_REPLICA_ID": "4", "FORGE_RANK0_HOST": "n3",
+                                    "FORGE_ATTEMPT": "2", "FORGE_APP_ID": "77", "FORGE_INITIAL_JOB_ID": "77"}
+
+
+def test_role_env_values_arrive_unchanged(slurm_env):
+    values = {"A": "x=y,z", "NL": "line1\nline2", "EMPTY": "", "Q": "it's \"$HOME\""}
+    env_args = [w for k, v in values.items() for w in ("--env", f"{k}={v}")]
+    p = launch(slurm_env, "--role", "r", "--replica", "0", *env_args, program=py(SHOW_ENV, *values))
+    assert json.loads(p.stdout) == values
+
+
+def test_replica_from_env_for_array_tasks(slurm_env):
+    slurm_env["FORGE_REPLICA_ID"] = "9"
+    p = launch(slurm_env, "--role", "sweep", program=py(SHOW_ENV, "FORGE_REPLICA_ID"))
+    assert json.loads(p.stdout) == {"FORGE_REPLICA_ID": "9"}
+    assert json.loads(state_file(slurm_env, "sweep", 9).read_text())["state"] == "COMPLETED"
+
+
+def test_program_args_pass_through_including_dashes(slurm_env):
+    args = ["--role", "x", "--", "-h", "", "a b"]
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("import json,sys; print(json.dumps(sys.argv[1:]))", *args))
+    assert json.loads(p.stdout) == args
+
+
+def test_exit_code_propagates_and_state_file_says_failed(slurm_env):
+    p = launch(slurm_env, "--role", "trainer", "--replica", "1", program=py("import sys; sys.exit(3)"))
+    assert p.returncode == 3
+    st = json.loads(state_file(slurm_env, "trainer", 1).read_text())
+    assert (st["state"], st["exit_code"], st["host"], st["job_id"], st["role"], st["replica"]) == ("FAILED", 3, "n3", "77", "trainer", 1)
+    assert st["end"] >= st["start"]
+
+
+def test_success_writes_completed_state_file_privately(slurm_env):
+    p = launch(slurm_env, "--role", "trainer", "--replica", "0", program=py("pass"))
+    assert p.returncode == 0
+    path = state_file(slurm_env, "trainer", 0)
+    st = json.loads(path.read_text())
+    assert (st["state"], st["exit_code"], st["attempt"]) == ("COMPLETED", 0, 0)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.listdir(path.parent) == ["trainer.0.json"]  # no temp files left
+
+
+def test_death_by_signal_is_128_plus_n(slurm_env):
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    assert p.returncode == 128 + signal.SIGKILL
+    assert json.loads(state_file(slurm_env, "r", 0).read_text())["state"] == "FAILED"
+
+
+def test_terminating_signal_is_forwarded_and_recorded(slurm_env):
+    argv = [sys.executable, "-m", "torchx_forge.node.launch", "--role", "r", "--replica", "0", "--",
+            *py("import time; print('ready', flush=True); time.sleep(60)")]
+    proc = subprocess.Popen(argv, env=slurm_env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    proc.stdout.close()
+    st = json.loads(state_file(slurm_env, "r", 0).read_text())
+    assert (st["state"], st["stopped_by"], st["exit_code"]) == ("KILLED", signal.SIGTERM, 128 + signal.SIGTERM)
+
+
+def test_missing_program_is_127_with_message(slurm_env):
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=["/no/such/program-xyz", "arg"])
+    assert p.returncode == 127
+    assert "cannot run '/no/such/program-xyz'" in p.stderr and "No such file" in p.stderr
+    assert json.loads(state_file(slurm_env, "r", 0).read_text())["exit_code"] == 127
+
+
+def test_no_program_is_a_usage_error(slurm_env):
+    p = launch(slurm_env, "--role", "r")
+    assert p.returncode == 2 and "no program given" in p.stderr
+
+
+def test_non_first_node_writes_no_state_file(slurm_env):
+    slurm_env["SLURMD_NODENAME"] = "n4"
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py(SHOW_ENV, "FORGE_RANK0_HOST"))
+    assert p.returncode == 0 and json.loads(p.stdout) == {"FORGE_RANK0_HOST": "n3"}
+    assert not list(Path(slurm_env["FORGE_STATE_DIR"]).glob("apps/*/tasks/*.json"))
+
+
+def test_het_group_nodelists(slurm_env):
+    slurm_env.update(SLURM_JOB_NODELIST_HET_GROUP_0="m1", SLURM_JOB_NODELIST_HET_GROUP_1="n[3-4]")
+    p = launch(slurm_env, "--role", "b", "--replica", "0", "--het-group", "1", program=py(SHOW_ENV, "FORGE_RANK0_HOST"))
+    assert json.loads(p.stdout) == {"FORGE_RANK0_HOST": "m1"}  # rank 0 is the first node of the first component
+    assert state_file(slurm_env, "b", 0).exists()  # n3 is the first node of its own component
+
+
+def test_unwritable_state_dir_does_not_fail_the_task(slurm_env, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    slurm_env["FORGE_STATE_DIR"] = str(blocker)
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("pass"))
+    assert p.returncode == 0 and "cannot write task state" in p.stderr
+
+
+def test_first_host():
+    assert first_host("n[3-4],m1") == "n3"
+    assert first_host("gpu-[07-09]") == "gpu-07"
+    assert first_host("login1") == "login1"
+    assert first_host("") == ""

@@ -1,0 +1,258 @@
+"""Per-task status from squeue, sacct and the launcher's state files (all handmade, no Slurm)."""
+
+import json
+
+from torchx.specs import AppState
+
+from torchx_forge.slurm.parse import JobRow
+from torchx_forge.slurm.report import describe_response, status_message
+from torchx_forge.slurm.status import (
+    TaskView,
+    app_state,
+    freeze,
+    is_settled,
+    task_views,
+    thaw,
+)
+from torchx_forge.state.records import AppRecord, JobRecord, RoleRecord
+from torchx_forge.state.taskfile import TaskReport
+
+
+def views_of(rec, squeue, sacct, files, cancelled=False):
+    """task_views with task state files given as the JSON the launcher writes."""
+    return task_views(rec, squeue, sacct, {k: TaskReport.from_json(v) for k, v in files.items()}, cancelled)
+
+
+def het_record(*components, job_id="10") -> AppRecord:
+    comps = [list(c) for c in components] or [["a", 0], ["a", 1]]
+    roles = sorted({c[0] for c in comps})
+    return AppRecord(app_id=job_id, name="app", jobs=[JobRecord(job_id, "het", components=comps)],
+                     roles=[RoleRecord(r, sum(c[0] == r for c in comps), resource={"cpu": 1, "gpu": 0, "memMB": 64}) for r in roles],
+                     log_dir="/logs")
+
+
+def array_record(size=3, offset=5) -> AppRecord:
+    return AppRecord(app_id="20", name="sweep", jobs=[JobRecord("20", "array", role="s", offset=offset, size=size)],
+                     roles=[RoleRecord("s", offset + size)], log_dir="/logs")
+
+
+def row(key: str, state: str, **kw) -> JobRow:
+    if "_" in key:
+        base, task = key.split("_")
+        return JobRow(base=base, task=int(task), state=state, **kw)
+    if "+" in key:
+        base, het = key.split("+")
+        return JobRow(base=base, het=int(het), state=state, **kw)
+    return JobRow(base=key, state=state, **kw)
+
+
+def view(state: str, **kw) -> TaskView:
+    return TaskView(role=kw.pop("role", "a"), replica=kw.pop("replica", 0), key="1", slurm_state=state, **kw)
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def test_squeue_beats_lagging_sacct_for_live_task():
+    rec = het_record()
+    sq = [row("10+0", "RUNNING", nodes="n1"), row("10+1", "RUNNING", nodes="n2")]
+    sa = [row("10+0", "PENDING"), row("10+1", "REQUEUED", exit_code=0, signal=15, nodes="n1")]
+    a0, a1 = views_of(rec, sq, sa, {})
+    assert (a0.slurm_state, a0.source, a0.host) == ("RUNNING", "squeue", "n1")
+    assert (a1.slurm_state, a1.exit_code, a1.signal, a1.host) == ("RUNNING", None, None, "n2")
+    assert not is_settled([a0, a1])
+
+
+def test_sacct_exit_codes_and_attempts():
+    rec = het_record()
+    sa = [row("10+0", "COMPLETED", exit_code=0, nodes="n1"),
+          row("10+1", "REQUEUED", exit_code=0, signal=15, nodes="n1"),
+          row("10+1", "FAILED", exit_code=3, nodes="n2", reason="None")]
+    a0, a1 = views_of(rec, [], sa, {})
+    assert (a0.state, a0.exit_code, a0.attempts, a0.source) == (AppState.SUCCEEDED, 0, 1, "sacct")
+    assert (a1.state, a1.exit_code, a1.attempts, a1.host, a1.reason) == (AppState.FAILED, 3, 2, "n2", "")
+    assert is_settled([a0, a1])
+
+
+def test_terminal_squeue_row_with_sacct_history_uses_sacct():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [row("10", "FAILED", nodes="n1")], [row("10", "FAILED", exit_code=7, signal=None, nodes="n1")], {})
+    assert (v.slurm_state, v.exit_code, v.source) == ("FAILED", 7, "sacct")
+    assert is_settled([v])
+
+
+def test_terminal_squeue_row_without_history_is_not_settled_and_takes_file_exit_code():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [row("10", "FAILED", nodes="n1")], [], {"a.0": {"state": "FAILED", "exit_code": 4, "host": "n1"}})
+    assert (v.slurm_state, v.exit_code, v.source) == ("FAILED", 4, "squeue")
+    assert not is_settled([v])
+
+
+def test_pending_in_squeue_with_reason():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [row("10", "PENDING", reason="Priority")], [], {})
+    assert (v.state, v.reason, v.host) == (AppState.PENDING, "Priority", "")
+
+
+# -- no accounting: state files ------------------------------------------------------------------
+
+
+def test_no_accounting_state_files_give_final_states():
+    rec = het_record()
+    files = {"a.0": {"state": "COMPLETED", "exit_code": 0, "host": "n1", "attempt": 0},
+             "a.1": {"state": "FAILED", "exit_code": 3, "host": "n2", "attempt": 1}}
+    a0, a1 = views_of(rec, [], None, files)
+    assert (a0.state, a0.exit_code, a0.host, a0.source) == (AppState.SUCCEEDED, 0, "n1", "state file")
+    assert (a1.state, a1.exit_code, a1.host, a1.attempts) == (AppState.FAILED, 3, "n2", 2)
+    assert is_settled([a0, a1])
+
+
+def test_running_file_with_job_gone_is_lost():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [], None, {"a.0": {"state": "RUNNING", "host": "n1"}})
+    assert v.slurm_state == "LOST" and v.state == AppState.FAILED and v.final
+    assert "without reporting" in v.reason and "no accounting" in v.reason
+
+
+def test_killed_file_with_job_gone_is_lost_with_signal_and_exit_code():
+    rec = het_record(["a", 0])
+    file = {"state": "KILLED", "stopped_by": 15, "exit_code": 143, "host": "n1"}
+    (v,) = views_of(rec, [], None, {"a.0": file})
+    assert (v.slurm_state, v.state, v.exit_code) == ("LOST", AppState.FAILED, 143)
+    assert "signal 15" in v.reason
+    (c,) = views_of(rec, [], None, {"a.0": file}, cancelled=True)
+    assert (c.state, c.reason) == (AppState.CANCELLED, "")
+
+
+def test_running_file_with_job_gone_after_cancel_is_cancelled():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [], None, {"a.0": {"state": "RUNNING", "host": "n1"}}, cancelled=True)
+    assert v.slurm_state == "CANCELLED" and v.state == AppState.CANCELLED and v.reason == ""
+
+
+def test_running_file_while_job_still_queued_keeps_squeue_state():
+    rec = het_record(["a", 0])
+    (v,) = views_of(rec, [row("10", "RUNNING", nodes="n5")], None, {"a.0": {"state": "RUNNING", "host": "n1"}})
+    assert (v.slurm_state, v.host, v.source) == ("RUNNING", "n5", "squeue")
+
+
+def test_unknown_task_of_cancelled_app_is_cancelled():
+    (v,) = views_of(het_record(["a", 0]), [], None, {}, cancelled=True)
+    assert v.state == AppState.CANCELLED
+    (w,) = views_of(het_record(["a", 0]), [], None, {})
+    assert w.state == AppState.UNKNOWN and not is_settled([w])
+
+
+# -- arrays -----------------------------------------------------------------------------------
+
+
+def test_array_keys_map_to_offset_replicas():
+    rec = array_record(size=3, offset=5)
+    sq = [row("20_1", "RUNNING", nodes="n1"), row("20_2", "PENDING", reason="JobArrayTaskLimit")]
+    sa = [row("20_0", "COMPLETED", exit_code=0, nodes="n2")]
+    views = views_of(rec, sq, sa, {"s.7": {"state": "RUNNING", "attempt": 2}})
+    assert [(v.key, v.role, v.replica, v.slurm_state) for v in views] == [
+        ("20_0", "s", 5, "COMPLETED"), ("20_1", "s", 6, "RUNNING"), ("20_2", "s", 7, "PENDING")]
+    assert views[2].attempts == 3  # from the state file of replica 7
+
+
+def test_array_files_without_accounting_use_replica_names():
+    views = views_of(array_record(size=2, offset=3), [], None, {"s.3": {"state": "COMPLETED", "exit_code": 0}, "s.4": {"state": "FAILED", "exit_code": 1}})
+    assert [(v.replica, v.state) for v in views] == [(3, AppState.SUCCEEDED), (4, AppState.FAILED)]
+
+
+# -- app state ---------------------------------------------------------------------------------
+
+
+def test_app_state_rules():
+    S = view
+    assert app_state([]) == AppState.UNKNOWN
+    assert app_state([S("RUNNING"), S("PENDING"), S("FAILED")]) == AppState.RUNNING
+    assert app_state([S("PENDING"), S("PENDING")]) == AppState.PENDING
+    assert app_state([S("PENDING"), S("COMPLETED")]) == AppState.RUNNING
+    assert app_state([S("COMPLETED"), S("CANCELLED"), S("FAILED")]) == AppState.FAILED
+    assert app_state([S("COMPLETED"), S("CANCELLED")]) == AppState.CANCELLED
+    assert app_state([S("COMPLETED"), S("LOST")]) == AppState.FAILED
+    assert app_state([S("COMPLETED"), S("COMPLETED")]) == AppState.SUCCEEDED
+    assert app_state([S("COMPLETED"), S("UNKNOWN")]) == AppState.UNKNOWN
+
+
+def test_is_settled_needs_final_tasks_from_a_lasting_source():
+    assert not is_settled([])
+    assert is_settled([view("COMPLETED", source="sacct"), view("LOST", source="state file")])
+    assert not is_settled([view("COMPLETED", source="sacct"), view("RUNNING", source="squeue")])
+    assert not is_settled([view("COMPLETED", source="squeue")])
+
+
+# -- messages and responses ---------------------------------------------------------------------
+
+
+def test_status_message_table():
+    rec = het_record()
+    views = [view("COMPLETED", replica=0, exit_code=0, host="n1", attempts=1),
+             view("FAILED", replica=1, exit_code=9, signal=9, host="n7", attempts=3, reason="OOM?")]
+    msg = status_message(rec, views)
+    head, table = msg.split("\n", 1)
+    assert head == "app: 2 task(s) in 1 Slurm job(s) (1 FAILED, 1 SUCCEEDED); logs in /logs"
+    assert table.splitlines()[0].split() == ["TASK", "SLURM", "ID", "SLURM", "STATE", "EXIT", "HOST", "ATTEMPTS",
+                                             "RESUMED", "FROM", "NOTE"]
+    assert table.splitlines()[2].split() == ["a[1]", "1", "FAILED", "9", "(signal", "9)", "n7", "3", "-", "OOM?"]
+
+
+def test_status_message_for_many_tasks_lists_only_the_odd_ones():
+    views = [view("COMPLETED", replica=i, exit_code=0) for i in range(50)]
+    views[17] = view("FAILED", replica=17, exit_code=2, host="n3")
+    msg = status_message(array_record(size=50, offset=0), views)
+    assert "showing 1 of 1 task(s) not SUCCEEDED" in msg and "(1 FAILED, 49 SUCCEEDED)" in msg
+    rows = msg.splitlines()[3:]
+    assert len(rows) == 1 and rows[0].split()[:4] == ["a[17]", "1", "FAILED", "2"]
+
+
+def test_status_message_small_apps_list_every_task():
+    views = [view("COMPLETED", replica=i) for i in range(40)]
+    assert len(status_message(array_record(size=40, offset=0), views).splitlines()) == 42
+
+
+def test_describe_response():
+    rec = het_record(["a", 0], ["a", 1], ["b", 0])
+    sa = [row("10+0", "COMPLETED", exit_code=0, nodes="n1"), row("10+1", "FAILED", exit_code=1, nodes="n2"),
+          row("10+1", "FAILED", exit_code=1, nodes="n3"), row("10+2", "COMPLETED", exit_code=0, nodes="n4")]
+    resp = describe_response(rec, views_of(rec, [], sa, {}))
+    assert resp.app_id == "10" and resp.state == AppState.FAILED and resp.num_restarts == 1
+    assert [r.name for r in resp.roles] == ["a", "b"] and resp.roles[0].resource.memMB == 64
+    status = {s.role: [(r.id, r.state, r.hostname) for r in s.replicas] for s in resp.roles_statuses}
+    assert status == {"a": [(0, AppState.SUCCEEDED, "n1"), (1, AppState.FAILED, "n3")], "b": [(0, AppState.SUCCEEDED, "n4")]}
+    assert "a[1]" in resp.msg
+
+
+def test_freeze_thaw_round_trip_through_json():
+    views = [view("COMPLETED", exit_code=0, host="n1", source="sacct"), view("LOST", replica=1, attempts=2, reason="why")]
+    frozen = json.loads(json.dumps(freeze(views)))
+    assert isinstance(frozen["time"], float)
+    assert thaw(frozen) == views
+    assert thaw({}) == []
+
+
+def _retried(extra_retries: int):
+    """A task that timed out twice while its companion job still waits."""
+    job = JobRecord("20", "array", role="s", size=1, companion="21", max_retries=1, retry_on=["TIMEOUT"],
+                    extra_retries=extra_retries)
+    rec = AppRecord(app_id="20", name="sweep", jobs=[job], roles=[RoleRecord("s", 1)], log_dir="/logs")
+    sacct = [row("20_0", "TIMEOUT", exit_code=0, signal=15), row("20_0", "TIMEOUT", exit_code=0, signal=15)]
+    (v,) = views_of(rec, [row("21", "PENDING", reason="Dependency")], sacct, {})
+    return v
+
+
+def test_retry_pending_counts_the_retries_granted_by_hand():
+    # max_retries=1: a second TIMEOUT has used the budget ...
+    assert _retried(0).state == AppState.FAILED and not _retried(0).retry_pending
+    # ... unless `torchx forge retry` granted one more: the companion will resubmit it
+    v = _retried(1)
+    assert v.retry_pending and v.state == AppState.PENDING and "companion job 21" in v.reason
+
+
+def test_status_shows_the_retry_policy_in_effect():
+    job = JobRecord("20", "array", role="s", size=1, max_retries=2, retry_on=["FAILED"], signal="USR1@90", grace=60)
+    rec = AppRecord(app_id="20", name="sweep", jobs=[job], roles=[RoleRecord("s", 1)], log_dir="/logs")
+    msg = status_message(rec, views_of(rec, [], [row("20_0", "FAILED", exit_code=1)], {}))
+    assert "retries: max_retries=2 on FAILED; warning USR1@90, grace 60 s" in msg.splitlines()

@@ -1,0 +1,152 @@
+"""Experiment -> one scheduler-agnostic AppDef.
+
+A sweep is ONE AppDef: a role per distinct resource shape, whose replicas are the sweep points
+of that shape, so ``torchx status`` lists every point as a replica and ``torchx log .../ROLE/7``
+shows point 7. Every replica runs ``python -m torchx_forge.node.task --table T --role R
+--replica ${replica_id}``; the table T is the resolved list of runs (:mod:`torchx_forge.core.runtable`),
+handed to a :data:`TableSink` that stores it where compute nodes can read it (the components pass
+the state dir's :meth:`~torchx_forge.state.store.Store.put_table`). Tasks read only that snapshot,
+never the experiment file, which may change while they pend.
+
+Each role carries :class:`~torchx_forge.appdef.meta.ForgeMeta`: slurm_forge makes it a job array
+with the Slurm options of its shape; other schedulers ignore it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torchx import specs
+
+from torchx_forge.appdef.meta import ForgeMeta, RetrySpec
+from torchx_forge.core import options
+from torchx_forge.experiment.spec import Experiment
+from torchx_forge.experiment.sweep import ResolvedRun, expand, resolve
+
+#: stores a run table and returns the path (or URL) tasks read it from
+TableSink = Callable[[Dict[str, Any]], str]
+PROGRESS_AT = 500  # sweeps at least this big report their expansion (torchx shows INFO logs)
+TASK_MODULE = "torchx_forge.node.task"
+log = logging.getLogger("torchx_forge")
+
+Shape = Tuple[Tuple[str, Any], ...]
+Group = Tuple[str, Shape, List[int]]  # role name, cluster shape, run indices
+
+
+def shape_of(run: ResolvedRun) -> Shape:
+    return run.cluster
+
+
+def build_table(exp: Experiment, runs: Sequence[ResolvedRun], roles: Mapping[str, List[int]],
+                extra: Optional[Mapping[int, Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The run table: ``runs`` stored by position; a role lists the run positions of its replicas."""
+    rows = []
+    position = {}
+    for pos, r in enumerate(runs):
+        position[r.run.index] = pos
+        rows.append({**r.to_json(), **(extra or {}).get(r.run.index, {})})
+    return {
+        "experiment": exp.name,
+        "source": exp.source.path,
+        "runs": rows,
+        "roles": {name: [position[i] for i in idx] for name, idx in roles.items()},
+    }
+
+
+def role_name(exp: Experiment, k: int, n_shapes: int) -> str:
+    return exp.name if n_shapes == 1 else f"{exp.name}-{k}"
+
+
+def group_by_shape(exp: Experiment, runs: Sequence[ResolvedRun]) -> List[Group]:
+    """One role per distinct cluster shape, in order of first appearance."""
+    shapes: OrderedDict[Shape, List[int]] = OrderedDict()
+    for r in runs:
+        shapes.setdefault(shape_of(r), []).append(r.run.index)
+    return [(role_name(exp, k, len(shapes)), shape, idx) for k, (shape, idx) in enumerate(shapes.items())]
+
+
+def build_appdef(
+    exp: Experiment,
+    sink: TableSink,
+    local_parallel: Optional[int] = None,
+    python: Optional[str] = None,
+    extra_env: Optional[Mapping[str, str]] = None,
+    runs: Optional[List[ResolvedRun]] = None,
+    groups: Optional[List[Group]] = None,
+    row_extra: Optional[Callable[[ResolvedRun], Dict[str, Any]]] = None,
+    task_args: Sequence[str] = (),
+) -> specs.AppDef:
+    """The AppDef of an experiment: one role per resource shape, a replica per run.
+
+    Pipelines pass their own ``runs``/``groups`` (a per-run step mirrors its sweep's
+    roles), extra table fields per run (``row_extra``) and task arguments.
+    """
+    runs = runs if runs is not None else [resolve(exp, r, os.getcwd()) for r in expand(exp)]
+    groups = groups if groups is not None else group_by_shape(exp, runs)
+    extra = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
+    if exp.artifact_globs:
+        for r in runs:
+            extra.setdefault(r.run.index, {})["artifacts"] = exp.artifact_globs
+    table = sink(build_table(exp, runs, {name: idx for name, _, idx in groups}, extra))
+    if len(runs) >= PROGRESS_AT:
+        log.info(f"{exp.name}: {len(runs):,} runs in {len(groups)} role(s) (one per resource shape); run table {table}")
+    by_index = {r.run.index: r for r in runs}
+    roles = [
+        sweep_role(name, dict(shape), len(idx), table, by_index[idx[0]].workdir, local_parallel, python, extra_env,
+                   exp.retry, task_args)
+        for name, shape, idx in groups
+    ]
+    return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(len(runs))})
+
+
+def shape_sbatch(cluster: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+    """The Slurm options of a shape, by runopt name, from its experiment ``cluster:`` keys."""
+    out = []
+    for key, opt in options.BY_CLUSTER_KEY.items():
+        if key in cluster:
+            value = cluster[key]
+            out.append((opt.name, " ".join(shlex.quote(str(w)) for w in value) if opt.cluster_list else value))
+    return tuple(out)
+
+
+def sweep_role(
+    name: str,
+    cluster: Dict[str, Any],
+    n: int,
+    table: str,
+    workdir: str,
+    local_parallel: Optional[int],
+    python: Optional[str],
+    extra_env: Optional[Mapping[str, str]],
+    retry: Mapping[str, Any],
+    task_args: Sequence[str] = (),
+) -> specs.Role:
+    """The role of one resource shape: ``n`` replicas, each running one point of ``table``."""
+    args = ["-m", TASK_MODULE, "--table", table, "--role", name, "--replica", specs.macros.replica_id,
+            "--app-id", specs.macros.app_id, *task_args]
+    parallel = local_parallel or cluster.get("array_parallelism")
+    if parallel:
+        args += ["--local-parallel", str(parallel)]
+    role = specs.Role(
+        name=name,
+        image=workdir,
+        entrypoint=python or sys.executable or "python3",
+        args=args,
+        env=dict(extra_env or {}),
+        num_replicas=n,
+        resource=specs.Resource(
+            cpu=int(cluster.get("cpus_per_task", 1)),
+            gpu=int(cluster.get("gpus_per_node", 0)),
+            memMB=int(cluster.get("mem", 0)),
+        ),
+    )
+    spec = RetrySpec.from_section(retry)
+    meta = ForgeMeta(array=True, table=table, nodes=int(cluster.get("nodes", 1)), sbatch=shape_sbatch(cluster),
+                     retry=replace(spec, max_retries=spec.max_retries or 0))
+    return meta.apply(role)

@@ -1,0 +1,137 @@
+"""Finding the checkpoint to resume from: deterministic, never by modification time.
+
+In a run's checkpoint directory (a local path or any fsspec URL):
+
+1. ``checkpoint_state.json`` is authoritative when present:
+   ``{"latest": "step_1200.pt", "step": 1200}`` (``latest`` relative to the
+   directory, or absolute). Write it with :func:`commit` after each save.
+2. Otherwise the entry with the highest step number in its name wins:
+   ``global_step_1200``, ``step1200``, ``step-1200``, ``checkpoint-1200``,
+   ``ckpt_1200``, ``epoch_3`` ... with or without extensions (files or directories).
+   Hidden and temporary entries (``.x``, ``x.tmp``, ``x.partial``, ``x~``,
+   ``tmp*``) are ignored.
+3. A single entry without a step number is used; several are an error, as is a
+   tie between two names with the same step: we never guess.
+
+Standard library only unless the directory is a URL (then fsspec).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import List, Optional, Tuple
+
+from torchx_forge.state.files import is_url, local_path, read_file, url_fs, write_file
+
+STATE_FILE = "checkpoint_state.json"
+
+_STEP_RE = re.compile(
+    r"^(?:global[_-]?step|step|checkpoint|ckpt|iter(?:ation)?|epoch)[_-]?(\d+)(?:\.[A-Za-z0-9._-]+)?$",
+    re.IGNORECASE,
+)
+_TEMP_SUFFIXES = (".tmp", ".temp", ".partial", ".incomplete", ".lock", "~")
+
+
+class CheckpointError(Exception):
+    """The checkpoint directory is ambiguous or unreadable; the message says how to fix it."""
+
+
+def _list(directory: str) -> Optional[List[str]]:
+    """Entry names in ``directory``; None when it does not exist."""
+    if is_url(directory):
+        fs, root = url_fs(directory)
+        if not fs.exists(root):
+            return None
+        return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
+    path = local_path(directory)
+    if not os.path.isdir(path):
+        return None
+    return os.listdir(path)
+
+
+def _exists(path: str) -> bool:
+    if is_url(path):
+        fs, root = url_fs(path)
+        return bool(fs.exists(root))
+    return os.path.exists(local_path(path))
+
+
+def _join(directory: str, name: str) -> str:
+    if os.path.isabs(name) or is_url(name):
+        return name
+    return directory.rstrip("/") + "/" + name
+
+
+def step_of(name: str) -> Optional[int]:
+    """``global_step_1200.pt`` -> 1200; None when the name carries no step."""
+    m = _STEP_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _ignored(name: str) -> bool:
+    low = name.lower()
+    return name.startswith(".") or low.startswith("tmp") or low.endswith(_TEMP_SUFFIXES) or name == STATE_FILE
+
+
+def latest_checkpoint(directory: str) -> Optional[str]:
+    """The checkpoint to resume from in ``directory``, or None when there is none.
+
+    Raises:
+        CheckpointError: ambiguous names, or an unreadable / dangling checkpoint_state.json.
+    """
+    try:
+        names = _list(directory)
+    except OSError as e:
+        raise CheckpointError(f"cannot list checkpoint dir {directory}: {e}") from None
+    if names is None:
+        return None
+    if STATE_FILE in names:
+        return _from_state_file(directory)
+    numbered: List[Tuple[int, str]] = []
+    unnumbered: List[str] = []
+    for name in sorted(names):
+        if _ignored(name):
+            continue
+        step = step_of(name)
+        (numbered.append((step, name)) if step is not None else unnumbered.append(name))
+    if numbered:
+        numbered.sort()
+        best_step = numbered[-1][0]
+        best = [n for s, n in numbered if s == best_step]
+        if len(best) > 1:
+            raise CheckpointError(
+                f"ambiguous checkpoints in {directory}: {', '.join(best)} all have step {best_step};"
+                f" keep one, or write {STATE_FILE} naming the latest (torchx_forge.runtime.commit_checkpoint)"
+            )
+        return _join(directory, best[0])
+    if len(unnumbered) > 1:
+        raise CheckpointError(
+            f"several checkpoints without a step number in {directory}: {', '.join(unnumbered)};"
+            f" name them with a step (e.g. step_1200.pt) or write {STATE_FILE} naming the latest"
+        )
+    return _join(directory, unnumbered[0]) if unnumbered else None
+
+
+def _from_state_file(directory: str) -> str:
+    path = _join(directory, STATE_FILE)
+    try:
+        state = json.loads(read_file(path))
+        latest = state["latest"]
+        if not isinstance(latest, str) or not latest:
+            raise ValueError("'latest' must be a non-empty string")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"unreadable {path}: {e}; expected {{\"latest\": \"<file or dir in this directory>\", \"step\": N}}"
+        ) from None
+    target = _join(directory, latest)
+    if not _exists(target):
+        raise CheckpointError(f"{path} points to {latest!r}, which does not exist")
+    return target
+
+
+def commit(directory: str, checkpoint: str, step: Optional[int] = None) -> None:
+    """Atomically record ``checkpoint`` (a path in ``directory``) as the latest one."""
+    rel = os.path.relpath(checkpoint, directory) if not is_url(directory) and os.path.isabs(checkpoint) else checkpoint
+    write_file(directory.rstrip("/") + "/" + STATE_FILE, json.dumps({"latest": rel, "step": step}).encode())

@@ -1,0 +1,54 @@
+"""The batch script's question after its tasks end: requeue this job (same job id) or not?
+
+    python -m torchx_forge.node.decide --exit-code RC --task ROLE:REPLICA [--task ...]
+
+Exits 0 when the job should requeue itself (``scontrol requeue``), 1 otherwise, and prints why
+into the batch log. It reads what the launchers wrote in the tasks' state files and the retry
+policy from the environment (:meth:`RetryPolicy.from_env`); when the budget is used up it leaves
+that note in the state files, where status shows it. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Mapping, Optional, Sequence
+
+from torchx_forge.core.policy import RetryPolicy, decide
+from torchx_forge.core.states import Outcome
+from torchx_forge.state.taskfile import TaskFile
+
+
+def run(tasks: Sequence[str], env: Mapping[str, str]) -> int:
+    policy = RetryPolicy.from_env(env)
+    files: List[TaskFile] = []
+    outcomes: List[Outcome] = []
+    used = 1
+    for task in tasks:
+        role, _, replica = task.rpartition(":")
+        f = TaskFile(env.get("FORGE_STATE_DIR", ""), env.get("FORGE_APP_ID", ""), role, int(replica)).load()
+        files.append(f)
+        try:
+            outcomes.append(Outcome(f.last.get("outcome")))
+        except ValueError:
+            outcomes.append(Outcome.FAILED)  # the launcher never reported an end
+        used = max(used, int(f.last.get("attempt", 0)) + 1)
+    d = decide(outcomes, used, policy)
+    print(f"torchx-forge: {'requeueing' if d.requeue else 'not requeueing'} ({d.reason})", flush=True)
+    if not d.requeue and d.reason.startswith("retries exhausted"):
+        for f in files:
+            f.note(d.reason)
+    return 0 if d.requeue else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m torchx_forge.node.decide")
+    p.add_argument("--task", action="append", default=[], help="ROLE:REPLICA of a task of this job")
+    p.add_argument("--exit-code", type=int, default=0)
+    args = p.parse_args(argv)
+    sys.exit(run(args.task, os.environ))
+
+
+if __name__ == "__main__":
+    main()

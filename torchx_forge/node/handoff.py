@@ -1,0 +1,125 @@
+"""Handing results from one pipeline step to the next (standard library only).
+
+Every run ends with ``summary.json`` in its result directory (FORGE_RESULT_DIR):
+state, exit code, attempts, run id, parameters. A step that follows other steps
+reads those summaries to learn which upstream runs finished
+(``FORGE_UPSTREAM_RUNS_OK`` / ``_FAILED``, ``FORGE_UPSTREAM_RESULT_DIRS``); a
+per-run step also gets the checkpoint of its upstream run, chosen by policy
+(``FORGE_INPUT_CHECKPOINT``, optionally as an argument):
+
+- ``latest``: the checkpoint resume would pick (see torchx_forge.node.checkpoint);
+- ``best``: the checkpoint with the lowest (``mode: min``) or highest ``metric`` in
+  ``metric_file`` (default ``metrics.json`` in the upstream checkpoint dir), a JSON
+  object ``{checkpoint: {metric: value}}`` or JSON lines ``{"checkpoint": ..., metric: ...}``;
+- ``explicit``: ``path``, where ``{run_id}`` and ``{checkpoint_dir}`` are filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from torchx_forge.node import contract
+from torchx_forge.node.checkpoint import CheckpointError, latest_checkpoint
+from torchx_forge.node.summary import read_summary
+
+
+def _env_for(env: Mapping[str, str], stage: str) -> Dict[str, str]:
+    return {**env, "FORGE_STAGE": stage}
+
+
+def upstream_runs(row: Mapping[str, Any], env: Mapping[str, str]) -> List[Tuple[str, int, str, str]]:
+    """(stage, run index, run id, result dir) of every upstream run of this step."""
+    out = []
+    for up in row.get("upstream", []):
+        e = _env_for(env, up["stage"])
+        for index, run_id in up["runs"]:
+            out.append((up["stage"], int(index), run_id, contract.result_dir(e, run_id)))
+    return out
+
+
+def upstream_status(row: Mapping[str, Any], env: Mapping[str, str]) -> Tuple[List[int], List[int], List[str], bool]:
+    """(indices ok, indices failed, result dirs of the ok runs, all ended?) from the summaries."""
+    ok, failed, dirs, ended = [], [], [], True
+    for _stage, index, _run_id, directory in upstream_runs(row, env):
+        s = read_summary(directory)
+        if s is None or s.get("state") in (None, "RUNNING", "INTERRUPTED"):
+            ended = False
+        elif s.get("state") == "COMPLETED":
+            ok.append(index)
+            dirs.append(directory)
+        else:
+            failed.append(index)
+    return ok, failed, dirs, ended
+
+
+def upstream_env(row: Mapping[str, Any], env: Dict[str, str]) -> None:
+    if not row.get("upstream"):
+        return
+    ok, failed, dirs, _ = upstream_status(row, env)
+    env["FORGE_UPSTREAM_RUNS_OK"] = ",".join(map(str, sorted(ok)))
+    env["FORGE_UPSTREAM_RUNS_FAILED"] = ",".join(map(str, sorted(failed)))
+    env["FORGE_UPSTREAM_RESULT_DIRS"] = os.pathsep.join(dirs)
+
+
+def choose_input(row: Mapping[str, Any], env: Mapping[str, str]) -> Optional[str]:
+    """The upstream checkpoint a per-run step receives (None when the upstream run saved none)."""
+    inputs = row.get("inputs")
+    ups = row.get("upstream") or []
+    if not inputs or len(ups) != 1 or len(ups[0]["runs"]) != 1:
+        return None
+    up = ups[0]
+    run_id = up["runs"][0][1]
+    directory = contract.checkpoint_dir(_env_for(env, up["stage"]), run_id, up.get("checkpoint_dir"))
+    policy = inputs.get("checkpoint", "latest")
+    if policy == "explicit":
+        return str(inputs["path"]).format(run_id=run_id, checkpoint_dir=directory)
+    if policy == "latest":
+        return latest_checkpoint(directory)
+    return _best(directory, inputs)
+
+
+def _best(directory: str, inputs: Mapping[str, Any]) -> Optional[str]:
+    path = os.path.join(directory, inputs.get("metric_file", "metrics.json"))
+    metric, mode = inputs["metric"], inputs.get("mode", "min")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise CheckpointError(f"checkpoint: best needs {path}, which does not exist") from None
+    try:
+        scores = _scores(text, metric)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read metric {metric!r} per checkpoint ({e!r})") from None
+    if not scores:
+        raise CheckpointError(f"{path} lists no checkpoint with metric {metric!r}")
+    pick = (min if mode == "min" else max)(scores, key=lambda k: scores[k])
+    return pick if os.path.isabs(pick) else os.path.join(directory, pick)
+
+
+def _scores(text: str, metric: str) -> Dict[str, float]:
+    """Metric per checkpoint from ``{checkpoint: {metric: v}}`` / ``{checkpoint: v}`` or JSON lines."""
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None  # several lines: JSON lines
+    if isinstance(whole, dict) and "checkpoint" not in whole:
+        return {k: float(v[metric] if isinstance(v, dict) else v) for k, v in whole.items()}
+    records = [whole] if isinstance(whole, dict) else [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {str(rec["checkpoint"]): float(rec[metric]) for rec in records}
+
+
+def wait_for_upstream(row: Mapping[str, Any], env: Mapping[str, str], poll: float = 0.5) -> Tuple[List[int], List[int]]:
+    """Outside Slurm: block until every upstream run has a summary; returns (ok, failed) indices."""
+    announced = False
+    while True:
+        ok, failed, _, ended = upstream_status(row, env)
+        if ended:
+            return ok, failed
+        if not announced:
+            stages = ", ".join(sorted({u["stage"] for u in row.get("upstream", [])}))
+            print(f"torchx-forge: waiting for {stages}", flush=True)
+            announced = True
+        time.sleep(poll)

@@ -1,0 +1,177 @@
+"""The task launcher: runs one replica's program on a compute node.
+
+The batch scripts slurm_forge writes call, for every task::
+
+    python -m torchx_forge.node.launch --role ROLE [--replica N] [--env K=V ...] -- PROGRAM ARGS...
+
+It sets the environment contract (see :mod:`torchx_forge.node.contract`) plus the role's env,
+refuses to start when the task has used up its retries, finds the checkpoint to resume from (a
+clear error *before* the program starts if that is ambiguous), runs the program under a
+:class:`~torchx_forge.node.supervisor.Supervisor` (which hands it the pre-timeout warning) and
+reports the attempt in the task's state file (:mod:`torchx_forge.state.taskfile`), which is how
+status stays right without accounting and how attempts are counted. Exits with the program's
+exit code (128 + N for death by signal N), or 75 when the attempt was interrupted and should be
+resumed.
+
+Standard library only (fsspec only for URL state dirs): this starts once per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from typing import Any, Dict, Optional, Sequence
+
+from torchx_forge.core import runtable
+from torchx_forge.core.hostlist import expand_hostlist
+from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
+from torchx_forge.core.states import Outcome
+from torchx_forge.node import contract
+from torchx_forge.node.checkpoint import CheckpointError
+from torchx_forge.node.summary import job_key, report_run
+from torchx_forge.node.supervisor import Supervisor
+from torchx_forge.state.tables import read_table
+from torchx_forge.state.taskfile import TaskFile
+
+MODULE = "torchx_forge.node.launch"
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    p.add_argument("--role", required=True)
+    p.add_argument("--replica", type=int, default=None)
+    p.add_argument("--het-group", type=int, default=None)
+    p.add_argument("--env", action="append", default=[], metavar="K=V")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    ns = p.parse_args(list(argv))
+    if ns.command and ns.command[0] == "--":
+        ns.command = ns.command[1:]
+    if not ns.command:
+        p.error("no program given after --")
+    return ns
+
+
+def first_host(nodelist: str) -> str:
+    """First node of a Slurm host list (``n[3-4],m1`` -> ``n3``), without calling scontrol."""
+    hosts = expand_hostlist(nodelist)
+    return hosts[0] if hosts else ""
+
+
+def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
+    """The program's environment: inherited env, role env, then the forge contract."""
+    env = dict(base)
+    for item in ns.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    replica = ns.replica if ns.replica is not None else int(base.get("FORGE_REPLICA_ID", "0"))
+    app_id = base.get("FORGE_APP_ID") or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
+    group0 = base.get("SLURM_JOB_NODELIST_HET_GROUP_0") or base.get("SLURM_JOB_NODELIST", "")
+    env.update(FORGE_APP_ID=app_id, FORGE_ROLE=ns.role, FORGE_REPLICA_ID=str(replica))
+    env.setdefault("FORGE_ATTEMPT", base.get("SLURM_RESTART_COUNT", "0") or "0")
+    rank0 = first_host(group0) if group0 else ""
+    if rank0:
+        env["FORGE_RANK0_HOST"] = rank0
+    env["FORGE_RDZV_PORT"] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
+    return env
+
+
+def rdzv_port(job_id: str) -> int:
+    """A rendezvous port per Slurm job (15000-29999, below Linux's ephemeral range).
+
+    Every task of a job (all het components, all nodes of a task) gets the same port;
+    two jobs collide only if their ids differ by a multiple of 15000."""
+    digits = "".join(ch for ch in job_id if ch.isdigit())
+    return 15000 + (int(digits) % 15000 if digits else 0)
+
+
+def _is_first_task(env: Dict[str, str], het_group: Optional[int]) -> bool:
+    """True on the first node of this replica (the one that reports its state)."""
+    key = f"SLURM_JOB_NODELIST_HET_GROUP_{het_group}" if het_group is not None else "SLURM_JOB_NODELIST"
+    nodelist = env.get(key) or env.get("SLURM_JOB_NODELIST", "")
+    me = env.get("SLURMD_NODENAME", "")
+    return not nodelist or not me or first_host(nodelist) == me
+
+
+def sweep_run(command: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The run a ``python -m torchx_forge.node.task --table T --role R --replica K`` command will start."""
+    if "-m" not in command or "torchx_forge.node.task" not in command:
+        return None
+    try:
+        opt = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
+        return runtable.find_run(read_table(opt["--table"]), opt["--role"], int(opt["--replica"]))
+    except (OSError, ValueError, KeyError, LookupError):
+        return None  # the task itself reports the problem
+
+
+class Attempt:
+    """This attempt of the task, reported in its state file by the task's first node."""
+
+    def __init__(self, env: Dict[str, str], ns: argparse.Namespace, replica: int) -> None:
+        self.reporter = _is_first_task(env, ns.het_group) and bool(env.get("FORGE_STATE_DIR"))
+        self.file = TaskFile(env.get("FORGE_STATE_DIR", ""), env["FORGE_APP_ID"], ns.role, replica)
+        if env.get("FORGE_STATE_DIR"):
+            self.file.load()
+        self.key = job_key(env)
+        self.number, self.initial = self.file.attempt_for(self.key, env.get("SLURM_RESTART_COUNT", "0"))
+        self.host = env.get("SLURMD_NODENAME") or socket.gethostname()
+        self.entry: Dict[str, Any] = {
+            "attempt": self.number, "job_key": self.key, "job_id": env.get("SLURM_JOB_ID", ""),
+            "restart": env.get("SLURM_RESTART_COUNT", "0"), "host": self.host, "start": time.time(),
+        }
+
+    def started(self) -> None:
+        if self.reporter:
+            self.file.write({**self.entry, "state": "RUNNING", "outcome": "running"})
+
+    def ended(self, outcome: Outcome, code: int, note: str = "", **extra: Any) -> None:
+        if self.reporter:
+            self.file.write({**self.entry, "end": time.time(), "outcome": outcome.value, "exit_code": code,
+                             "state": outcome.file_state.value, "note": note, **extra})
+
+
+def run(argv: Sequence[str]) -> int:
+    ns = _parse(argv)
+    env = task_env(ns, dict(os.environ))
+    replica = int(env["FORGE_REPLICA_ID"])
+    attempt = Attempt(env, ns, replica)
+    env["FORGE_ATTEMPT"], env["FORGE_INITIAL_JOB_ID"] = str(attempt.number), attempt.initial
+    policy = RetryPolicy.from_env(env)
+    if env.get("FORGE_MAX_RETRIES") and not policy.attempts_left(attempt.number):
+        note = exhausted_note(attempt.number, policy)
+        print(f"torchx-forge: {note}; not starting", file=sys.stderr)
+        attempt.ended(Outcome.EXHAUSTED, 1, note)
+        return 1
+    run_row = sweep_run(ns.command)
+    run_id = run_row["run_id"] if run_row else contract.default_run_id(env["FORGE_APP_ID"], ns.role, replica)
+    try:
+        resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
+    except (CheckpointError, OSError) as e:
+        note = f"cannot choose a checkpoint to resume from: {e}"
+        print(f"torchx-forge: {note}", file=sys.stderr)
+        attempt.ended(Outcome.BAD_CHECKPOINT, 2, note)
+        return 2
+    attempt.entry["resumed_from"] = resumed or ""
+    program = list(ns.command) if run_row else contract.resume_argv(list(ns.command), env)
+    if attempt.number > 0:
+        banner = f"==== torchx-forge: {run_id} attempt {attempt.number} (job {attempt.key} on {attempt.host})" + (
+            f", resuming from {resumed}" if resumed else ", no checkpoint to resume from") + " ===="
+        print(banner, flush=True)
+        print(banner, file=sys.stderr, flush=True)
+    attempt.started()
+    code, warned, stopped_by = Supervisor(program, env, policy).run()
+    outcome = outcome_of(code, warned, stopped_by)
+    attempt.ended(outcome, code, stopped_by=stopped_by)
+    if attempt.reporter and (run_row or replica == 0):  # a role's replicas are one run: replica 0 reports it
+        report_run(env, run_row, run_id, ns.role, replica, outcome.file_state.value, code)
+    return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The program's processes: hand them the pre-timeout warning, stop them after the grace time.
+
+The warning goes to the *program* processes only: wrappers and launchers (``sh -c``,
+``torchrun``, forge's own sweep-point runner) are skipped and their children signalled instead,
+so torchrun survives and its workers save. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+from torchx_forge.core.policy import RetryPolicy
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nice", "stdbuf", "apptainer",
+                    "singularity", "starter", "starter-suid"}
+WRAPPER_MODULES = {"torch.distributed.run", "torch.distributed.launch", "torchx_forge.node.task",
+                   "torchx_forge.node.launch"}
+
+
+def _proc_table() -> Dict[int, List[int]]:
+    children: Dict[int, List[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def _cmdline(pid: int) -> List[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def is_wrapper(argv: List[str]) -> bool:
+    """Shells, torchrun and forge's own task runner: they pass the warning on, they do not get it."""
+    if not argv:
+        return False
+    prog = os.path.basename(argv[0])
+    if prog in WRAPPER_PROGRAMS:
+        return True
+    if prog.startswith("python"):
+        if "-m" in argv[1:-1] and argv[argv.index("-m", 1) + 1] in WRAPPER_MODULES:
+            return True
+        return len(argv) > 1 and os.path.basename(argv[1]) == "torchrun"
+    return False
+
+
+def program_pids(root: int) -> List[int]:
+    """The processes that make up the user's program under ``root``, skipping wrappers."""
+    if not os.path.isdir("/proc"):
+        return [root]
+    children = _proc_table()
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if is_wrapper(_cmdline(pid)):
+            stack.extend(children.get(pid, []))
+        else:
+            out.append(pid)
+    return out or [root]
+
+
+def _tree(root: int) -> List[int]:
+    children = _proc_table() if os.path.isdir("/proc") else {}
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def _signal_all(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Supervisor:
+    """Runs the program, hands it the warning, stops it after the grace period."""
+
+    def __init__(self, argv: List[str], env: Dict[str, str], policy: RetryPolicy) -> None:
+        self.argv = argv
+        self.env = env
+        self.warn_sig: Optional[int] = policy.warning.number if policy.warning else None
+        self.warn_file = env.get("FORGE_WARN_FILE") or None
+        self.grace = float(policy.grace)
+        self.warned = False
+        self.stopped_by: Optional[int] = None
+        self.deadline: Optional[float] = None
+        self.child: Optional[subprocess.Popen[bytes]] = None
+
+    def warn(self, why: str) -> None:
+        if self.warned or self.child is None:
+            return
+        self.warned = True
+        self.deadline = time.monotonic() + self.grace
+        pids = program_pids(self.child.pid)
+        if self.warn_sig is not None:
+            print(f"torchx-forge: {why}: sending SIG{signal.Signals(self.warn_sig).name[3:]} to pid(s)"
+                  f" {' '.join(map(str, pids))}; {self.grace:.0f}s to save and exit", file=sys.stderr, flush=True)
+            _signal_all(pids, self.warn_sig)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == self.warn_sig:
+            self.warn(f"received SIG{signal.Signals(signum).name[3:]}")
+            return
+        self.stopped_by = self.stopped_by or signum
+        if self.warn_sig is not None:
+            self.warn(f"received {signal.Signals(signum).name} (cancel, time limit or preemption)")
+        if self.child is not None:
+            _signal_all([self.child.pid], signum)
+
+    def run(self) -> Tuple[int, bool, Optional[int]]:
+        """(exit code, was warned, terminating signal received from outside)."""
+        try:
+            self.child = subprocess.Popen(self.argv, env=self.env)
+        except OSError as e:
+            print(f"torchx-forge: cannot run {self.argv[0]!r}: {e.strerror}", file=sys.stderr)
+            return 127, False, None
+        for sig in TERMINATING_SIGNALS + ((self.warn_sig,) if self.warn_sig else ()):
+            signal.signal(sig, self._on_signal)
+        next_poll, escalated = 0.0, 0
+        while True:
+            rc = self.child.poll()
+            if rc is not None:
+                break
+            now = time.monotonic()
+            if self.warn_file and not self.warned and now >= next_poll:
+                next_poll = now + 1.0
+                if os.path.exists(self.warn_file):
+                    self.warn("pre-timeout warning")
+            if self.deadline is not None and now > self.deadline + 10 * escalated:
+                sig = signal.SIGTERM if escalated == 0 else signal.SIGKILL
+                print(f"torchx-forge: grace period over: sending {sig.name} to the program", file=sys.stderr, flush=True)
+                _signal_all(_tree(self.child.pid), sig)
+                escalated += 1
+            time.sleep(0.2)
+        return (128 - rc if rc < 0 else rc), self.warned, self.stopped_by

@@ -1,0 +1,274 @@
+"""slurm_forge's run options, generated from the option table: parsed leniently, validated strictly.
+
+torchx 0.7 casts ``-cfg`` and ``.torchxconfig`` values itself, before any scheduler code runs:
+``exclusive=yes`` silently became False and ``nodes=two`` raised a traceback. Options here
+therefore use lenient types whose cast never fails (a bad value is kept as text), and
+:meth:`ForgeRunopts.resolve` checks every value against its row of
+:data:`torchx_forge.core.options.OPTIONS`, raising :class:`ConfigError` naming the option, the
+value and what is allowed; ``torchx run`` prints that as one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from torchx.runner.config import find_configs
+from torchx.specs import CfgVal, runopts
+
+from torchx_forge.core import layout
+from torchx_forge.core.options import BY_FIELD, BY_NAME, OPTIONS, Option, sbatch_flag, split_sbatch_args
+from torchx_forge.errors import ConfigError
+from torchx_forge.state.files import absolute, is_url, local_path
+
+BACKEND = "slurm_forge"
+
+
+class _Unparsed(str):
+    """A value a lenient cast could not convert; resolve() reports it."""
+
+
+class _LenientMeta(type):
+    """isinstance(3, LenientInt) is True, so torchx's own type checks still work."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        base = cls._base  # type: ignore[attr-defined]
+        return isinstance(obj, base) and not (base is int and isinstance(obj, bool))
+
+
+def _lenient(name: str, base: type, convert: Callable[[str], Any]) -> type:
+    def __new__(cls: type, value: Any) -> Any:  # noqa: N807
+        if not isinstance(value, str):
+            return value
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            return _Unparsed(value)
+
+    # named like the builtin so `torchx runopts` prints "int" / "bool"
+    return _LenientMeta(name, (), {"__new__": __new__, "__module__": "builtins", "_base": base})
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _to_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+LenientInt = _lenient("int", int, lambda s: int(s.strip()))
+LenientBool = _lenient("bool", bool, _to_bool)
+_LENIENT = {int: LenientInt, bool: LenientBool}
+
+
+def default_state_dir() -> str:
+    return os.environ.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge")
+
+
+def configured_state_dir() -> str:
+    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
+    if os.environ.get("FORGE_STATE_DIR"):
+        return os.environ["FORGE_STATE_DIR"]
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        if parser.has_option(BACKEND, "state_dir"):
+            return parser.get(BACKEND, "state_dir")
+    return default_state_dir()
+
+
+def _typed(opt: Option, val: Any) -> Any:
+    """A -cfg/.torchxconfig value in the row's Python type, where the text allows (else kept as is)."""
+    if isinstance(val, _Unparsed) or not isinstance(val, str) or opt.type_ is str:
+        return val
+    try:
+        return _to_bool(val) if opt.type_ is bool else int(val.strip())
+    except ValueError:
+        return val
+
+
+class ForgeRunopts(runopts):
+    """runopts whose string parsing never raises and whose resolve() validates everything."""
+
+    def cfg_from_str(self, cfg_str: str) -> Dict[str, CfgVal]:
+        """Parse ``-cfg`` text, splitting only before known option names.
+
+        ``sbatch_args=--exclude=n1,n2,qos=high`` gives sbatch_args ``--exclude=n1,n2``
+        and qos ``high``: values may hold ``=`` and ``,``. Unknown options are
+        kept so that resolve() can name them.
+        """
+        out: Dict[str, CfgVal] = {}
+        for key, text in split_cfg_str(cfg_str, list(BY_NAME)).items():
+            opt = BY_NAME.get(key)
+            out[key] = _LENIENT[opt.type_](text) if opt and opt.type_ in _LENIENT else text
+        return out
+
+    def resolve(self, cfg: Mapping[str, CfgVal]) -> Dict[str, CfgVal]:
+        unknown = sorted(k for k in cfg if k not in BY_NAME)
+        if unknown:
+            raise ConfigError(
+                f"runopt {unknown[0]!r}",
+                f"slurm_forge has no such option; valid options: {', '.join(sorted(BY_NAME))}"
+                " (see `torchx runopts slurm_forge`)",
+            )
+        resolved: Dict[str, CfgVal] = {}
+        for opt in OPTIONS:
+            val = cfg.get(opt.name)
+            if val is None:
+                resolved[opt.name] = opt.default
+                continue
+            try:
+                resolved[opt.name] = opt.validate(_typed(opt, val))
+            except ValueError as e:
+                raise ConfigError(f"runopt {opt.name!r}", str(e)) from None
+        return resolved
+
+
+def split_cfg_str(cfg_str: str, keys: List[str]) -> Dict[str, str]:
+    """Split ``k1=v1,k2=v2`` at ``,``/``;`` that precede a known key (or any ``word=``)."""
+    cfg_str = (cfg_str or "").strip()
+    if not cfg_str:
+        return {}
+    known = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    # a boundary is the start, or a delimiter followed by a known key or an identifier, then '='
+    boundary = re.compile(rf"(?:^|[,;])\s*({known}|[A-Za-z_][A-Za-z0-9_]*)\s*=")
+    matches = list(boundary.finditer(cfg_str))
+    if not matches or matches[0].start() != 0:
+        raise ConfigError("-cfg", f"expected key=value[,key=value...], got {cfg_str!r}")
+    out: Dict[str, str] = {}
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(cfg_str)
+        value = cfg_str[m.end():end].strip()
+        out[m.group(1)] = "" if value in ('""', "''") else value
+    return out
+
+
+def parse_sbatch_args(text: str, where: str = "runopt 'sbatch_args'") -> List[str]:
+    """Extra sbatch flags split shell-style; the ones slurm_forge manages are refused."""
+    try:
+        return split_sbatch_args(text)
+    except ValueError as e:
+        raise ConfigError(where, str(e)) from None
+
+
+def build_runopts() -> ForgeRunopts:
+    """``torchx runopts slurm_forge``: one runopt per row of the option table."""
+    opts = ForgeRunopts()
+    for o in OPTIONS:
+        opts.add(o.name, type_=_LENIENT.get(o.type_, o.type_), help=o.help, default=o.default)
+    return opts
+
+
+@dataclass(frozen=True)
+class ForgeOpts:
+    """Resolved options, typed: a field for each option forge's code reads; the options that only
+    become sbatch flags (partition, account, mail-user, ...) are in ``passthrough`` by runopt name.
+    Built from a resolved cfg by :meth:`from_cfg`; :meth:`get` reads any option by its runopt name."""
+
+    time: Optional[str] = None
+    gpu_flag: str = "gpus-per-node"
+    nodes: Optional[int] = None
+    dependency: Optional[str] = None
+    sbatch_args: Tuple[str, ...] = ()
+    array_parallelism: Optional[int] = None
+    max_array_size: int = 1001
+    max_retries: Optional[int] = None
+    retry_on: Optional[str] = None
+    signal: Optional[str] = None
+    grace: Optional[int] = None
+    checkpoint_dir: Optional[str] = None
+    container_runtime: str = "none"
+    container_image: Optional[str] = None
+    container_mounts: Optional[str] = None
+    nomem: bool = False
+    job_dir: Optional[str] = None
+    log_dir: Optional[str] = None
+    state_dir: str = field(default_factory=configured_state_dir)
+    python: str = field(default_factory=lambda: sys.executable or "python3")
+    passthrough: Tuple[Tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_dir", absolute(self.state_dir))
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, CfgVal]) -> ForgeOpts:
+        """Typed options from a cfg already passed through :meth:`ForgeRunopts.resolve` (unset -> default)."""
+        typed, passthrough = _by_field(cfg)
+        return cls(**typed, passthrough=tuple(passthrough.items()))
+
+    @classmethod
+    def of(cls, **values: Any) -> ForgeOpts:
+        """Options from Python names (``partition="gpu"``, ``mail_user=...``): typed or passthrough alike."""
+        unknown = sorted(k for k in values if k not in BY_FIELD)
+        if unknown:
+            raise TypeError(f"ForgeOpts.of() got unknown option(s) {unknown}; options: {sorted(BY_FIELD)}")
+        return cls.from_cfg({BY_FIELD[k].name: v for k, v in values.items()})
+
+    def get(self, name: str) -> Any:
+        """The value of the option ``name`` (a runopt name such as ``mail-user``)."""
+        opt = BY_NAME[name]
+        return getattr(self, opt.field) if opt.field in TYPED_FIELDS else dict(self.passthrough).get(name)
+
+    def overlay(self, values: Mapping[str, Any]) -> ForgeOpts:
+        """These options with ``values`` (by runopt name; None = unchanged) on top: an experiment
+        shape's cluster settings over the app's runopts. Extra sbatch flags are added, not replaced."""
+        typed, passthrough = _by_field(values)
+        for name in typed:
+            if BY_FIELD[name].accumulates:
+                typed[name] = getattr(self, name) + typed[name]
+        return replace(self, **typed, passthrough=tuple({**dict(self.passthrough), **passthrough}.items()))
+
+    def sbatch_flags(self) -> List[str]:
+        """The job-wide flags of every option with an sbatch form (partition, time, account, ...)."""
+        return [f for f in (sbatch_flag(o, self.get(o.name)) for o in OPTIONS) if f]
+
+    @property
+    def logs(self) -> str:
+        """Directory the job logs go to (a local path: Slurm writes them)."""
+        if self.log_dir:
+            return os.path.abspath(os.path.expanduser(self.log_dir))
+        if self.job_dir:
+            return os.path.join(os.path.abspath(self.job_dir), layout.LOGS)
+        if is_url(self.state_dir):
+            raise ConfigError(
+                "runopt 'log_dir'",
+                f"state_dir {self.state_dir!r} is not a local path and Slurm can only write logs to"
+                " a file system: set log_dir (or job_dir) to a directory the compute nodes share",
+            )
+        return os.path.join(os.path.abspath(local_path(self.state_dir)), layout.LOGS)
+
+
+#: the options ForgeOpts has a typed field for
+TYPED_FIELDS = frozenset(f.name for f in fields(ForgeOpts) if f.name != "passthrough")
+
+
+def _by_field(values: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Split option values (by runopt name; None skipped) into typed fields and passthrough options."""
+    typed: Dict[str, Any] = {}
+    passthrough: Dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        opt = BY_NAME[name]
+        if opt.name == "sbatch_args":  # one shell-quoted string, or (in Python) its words
+            text = shlex.join(value) if isinstance(value, (list, tuple)) else str(value)
+            typed[opt.field] = tuple(parse_sbatch_args(text))
+        elif opt.field in TYPED_FIELDS:
+            typed[opt.field] = value
+        else:
+            passthrough[name] = value
+    return typed, passthrough

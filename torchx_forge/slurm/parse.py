@@ -1,0 +1,185 @@
+"""Pure parsers for what Slurm prints: states, job ids, host lists, squeue and sacct rows.
+
+Nothing here runs a command. Formats were read off a real Slurm 22.05 (captured outputs in
+tests/fixtures/, which the parser tests read) and are kept to fields every Slurm since 20.x
+prints, so a site upgrade does not break status (the peers' most common failure).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+
+from torchx.specs import AppState
+
+from torchx_forge.core.hostlist import expand_ranges
+from torchx_forge.core.states import SlurmState
+
+#: Every Slurm state mapped to TorchX's (forge's LOST: it ended, nobody knows how, so FAILED).
+APP_STATES: Mapping[SlurmState, AppState] = {
+    **{s: AppState.PENDING for s in SlurmState if s.waiting},
+    **{s: AppState.RUNNING for s in SlurmState if s.running},
+    **{s: AppState.FAILED for s in SlurmState if s.final},
+    SlurmState.COMPLETED: AppState.SUCCEEDED,
+    SlurmState.CANCELLED: AppState.CANCELLED,
+    SlurmState.UNKNOWN: AppState.UNKNOWN,
+}
+
+
+def to_app_state(state: Union[str, SlurmState]) -> AppState:
+    """TorchX's state for any Slurm state (text as Slurm prints it, or parsed); unknown -> UNKNOWN."""
+    return APP_STATES[state if isinstance(state, SlurmState) else SlurmState.parse(state)]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job, array task or het component as squeue/sacct report it.
+
+    ``base`` is the id the user submitted (array job id, het leader id or plain
+    job id); ``task`` is the array task id, ``het`` the het component offset.
+    """
+
+    base: str
+    task: Optional[int] = None
+    het: Optional[int] = None
+    state: SlurmState = SlurmState.UNKNOWN
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    nodes: str = ""
+    name: str = ""
+    reason: str = ""
+    start: str = ""
+    end: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, SlurmState):  # a state as Slurm prints it
+            object.__setattr__(self, "state", SlurmState.parse(str(self.state)))
+
+    @property
+    def key(self) -> str:
+        """Canonical id: ``12``, ``12_3`` (array task) or ``12+1`` (het component)."""
+        if self.task is not None:
+            return f"{self.base}_{self.task}"
+        if self.het is not None:
+            return f"{self.base}+{self.het}"
+        return self.base
+
+    @property
+    def app_state(self) -> AppState:
+        return APP_STATES[self.state]
+
+
+_ID_RE = re.compile(r"^(?P<base>\d+)(?:_(?P<task>\d+|\[(?P<spec>[^\]]*)\])|\+(?P<het>\d+))?(?P<step>\..*)?$")
+
+
+def split_job_id(job_id: str) -> Tuple[str, Optional[str], Optional[int], bool]:
+    """Split ``12_[3-5]`` / ``12_3`` / ``12+1`` / ``12.batch`` into (base, task spec, het, is_step).
+
+    Returns ``("", None, None, False)`` for text that is not a job id.
+    """
+    m = _ID_RE.match(job_id.strip())
+    if not m:
+        return "", None, None, False
+    task: Optional[str] = m.group("spec") if m.group("spec") is not None else m.group("task")
+    het = int(m.group("het")) if m.group("het") is not None else None
+    return m.group("base"), task, het, m.group("step") is not None
+
+
+def _rows_for_id(job_id: str, row: JobRow) -> Iterator[JobRow]:
+    """``row`` for each task or component ``job_id`` names (none for steps such as ``12.batch``)."""
+    base, task, het, is_step = split_job_id(job_id)
+    if not base or is_step:
+        return
+    if task is None:
+        yield replace(row, base=base, het=het)
+    else:
+        for t in expand_ranges(task):
+            yield replace(row, base=base, task=t)
+
+
+#: squeue --format used by :func:`parse_squeue`; name last since it is free text.
+SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
+
+
+def parse_squeue(text: str) -> List[JobRow]:
+    """Parse ``squeue -h -o SQUEUE_FORMAT`` output; collapsed ``ID_[a-b]`` rows are expanded."""
+    rows: List[JobRow] = []
+    for line in text.splitlines():
+        parts = line.split("|", 4)
+        if len(parts) < 5:
+            continue
+        job_id, state, reason, nodes, name = parts
+        rows.extend(_rows_for_id(job_id, JobRow("", state=SlurmState.parse(state), reason=reason, nodes=nodes, name=name)))
+    return rows
+
+
+#: sacct fields used by :func:`parse_sacct`: present in every Slurm since 20.x.
+SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Start", "End", "Reason")
+
+
+def _exit_code(text: str) -> Tuple[Optional[int], Optional[int]]:
+    code, _, sig = text.partition(":")
+    try:
+        return int(code), (int(sig) if sig else None)
+    except ValueError:
+        return None, None
+
+
+def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]:
+    """Parse ``sacct --parsable2 --noheader -o FIELDS`` output (steps such as ``12.batch`` are skipped).
+
+    With ``-D`` a requeued task appears once per attempt, oldest first.
+
+    An array's own record keeps the range it had when accounting last wrote it (``12_[0-1]``), even
+    after tasks were split off into records of their own (``12_0``): a task with a record of its own
+    is not also taken from such a range, or a task that ran would look like the remainder that
+    Slurm cancelled (seen on Slurm 22.05 when a pipeline step's dependency failed for one run).
+    """
+    names = list(fields)
+    parsed: List[Tuple[bool, List[JobRow]]] = []
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < len(names):
+            continue
+        rec = dict(zip(names, parts, strict=False))  # extra fields: a later Slurm
+        code, sig = _exit_code(rec.get("ExitCode", ""))
+        spread = "_[" in rec["JobID"]
+        parsed.append((spread, list(
+            _rows_for_id(rec["JobID"], JobRow(
+                "",
+                state=SlurmState.parse(rec.get("State", "")),
+                exit_code=code,
+                signal=sig,
+                nodes=rec.get("NodeList", "") if rec.get("NodeList") not in ("None assigned",) else "",
+                name=rec.get("JobName", ""),
+                reason=rec.get("Reason", ""),
+                start=rec.get("Start", ""),
+                end=rec.get("End", ""),
+            ))
+        )))
+    own = {r.key for spread, rows in parsed if not spread for r in rows}
+    return [r for spread, rows in parsed for r in rows if not (spread and r.key in own)]
+
+
+@dataclass
+class TaskHistory:
+    """All attempts Slurm recorded for one task (sacct ``-D`` rows), oldest first."""
+
+    rows: List[JobRow] = field(default_factory=list)
+
+    @property
+    def last(self) -> JobRow:
+        return self.rows[-1]
+
+    @property
+    def attempts(self) -> int:
+        return len(self.rows)
+
+
+def group_attempts(rows: Iterable[JobRow]) -> Dict[str, TaskHistory]:
+    """Group sacct -D rows by task key, keeping Slurm's order (attempts oldest first)."""
+    out: Dict[str, TaskHistory] = {}
+    for row in rows:
+        out.setdefault(row.key, TaskHistory()).rows.append(row)
+    return out

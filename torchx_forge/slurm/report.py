@@ -1,0 +1,129 @@
+"""What status shows: TorchX's DescribeAppResponse, with forge's message (counts, steps, the
+retry policy in effect, a table of tasks). Pure text formatting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Dict, List
+
+from torchx.schedulers.api import DescribeAppResponse
+from torchx.specs import AppState, ReplicaStatus, Resource, Role, RoleStatus
+
+from torchx_forge.slurm.status import TaskView, app_state
+from torchx_forge.state.records import AppRecord
+
+#: Tasks listed one by one in the status message; bigger apps get counts plus the odd ones.
+TABLE_LIMIT = 40
+
+
+def format_table(rows: List[List[str]]) -> str:
+    """Rows of cells as aligned columns, the first row being the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _exit_text(v: TaskView) -> str:
+    if v.exit_code is None:
+        return "-"
+    if v.signal:
+        return f"{v.exit_code} (signal {v.signal})"
+    return str(v.exit_code)
+
+
+def _short(path: str) -> str:
+    """The last two parts of a checkpoint path: enough to tell checkpoints apart in a table."""
+    parts = [p for p in path.rstrip("/").split("/") if p]
+    return "/".join(parts[-2:]) if parts else ""
+
+
+def _counts(views: List[TaskView]) -> str:
+    counts = Counter(v.state.name for v in views)
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def step_lines(rec: AppRecord, views: List[TaskView]) -> List[str]:
+    """Pipelines: one line per step with its counts, and which runs failed or were cancelled and why."""
+    stages = rec.stages()
+    lines = []
+    width = max((len(s) for s, _ in stages), default=0)
+    for stage, roles in stages:
+        mine = [v for v in views if v.role in roles]
+        if not mine:
+            continue
+        line = f"  {stage.ljust(width)}  {_counts(mine)}"
+        failed = [f"{v.role}[{v.replica}] ({v.slurm_state.value.lower()}" + (f", exit {v.exit_code}" if v.exit_code else "") + ")"
+                  for v in mine if v.state == AppState.FAILED]
+        cancelled = [f"{v.role}[{v.replica}]" for v in mine if v.state == AppState.CANCELLED]
+        if failed:
+            line += f"; failed: {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "")
+        if cancelled:
+            line += f"; cancelled: {', '.join(cancelled[:10])}" + (" ..." if len(cancelled) > 10 else "")
+            line += " (what they wait for failed)" if any(o.state == AppState.FAILED for o in views) else ""
+        lines.append(line)
+    return ["steps:"] + lines if lines else []
+
+
+def policy_lines(rec: AppRecord) -> List[str]:
+    """The retry policy in effect, per role when roles differ (what the node and companion count against)."""
+    by_role: Dict[str, str] = {}
+    for job in rec.jobs:
+        if job.retry_of:
+            continue
+        text = job.policy().describe()
+        for _, role, _, _ in job.task_keys():
+            by_role.setdefault(role, text)
+    texts = list(dict.fromkeys(by_role.values()))
+    if not texts or texts == ["off"]:
+        return []
+    if len(texts) == 1:
+        return [f"retries: {texts[0]}"]
+    return ["retries:"] + [f"  {role}: {text}" for role, text in by_role.items()]
+
+
+def status_message(rec: AppRecord, views: List[TaskView]) -> str:
+    """The app message: counts per state (per step in a pipeline), the retry policy, then a table of tasks."""
+    head = f"{rec.name}: {len(views)} task(s) in {len(rec.jobs)} Slurm job(s) ({_counts(views)}); logs in {rec.log_dir}"
+    extra = step_lines(rec, views) + policy_lines(rec)
+    if extra:
+        head += "\n" + "\n".join(extra)
+    shown = views
+    if len(views) > TABLE_LIMIT:
+        odd = [v for v in views if v.state != AppState.SUCCEEDED]
+        shown = odd[:TABLE_LIMIT]
+        head += f"\n  showing {len(shown)} of {len(odd)} task(s) not SUCCEEDED"
+    if not shown:
+        return head
+    rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "RESUMED FROM", "NOTE"]]
+    for v in shown:
+        rows.append([f"{v.role}[{v.replica}]", v.key, v.slurm_state.value, _exit_text(v), v.host or "-", str(v.attempts),
+                     _short(v.resumed_from) or "-", v.reason])
+    return head + "\n" + format_table(rows)
+
+
+def describe_response(rec: AppRecord, views: List[TaskView]) -> DescribeAppResponse:
+    by_role: Dict[str, RoleStatus] = {}
+    for v in views:
+        by_role.setdefault(v.role, RoleStatus(v.role, [])).replicas.append(
+            ReplicaStatus(id=v.replica, state=v.state, role=v.role, hostname=v.host)
+        )
+    roles = [
+        Role(
+            name=r.name,
+            image=r.image,
+            entrypoint=r.entrypoint,
+            args=list(r.args),
+            env=dict(r.env),
+            num_replicas=r.num_replicas,
+            max_retries=r.max_retries,
+            resource=Resource(**r.resource) if r.resource else Resource(cpu=-1, gpu=-1, memMB=-1),
+        )
+        for r in rec.roles
+    ]
+    return DescribeAppResponse(
+        app_id=rec.app_id,
+        state=app_state(views),
+        num_restarts=max((v.attempts for v in views), default=1) - 1,
+        msg=status_message(rec, views),
+        roles=roles,
+        roles_statuses=list(by_role.values()),
+    )

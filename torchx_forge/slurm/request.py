@@ -1,0 +1,356 @@
+"""The sbatch request of an app: frozen dataclasses with a pure ``materialize()``.
+
+An AppDef becomes a :class:`ForgeBatchRequest` of one or more :class:`JobRequest` (one ``sbatch``
+call each; :mod:`torchx_forge.slurm.jobs` decides which). Every task runs the program through
+``python -m torchx_forge.node.launch``, which sets the forge environment, forwards signals and
+reports the task's end state. Every word of the script is shell quoted: arguments and env values
+reach the program byte for byte, and env is passed as launcher arguments (``--env K=V``), never
+through ``srun --export``, which cuts values at commas.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torchx
+from torchx.specs import Role, macros
+
+from torchx_forge import __version__
+from torchx_forge.core import layout
+from torchx_forge.core.policy import RetryPolicy
+from torchx_forge.core.secrets import MASK, is_secret
+from torchx_forge.core.states import DepKind, JobKind
+from torchx_forge.errors import ConfigError
+from torchx_forge.slurm.options import ForgeOpts
+from torchx_forge.slurm.preview import runs_preview
+
+LAUNCHER = "torchx_forge.node.launch"
+DECIDE = "torchx_forge.node.decide"
+#: Shell variables the macros become inside a job.
+MACRO_VARS: Mapping[str, str] = {
+    macros.app_id: "FORGE_APP_ID",
+    macros.replica_id: "FORGE_REPLICA_ID",
+}
+RANK0_ENV = "FORGE_RANK0_HOST"
+_MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
+
+
+def shell_word(text: str) -> str:
+    """Quote ``text`` for bash; ``${app_id}``/``${replica_id}`` become ``"$FORGE_..."``."""
+    parts = _MACRO_RE.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f'"${MACRO_VARS[part]}"')
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out) or "''"
+
+
+def _srun_path(text: str) -> str:
+    """Escape a literal path for sbatch/srun --output, where % starts a pattern."""
+    return text.replace("%", "%%")
+
+
+@dataclass(frozen=True)
+class TaskCommand:
+    """What one srun group runs: the forge launcher wrapping a role's program."""
+
+    role: str
+    replica: Optional[int]  # None: computed from the array task id
+    entrypoint: str
+    args: Tuple[str, ...]
+    env: Tuple[Tuple[str, str], ...]
+    workdir: Optional[str] = None
+    nodes: int = 1
+    container: Tuple[str, ...] = ()  # words before the program: e.g. apptainer exec IMAGE
+
+    def launcher_words(self, python_var: str, mask: bool, het_group: Optional[int] = None) -> List[str]:
+        words = [f'"${python_var}"', "-m", LAUNCHER, "--role", shell_word(self.role)]
+        if self.replica is not None:
+            words += ["--replica", str(self.replica)]
+        if het_group is not None:
+            words += ["--het-group", str(het_group)]
+        for key, value in self.env:
+            shown = MASK if mask and is_secret(key) else value
+            words += ["--env", shell_word(f"{key}={shown}")]
+        words += ["--"] + [shell_word(w) for w in self.container]
+        words += [shell_word(self.entrypoint)] + [shell_word(a) for a in self.args]
+        return words
+
+
+@dataclass(frozen=True)
+class Component:
+    """One ``#SBATCH`` group: the resource shape of one het component or of an array."""
+
+    job_name: str
+    command: TaskCommand
+    nodes: int = 1
+    cpus: int = 0
+    mem_mb: int = 0
+    gpus: int = 0
+    srun_container: Tuple[str, ...] = ()  # pyxis: --container-image=... on srun
+
+    def sbatch_lines(self, opts: ForgeOpts) -> List[str]:
+        flags = [f"--job-name={self.job_name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        if self.cpus > 0:
+            flags.append(f"--cpus-per-task={self.cpus}")
+        if self.mem_mb > 0 and not opts.nomem:
+            flags.append(f"--mem={self.mem_mb}")
+        if self.gpus > 0:
+            flags.append(gpu_flag(opts.gpu_flag, self.gpus))
+        return [f"#SBATCH {f}" for f in flags]
+
+
+def gpu_flag(form: str, gpus: int) -> str:
+    """The GPU request in the form the cluster wants (see runopt gpu_flag)."""
+    if form == "gres":
+        return f"--gres=gpu:{gpus}"
+    if form == "gpus-per-task":
+        return f"--gpus-per-task={gpus}"
+    return f"--gpus-per-node={gpus}"
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Array tasks 0..size-1 run replicas offset..offset+size-1 of one role."""
+
+    size: int
+    offset: int = 0
+    throttle: Optional[int] = None
+
+    @property
+    def flag(self) -> str:
+        spec = f"--array=0-{self.size - 1}"
+        if self.throttle and self.throttle < self.size:
+            spec += f"%{self.throttle}"
+        return spec
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One sbatch call: a het job (several components) or an array (one component)."""
+
+    app_name: str
+    index: int
+    components: Tuple[Component, ...]
+    opts: ForgeOpts
+    array: Optional[ArraySpec] = None
+    extra_env: Tuple[Tuple[str, str], ...] = ()
+    policy: RetryPolicy = RetryPolicy()
+    stage: str = ""
+    #: dependencies on earlier jobs of the app: (type, job indices); resolved to ids at submit
+    after: Tuple[Tuple[DepKind, Tuple[int, ...]], ...] = ()
+    #: dependencies on jobs outside the app: (type, Slurm job id)
+    after_external: Tuple[Tuple[DepKind, str], ...] = ()
+    #: pipelines: dependents of a failed step end CANCELLED instead of pending forever
+    kill_invalid_dep: bool = False
+
+    @property
+    def kind(self) -> JobKind:
+        return JobKind.ARRAY if self.array else JobKind.HET
+
+    def dependency(self, ids: Optional[Sequence[str]] = None) -> Optional[str]:
+        """The --dependency expression: the dependency runopt plus the pipeline's, with ``ids``
+        the job ids of the app's earlier jobs (placeholders ``<job N>`` when not yet known)."""
+        parts = []
+        for kind, indices in self.after:
+            refs = [ids[i] if ids is not None else f"<job {i + 1}>" for i in indices]
+            parts.append(kind.value + "".join(f":{r}" for r in refs))
+        parts += [f"{kind.value}:{job}" for kind, job in self.after_external]
+        user = self.opts.dependency
+        if user and parts and "?" in user:
+            raise ConfigError(
+                "runopt 'dependency'", f"{user!r} uses '?' (any of), which Slurm cannot combine with a pipeline's dependencies"
+            )
+        expr = ",".join(([user] if user else []) + parts)
+        return expr or None
+
+    def sbatch_flags(self, ids: Optional[Sequence[str]] = None) -> List[str]:
+        """Job-wide flags for the sbatch command line (they apply to every het component)."""
+        flags = self.opts.sbatch_flags()
+        dependency = self.dependency(ids)
+        if dependency:
+            flags.append(f"--dependency={dependency}")
+        if self.kill_invalid_dep:
+            flags.append("--kill-on-invalid-dep=yes")
+        if self.opts.job_dir:
+            flags.append(f"--chdir={self.opts.job_dir}")
+        return flags + list(self.opts.sbatch_args)
+
+    def argv(self, script_path: str, hold: bool = True, ids: Optional[Sequence[str]] = None) -> List[str]:
+        """The exact sbatch command line (run without a shell); ``ids``: the app's jobs submitted so far.
+
+        Jobs after the first learn the app id (the first job's id) through the environment.
+        """
+        head = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
+        if ids:
+            head.append(f"--export=ALL,FORGE_APP_ID={ids[0]}")
+        return head + self.sbatch_flags(ids) + [script_path]
+
+    def _header(self) -> List[str]:
+        stem = "%A_%a" if self.array else "%j"
+        p = self.policy
+        lines = [
+            "#!/bin/bash",
+            f"# Generated by torchx-forge {__version__} (torchx {torchx.__version__}) for app {self.app_name!r}",
+            f"# retries: {p.max_retries} on {','.join(s.value for s in p.retry_on)}" if p.enabled else "# retries: off",
+            "#SBATCH --requeue" if p.enabled else "#SBATCH --no-requeue",
+            "#SBATCH --open-mode=append",
+            f'#SBATCH --output="{layout.batch_log(_srun_path(self.opts.logs), self.app_name, stem)}"',
+        ]
+        if p.enabled and p.warning:
+            lines.append(f"#SBATCH {p.warning.sbatch_flag}")
+        if self.array:
+            lines.append(f"#SBATCH {self.array.flag}")
+        for i, comp in enumerate(self.components):
+            if i:
+                lines.append("#SBATCH hetjob")
+            lines += comp.sbatch_lines(self.opts)
+        return lines
+
+    def _prologue(self, mask: bool) -> List[str]:
+        o = self.opts
+        lines = [
+            "set -u",
+            "export PYTHONUNBUFFERED=1 SLURM_UNBUFFEREDIO=1",
+            'export FORGE_APP_ID="${FORGE_APP_ID:-${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}"',
+            f"export FORGE_STATE_DIR={shlex.quote(o.state_dir)}",
+            f"export FORGE_APP_NAME={shlex.quote(self.app_name)}",
+            f"forge_python={shlex.quote(o.python)}",
+        ]
+        if o.job_dir:
+            lines.append(f"export FORGE_JOB_DIR={shlex.quote(os.path.abspath(o.job_dir))}")
+        if o.checkpoint_dir:
+            lines.append(f"export FORGE_CHECKPOINT_TEMPLATE={shlex.quote(o.checkpoint_dir)}")
+        p = self.policy
+        if p.enabled:
+            lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in p.to_env().items()))
+            if p.warning:
+                lines.append(f"export FORGE_WARN_FILE={shlex.quote(layout.warn_file(o.logs))}" + '"$SLURM_JOB_ID"')
+        for key, value in self.extra_env:
+            shown = MASK if mask and is_secret(key) else value
+            lines.append(f"export {key}={shlex.quote(shown)}")
+        if self.array:
+            lines.append(f'export FORGE_REPLICA_ID=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
+        lines.append(f"mkdir -p {shlex.quote(o.logs)}")
+        return lines
+
+    def _srun_group(self, comp: Component, mask: bool, het_group: Optional[int]) -> List[str]:
+        cmd = comp.command
+        if self.array:
+            stem = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"'
+            replica = '"$FORGE_REPLICA_ID"'
+        else:
+            stem = '"$SLURM_JOB_ID"'
+            replica = str(cmd.replica)
+        prefix = shlex.quote(_srun_path(layout.log_prefix(self.opts.logs, self.app_name))) + stem
+        suffix = "-" + shell_word(_srun_path(cmd.role)) + "-" + replica
+        words = [
+            f"--output={prefix}{suffix}.out",
+            f"--error={prefix}{suffix}.err",
+            "--open-mode=append",
+            "--kill-on-bad-exit=1",
+            "--wait=60",
+        ]
+        if cmd.workdir:
+            words.append(f"--chdir={shlex.quote(cmd.workdir)}")
+        if comp.nodes > 1:
+            words.append("--label")
+        words += [shlex.quote(w) for w in comp.srun_container]
+        return words + cmd.launcher_words("forge_python", mask, het_group)
+
+    def materialize(self, mask: bool = False) -> str:
+        """The complete batch script; ``mask`` hides secret-looking env values (for display)."""
+        het = len(self.components) > 1
+        groups = [" ".join(self._srun_group(c, mask, i if het else None)) for i, c in enumerate(self.components)]
+        srun = "srun " + " \\\n  : ".join(groups)
+        body = self._retry_body(srun) if self.policy.enabled else [
+            srun,
+            "rc=$?",
+            'echo "torchx-forge: tasks exited with code $rc"',
+            "exit $rc",
+        ]
+        return "\n".join(self._header() + [""] + self._prologue(mask) + [""] + body) + "\n"
+
+    def _decide_args(self) -> str:
+        if self.array:
+            return f"--task {shell_word(self.components[0].command.role)}:\"$FORGE_REPLICA_ID\""
+        return " ".join(f"--task {shell_word(c.command.role + ':' + str(c.command.replica))}" for c in self.components)
+
+    def _retry_body(self, srun: str) -> List[str]:
+        """srun in the background so the warning and SIGTERM can be trapped; requeue when the policy says so."""
+        w = self.policy.warning
+        lines = ["forge_warned=0 forge_stopped=0"]
+        if w:
+            lines += [
+                "forge_warn() {",
+                "    forge_warned=1",
+                f'    echo "torchx-forge: $(date +%T) SIG{w.name}: telling the tasks to save and exit"',
+                '    mkdir -p "${FORGE_WARN_FILE%/*}" && : > "$FORGE_WARN_FILE"',
+                "}",
+                f"trap forge_warn {w.name}",
+            ]
+        lines += [
+            'forge_stop() { forge_stopped=1; echo "torchx-forge: $(date +%T) SIGTERM: the job is being stopped"; }',
+            "trap forge_stop TERM",
+            srun + " &",
+            "forge_srun=$!",
+            'while kill -0 "$forge_srun" 2>/dev/null; do wait "$forge_srun"; done',
+            'wait "$forge_srun"; rc=$?',
+            'echo "torchx-forge: tasks exited with code $rc"',
+        ]
+        if w:
+            lines.append('rm -f "$FORGE_WARN_FILE"')
+        lines += [
+            '# requeue (same job id) when tasks were warned, or failed with FAILED in retry_on;',
+            '# preemption is requeued by Slurm, a TIMEOUT or NODE_FAIL by the companion job',
+            'if [ "$forge_stopped" = 0 ] && { [ "$rc" -ne 0 ] || [ "$forge_warned" = 1 ]; }; then',
+            f'    if "$forge_python" -m {DECIDE} --exit-code "$rc" {self._decide_args()}; then',
+            '        forge_self=$SLURM_JOB_ID',
+            '        [ -n "${SLURM_ARRAY_JOB_ID:-}" ] && forge_self=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}',
+            '        scontrol requeue "$forge_self" && exit 0',
+            "    fi",
+            "fi",
+            "exit $rc",
+        ]
+        return lines
+
+
+@dataclass(frozen=True)
+class ForgeBatchRequest:
+    """All sbatch calls of one app, submitted held and released together."""
+
+    app_name: str
+    jobs: Tuple[JobRequest, ...]
+    opts: ForgeOpts
+    roles: Tuple[Role, ...] = field(default_factory=tuple)
+    tables: Tuple[str, ...] = ()
+    stages: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()  # pipelines: (step, its role names) in order
+    #: the effective max_retries of each role (what describe reports)
+    role_retries: Tuple[Tuple[str, int], ...] = ()
+
+    def meta(self) -> Dict[str, object]:
+        """What the app record keeps of the request beyond its jobs."""
+        out: Dict[str, object] = {"tables": list(self.tables)}
+        if self.stages:
+            out["stages"] = [[s, list(r)] for s, r in self.stages]  # a list: records sort dict keys
+        return out
+
+    def __repr__(self) -> str:
+        out = []
+        for job in self.jobs:
+            argv = job.argv("$SBATCH_SCRIPT")
+            out.append(
+                f"# job {job.index + 1} of {len(self.jobs)} ({job.kind.value})\n"
+                f"{' '.join(shlex.quote(a) if a != '$SBATCH_SCRIPT' else a for a in argv)}\n\n"
+                "#----------------\n# SBATCH_SCRIPT\n#----------------\n"
+                f"{job.materialize(mask=True)}"
+            )
+        for table in self.tables:
+            out.append(runs_preview(table))
+        return "\n".join(out)

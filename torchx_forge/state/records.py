@@ -1,0 +1,216 @@
+"""App records: what was submitted, kept where describe, log and cancel find it from any directory.
+
+An :class:`AppRecord` lists the app's Slurm jobs (:class:`JobRecord`, one per sbatch call) and
+roles; jobs added later by retries live in files of their own next to it, so a companion job and
+the client never write the same file. Paths come from :mod:`torchx_forge.core.layout`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar
+
+from torchx_forge.core import layout
+from torchx_forge.core.policy import RetryPolicy, parse_retry_on, parse_signal
+from torchx_forge.core.states import JobKind
+from torchx_forge.state.store import Store
+from torchx_forge.state.taskfile import TaskReport
+
+RECORD_VERSION = 1
+T = TypeVar("T")
+
+
+def _known(cls: Type[T], obj: Mapping[str, Any]) -> T:
+    """``cls(**obj)`` keeping only the fields ``cls`` has (records written by other versions)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+@dataclass
+class JobRecord:
+    """One sbatch call of an app.
+
+    ``kind`` is ``het`` (components listed in ``components`` as [role, replica], one per het
+    offset) or ``array`` (role ``role``, replicas ``offset`` .. ``offset + size - 1`` are array
+    tasks 0 .. size-1).
+    """
+
+    job_id: str
+    kind: str
+    script: str = ""
+    components: List[List[Any]] = field(default_factory=list)
+    role: str = ""
+    offset: int = 0
+    size: int = 0
+    nodes: int = 1
+    argv: List[str] = field(default_factory=list)  # the exact sbatch command (for resubmission)
+    tasks: Optional[List[int]] = None  # array task ids, when only some were (re)submitted
+    retry_of: Optional[str] = None  # the job this one re-runs tasks of
+    companion: Optional[str] = None  # the afternotok job that resubmits failed tasks
+    max_retries: int = 0
+    retry_on: List[str] = field(default_factory=list)
+    extra_retries: int = 0  # granted by a by-hand `torchx forge retry`
+    signal: str = ""  # the warning (e.g. USR1@90), "" when off
+    grace: int = 60
+    created: float = field(default_factory=time.time)
+
+    @property
+    def job_kind(self) -> JobKind:
+        return JobKind(self.kind)
+
+    def policy(self) -> RetryPolicy:
+        """The retry policy this job was submitted with (its budget is what status counts against)."""
+        return RetryPolicy(
+            max_retries=self.max_retries,
+            retry_on=parse_retry_on(self.retry_on) if self.retry_on else parse_retry_on(None),
+            warning=parse_signal(self.signal or "off"),
+            grace=self.grace,
+            extra_retries=self.extra_retries,
+        )
+
+    def task_ids(self) -> List[int]:
+        return list(self.tasks) if self.tasks is not None else list(range(self.size))
+
+    def task_keys(self) -> Iterator[Tuple[str, str, int, str]]:
+        """(slurm key, role, replica, log stem) of every task of this job."""
+        if self.job_kind is JobKind.ARRAY:
+            for t in self.task_ids():
+                key = f"{self.job_id}_{t}"
+                yield key, self.role, self.offset + t, key
+        elif len(self.components) == 1:
+            role, replica = self.components[0]
+            yield self.job_id, role, int(replica), self.job_id
+        else:  # a het job: component k is "<id>+<k>"
+            for k, (role, replica) in enumerate(self.components):
+                yield f"{self.job_id}+{k}", role, int(replica), self.job_id
+
+
+@dataclass
+class RoleRecord:
+    name: str
+    num_replicas: int
+    image: str = ""
+    entrypoint: str = ""
+    args: List[str] = field(default_factory=list)
+    env: Dict[str, str] = field(default_factory=dict)  # secret-looking values masked
+    resource: Dict[str, Any] = field(default_factory=dict)
+    max_retries: int = 0  # the effective max_retries of the role's jobs
+
+
+@dataclass
+class AppRecord:
+    """Everything needed to describe, log and cancel an app later, from any directory."""
+
+    app_id: str
+    name: str
+    jobs: List[JobRecord]
+    roles: List[RoleRecord]
+    log_dir: str
+    job_dir: Optional[str] = None
+    created: float = field(default_factory=time.time)
+    user: str = field(default_factory=lambda: os.environ.get("USER", ""))
+    submission: str = ""
+    cfg: Dict[str, Any] = field(default_factory=dict)
+    meta: Dict[str, Any] = field(default_factory=dict)
+    final: Optional[Dict[str, Any]] = None
+    version: int = RECORD_VERSION
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AppRecord:
+        rec = _known(cls, obj)
+        rec.jobs = [_known(JobRecord, j) for j in obj.get("jobs", [])]
+        rec.roles = [_known(RoleRecord, r) for r in obj.get("roles", [])]
+        return rec
+
+    def job_ids(self, companions: bool = False) -> List[str]:
+        ids = [j.job_id for j in self.jobs]
+        return ids + [j.companion for j in self.jobs if j.companion] if companions else ids
+
+    def tasks(self) -> Iterator[Tuple[str, str, int, JobRecord]]:
+        """(slurm key, role, replica, job) of the latest job of every replica (retries replace earlier jobs)."""
+        latest: Dict[Tuple[str, int], Tuple[str, JobRecord]] = {}
+        for job in self.jobs:
+            for key, role, replica, _ in job.task_keys():
+                latest.pop((role, replica), None)  # re-insert so the order follows the newest job
+                latest[(role, replica)] = (key, job)
+        order = {r.name: i for i, r in enumerate(self.roles)}
+        for (role, replica), (key, job) in sorted(latest.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1])):
+            yield key, role, replica, job
+
+    def all_keys(self) -> Dict[Tuple[str, int], List[str]]:
+        """Every Slurm key each replica ever had, oldest first (attempts across resubmissions)."""
+        out: Dict[Tuple[str, int], List[str]] = {}
+        for job in self.jobs:
+            for key, role, replica, _ in job.task_keys():
+                out.setdefault((role, replica), []).append(key)
+        return out
+
+    def stages(self) -> List[Tuple[str, List[str]]]:
+        """A pipeline's steps as (step, role names) in pipeline order; empty for other apps."""
+        raw = self.meta.get("stages") or []
+        items = raw.items() if isinstance(raw, dict) else raw  # early records kept a dict
+        return [(str(s), [str(r) for r in roles]) for s, roles in items]
+
+    def log_path(self, role: str, replica: int, stream: str) -> str:
+        """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err") in its first job."""
+        return self.log_paths(role, replica, stream)[0]
+
+    def log_paths(self, role: str, replica: int, stream: str) -> List[str]:
+        """Every log file of the replica, oldest job first: a requeue appends to the same file, a
+        resubmission (a new job id) writes a new one. KeyError when the app has no such replica."""
+        paths = [layout.task_log(self.log_dir, self.name, stem, role, replica, stream)
+                 for job in self.jobs for _, r, k, stem in job.task_keys() if r == role and k == replica]
+        if not paths:
+            raise KeyError(f"{role}/{replica}")
+        return list(dict.fromkeys(paths))
+
+
+class Records:
+    """App records in a :class:`Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def save(self, rec: AppRecord) -> None:
+        """Write the app record (jobs added later by retries live in their own files)."""
+        obj = rec.to_json()
+        obj["jobs"] = [j for j in obj["jobs"] if not j.get("retry_of")]
+        self.store.write_json(layout.record(rec.app_id), obj)
+
+    def add_job(self, app_id: str, job: JobRecord) -> None:
+        """Link a resubmission to its app: written by whoever resubmits (client or companion job)."""
+        self.store.write_json(layout.added_job(app_id, job.job_id), asdict(job))
+
+    def load(self, app_id: str) -> Optional[AppRecord]:
+        if not layout.valid_app_id(app_id):
+            return None
+        obj = self.store.read_json(layout.record(app_id))
+        if obj is None:
+            return None
+        rec = AppRecord.from_json(obj)
+        added = [_known(JobRecord, j) for j in self.store.read_many_json(layout.added_jobs(app_id)).values()]
+        if added:
+            added.sort(key=lambda j: j.created)
+            rec.jobs.extend(added)
+            if rec.final and max(j.created for j in added) > float(rec.final.get("time", 0)):
+                rec.final = None  # a retry came after the app had settled
+        return rec
+
+    def app_ids(self) -> List[str]:
+        return self.store.listdir(layout.APPS)
+
+    def task_reports(self, app_id: str) -> Dict[str, TaskReport]:
+        """What the launchers wrote, by ``<role>.<replica>`` (see :func:`layout.task_key`)."""
+        raw = self.store.read_many_json(layout.task_files(app_id))
+        return {k: TaskReport.from_json(v) for k, v in raw.items() if isinstance(v, dict)}
+
+    def mark_cancelled(self, app_id: str) -> None:
+        self.store.write_json(layout.cancelled(app_id), {"time": time.time()})
+
+    def cancelled(self, app_id: str) -> bool:
+        return self.store.exists(layout.cancelled(app_id))

@@ -12,7 +12,7 @@ real annotations to build each component's command line.)
 """
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from torchx import specs
 
@@ -22,13 +22,22 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment, validate
-from torchx_forge.slurm.options import configured_state_dir
+from torchx_forge.slurm.options import configured_state_dir, state_dir_error
 from torchx_forge.state.store import Store
 
 
-def _tables() -> Store:
-    """Where run tables go: the state dir, where the compute nodes read them."""
-    return Store(configured_state_dir())
+def _tables() -> Callable[[Dict[str, Any]], str]:
+    """Where run tables go: the state dir, where the compute nodes read them (a clear error if it
+    cannot take them)."""
+    store = Store(configured_state_dir())
+
+    def put(table: Dict[str, Any]) -> str:
+        try:
+            return store.put_table(table)
+        except OSError as e:
+            raise state_dir_error(store.url, e) from None
+
+    return put
 
 
 def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -43,7 +52,7 @@ def sweep(*overrides: str, config: str, set: Optional[str] = None, local_paralle
     """
     texts = ([set] if set else []) + list(overrides)
     exp = load_experiment(config, texts)
-    return build_appdef(exp, _tables().put_table, local_parallel=local_parallel or None)
+    return build_appdef(exp, _tables(), local_parallel=local_parallel or None)
 
 
 def grid(
@@ -75,9 +84,11 @@ def grid(
     """
     if not command:
         raise ConfigError("forge.grid", "give the command to sweep after --, e.g. -- python train.py")
-    shared = {}
+    shared: Dict[str, Any] = {}
     for key, values in parse_overrides([axes]):
         path = key if "." in key else f"run.args.{key}"
+        if path in shared:
+            raise ConfigError(f"forge.grid --axes {key}", "is given twice; give each axis once, with all its values")
         shared[path] = values if isinstance(values, list) else [values]
     cluster: Dict[str, Any] = {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes}
     if mem:
@@ -89,7 +100,7 @@ def grid(
         sweep_section["max_runs"] = max_runs
     cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
     exp = validate(cfg, Source("forge.grid --axes"), os.getcwd())
-    return build_appdef(exp, _tables().put_table, local_parallel=local_parallel or None)
+    return build_appdef(exp, _tables(), local_parallel=local_parallel or None)
 
 
 def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -105,4 +116,4 @@ def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_para
         local_parallel: outside Slurm, run at most this many runs of a step at once
     """
     texts = ([set] if set else []) + list(overrides)
-    return pipeline_appdef(config, texts, _tables().put_table, local_parallel=local_parallel or None)
+    return pipeline_appdef(config, texts, _tables(), local_parallel=local_parallel or None)

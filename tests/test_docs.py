@@ -26,7 +26,8 @@ def test_every_forge_env_variable_is_documented():
     names = set(re.findall(r"\b(FORGE_[A-Z0-9_]+)\b", code))
     internal = {"FORGE_STATE_DIR", "FORGE_APP_NAME", "FORGE_JOB_DIR", "FORGE_CHECKPOINT_TEMPLATE", "FORGE_MAX_RETRIES",
                 "FORGE_RETRY_ON", "FORGE_GRACE", "FORGE_WARN_FILE", "FORGE_EXTRA_RETRIES", "FORGE_RESULT_TEMPLATE",
-                "FORGE_RESUME_ARG", "FORGE_ARTIFACTS"}
+                "FORGE_RESUME_ARG", "FORGE_ARTIFACTS", "FORGE_HOLD_LIMIT",
+                "FORGE_LOG_DIR"}
     undocumented = sorted(n for n in names - internal if n not in contract)
     assert not undocumented, f"docs/contract.md does not mention {undocumented}"
 

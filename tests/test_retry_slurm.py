@@ -57,6 +57,7 @@ def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: 
     assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps  # each step exactly once
     r = task_row(handle, "python[0]")
     assert r[1] == job and r[5] == "2", r  # same job id, 2 attempts
+    assert r[7] == "warned", r  # what ended the first attempt
     assert re.match(r"\S+/step_\d+\.json", r[6]), r  # resumed from a checkpoint
     wait_for(lambda: "REQUEUED" in sacct_states(job), 30, "sacct to show the requeue")
     log = run_torchx("log", f"{handle}/python/0").stdout
@@ -82,7 +83,7 @@ def test_hard_timeout_without_warning_is_resubmitted_by_the_companion(state_dir:
     assert wait_end(handle, timeout=420) == "SUCCEEDED"
     r = task_row(handle, "python[0]")
     assert r[1] != job and int(r[5]) >= 2, r  # a new job id (resubmitted by the companion), a later attempt
-    assert "TIMEOUT" in sacct_states(job)
+    assert "TIMEOUT" in sacct_states(job) and r[7].startswith("TIMEOUT"), r
     resumed = int(r[6].split("_")[-1].split(".")[0])
     assert 30 <= resumed < 100, r  # resumed from the checkpoint the killed attempt left
     steps = ledger_steps(ledger)
@@ -105,7 +106,9 @@ def test_preemption_by_the_high_partition_saves_and_resumes(state_dir: Path, tmp
         subprocess.run(["scancel", high])
     assert "COMPLETED" in sacct_states(high)
     steps = ledger_steps(ledger)
-    assert sorted(steps) == list(range(1, 41)) and int(task_row(handle, "python[0]")[5]) >= 2
+    r = task_row(handle, "python[0]")
+    assert sorted(steps) == list(range(1, 41)) and int(r[5]) >= 2
+    assert "PREEMPTED" in r[7].split(","), r  # status names what happened
     log = run_torchx("log", f"{handle}/python/0").stdout
     assert "received SIGTERM" in log and "resuming from" in log  # warned by the preemption's SIGTERM, saved
 
@@ -125,6 +128,7 @@ def test_node_failure_resumes_on_another_node(state_dir: Path, tmp_path: Path):
     assert wait_end(handle, timeout=300) == "SUCCEEDED"
     assert {"NODE_FAIL", "REQUEUED"} & set(sacct_states(handle.rsplit("/", 1)[1]))
     assert sorted(ledger_steps(ledger)) == list(range(1, 41))
+    assert "NODE_FAIL" in task_row(handle, "python[0]")[7].split(","), task_row(handle, "python[0]")
 
 
 def test_only_the_interrupted_tasks_of_an_array_run_again(state_dir: Path, tmp_path: Path):

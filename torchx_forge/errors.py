@@ -37,7 +37,10 @@ class ConfigError(ForgeError, ValueError):
 
 
 class SlurmError(ForgeError):
-    """A Slurm command failed; carries the command and Slurm's own message."""
+    """A Slurm command failed; carries the command and Slurm's own message.
+
+    ``transient``: Slurm's message says the failure may pass (a daemon down, restarting or busy).
+    """
 
     def __init__(
         self,
@@ -46,16 +49,29 @@ class SlurmError(ForgeError):
         stderr: str,
         stdout: str = "",
         hint: Optional[str] = None,
+        transient: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
-        message = (stderr.strip() or stdout.strip() or "(no output)").replace("\n", "\n  ")
-        text = f"`{argv[0]}` failed (exit code {returncode}): {message}"
-        if hint:
-            text += f"\n{hint}"
-        super().__init__(text)
+        self.transient = transient
+        self.hint = hint
+        super().__init__(self._text())
+
+    @property
+    def first_line(self) -> str:
+        """The first line of Slurm's message."""
+        return ((self.stderr.strip() or self.stdout.strip() or "(no output)").splitlines() or [""])[0]
+
+    def set_hint(self, hint: str) -> None:
+        self.hint = hint
+        self.args = (self._text(),)
+
+    def _text(self) -> str:
+        message = (self.stderr.strip() or self.stdout.strip() or "(no output)").replace("\n", "\n  ")
+        text = f"`{self.argv[0]}` failed (exit code {self.returncode}): {message}"
+        return f"{text}\n{self.hint}" if self.hint else text
 
 
 class SlurmNotFoundError(ForgeError):

@@ -110,6 +110,19 @@ def install_warning_handler(*extra: int) -> threading.Event:
     return event
 
 
+def finished() -> None:
+    """Say this run is complete, so an exit after the pre-timeout warning is not taken for an
+    interruption (shell: ``touch "$FORGE_DONE_FILE"``). Call it once the work is done, before exiting.
+
+    Without it, a program warned before its time limit that saved a checkpoint and exited (with
+    any code, 0 included) is resumed from that checkpoint on its next attempt.
+    """
+    path = os.environ.get("FORGE_DONE_FILE")
+    if path:
+        with open(path, "w"):
+            pass
+
+
 def exit_for_requeue() -> None:
     """Exit with code 75: the launcher requeues the task, which resumes from the latest checkpoint."""
     sys.stdout.flush()

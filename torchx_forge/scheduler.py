@@ -18,6 +18,8 @@ default; ``FORGE_STATE_DIR`` or ``[slurm_forge] state_dir`` in .torchxconfig).
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import sys
 import threading
@@ -42,12 +44,14 @@ from torchx.specs import (
     runopts,
 )
 
+from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
-from torchx_forge.errors import ConfigError, UnknownAppError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
+from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import follow_dependents, resubmit
@@ -58,6 +62,8 @@ from torchx_forge.state.store import Store
 
 #: End states `torchx forge retry` resubmits by default.
 RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
+
+log = logging.getLogger("torchx_forge")
 
 #: How long a describe result is reused (the CLI's log threads ask many times a second).
 DESCRIBE_TTL = 1.0
@@ -90,10 +96,22 @@ class SlurmForgeScheduler(SlurmScheduler):
         return self._run_opts()  # includes job_dir; the workspace mixin adds nothing
 
     def records(self, state_dir: Optional[str] = None) -> Records:
+        """The records in ``state_dir`` (default: the configured one). The first time a state dir
+        is used, submissions a killed client left unfinished there are finished or rolled back."""
         url = state_dir or self._state_dir or configured_state_dir()
         if url not in self._records:
             self._records[url] = Records(Store(url))
+            self._recover(self._records[url])
         return self._records[url]
+
+    def _recover(self, records: Records) -> None:
+        try:
+            done = recover_stale(self.cli, records)
+        except (OSError, SlurmError) as e:  # the next command tries again; never block this one
+            log.warning(f"could not check for interrupted submissions in {records.store.url}: {e}")
+            return
+        for line in done:
+            log.warning(line)
 
     # -- submission ----------------------------------------------------------------------
 
@@ -110,6 +128,13 @@ class SlurmForgeScheduler(SlurmScheduler):
                 raise ConfigError(where, f"num_replicas is {role.num_replicas}; expected at least 1")
             if not role.entrypoint:
                 raise ConfigError(where, "has no entrypoint (the program to run)")
+
+    def submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ForgeBatchRequest]:
+        """TorchX's dry run; the AppDef it keeps (and ``torchx run --dryrun`` prints) has secret-looking
+        env values masked, like the script it shows."""
+        info: AppDryRunInfo[ForgeBatchRequest] = super().submit_dryrun(app, cfg)
+        info._app = masked_app(app)
+        return info
 
     def _submit_dryrun(  # type: ignore[override]  # forge's own request type and options
         self, app: AppDef, cfg: Mapping[str, CfgVal]
@@ -157,8 +182,9 @@ class SlurmForgeScheduler(SlurmScheduler):
         rec = records.load(app_id)
         if rec is None:
             return self._describe_unrecorded(app_id)
-        views = gather(self.cli, records, [rec])[rec.app_id]
-        return describe_response(rec, views), views
+        found = gather(self.cli, records, [rec])
+        views = found.views[rec.app_id]
+        return describe_response(rec, views, found.notes), views
 
     def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         """A job slurm_forge did not submit (or whose record is gone): what Slurm knows of it."""
@@ -169,17 +195,38 @@ class SlurmForgeScheduler(SlurmScheduler):
             return None
         rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="")
         views = task_views_from_rows(rows)
-        return describe_response(rec, views), views
+        note = (f"slurm_forge has no record of app {app_id} in {self.records().store.url} (submitted with another"
+                " state dir, or not by slurm_forge): shown from Slurm alone; roles are job names, replicas are array"
+                " task ids or het components, and logs are not known")
+        return describe_response(rec, views, [note]), views
 
     # -- cancel and list -----------------------------------------------------------------
+
+    def cancel(self, app_id: str) -> None:
+        """Cancel every job of the app (its companions and pipeline steps too); an app neither the
+        records nor Slurm know is an error, as it is for ``torchx status``."""
+        if self.describe(app_id) is None:
+            raise UnknownAppError(
+                f"no app {app_id!r} to cancel: no slurm_forge record of it in {self.records().store.url}"
+                f" and Slurm knows no job {app_id} (see `torchx list -s slurm_forge`)"
+            )
+        self._cancel_existing(app_id)
 
     def _cancel_existing(self, app_id: str) -> None:
         records = self.records()
         rec = records.load(app_id)
-        ids = rec.job_ids(companions=True) if rec else [app_id]
-        self.cli.cancel(ids)
-        if rec:
-            records.mark_cancelled(app_id)
+        if rec is None:
+            self.cli.cancel([app_id], ended_ok=True)
+            return
+        records.mark_cancelled(app_id)  # first: a companion job that runs now resubmits nothing
+        done: Set[str] = set()
+        while True:  # again with jobs a companion added while we cancelled
+            ids = [j for j in rec.job_ids(companions=True) if j not in done]
+            if not ids:
+                break
+            self.cli.cancel(ids, ended_ok=True)
+            done.update(ids)
+            rec = records.load(app_id) or rec
         self._cache.pop(app_id, None)
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
@@ -214,7 +261,7 @@ class SlurmForgeScheduler(SlurmScheduler):
         rec = records.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
-        views = gather(self.cli, records, [rec])[rec.app_id]
+        views = gather(self.cli, records, [rec]).views[rec.app_id]
         by_key = {(v.role, v.replica): v for v in views}
         out = []
         followed: Set[str] = set()
@@ -240,7 +287,7 @@ class SlurmForgeScheduler(SlurmScheduler):
         records = self.records()
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
-        views = gather(self.cli, records, recs)
+        views = gather(self.cli, records, recs).views
         return [ListAppResponse(app_id=rec.app_id, state=app_state(views[rec.app_id])) for rec in recs]
 
     # -- logs ----------------------------------------------------------------------------
@@ -279,6 +326,14 @@ class SlurmForgeScheduler(SlurmScheduler):
         if regex:
             lines = filter_regex(regex, lines)
         return lines
+
+
+def masked_app(app: AppDef) -> AppDef:
+    """A copy of ``app`` whose roles' secret-looking env values read ``****``."""
+    shown = copy.deepcopy(app)
+    for role in shown.roles:
+        role.env = masked(role.env)
+    return shown
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:

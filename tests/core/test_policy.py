@@ -271,3 +271,43 @@ def test_decide_stopped_from_outside(outs):
 
 def test_decide_accepts_any_iterable():
     assert decide(iter([INT]), 1, pol(1)).requeue is True
+
+
+# -- after the warning -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exit_code,finished,saved,outcome",
+    [
+        (0, False, True, Outcome.INTERRUPTED),  # saved and exited 0: not finished, resume it
+        (0, True, True, Outcome.COMPLETED),  # said it finished
+        (0, False, False, Outcome.COMPLETED),  # saved nothing since the warning: nothing to resume
+        (3, False, False, Outcome.INTERRUPTED),
+        (3, True, True, Outcome.INTERRUPTED),  # finished() says nothing about a failing exit
+    ],
+)
+def test_outcome_after_the_warning(exit_code, finished, saved, outcome):
+    assert outcome_of(exit_code, True, None, finished=finished, saved=saved) is outcome
+
+
+def test_outcome_of_an_unwarned_exit_0_is_completed_whatever_was_saved():
+    assert outcome_of(0, False, None, finished=False, saved=True) is Outcome.COMPLETED
+
+
+def test_decide_names_preemption_when_sigterm_warned_the_program():
+    d = decide([INT], 1, pol(2), preempted=True)
+    assert d.requeue and d.reason == "PREEMPTED: retry 1 of 2"
+    assert decide([INT], 1, pol(2, ["TIMEOUT"]), preempted=True).requeue is False
+
+
+def test_slurm_caps_the_lead_time():
+    assert parse_signal("USR1@65535") == Warning_("USR1", 65535)
+    with pytest.raises(PolicyError, match="at most 65535"):
+        parse_signal("USR1@99999")
+
+
+def test_the_budget_counts_retries_granted_by_hand_and_travels_by_env():
+    p = RetryPolicy(max_retries=2, retry_on=("FAILED",), extra_retries=3)
+    assert p.budget == 5 and p.attempts_left(5) and not p.attempts_left(6)
+    back = RetryPolicy.from_env(p.to_env())
+    assert (back.budget, back.retry_on, back.warning) == (5, ("FAILED",), Warning_("USR1", 0))

@@ -142,3 +142,52 @@ def test_first_host():
     assert first_host("gpu-[07-09]") == "gpu-07"
     assert first_host("login1") == "login1"
     assert first_host("") == ""
+
+
+# -- an exit after the warning ----------------------------------------------------------------------
+
+WARNED = """
+import json, os, signal, sys, time
+warned = []
+signal.signal(signal.SIGUSR1, lambda *a: warned.append(1))
+open(os.environ["FORGE_WARN_FILE"], "w").close()   # the batch script's part: the warning is due
+while not warned:
+    time.sleep(0.05)
+if sys.argv[1] == "save":
+    json.dump({"step": 5}, open(os.path.join(os.environ["FORGE_CHECKPOINT_DIR"], "step_5.json"), "w"))
+if sys.argv[2] == "finished":
+    open(os.environ["FORGE_DONE_FILE"], "w").close()
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("save,say,code,state,note", [
+    ("save", "-", 75, "INTERRUPTED", "exited 0 after saving a checkpoint: interrupted, to be resumed"),
+    ("save", "finished", 0, "COMPLETED", "exited 0 and said it finished"),
+    ("nosave", "-", 0, "COMPLETED", "exited 0 without saving a checkpoint: taken as finished"),
+])
+def test_an_exit_0_after_the_warning(slurm_env, tmp_path, save, say, code, state, note):
+    (tmp_path / "logs" / ".forge-warn").mkdir(parents=True)
+    slurm_env.update(FORGE_MAX_RETRIES="2", FORGE_WARN_SIGNAL="USR1", FORGE_GRACE="20",
+                     FORGE_WARN_FILE=str(tmp_path / "logs" / ".forge-warn" / "77"))
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py(WARNED, save, say))
+    assert p.returncode == code, p.stderr
+    data = json.loads(state_file(slurm_env, "r", 0).read_text())
+    assert data["state"] == state and data["warned_by"] == "USR1" and note in data["note"], data
+
+
+def test_output_lost_to_a_full_log_dir_is_no_clean_success(slurm_env, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(logs)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = open(logs / "task.out", "w")
+        subprocess.run(["dd", "if=/dev/zero", f"of={logs / 'filler'}", "bs=4k"], capture_output=True)  # fill it up
+        argv = [sys.executable, "-m", "torchx_forge.node.launch", "--role", "r", "--replica", "0", "--", "true"]
+        p = subprocess.run(argv, env={**slurm_env, "FORGE_LOG_DIR": str(logs)}, stdout=out, stderr=out, timeout=60)
+        out.close()
+    finally:
+        subprocess.run(["umount", "-l", str(logs)])
+    data = json.loads(state_file(slurm_env, "r", 0).read_text())
+    assert p.returncode == 74 and data["state"] == "FAILED" and "the log dir is full" in data["note"], data

@@ -4,17 +4,20 @@ import json
 
 from torchx.specs import AppState
 
+from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.slurm.report import describe_response, status_message
 from torchx_forge.slurm.status import (
     TaskView,
     app_state,
     freeze,
+    gather,
     is_settled,
     task_views,
     thaw,
 )
-from torchx_forge.state.records import AppRecord, JobRecord, RoleRecord
+from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
+from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskReport
 
 
@@ -190,13 +193,16 @@ def test_is_settled_needs_final_tasks_from_a_lasting_source():
 def test_status_message_table():
     rec = het_record()
     views = [view("COMPLETED", replica=0, exit_code=0, host="n1", attempts=1),
-             view("FAILED", replica=1, exit_code=9, signal=9, host="n7", attempts=3, reason="OOM?")]
+             view("FAILED", replica=1, exit_code=9, signal=9, host="n7", attempts=3, reason="OOM?",
+                  causes=["PREEMPTED", "NODE_FAIL"])]
     msg = status_message(rec, views)
     head, table = msg.split("\n", 1)
     assert head == "app: 2 task(s) in 1 Slurm job(s) (1 FAILED, 1 SUCCEEDED); logs in /logs"
     assert table.splitlines()[0].split() == ["TASK", "SLURM", "ID", "SLURM", "STATE", "EXIT", "HOST", "ATTEMPTS",
-                                             "RESUMED", "FROM", "NOTE"]
-    assert table.splitlines()[2].split() == ["a[1]", "1", "FAILED", "9", "(signal", "9)", "n7", "3", "-", "OOM?"]
+                                             "RESUMED", "FROM", "RETRIED", "AFTER", "NOTE"]
+    assert table.splitlines()[1].split()[-1] == "-"  # nothing retried
+    assert table.splitlines()[2].split() == ["a[1]", "1", "FAILED", "9", "(signal", "9)", "n7", "3", "-",
+                                             "PREEMPTED,NODE_FAIL", "OOM?"]
 
 
 def test_status_message_for_many_tasks_lists_only_the_odd_ones():
@@ -256,3 +262,75 @@ def test_status_shows_the_retry_policy_in_effect():
     rec = AppRecord(app_id="20", name="sweep", jobs=[job], roles=[RoleRecord("s", 1)], log_dir="/logs")
     msg = status_message(rec, views_of(rec, [], [row("20_0", "FAILED", exit_code=1)], {}))
     assert "retries: max_retries=2 on FAILED; warning USR1@90, grace 60 s" in msg.splitlines()
+
+
+# -- what ended each attempt -----------------------------------------------------------------
+
+
+def test_each_earlier_attempt_is_named_from_sacct_or_the_launchers_record():
+    rec = array_record(size=1, offset=0)
+    sacct = [row("20_0", "NODE_FAIL"), row("20_0", "REQUEUED"), row("20_0", "REQUEUED"), row("20_0", "PREEMPTED"),
+             row("20_0", "RUNNING")]
+    files = {"s.0": {"state": "RUNNING", "attempt": 4, "history": [
+        {"attempt": 0, "job_key": "20_0", "outcome": "stopped"},
+        {"attempt": 1, "job_key": "20_0", "outcome": "interrupted", "warned_by": "USR1"},
+        {"attempt": 2, "job_key": "20_0", "outcome": "interrupted", "warned_by": "TERM"},
+        {"attempt": 3, "job_key": "20_0", "outcome": "interrupted", "warned_by": "TERM"},
+        {"attempt": 4, "job_key": "20_0", "outcome": "running"}]}}
+    (v,) = views_of(rec, [row("20_0", "RUNNING")], sacct, files)
+    assert v.causes == ["NODE_FAIL", "warned", "PREEMPTED", "PREEMPTED"]
+
+
+def test_without_accounting_the_causes_come_from_the_launchers_record():
+    files = {"s.0": {"state": "COMPLETED", "attempt": 2, "history": [
+        {"attempt": 0, "job_key": "20_0", "outcome": "interrupted", "warned_by": "USR1"},
+        {"attempt": 1, "job_key": "20_0", "outcome": "failed"},
+        {"attempt": 2, "job_key": "20_0", "outcome": "completed"}]}}
+    (v,) = views_of(array_record(size=1, offset=0), [], None, files)
+    assert v.causes == ["warned", "FAILED"] and v.attempts == 3
+
+
+# -- one gatherer, and what it does when Slurm does not answer --------------------------------------
+
+
+class DeafCli:
+    """squeue and/or sacct fail the way a stopped daemon makes them fail."""
+
+    def __init__(self, squeue_ok: bool, sacct_ok: bool) -> None:
+        self.squeue_ok, self.sacct_ok = squeue_ok, sacct_ok
+
+    def squeue(self, ids):
+        if not self.squeue_ok:
+            raise SlurmError(["squeue"], 1, "squeue: error: Unable to contact slurm controller (connect failure)")
+        return []
+
+    def sacct(self, ids):
+        if not self.sacct_ok:
+            raise SlurmError(["sacct"], 1, "sacct: error: Problem talking to the database: Connection refused")
+        return []
+
+
+def _running_app(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = het_record(["a", 0])
+    records.save(rec)
+    records.store.write_json("apps/10/tasks/a.0.json", {"state": "RUNNING", "host": "n1", "attempt": 0})
+    return records, rec
+
+
+def test_with_slurmdbd_down_status_comes_from_squeue_and_state_files(tmp_path):
+    records, rec = _running_app(tmp_path)
+    got = gather(DeafCli(squeue_ok=True, sacct_ok=False), records, [rec])
+    (v,) = got.views["10"]
+    assert v.slurm_state == "LOST"  # squeue answered: the job left the queue without reporting an end
+    assert got.notes == ["accounting (slurmdbd) is unreachable: states come from squeue and the tasks' state files"
+                         " (sacct: sacct: error: Problem talking to the database: Connection refused)"]
+    assert records.load("10").final is None  # nothing frozen while a source is missing
+
+
+def test_with_slurmctld_down_a_running_task_is_running_as_of_its_last_report(tmp_path):
+    records, rec = _running_app(tmp_path)
+    got = gather(DeafCli(squeue_ok=False, sacct_ok=False), records, [rec])
+    (v,) = got.views["10"]
+    assert (v.slurm_state, v.host) == ("RUNNING", "n1") and "last report" in v.reason
+    assert len(got.notes) == 2 and "may be stale" in got.notes[0]

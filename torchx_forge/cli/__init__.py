@@ -24,6 +24,8 @@ import sys
 from typing import Dict, Tuple
 
 from torchx.cli.cmd_base import SubCommand
+from torchx.cli.cmd_cancel import CmdCancel as TorchxCancel
+from torchx.specs.api import parse_app_handle
 
 from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
 
@@ -52,6 +54,23 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="experiment YAML file")
     p.add_argument("--set", dest="set_", default=None, help="overrides separated by ';', e.g. 'run.args.lr=0.1;sweep.max_runs=4'")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="more overrides, typed as YAML")
+
+
+class CmdCancel(TorchxCancel):
+    """``torchx cancel``: for slurm_forge apps, an app nobody knows is an error (as it is for
+    ``torchx status``), and cancelling covers everything the app left (companions, pipeline steps,
+    a submission its client never finished). Other schedulers' apps go to TorchX's own cancel."""
+
+    def run(self, args: argparse.Namespace) -> None:
+        scheduler, _, _ = parse_app_handle(args.app_handle)
+        if scheduler != "slurm_forge":
+            super().run(args)
+            return
+        try:
+            importlib.import_module("torchx_forge.cli.apps").cmd_cancel_app(args)
+        except ForgeError as e:
+            print(f"torchx cancel: error: {e}", file=sys.stderr)
+            sys.exit(1)
 
 
 class CmdForge(SubCommand):

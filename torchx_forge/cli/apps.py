@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from torchx.specs.api import parse_app_handle
+
 from torchx_forge import scheduler
 from torchx_forge.cli import results as rs
 from torchx_forge.errors import ForgeError
@@ -23,6 +25,12 @@ def cmd_cancel(args: argparse.Namespace) -> None:
         raise ForgeError(f"replica ids must be numbers separated by ',', got {replicas!r}") from None
     cancelled = scheduler.create_scheduler("torchx").cancel_replicas(app_id, role, ids)
     print(f"cancelled {', '.join(cancelled)}")
+
+
+def cmd_cancel_app(args: argparse.Namespace) -> None:
+    """``torchx cancel slurm_forge://SESSION/APP_ID``."""
+    _, session, app_id = parse_app_handle(args.app_handle)
+    scheduler.create_scheduler(session).cancel(app_id)
 
 
 def app_id_of(handle: str) -> str:

@@ -7,6 +7,7 @@ Under the state dir (a local path or any fsspec URL)::
     apps/<app_id>/tasks/<role>.<replica>.json  a task's state file, written by its launcher
     apps/<app_id>/cancelled.json               written by cancel (for clusters without accounting)
     submissions/<id>/job-<i>.sh                the exact scripts given to sbatch
+    intents/<id>.json                          a submission in flight (gone once its jobs are released)
     tables/<sha256>.json                       content-addressed, read-only run tables of sweeps
     diffs/<sha256>.patch                       uncommitted changes an app was submitted with
     checkpoints/<app_id>/[<step>/]<run_id>/    a run's checkpoints (default template)
@@ -29,6 +30,7 @@ APPS = "apps"
 TABLES = "tables"
 DIFFS = "diffs"
 SUBMISSIONS = "submissions"
+INTENTS = "intents"
 LOGS = "logs"
 RECORD = "record.json"
 CANCELLED = "cancelled.json"
@@ -86,6 +88,10 @@ def submission_script(submission: str, index: int) -> str:
     return f"{SUBMISSIONS}/{submission}/job-{index}.sh"
 
 
+def intent(submission: str) -> str:
+    return f"{INTENTS}/{submission}.json"
+
+
 def join(root: str, rel: str) -> str:
     """``root/rel`` for a local path or a URL (no os.path: URLs keep their slashes)."""
     return f"{root.rstrip('/')}/{rel}"
@@ -118,6 +124,10 @@ def batch_log(log_dir: str, app_name: str, stem: str) -> str:
 
 def companion_log(log_dir: str, app_name: str, job_id: str) -> str:
     return f"{log_prefix(log_dir, app_name)}{job_id}.retry.log"
+
+
+def guard_log(log_dir: str, app_name: str, submission: str) -> str:
+    return f"{log_prefix(log_dir, app_name)}guard-{submission}.log"
 
 
 def warn_file(log_dir: str) -> str:

@@ -29,6 +29,9 @@ RETRYABLE_STATES: Tuple[SlurmState, ...] = (
 )
 DEFAULT_RETRY_ON: Tuple[SlurmState, ...] = KILLED_FROM_OUTSIDE
 DEFAULT_SIGNAL = "USR1@90"
+MAX_SIGNAL_LEAD = 65535  # sbatch --signal: sig_time is 0..65535
+#: a program warned by one of these was stopped from outside (preemption, cancel), not by its time limit
+STOPPED_FROM_OUTSIDE = ("TERM", "INT", "HUP")
 _SIG_RE = re.compile(r"^(?:SIG)?([A-Z0-9]+)@(\d+)$", re.IGNORECASE)
 _OFF = ("", "off", "none", "no", "false")
 
@@ -83,6 +86,8 @@ def parse_signal(text: Optional[str]) -> Optional[Warning_]:
         raise PolicyError("signal", f"got {text!r}; SIG{name} cannot serve as a warning (use USR1 or USR2)")
     if lead <= 0:
         raise PolicyError("signal", f"got {text!r}; the lead time must be at least 1 second")
+    if lead > MAX_SIGNAL_LEAD:
+        raise PolicyError("signal", f"got {text!r}; Slurm takes a lead time of at most {MAX_SIGNAL_LEAD} s (about 18 h)")
     return Warning_(name, lead)
 
 
@@ -192,10 +197,18 @@ def retry_policy(max_retries: Optional[int], retry_on: Union[None, str, Sequence
     return RetryPolicy(max_retries=int(max_retries or 0), retry_on=parse_retry_on(retry_on), warning=warning, grace=g)
 
 
-def outcome_of(exit_code: int, warned: bool, stopped_by: Optional[int]) -> Outcome:
-    """How an attempt ended, from the program's exit code and what the launcher saw."""
+def outcome_of(exit_code: int, warned: bool, stopped_by: Optional[int], finished: bool = False,
+               saved: bool = False) -> Outcome:
+    """How an attempt ended, from the program's exit code and what the launcher saw.
+
+    After the warning, any exit is "interrupted, resume it" (submitit and Lightning treat a warned
+    job the same way), exit 0 included: a program that saved and exited 0 has not finished. Unless
+    it said it finished (``finished``: runtime.finished() or $FORGE_DONE_FILE), or exited 0 without
+    saving a checkpoint after the warning (``saved`` False): then there is nothing to resume from,
+    and it finished inside the grace time.
+    """
     if exit_code == 0:
-        return Outcome.COMPLETED
+        return Outcome.INTERRUPTED if warned and saved and not finished else Outcome.COMPLETED
     if exit_code == REQUEUE_EXIT or warned:
         return Outcome.INTERRUPTED
     if stopped_by is not None:
@@ -209,15 +222,18 @@ class Decision:
     reason: str
 
 
-def decide(outcomes: Iterable[Outcome], attempts_used: int, policy: RetryPolicy) -> Decision:
-    """Requeue a job whose tasks ended like ``outcomes`` after ``attempts_used`` attempts (1 = first)?"""
+def decide(outcomes: Iterable[Outcome], attempts_used: int, policy: RetryPolicy, preempted: bool = False) -> Decision:
+    """Requeue a job whose tasks ended like ``outcomes`` after ``attempts_used`` attempts (1 = first)?
+
+    ``preempted``: the interrupted tasks were warned by SIGTERM (preemption), not by the pre-timeout warning.
+    """
     outs = list(outcomes)
     if not outs or all(o == Outcome.COMPLETED for o in outs):
         return Decision(False, "all tasks completed")
     if any(o.refused for o in outs):
         return Decision(False, "a task could not start (see its log); not retrying")
-    if Outcome.INTERRUPTED in outs:
-        cause = SlurmState.TIMEOUT  # the warning comes before the time limit
+    if Outcome.INTERRUPTED in outs:  # the warning comes before the time limit; SIGTERM with preemption
+        cause = SlurmState.PREEMPTED if preempted else SlurmState.TIMEOUT
     elif Outcome.FAILED in outs:
         cause = SlurmState.FAILED
     else:

@@ -69,6 +69,7 @@ def main() -> None:
     if rank == 0:
         print(f"done: {step} steps, final loss {loss.item():.4f}", flush=True)
     dist.destroy_process_group()
+    runtime.finished()
 
 
 if __name__ == "__main__":

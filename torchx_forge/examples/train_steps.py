@@ -5,7 +5,9 @@
 Each step "trains" (sleeps), then saves a checkpoint through torchx_forge.runtime
 (written atomically, committed in checkpoint_state.json). When the pre-timeout
 warning or SIGTERM arrives it stops after the current step and exits with code
-75, so slurm_forge requeues it; the next attempt resumes from the checkpoint.
+75 (or --warned-exit-code), so slurm_forge requeues it; the next attempt resumes from the
+checkpoint. When all steps are done it says so (runtime.finished()), so an end that
+happens to come after a warning is not taken for an interruption.
 --ledger appends "step N attempt A" per step, to check every step ran once.
 """
 
@@ -23,6 +25,8 @@ def main() -> None:
     p.add_argument("--step-seconds", type=float, default=1.0)
     p.add_argument("--ledger", default="")
     p.add_argument("--fail-first-attempt", action="store_true", help="exit 1 on attempt 0 (to test retries)")
+    p.add_argument("--warned-exit-code", type=int, default=75,
+                   help="exit code after saving when warned (75: runtime.exit_for_requeue(); 0 like many programs)")
     args = p.parse_args()
 
     stop = runtime.install_warning_handler()
@@ -42,7 +46,10 @@ def main() -> None:
         print(f"step {step} saved", flush=True)
         if stop.is_set() and step < args.steps:
             print(f"stopping at step {step} to be requeued", flush=True)
-            runtime.exit_for_requeue()
+            if args.warned_exit_code == 75:
+                runtime.exit_for_requeue()
+            raise SystemExit(args.warned_exit_code)
+    runtime.finished()
     print(f"done: {step} steps on attempt {attempt} (job {os.environ.get('SLURM_JOB_ID', '-')})", flush=True)
 
 

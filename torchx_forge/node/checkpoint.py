@@ -131,6 +131,31 @@ def _from_state_file(directory: str) -> str:
     return target
 
 
+def _mtime(path: str) -> Optional[float]:
+    try:
+        if is_url(path):
+            fs, root = url_fs(path)
+            return float(fs.modified(root).timestamp())
+        return os.stat(local_path(path)).st_mtime
+    except (OSError, NotImplementedError, AttributeError, ValueError):
+        return None
+
+
+def saved_since(directory: str, since: float, before: Optional[str] = None) -> bool:
+    """Was a checkpoint written in ``directory`` at ``since`` or later? ``before``: the checkpoint
+    resume picked when the attempt started (a different one now counts where times are unknown)."""
+    try:
+        latest = latest_checkpoint(directory)
+    except CheckpointError:
+        return True  # new, ambiguous names: something was saved; the next attempt explains the problem
+    if latest is None:
+        return False
+    stamps = [t for t in (_mtime(latest), _mtime(_join(directory, STATE_FILE))) if t is not None]
+    if stamps:
+        return max(stamps) >= since - 2  # the file server's clock may lag a little
+    return latest != before
+
+
 def commit(directory: str, checkpoint: str, step: Optional[int] = None) -> None:
     """Atomically record ``checkpoint`` (a path in ``directory``) as the latest one."""
     rel = os.path.relpath(checkpoint, directory) if not is_url(directory) and os.path.isabs(checkpoint) else checkpoint

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import List, Mapping, Optional, Sequence
 
-from torchx_forge.core.policy import RetryPolicy, decide
+from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy, decide
 from torchx_forge.core.states import Outcome
 from torchx_forge.state.taskfile import TaskFile
 
@@ -24,6 +24,7 @@ def run(tasks: Sequence[str], env: Mapping[str, str]) -> int:
     policy = RetryPolicy.from_env(env)
     files: List[TaskFile] = []
     outcomes: List[Outcome] = []
+    preempted = False
     used = 1
     for task in tasks:
         role, _, replica = task.rpartition(":")
@@ -34,7 +35,8 @@ def run(tasks: Sequence[str], env: Mapping[str, str]) -> int:
         except ValueError:
             outcomes.append(Outcome.FAILED)  # the launcher never reported an end
         used = max(used, int(f.last.get("attempt", 0)) + 1)
-    d = decide(outcomes, used, policy)
+        preempted |= f.last.get("warned_by") in STOPPED_FROM_OUTSIDE
+    d = decide(outcomes, used, policy, preempted)
     print(f"torchx-forge: {'requeueing' if d.requeue else 'not requeueing'} ({d.reason})", flush=True)
     if not d.requeue and d.reason.startswith("retries exhausted"):
         for f in files:

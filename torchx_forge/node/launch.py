@@ -30,13 +30,15 @@ from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
 from torchx_forge.core.states import Outcome
 from torchx_forge.node import contract
-from torchx_forge.node.checkpoint import CheckpointError
+from torchx_forge.node.checkpoint import CheckpointError, saved_since
 from torchx_forge.node.summary import job_key, report_run
-from torchx_forge.node.supervisor import Supervisor
+from torchx_forge.node.supervisor import Ending, Supervisor, say
 from torchx_forge.state.tables import read_table
 from torchx_forge.state.taskfile import TaskFile
 
 MODULE = "torchx_forge.node.launch"
+LOG_LOST_EXIT = 74  # EX_IOERR: the program ran but its output was lost
+LOG_ROOM = 4096  # bytes: less left in the log dir's file system when the program ends means it filled up
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -127,6 +129,7 @@ class Attempt:
             self.file.write({**self.entry, "state": "RUNNING", "outcome": "running"})
 
     def ended(self, outcome: Outcome, code: int, note: str = "", **extra: Any) -> None:
+        """The attempt's end, as the launcher saw it (``extra``: warned_by, saved, stopped_by)."""
         if self.reporter:
             self.file.write({**self.entry, "end": time.time(), "outcome": outcome.value, "exit_code": code,
                              "state": outcome.file_state.value, "note": note, **extra})
@@ -141,7 +144,7 @@ def run(argv: Sequence[str]) -> int:
     policy = RetryPolicy.from_env(env)
     if env.get("FORGE_MAX_RETRIES") and not policy.attempts_left(attempt.number):
         note = exhausted_note(attempt.number, policy)
-        print(f"torchx-forge: {note}; not starting", file=sys.stderr)
+        say(f"torchx-forge: {note}; not starting")
         attempt.ended(Outcome.EXHAUSTED, 1, note)
         return 1
     run_row = sweep_run(ns.command)
@@ -150,7 +153,7 @@ def run(argv: Sequence[str]) -> int:
         resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
     except (CheckpointError, OSError) as e:
         note = f"cannot choose a checkpoint to resume from: {e}"
-        print(f"torchx-forge: {note}", file=sys.stderr)
+        say(f"torchx-forge: {note}")
         attempt.ended(Outcome.BAD_CHECKPOINT, 2, note)
         return 2
     attempt.entry["resumed_from"] = resumed or ""
@@ -158,19 +161,73 @@ def run(argv: Sequence[str]) -> int:
     if attempt.number > 0:
         banner = f"==== torchx-forge: {run_id} attempt {attempt.number} (job {attempt.key} on {attempt.host})" + (
             f", resuming from {resumed}" if resumed else ", no checkpoint to resume from") + " ===="
-        print(banner, flush=True)
-        print(banner, file=sys.stderr, flush=True)
+        say(banner, sys.stdout)
+        say(banner)
+    done_file = _done_file(env, attempt.key, ns.role, replica)
     attempt.started()
-    code, warned, stopped_by = Supervisor(program, env, policy).run()
-    outcome = outcome_of(code, warned, stopped_by)
-    attempt.ended(outcome, code, stopped_by=stopped_by)
+    ending = Supervisor(program, env, policy).run()
+    finished = bool(done_file) and os.path.exists(done_file)
+    saved = ending.warned_at is not None and saved_since(env["FORGE_CHECKPOINT_DIR"], ending.warned_at, resumed)
+    outcome = outcome_of(ending.code, bool(ending.warned_by), ending.stopped_by, finished, saved)
+    code, note = ending.code, warned_note(ending, outcome, finished, saved)
+    lost = output_lost(env["FORGE_LOG_DIR"]) if env.get("FORGE_LOG_DIR") else ""
+    if lost:  # a run whose output is gone is no clean success
+        say(f"torchx-forge: {lost}")
+        outcome, code, note = (Outcome.FAILED, LOG_LOST_EXIT, lost) if outcome is Outcome.COMPLETED else (
+            outcome, code, "; ".join(n for n in (note, lost) if n))
+    attempt.ended(outcome, code, note, stopped_by=ending.stopped_by, warned_by=ending.warned_by, saved=saved)
     if attempt.reporter and (run_row or replica == 0):  # a role's replicas are one run: replica 0 reports it
         report_run(env, run_row, run_id, ns.role, replica, outcome.file_state.value, code)
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
 
 
+def output_lost(log_dir: str) -> str:
+    """Why the task's log lost output ("" when it did not): srun writes the program's stdout and
+    stderr to files in the log dir, and a full file system there drops what it printed, silently."""
+    try:
+        st = os.statvfs(log_dir)
+    except OSError:
+        return ""
+    if st.f_bavail * st.f_frsize < LOG_ROOM:
+        return f"the log dir is full ({log_dir}): the program's output is lost"
+    return ""
+
+
+def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:
+    """FORGE_DONE_FILE: the program creates it to say it finished, even when warned (jobs with retries)."""
+    warn_file = env.get("FORGE_WARN_FILE", "")
+    if not warn_file:
+        return ""
+    path = os.path.join(os.path.dirname(os.path.dirname(warn_file)), ".forge-done", f"{key}.{role}.{replica}")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return ""
+    env["FORGE_DONE_FILE"] = path
+    return path
+
+
+def warned_note(ending: Ending, outcome: Outcome, finished: bool, saved: bool) -> str:
+    """What status says of a warned exit (empty when there was no warning)."""
+    if not ending.warned_by:
+        return ""
+    at = time.strftime("%H:%M:%S", time.localtime(ending.warned_at or 0))
+    head = f"warned ({ending.warned_by} at {at}), exited {ending.code}"
+    if outcome is Outcome.COMPLETED:
+        return head + (" and said it finished" if finished else " without saving a checkpoint: taken as finished")
+    return head + (" after saving a checkpoint" if saved else "") + ": interrupted, to be resumed"
+
+
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    code = run(sys.argv[1:])
+    try:
+        sys.stdout.flush()
+    except OSError:  # a full log dir: run() has reported it already
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (nothing left to flush at exit)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, TextIO
 
 from torchx_forge.core.policy import RetryPolicy
 
@@ -21,6 +22,14 @@ WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nic
                     "singularity", "starter", "starter-suid"}
 WRAPPER_MODULES = {"torch.distributed.run", "torch.distributed.launch", "torchx_forge.node.task",
                    "torchx_forge.node.launch"}
+
+
+def say(text: str, stream: Optional[TextIO] = None) -> None:
+    """A line for the task's log; a log that cannot be written (a full log dir) must not stop the task."""
+    try:
+        print(text, file=stream or sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _proc_table() -> Dict[int, List[int]]:
@@ -93,6 +102,18 @@ def _signal_all(pids: List[int], sig: int) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How the program ended: its exit code (128 + N for death by signal N), the signal that warned
+    it (``USR1``, or ``TERM`` from a preemption, cancel or time limit) and when, and the terminating
+    signal the launcher itself received from outside."""
+
+    code: int
+    warned_by: str = ""
+    warned_at: Optional[float] = None
+    stopped_by: Optional[int] = None
+
+
 class Supervisor:
     """Runs the program, hands it the warning, stops it after the grace period."""
 
@@ -103,38 +124,41 @@ class Supervisor:
         self.warn_file = env.get("FORGE_WARN_FILE") or None
         self.grace = float(policy.grace)
         self.warned = False
+        self.warned_by = ""
+        self.warned_at: Optional[float] = None
         self.stopped_by: Optional[int] = None
         self.deadline: Optional[float] = None
         self.child: Optional[subprocess.Popen[bytes]] = None
 
-    def warn(self, why: str) -> None:
+    def warn(self, why: str, by: str) -> None:
         if self.warned or self.child is None:
             return
-        self.warned = True
+        self.warned, self.warned_by, self.warned_at = True, by, time.time()
         self.deadline = time.monotonic() + self.grace
         pids = program_pids(self.child.pid)
         if self.warn_sig is not None:
-            print(f"torchx-forge: {why}: sending SIG{signal.Signals(self.warn_sig).name[3:]} to pid(s)"
-                  f" {' '.join(map(str, pids))}; {self.grace:.0f}s to save and exit", file=sys.stderr, flush=True)
+            say(f"torchx-forge: {why}: sending SIG{signal.Signals(self.warn_sig).name[3:]} to pid(s)"
+                f" {' '.join(map(str, pids))}; {self.grace:.0f}s to save and exit")
             _signal_all(pids, self.warn_sig)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == self.warn_sig:
-            self.warn(f"received SIG{signal.Signals(signum).name[3:]}")
+            self.warn(f"received SIG{signal.Signals(signum).name[3:]}", signal.Signals(signum).name[3:])
             return
         self.stopped_by = self.stopped_by or signum
         if self.warn_sig is not None:
-            self.warn(f"received {signal.Signals(signum).name} (cancel, time limit or preemption)")
+            self.warn(f"received {signal.Signals(signum).name} (cancel, time limit or preemption)",
+                      signal.Signals(signum).name[3:])
         if self.child is not None:
             _signal_all([self.child.pid], signum)
 
-    def run(self) -> Tuple[int, bool, Optional[int]]:
-        """(exit code, was warned, terminating signal received from outside)."""
+    def run(self) -> Ending:
+        """Run the program to its end."""
         try:
             self.child = subprocess.Popen(self.argv, env=self.env)
         except OSError as e:
-            print(f"torchx-forge: cannot run {self.argv[0]!r}: {e.strerror}", file=sys.stderr)
-            return 127, False, None
+            say(f"torchx-forge: cannot run {self.argv[0]!r}: {e.strerror}")
+            return Ending(127)
         for sig in TERMINATING_SIGNALS + ((self.warn_sig,) if self.warn_sig else ()):
             signal.signal(sig, self._on_signal)
         next_poll, escalated = 0.0, 0
@@ -146,11 +170,14 @@ class Supervisor:
             if self.warn_file and not self.warned and now >= next_poll:
                 next_poll = now + 1.0
                 if os.path.exists(self.warn_file):
-                    self.warn("pre-timeout warning")
+                    self.warn("pre-timeout warning", self._warn_name())
             if self.deadline is not None and now > self.deadline + 10 * escalated:
                 sig = signal.SIGTERM if escalated == 0 else signal.SIGKILL
-                print(f"torchx-forge: grace period over: sending {sig.name} to the program", file=sys.stderr, flush=True)
+                say(f"torchx-forge: grace period over: sending {sig.name} to the program")
                 _signal_all(_tree(self.child.pid), sig)
                 escalated += 1
             time.sleep(0.2)
-        return (128 - rc if rc < 0 else rc), self.warned, self.stopped_by
+        return Ending(128 - rc if rc < 0 else rc, self.warned_by, self.warned_at, self.stopped_by)
+
+    def _warn_name(self) -> str:
+        return signal.Signals(self.warn_sig).name[3:] if self.warn_sig is not None else "warning"

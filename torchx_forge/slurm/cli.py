@@ -1,18 +1,26 @@
 """The one place torchx-forge runs Slurm commands.
 
-``SlurmCli`` is a thin wrapper: it runs a command, returns stdout, and turns a
-failure into :class:`SlurmError` carrying Slurm's own message (or
-:class:`SlurmNotFoundError` when the tools are missing). It counts its calls so
-tests and benchmarks can hold status and logs to a fixed number of Slurm calls.
-Parsing lives in :mod:`torchx_forge.slurm.parse`.
+``SlurmCli`` is a thin wrapper: it runs a command, returns stdout, and turns a failure into
+:class:`SlurmError` carrying Slurm's own message (or :class:`SlurmNotFoundError` when the tools
+are missing). It counts its calls so tests and benchmarks can hold status and logs to a fixed
+number of Slurm calls. Parsing lives in :mod:`torchx_forge.slurm.parse`.
+
+Slurm's transient failures (a socket timeout, "temporarily unable", a refused connection while a
+daemon restarts) are retried here with bounded backoff, and a command that keeps Slurm waiting
+says so on stderr every few seconds. ``sbatch`` is never retried blindly: each submission carries
+a unique tag in its ``--comment``, and before trying again the tag is looked up in squeue, so a
+submission that went through although its answer was lost is found, not made twice.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
-from typing import Dict, Iterable, List, Optional, Sequence
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from torchx_forge.errors import SlurmError, SlurmNotFoundError
 from torchx_forge.slurm.parse import (
@@ -21,57 +29,171 @@ from torchx_forge.slurm.parse import (
     JobRow,
     parse_sacct,
     parse_squeue,
+    split_job_id,
 )
 
 #: sacct's message when the cluster has no accounting (slurmdbd) configured.
 NO_ACCOUNTING = "accounting storage is disabled"
+#: Slurm's words for failures that pass: the same command may work a moment later.
+TRANSIENT = (
+    "socket timed out", "temporarily unable", "resource temporarily unavailable", "connection refused",
+    "unable to contact slurm controller", "transport endpoint is not connected", "zero bytes were transmitted",
+    "communication connection failure", "standby mode", "problem talking to the database", "try again",
+    "can't be reached now", "slurm_persist_conn_open",
+)
+#: How often a slow command says it is still waiting on Slurm (seconds).
+PROGRESS_EVERY = 10.0
+
+
+def is_transient(text: str) -> bool:
+    """Does Slurm's message describe a failure that may pass (a daemon down or busy)?"""
+    low = text.lower()
+    return any(t in low for t in TRANSIENT)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Bounded retries: at most ``tries`` tries, pauses ``first``, ``first * 2``, ...; no new try
+    starts once ``budget`` seconds have passed (a slow failure is not repeated)."""
+
+    tries: int = 3
+    first: float = 0.5
+    budget: float = 8.0
+
+    def pauses(self) -> Iterable[float]:
+        pause = self.first
+        for _ in range(self.tries - 1):
+            yield pause
+            pause *= 2
+
+
+#: squeue, sacct: a status must not hang; the caller falls back when Slurm does not answer
+QUERY = Backoff(tries=3, first=0.5, budget=8.0)
+#: sbatch, scontrol release, scancel: worth waiting a minute for a controller that restarts
+CHANGE = Backoff(tries=5, first=2.0, budget=60.0)
+
+HINT_REQUEST = "Nothing was left queued. Fix the request above, check it with --dryrun, and submit again."
+HINT_TRANSIENT = ("Slurm did not answer in time (a daemon down, restarting or overloaded) although the request may be"
+                  " right; nothing was left queued: submit again once `sinfo` answers.")
 
 
 class SlurmCli:
     """Runs sbatch/squeue/sacct/scancel/scontrol. Inject a subclass to fake Slurm in unit tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Optional[Callable[[str], None]] = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.calls: List[List[str]] = []
         self._lock = threading.Lock()
         self.accounting: Optional[bool] = None  # learnt from the first sacct call
+        self.progress = progress or (lambda text: print(f"torchx-forge: {text}", file=sys.stderr, flush=True))
+        self.sleep = sleep
 
-    def run(
-        self, argv: Sequence[str], input: Optional[str] = None, hint: Optional[str] = None, env: Optional[Dict[str, str]] = None
-    ) -> str:
-        """Run ``argv``; return stdout, or raise SlurmError with Slurm's stderr."""
+    def _once(self, argv: Sequence[str], env: Optional[Dict[str, str]]) -> subprocess.CompletedProcess[str]:
         with self._lock:
             self.calls.append(list(argv))
         try:
-            p = subprocess.run(
-                list(argv),
-                input=input,
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**(os.environ if env is None else env), "SLURM_TIME_FORMAT": "standard"},
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**(os.environ if env is None else env), "SLURM_TIME_FORMAT": "standard"}, umask=0o077,
             )
         except FileNotFoundError:
             raise SlurmNotFoundError(argv[0]) from None
-        if p.returncode != 0:
-            raise SlurmError(argv, p.returncode, p.stderr, p.stdout, hint=hint)
-        return p.stdout
+        start = time.monotonic()
+        while True:
+            try:
+                out, err = proc.communicate(timeout=PROGRESS_EVERY)
+                return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                self.progress(f"still waiting for `{argv[0]}` after {time.monotonic() - start:.0f} s"
+                              " (the Slurm controller is slow, busy or down)")
+
+    def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
+            backoff: Backoff = QUERY) -> str:
+        """Run ``argv``; return stdout. Transient failures are tried again within ``backoff``;
+        any other failure, or one that persists, raises SlurmError with Slurm's stderr."""
+        start = time.monotonic()
+        pauses = iter(backoff.pauses())
+        tries = 0
+        while True:
+            p = self._once(argv, env)
+            tries += 1
+            if p.returncode == 0:
+                return p.stdout
+            transient = is_transient(p.stderr + p.stdout)
+            pause = next(pauses, None) if transient else None
+            if pause is None or time.monotonic() - start + pause > backoff.budget:
+                why = hint or (HINT_TRANSIENT if transient else None)
+                if transient and tries > 1:
+                    why = f"(tried {tries} times over {time.monotonic() - start:.0f} s) " + (why or "")
+                raise SlurmError(argv, p.returncode, p.stderr, p.stdout, hint=why, transient=transient)
+            first = ((p.stderr or p.stdout).strip().splitlines() or ["?"])[0]
+            self.progress(f"`{argv[0]}` failed ({first}); trying again in {pause:g} s")
+            self.sleep(pause)
 
     # -- submission ---------------------------------------------------------------------
 
-    def sbatch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> str:
-        """Run a full ``sbatch --parsable ...`` command line; return the job id."""
-        out = self.run(
-            argv, env=env, hint="Nothing was left queued. Fix the request above, check it with --dryrun, and submit again."
-        )
-        # --parsable prints "jobid" or "jobid;cluster"
-        return out.strip().split(";", 1)[0]
+    def sbatch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None, tag: Optional[str] = None) -> str:
+        """Run a full ``sbatch --parsable ...`` command line; return the job id.
+
+        With a ``tag`` (unique per submission), a transient failure is retried only after
+        squeue shows that the earlier try did not go through, and a second job that a lost
+        answer would leave behind is cancelled: one job per tag, whatever the network did.
+        """
+        if tag:
+            argv = with_tag(argv, tag)
+        start = time.monotonic()
+        pauses = iter(CHANGE.pauses())
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                out = self.run(argv, env=env, hint=HINT_REQUEST, backoff=Backoff(tries=1))
+            except SlurmError as e:
+                pause = next(pauses, None) if e.transient else None
+                if pause is None or time.monotonic() - start + pause > CHANGE.budget:
+                    if e.transient:
+                        e.set_hint(f"(tried {tries} times over {time.monotonic() - start:.0f} s) {HINT_TRANSIENT}")
+                    raise
+                self.progress(f"sbatch failed ({e.first_line}); trying again in {pause:g} s"
+                              + (", unless it went through after all" if tag else ""))
+                self.sleep(pause)
+                found = self.find_tagged(tag) if tag else []
+                if found:
+                    self.progress(f"the earlier sbatch went through after all, as job {found[0]}")
+                    self._drop_duplicates(tag or "", keep=found[0])
+                    return found[0]
+                continue
+            job_id = out.strip().split(";", 1)[0]  # --parsable prints "jobid" or "jobid;cluster"
+            if tag and tries > 1:  # an earlier try may have gone through after all
+                self._drop_duplicates(tag, keep=job_id)
+            return job_id
+
+    def find_tagged(self, tag: str, prefix: bool = False) -> List[str]:
+        """Job ids of this user's jobs whose comment carries ``tag`` (or, with ``prefix``, a tag
+        starting with it), oldest first."""
+        out = self.run(["squeue", "--noheader", "--states=all", f"--user={os.getuid()}", "--format=%i|%k"],
+                       backoff=CHANGE)
+        ids = []
+        for line in out.splitlines():
+            job_id, _, comment = line.partition("|")
+            base = split_job_id(job_id)[0]
+            if tag_in(comment, tag, prefix) and base and base not in ids:
+                ids.append(base)
+        return sorted(ids, key=int)
+
+    def _drop_duplicates(self, tag: str, keep: str) -> None:
+        extra = [j for j in self.find_tagged(tag) if j != keep]
+        if extra:
+            self.progress(f"cancelling {', '.join(extra)}: the same submission ({tag}) went through twice")
+            self.cancel(extra)
 
     def release(self, job_ids: Iterable[str]) -> None:
         ids = ",".join(job_ids)
         if ids:
-            self.run(["scontrol", "release", ids])
+            self.run(["scontrol", "release", ids], backoff=CHANGE)
 
-    def cancel(self, job_ids: Iterable[str], signal: Optional[str] = None, batch: bool = False) -> None:
+    def cancel(self, job_ids: Iterable[str], signal: Optional[str] = None, batch: bool = False,
+               ended_ok: bool = False) -> None:
+        """scancel the jobs; with ``ended_ok``, jobs that ended already (or left Slurm) are no error."""
         ids = list(job_ids)
         if not ids:
             return
@@ -80,7 +202,13 @@ class SlurmCli:
             argv.append(f"--signal={signal}")
         if batch:
             argv.append("--batch")
-        self.run(argv + ids)
+        try:
+            self.run(argv + ids, backoff=CHANGE)
+        except SlurmError as e:
+            gone = ("already completing or completed", "invalid job id", "job has already finished")
+            lines = [ln for ln in e.stderr.lower().splitlines() if ln.strip()]
+            if not (ended_ok and lines and all(any(g in ln for g in gone) for ln in lines)):
+                raise
 
     # -- queries ------------------------------------------------------------------------
 
@@ -128,3 +256,20 @@ class SlurmCli:
             return None
         self.accounting = True
         return parse_sacct(out)
+
+
+TAG_PREFIX = "forge:"
+
+
+def with_tag(argv: Sequence[str], tag: str) -> List[str]:
+    """``argv`` with ``forge:<tag>`` in its --comment (after the user's own comment, if any)."""
+    out = [a for a in argv if not a.startswith("--comment=")]
+    user = next((a.split("=", 1)[1] for a in argv if a.startswith("--comment=")), "")
+    user = " ".join(w for w in user.split() if not w.startswith(TAG_PREFIX))
+    comment = f"{user} {TAG_PREFIX}{tag}".strip()
+    return out[:-1] + [f"--comment={comment}", out[-1]]
+
+
+def tag_in(comment: str, tag: str, prefix: bool = False) -> bool:
+    want = f"{TAG_PREFIX}{tag}"
+    return any(w == want or (prefix and w.startswith(want)) for w in comment.split())

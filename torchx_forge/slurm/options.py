@@ -91,6 +91,40 @@ def configured_state_dir() -> str:
     return default_state_dir()
 
 
+def state_dir_origin(url: str) -> str:
+    """Which setting chose the state dir ``url`` (for error messages)."""
+    if os.environ.get("FORGE_STATE_DIR") and absolute(os.environ["FORGE_STATE_DIR"]) == absolute(url):
+        return "$FORGE_STATE_DIR"
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        if parser.has_option(BACKEND, "state_dir") and absolute(parser.get(BACKEND, "state_dir")) == absolute(url):
+            return f"[{BACKEND}] state_dir in {path}"
+    if absolute(url) == absolute(default_state_dir()):
+        return "the default (~/.torchx_forge; set $FORGE_STATE_DIR or [slurm_forge] state_dir in .torchxconfig)"
+    return "runopt 'state_dir'"
+
+
+def state_dir_error(url: str, e: OSError) -> ConfigError:
+    """The one-line error for a state dir forge cannot write to."""
+    return ConfigError(
+        f"state dir {url}", f"cannot write there ({e.strerror or e}); it comes from {state_dir_origin(url)}:"
+        " point it at a writable directory (shared with the compute nodes) or URL",
+    )
+
+
+def logs_origin(opts: ForgeOpts) -> str:
+    """Which setting chose the log dir (for error messages)."""
+    if opts.log_dir:
+        return "runopt 'log_dir'"
+    if opts.job_dir:
+        return "runopt 'job_dir' (JOB_DIR/logs; set runopt log_dir to put them elsewhere)"
+    return f"the state dir ({state_dir_origin(opts.state_dir)}; set runopt log_dir to put them elsewhere)"
+
+
 def _typed(opt: Option, val: Any) -> Any:
     """A -cfg/.torchxconfig value in the row's Python type, where the text allows (else kept as is)."""
     if isinstance(val, _Unparsed) or not isinstance(val, str) or opt.type_ is str:

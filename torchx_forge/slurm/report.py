@@ -4,7 +4,7 @@ retry policy in effect, a table of tasks). Pure text formatting."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppState, ReplicaStatus, Resource, Role, RoleStatus
@@ -80,10 +80,11 @@ def policy_lines(rec: AppRecord) -> List[str]:
     return ["retries:"] + [f"  {role}: {text}" for role, text in by_role.items()]
 
 
-def status_message(rec: AppRecord, views: List[TaskView]) -> str:
-    """The app message: counts per state (per step in a pipeline), the retry policy, then a table of tasks."""
+def status_message(rec: AppRecord, views: List[TaskView], notes: Sequence[str] = ()) -> str:
+    """The app message: counts per state (per step in a pipeline), what Slurm could not tell, the
+    retry policy, then a table of tasks."""
     head = f"{rec.name}: {len(views)} task(s) in {len(rec.jobs)} Slurm job(s) ({_counts(views)}); logs in {rec.log_dir}"
-    extra = step_lines(rec, views) + policy_lines(rec)
+    extra = [f"note: {n}" for n in notes] + step_lines(rec, views) + policy_lines(rec)
     if extra:
         head += "\n" + "\n".join(extra)
     shown = views
@@ -93,14 +94,14 @@ def status_message(rec: AppRecord, views: List[TaskView]) -> str:
         head += f"\n  showing {len(shown)} of {len(odd)} task(s) not SUCCEEDED"
     if not shown:
         return head
-    rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "RESUMED FROM", "NOTE"]]
+    rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "RESUMED FROM", "RETRIED AFTER", "NOTE"]]
     for v in shown:
         rows.append([f"{v.role}[{v.replica}]", v.key, v.slurm_state.value, _exit_text(v), v.host or "-", str(v.attempts),
-                     _short(v.resumed_from) or "-", v.reason])
+                     _short(v.resumed_from) or "-", ",".join(v.causes) or "-", v.reason])
     return head + "\n" + format_table(rows)
 
 
-def describe_response(rec: AppRecord, views: List[TaskView]) -> DescribeAppResponse:
+def describe_response(rec: AppRecord, views: List[TaskView], notes: Sequence[str] = ()) -> DescribeAppResponse:
     by_role: Dict[str, RoleStatus] = {}
     for v in views:
         by_role.setdefault(v.role, RoleStatus(v.role, [])).replicas.append(
@@ -123,7 +124,7 @@ def describe_response(rec: AppRecord, views: List[TaskView]) -> DescribeAppRespo
         app_id=rec.app_id,
         state=app_state(views),
         num_restarts=max((v.attempts for v in views), default=1) - 1,
-        msg=status_message(rec, views),
+        msg=status_message(rec, views, notes),
         roles=roles,
         roles_statuses=list(by_role.values()),
     )

@@ -237,6 +237,7 @@ class JobRequest:
             lines.append(f"export {key}={shlex.quote(shown)}")
         if self.array:
             lines.append(f'export FORGE_REPLICA_ID=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
+        lines.append(f"export FORGE_LOG_DIR={shlex.quote(o.logs)}")
         lines.append(f"mkdir -p {shlex.quote(o.logs)}")
         return lines
 

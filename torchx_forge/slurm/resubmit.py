@@ -27,6 +27,7 @@ import re
 import shlex
 import sys
 import time
+import uuid
 from dataclasses import replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -107,14 +108,16 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
     env = clean_env()
     extra = extra_retries or job.extra_retries
     argv = _resubmit_argv(job.argv, rec.app_id, tasks if job.job_kind is JobKind.ARRAY else None, extra, dependency)
-    new_id = cli.sbatch(argv, env=env)
+    tag = f"{rec.app_id}-again-{uuid.uuid4().hex[:8]}"  # a retried sbatch must not resubmit twice
+    new_id = cli.sbatch(argv, env=env, tag=tag)
     submitted = [new_id]
     try:
         companion = None
         if job.max_retries > 0:
             flags = [a for a in job.argv if a.startswith("--")]
             companion = cli.sbatch(
-                companion_argv(python, records.store.url, rec.app_id, new_id, rec.log_dir, rec.name, flags), env=env
+                companion_argv(python, records.store.url, rec.app_id, new_id, rec.log_dir, rec.name, flags), env=env,
+                tag=f"{tag}c",
             )
             submitted.append(companion)
         new = replace(
@@ -204,6 +207,9 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     if job is None:
         print(f"torchx-forge: app {app_id} has no job {job_id}", file=sys.stderr)
         return 1
+    if records.cancelled(rec.app_id):
+        print(f"torchx-forge: app {rec.app_id} was cancelled; nothing to retry", flush=True)
+        return 0
     cli = SlurmCli()
     print(f"torchx-forge: job {job.job_id} ended badly; retry policy {job.policy().describe()}", flush=True)
     hist = _wait_for_ends(cli, job, [k for k, _, _, _ in job.task_keys()])
@@ -218,8 +224,12 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     new = resubmit(cli, records, rec, job, tasks, sys.executable)
     what = ", ".join(f"{r}[{k}]" for r, k, _ in chosen)
     print(f"torchx-forge: resubmitted {what} as job {new.job_id} (companion {new.companion})", flush=True)
-    for dep in follow_dependents(cli, records, rec, job.job_id, new, sys.executable):
+    added = [new] + follow_dependents(cli, records, rec, job.job_id, new, sys.executable)
+    for dep in added[1:]:
         print(f"torchx-forge: resubmitted the dependent job {dep.retry_of} as {dep.job_id}", flush=True)
+    if records.cancelled(rec.app_id):  # cancelled while this ran: take back what it added
+        cli.cancel([i for j in added for i in (j.job_id, j.companion) if i], ended_ok=True)
+        print(f"torchx-forge: app {rec.app_id} was cancelled meanwhile; cancelled the resubmitted jobs", flush=True)
     return 0
 
 

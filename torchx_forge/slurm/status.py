@@ -11,17 +11,19 @@ number of apps, shared by ``describe`` and ``list``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx.specs import AppState
 
 from torchx_forge.core import layout
-from torchx_forge.core.states import SlurmState
+from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
+from torchx_forge.core.states import FileState, Outcome, SlurmState
+from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.parse import APP_STATES, JobRow, TaskHistory, group_attempts
 from torchx_forge.state.records import AppRecord, JobRecord, Records
-from torchx_forge.state.taskfile import TaskReport
+from torchx_forge.state.taskfile import AttemptReport, TaskReport
 
 
 @dataclass
@@ -40,6 +42,7 @@ class TaskView:
     source: str = ""
     resumed_from: str = ""
     retry_pending: bool = False
+    causes: List[str] = field(default_factory=list)  # what ended each earlier attempt, oldest first
 
     def __post_init__(self) -> None:
         if not isinstance(self.slurm_state, SlurmState):  # a state as Slurm prints it
@@ -63,25 +66,56 @@ class TaskView:
 
 def task_views(
     rec: AppRecord,
-    squeue: Iterable[JobRow],
+    squeue: Optional[Iterable[JobRow]],
     sacct: Optional[Iterable[JobRow]],
     reports: Mapping[str, TaskReport],
     cancelled: bool = False,
 ) -> List[TaskView]:
-    """One TaskView per replica, in role/replica order (a resubmitted replica: its newest job)."""
-    live = {r.key: r for r in squeue}
+    """One TaskView per replica, in role/replica order (a resubmitted replica: its newest job).
+
+    ``squeue`` None: the controller did not answer, so a task whose state file says it runs is
+    taken as running (its last report), not as lost.
+    """
+    live_known = squeue is not None
+    live = {r.key: r for r in squeue or []}
     history = group_attempts(sacct or [])
     every_key = rec.all_keys()
     views = []
     for key, role, replica, job in rec.tasks():
         report = reports.get(layout.task_key(role, replica))
-        view = _view(key, role, replica, live.get(key), history.get(key), report, cancelled)
+        view = _view(key, role, replica, live.get(key), history.get(key), report, cancelled, live_known)
         earlier = sum(history[k].attempts for k in every_key.get((role, replica), []) if k != key and k in history)
         if earlier:  # attempts under earlier job ids (resubmissions) count too
             view.attempts = max(view.attempts, earlier + (history[key].attempts if key in history else 1))
+        view.causes = attempt_causes(every_key.get((role, replica), [key]), history, report)
         _mark_retry(view, job, live, history, cancelled)
         views.append(view)
     return views
+
+
+def _cause(state: Optional[SlurmState], entry: Optional[AttemptReport]) -> str:
+    """What ended one attempt: Slurm's end state, or for a requeue what the launcher saw."""
+    if state is not None and state not in (SlurmState.REQUEUED, SlurmState.UNKNOWN):
+        return str(state)
+    if entry is not None and entry.warned_by:
+        return str(SlurmState.PREEMPTED) if entry.warned_by in STOPPED_FROM_OUTSIDE else "warned"
+    if entry is not None and entry.outcome is Outcome.FAILED:
+        return str(SlurmState.FAILED)
+    if entry is not None and entry.outcome is Outcome.STOPPED:
+        return "KILLED"
+    return str(state) if state is not None else "?"
+
+
+def attempt_causes(keys: Sequence[str], history: Mapping[str, TaskHistory], report: Optional[TaskReport]) -> List[str]:
+    """What ended every attempt of a task but its latest, oldest first: NODE_FAIL, PREEMPTED, TIMEOUT,
+    ``warned`` (the pre-timeout warning, then a requeue), FAILED ... from sacct's row of each attempt
+    and, for requeues, the launcher's own record of why the program stopped."""
+    entries = {e.attempt: e for e in (report.history if report else ())}
+    rows = [row for k in keys if k in history for row in history[k].rows]
+    if rows:
+        return [_cause(row.state, entries.get(i)) for i, row in enumerate(rows[:-1])]
+    ordered = sorted(entries.values(), key=lambda e: e.attempt)
+    return [_cause(None, e) for e in ordered[:-1]]
 
 
 def _mark_retry(view: TaskView, job: JobRecord, live: Mapping[str, JobRow], history: Mapping[str, TaskHistory],
@@ -98,24 +132,26 @@ def _mark_retry(view: TaskView, job: JobRecord, live: Mapping[str, JobRow], hist
 
 
 def task_views_from_rows(rows: Iterable[JobRow]) -> List[TaskView]:
-    """Views for a job without a record, named like TorchX's slurm scheduler does (``role-i``)."""
+    """Views for a job without a record: an array task's replica is its task id (its role the job
+    name); a het component named ``role-i`` (TorchX's slurm scheduler) is replica i of role, any
+    other job is replica (het offset) of a role named after the job."""
     views = []
-    counters: Dict[str, int] = {}
     for key, hist in group_attempts(rows).items():
         last = hist.last
-        role, _, idx = last.name.rpartition("-")
-        if not (role and idx.isdigit()):
-            role, idx = last.name or "job", str(counters.get(last.name, 0))
-        counters[last.name] = counters.get(last.name, 0) + 1
+        role, replica = last.name or "job", last.task if last.task is not None else (last.het or 0)
+        base, _, idx = last.name.rpartition("-")
+        if last.task is None and base and idx.isdigit():
+            role, replica = base, int(idx)
         views.append(
-            TaskView(role=role, replica=int(idx), key=key, slurm_state=last.state, exit_code=last.exit_code,
-                     signal=last.signal, host=last.nodes, attempts=hist.attempts, reason=last.reason)
+            TaskView(role=role, replica=replica, key=key, slurm_state=last.state, exit_code=last.exit_code,
+                     signal=last.signal, host=last.nodes, attempts=hist.attempts,
+                     reason=last.reason if last.reason not in ("None", "") else "")
         )
-    return views
+    return sorted(views, key=lambda v: (v.role, v.replica))
 
 
 def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optional[TaskHistory],
-          report: Optional[TaskReport], cancelled: bool) -> TaskView:
+          report: Optional[TaskReport], cancelled: bool, live_known: bool = True) -> TaskView:
     view = TaskView(role=role, replica=replica, key=key, slurm_state=SlurmState.UNKNOWN)
     if hist is not None:
         last = hist.last
@@ -130,14 +166,15 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
         if not live.state.final:
             view.exit_code = view.signal = None
     if report is not None:
-        _merge_report(view, report, in_queue=live is not None or hist is not None, cancelled=cancelled)
+        _merge_report(view, report, in_queue=live is not None or hist is not None, cancelled=cancelled,
+                      live_known=live_known)
     if view.slurm_state is SlurmState.UNKNOWN and cancelled:
         view.slurm_state = SlurmState.CANCELLED
     return view
 
 
-def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled: bool) -> None:
-    """Use the launcher's own report where Slurm has nothing (no accounting, or a lag)."""
+def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled: bool, live_known: bool = True) -> None:
+    """Use the launcher's own report where Slurm has nothing (no accounting, a lag, a daemon down)."""
     view.attempts = max(view.attempts, report.attempts)
     view.resumed_from = report.resumed_from
     if not view.host:
@@ -152,6 +189,9 @@ def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled:
     view.exit_code = report.exit_code
     if report.state is None:
         view.slurm_state = SlurmState.UNKNOWN
+        return
+    if report.state is FileState.RUNNING and not live_known:
+        view.slurm_state, view.reason = SlurmState.RUNNING, "as of its last report (Slurm did not answer)"
         return
     view.slurm_state, view.reason = report.state.as_slurm(cancelled, report.stopped_by)
     view.reason = report.note or view.reason
@@ -194,23 +234,53 @@ def thaw(final: Mapping[str, Any]) -> List[TaskView]:
 
 def _needs_reports(rec: AppRecord, history: Optional[List[JobRow]]) -> bool:
     """Task state files are read when there is no accounting, when retries may have left notes,
-    or while sacct lags (tasks it does not report yet, exit codes squeue lacks)."""
+    while sacct lags (tasks it does not report yet, exit codes squeue lacks), and once every task
+    has ended (the status about to be frozen keeps the launchers' notes)."""
     if history is None or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
         return True
-    known = {r.key for r in history}
-    return any(key not in known for key, _, _, _ in rec.tasks())
+    last = {r.key: r for r in history}
+    keys = [key for key, _, _, _ in rec.tasks()]
+    return any(key not in last for key in keys) or all(last[key].state.final for key in keys)
 
 
-def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Dict[str, List[TaskView]]:
-    """The task views of every app in ``recs``, by app id: one squeue and one sacct for all of them.
+@dataclass
+class Gathered:
+    """Task views by app id, and what Slurm could not tell (shown in every app's status)."""
+
+    views: Dict[str, List[TaskView]]
+    notes: List[str]
+
+
+def _ask(what: Callable[[], Optional[List[JobRow]]], fails: str, notes: List[str]) -> Tuple[bool, Optional[List[JobRow]]]:
+    """(answered, rows) of one Slurm query; a failure becomes a note instead of an error."""
+    try:
+        return True, what()
+    except SlurmError as e:
+        notes.append(f"{fails} ({e.argv[0]}: {e.first_line})")
+        return False, None
+
+
+def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Gathered:
+    """The task views of every app in ``recs``: one squeue and one sacct for all of them.
 
     Apps that settled before are answered from their records (no Slurm call); apps that settle
-    now are frozen into their records.
+    now are frozen into their records. When squeue or sacct fails (a daemon down, a network
+    fault), the answer comes from what is left (sacct or squeue, and the tasks' state files), is
+    not frozen, and says so in ``notes``.
     """
     pending = [r for r in recs if not r.final]
     ids = [j for r in pending for j in r.job_ids(companions=True)]
-    live = cli.squeue(ids) if ids else []
-    history = cli.sacct(ids) if ids else []
+    notes: List[str] = []
+    live: Optional[List[JobRow]] = []
+    history: Optional[List[JobRow]] = []
+    complete = True
+    if ids:
+        answered, live = _ask(lambda: cli.squeue(ids), "the Slurm controller did not answer: states come from"
+                              " accounting and the tasks' state files, and may be stale", notes)
+        complete &= answered
+        answered, history = _ask(lambda: cli.sacct(ids), "accounting (slurmdbd) is unreachable: states come from"
+                                 " squeue and the tasks' state files", notes)
+        complete &= answered
     out: Dict[str, List[TaskView]] = {}
     for rec in recs:
         if rec.final:
@@ -222,7 +292,7 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Dict[s
             reports = records.task_reports(rec.app_id)
             cancelled = records.cancelled(rec.app_id)
         views = out[rec.app_id] = task_views(rec, live, history, reports, cancelled)
-        if is_settled(views):
+        if complete and is_settled(views):
             rec.final = freeze(views)
             records.save(rec)
-    return out
+    return Gathered(out, notes)

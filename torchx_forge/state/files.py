@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 
 def is_url(path: str) -> bool:
@@ -39,6 +39,23 @@ def private_makedirs(path: str) -> None:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+
+
+def dir_problem(path: str, min_free: int = 1 << 20) -> Optional[str]:
+    """Why the local directory ``path`` cannot take new files (None when it can): it is created
+    when missing, written to once, and must have ``min_free`` bytes free."""
+    try:
+        private_makedirs(path)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".forge-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write there ({e.strerror})"
+    st = os.statvfs(path)
+    free = st.f_bavail * st.f_frsize
+    if free < min_free:
+        return f"its file system is full ({free // 1024} KiB free)"
+    return None
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:

@@ -66,6 +66,13 @@ class Store:
         data = self.read_bytes(rel)
         return None if data is None else json.loads(data)
 
+    def remove(self, rel: str) -> None:
+        """Delete ``rel`` (nothing when it is gone already)."""
+        try:
+            self.fs.rm_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
     def exists(self, rel: str) -> bool:
         return bool(self.fs.exists(self.path(rel)))
 

@@ -22,7 +22,7 @@ from torchx_forge.state.files import read_file, write_file
 
 #: keys of the latest attempt copied to the top level of the file
 _TOP_KEYS = ("state", "exit_code", "host", "attempt", "job_id", "outcome", "note", "resumed_from", "stopped_by",
-             "start", "end")
+             "warned_by", "start", "end")
 
 
 class TaskFile:
@@ -89,6 +89,28 @@ class TaskFile:
 
 
 @dataclass(frozen=True)
+class AttemptReport:
+    """One attempt as its launcher recorded it."""
+
+    attempt: int
+    job_key: str
+    outcome: Optional[Outcome]
+    warned_by: str = ""  # the signal that warned the program: USR1 (time limit), TERM (preemption, cancel)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AttemptReport:
+        return cls(int(obj.get("attempt", 0)), str(obj.get("job_key", "")), _outcome(obj.get("outcome")),
+                   str(obj.get("warned_by") or ""))
+
+
+def _outcome(raw: object) -> Optional[Outcome]:
+    try:
+        return Outcome(raw)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
 class TaskReport:
     """What a task's state file says, typed (the reader side: status, retries, results)."""
 
@@ -100,21 +122,19 @@ class TaskReport:
     note: str
     resumed_from: str
     stopped_by: Optional[int]
+    history: Tuple[AttemptReport, ...] = ()
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TaskReport:
-        try:
-            outcome: Optional[Outcome] = Outcome(obj.get("outcome"))
-        except ValueError:
-            outcome = None
         code = obj.get("exit_code")
         return cls(
             state=FileState.parse(obj.get("state")),
-            outcome=outcome,
+            outcome=_outcome(obj.get("outcome")),
             exit_code=int(code) if code is not None else None,
             host=str(obj.get("host") or ""),
             attempts=max(int(obj.get("attempt", 0)) + 1, len(obj.get("history") or [])),
             note=str(obj.get("note") or ""),
             resumed_from=str(obj.get("resumed_from") or ""),
             stopped_by=obj.get("stopped_by"),
+            history=tuple(AttemptReport.from_json(h) for h in obj.get("history") or [] if isinstance(h, dict)),
         )

@@ -54,6 +54,7 @@ def main() -> None:
     if rank == 0:
         json.dump({"loss": loss.item()}, open(os.path.join(os.environ.get("FORGE_RESULT_DIR", "."), "metrics.json"), "w"))
     dist.destroy_process_group()
+    runtime.finished()  # every node: all steps are done
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def main() -> None:
         csv.writer(f).writerows([["step", "loss"]] + [[k, v["loss"]] for k, v in metrics.items()])
     result = os.environ.get("FORGE_RESULT_DIR", ".")
     json.dump({"loss": loss, "w": state["w"]}, open(os.path.join(result, "metrics.json"), "w"))
+    runtime.finished()  # (4) really done: an end right after a warning is not taken for an interruption
     print(f"done: w={state['w']:.4f} loss={loss:.6f}")
 
 

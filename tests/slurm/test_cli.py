@@ -1,0 +1,91 @@
+"""The one place Slurm commands run: transient failures retried within bounds, sbatch never twice.
+
+Slurm is replaced by a script of answers at the one injection point (``SlurmCli._once``); the same
+behaviour against the real cluster is in tests/test_faults_slurm.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pytest
+
+from torchx_forge.errors import SlurmError
+from torchx_forge.slurm.cli import Backoff, SlurmCli, is_transient, tag_in, with_tag
+
+TIMEOUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+
+
+class ScriptedCli(SlurmCli):
+    """Answers each command from a list of (returncode, stdout, stderr), per program name."""
+
+    def __init__(self, answers: Dict[str, List[Tuple[int, str, str]]]) -> None:
+        self.pauses: List[float] = []
+        self.said: List[str] = []
+        super().__init__(progress=self.said.append, sleep=self.pauses.append)
+        self.answers = answers
+
+    def _once(self, argv: Sequence[str], env: Optional[Dict[str, str]]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        queue = self.answers[argv[0]]
+        code, out, err = queue.pop(0) if len(queue) > 1 else queue[0]
+        return subprocess.CompletedProcess(list(argv), code, out, err)
+
+
+def test_transient_errors_are_told_apart():
+    assert is_transient(TIMEOUT)
+    assert is_transient("sacct: error: Problem talking to the database: Connection refused")
+    assert is_transient("squeue: error: Unable to contact slurm controller (connect failure)")
+    assert is_transient("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying")
+    assert not is_transient("sbatch: error: invalid partition specified: nope")
+
+
+def test_a_transient_failure_is_tried_again_after_a_pause():
+    cli = ScriptedCli({"squeue": [(1, "", "squeue: error: Socket timed out on send/recv operation"), (0, "ok", "")]})
+    assert cli.run(["squeue"]) == "ok"
+    assert len(cli.calls) == 2 and cli.pauses == [0.5] and "trying again" in cli.said[0]
+
+
+def test_a_persistent_transient_failure_stops_within_its_bounds_and_says_so():
+    cli = ScriptedCli({"squeue": [(1, "", "squeue: error: Socket timed out on send/recv operation")]})
+    with pytest.raises(SlurmError) as e:
+        cli.run(["squeue"], backoff=Backoff(tries=3, first=0.5, budget=8.0))
+    assert len(cli.calls) == 3 and cli.pauses == [0.5, 1.0]
+    assert e.value.transient and "tried 3 times" in str(e.value) and "Fix the request" not in str(e.value)
+
+
+def test_a_request_error_is_not_retried():
+    cli = ScriptedCli({"sbatch": [(1, "", "sbatch: error: invalid partition specified: nope")]})
+    with pytest.raises(SlurmError) as e:
+        cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0")
+    assert len(cli.calls) == 1 and not e.value.transient
+    assert "Fix the request above" in str(e.value)
+
+
+def test_sbatch_tags_its_job_in_the_comment_after_the_users_own():
+    argv = with_tag(["sbatch", "--parsable", "--comment=my run", "s.sh"], "20261201-ab-0")
+    assert argv == ["sbatch", "--parsable", "--comment=my run forge:20261201-ab-0", "s.sh"]
+    assert with_tag(argv, "other-1")[-2] == "--comment=my run forge:other-1"  # a resubmission gets its own tag
+    assert tag_in("my run forge:sub-0", "sub-0") and not tag_in("forge:sub-01", "sub-0")
+    assert tag_in("forge:sub-0c", "sub-", prefix=True)
+
+
+def test_sbatch_whose_answer_was_lost_is_found_not_submitted_again():
+    cli = ScriptedCli({
+        "sbatch": [(1, "", TIMEOUT)],
+        "squeue": [(0, "41|forge:sub-0\n40|forge:other-1\n", "")],
+    })
+    assert cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0") == "41"
+    assert [c[0] for c in cli.calls] == ["sbatch", "squeue", "squeue"]  # found it; then looked for twins
+    assert any("went through after all" in s for s in cli.said)
+
+
+def test_sbatch_retried_after_a_failure_cancels_a_twin_that_shows_up():
+    cli = ScriptedCli({
+        "sbatch": [(1, "", TIMEOUT), (0, "42\n", "")],
+        "squeue": [(0, "", ""), (0, "41|forge:sub-0\n42|forge:sub-0\n", "")],
+        "scancel": [(0, "", "")],
+    })
+    assert cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0") == "42"
+    assert ["scancel", "41"] in cli.calls

@@ -1,0 +1,100 @@
+"""Finishing or rolling back submissions whose client died between ``sbatch --hold`` and the release.
+
+Every submission writes an intent before its first sbatch (:mod:`torchx_forge.state.intents`) and
+submits a small **guard job** first, not held, that starts ``FORGE_HOLD_LIMIT`` seconds later
+(default 300). A client that gets through cancels its guard. If the client dies, whichever comes
+first recovers the submission: any later forge command that finds the intent stale, or the guard
+job. The app record was written: the held jobs are released (the submission finishes). It was
+not: they are cancelled (it rolls back). So a held job outlives its client by at most the hold
+limit, plus the time the guard job waits for a free CPU.
+
+    python -m torchx_forge.slurm.recover --state-dir DIR --submission ID     (the guard job)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from typing import List, Optional, Sequence
+
+from torchx_forge.core import layout
+from torchx_forge.errors import SlurmError
+from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.state.intents import Intent, Intents
+from torchx_forge.state.records import Records
+from torchx_forge.state.store import Store
+
+MODULE = "torchx_forge.slurm.recover"
+#: seconds a held job may outlive its client (the guard job's start delay)
+HOLD_LIMIT = int(os.environ.get("FORGE_HOLD_LIMIT", "300"))
+#: an intent nobody touched for this long has lost its client (longer than an sbatch may retry)
+STALE_AFTER = min(HOLD_LIMIT, 180)
+
+
+def guard_argv(python: str, state_dir: str, submission: str, log_dir: str, app_name: str,
+               flags: Sequence[str]) -> List[str]:
+    """sbatch command of a submission's guard job; ``flags``: the first job's partition/account/qos."""
+    command = shlex.join([python, "-m", MODULE, "--state-dir", state_dir, "--submission", submission])
+    keep = [f for f in flags if f.split("=", 1)[0] in ("--partition", "--account", "--qos")]
+    return [
+        "sbatch", "--parsable", f"--begin=now+{HOLD_LIMIT}", f"--job-name={layout.safe_name(app_name)}-guard",
+        "--time=00:15:00", "--nodes=1", "--ntasks=1", "--cpus-per-task=1", "--mem=128", "--no-requeue",
+        f"--output={layout.guard_log(log_dir.replace('%', '%%'), app_name, submission)}", *keep, f"--wrap={command}",
+    ]
+
+
+def recover(cli: SlurmCli, records: Records, intents: Intents, intent: Intent, cancel_guard: bool = True) -> str:
+    """Finish ``intent`` (release its jobs) when its record was written, else roll it back."""
+    rec = records.load(intent.app_id) if intent.app_id else None
+    if rec is not None:
+        try:
+            cli.release(rec.job_ids(companions=True))
+        except SlurmError as e:  # released already (the client died right after), or ended
+            if not any(w in e.stderr.lower() for w in ("already", "invalid job id", "completed")):
+                raise
+        what = f"finished: released app slurm_forge://torchx/{rec.app_id} ({intent.app_name})"
+    else:
+        ids = sorted(set(intent.jobs) | set(cli.find_tagged(intent.tag, prefix=True)) - {intent.guard}, key=int)
+        cli.cancel(ids)
+        what = f"rolled back: cancelled {', '.join(ids) or 'nothing'} ({intent.app_name} never got an app id)"
+    if cancel_guard and intent.guard:
+        cli.cancel([intent.guard])
+    intents.done(intent)
+    return f"submission {intent.submission}, whose client stopped before it ended, {what}"
+
+
+def recover_stale(cli: SlurmCli, records: Records, after: float = STALE_AFTER) -> List[str]:
+    """Recover every stale submission in the state dir; returns what was done, one line each."""
+    intents = Intents(records.store)
+    return [recover(cli, records, intents, i) for i in intents.pending() if i.stale(after)]
+
+
+def guard(state_dir: str, submission: str, poll: float = 10.0, limit: float = 600.0) -> int:
+    """The guard job: wait while the client still works on the submission, then recover it."""
+    records = Records(Store(state_dir))
+    intents = Intents(records.store)
+    deadline = time.monotonic() + limit
+    while True:
+        intent = intents.load(submission)
+        if intent is None:
+            print(f"torchx-forge: submission {submission} ended normally; nothing to do", flush=True)
+            return 0
+        if intent.stale(STALE_AFTER) or time.monotonic() > deadline:
+            print(f"torchx-forge: {recover(SlurmCli(), records, intents, intent, cancel_guard=False)}", flush=True)
+            return 0
+        time.sleep(poll)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--submission", required=True)
+    args = p.parse_args(argv)
+    sys.exit(guard(args.state_dir, args.submission))
+
+
+if __name__ == "__main__":
+    main()

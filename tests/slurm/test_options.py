@@ -214,3 +214,27 @@ def test_logs_need_a_file_system_for_remote_state_dir():
         ForgeOpts(state_dir="s3://bucket/forge").logs
     assert info.value.where == "runopt 'log_dir'" and "s3://bucket/forge" in str(info.value)
     assert ForgeOpts(state_dir="s3://bucket/forge", log_dir="/shared/l").logs == os.path.abspath("/shared/l")
+
+
+# -- one row, every face ------------------------------------------------------------------------
+
+
+def test_an_option_row_gives_a_runopt_a_cluster_key_and_an_sbatch_flag(tmp_path):
+    from torchx.specs import AppDef, Role
+
+    from torchx_forge.experiment.schema import CLUSTER_SCHEMA
+    from torchx_forge.slurm.jobs import build_request
+
+    assert "reservation" in {k for k, _ in build_runopts()}
+    assert "reservation" in CLUSTER_SCHEMA
+    o = ForgeOpts.from_cfg(build_runopts().resolve({"reservation": "maint-42", "state_dir": str(tmp_path)}))
+    argv = build_request(AppDef("a", roles=[Role("r", image="", entrypoint="true")]), o).jobs[0].argv("s.sh")
+    assert "--reservation=maint-42" in argv
+
+
+def test_every_option_is_either_read_by_forge_or_an_sbatch_flag():
+    from torchx_forge.core.options import OPTIONS
+    from torchx_forge.slurm.options import TYPED_FIELDS
+
+    silent = [o.name for o in OPTIONS if o.field not in TYPED_FIELDS and not o.sbatch]
+    assert not silent, f"options nobody reads: {silent}"

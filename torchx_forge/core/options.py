@@ -266,6 +266,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("container_image", str, "Container image for every role (default: each role's image)."),
     Option("container_mounts", str,
            "Bind mounts for the container, SRC:DST[,SRC:DST...] (apptainer --bind / pyxis --container-mounts)."),
+    Option("reservation", str, "Run in this reservation (sbatch --reservation).", sbatch="reservation",
+           cluster="reservation"),
     Option("comment", str, "Comment to set on the Slurm jobs.", sbatch="comment"),
     Option("mail-user", str, "User to mail on job events.", sbatch="mail-user"),
     Option("mail-type", str, "Job events to mail on (e.g. END,FAIL).", sbatch="mail-type"),

@@ -204,14 +204,14 @@ def test_more_tasks_than_max_job_count_are_refused_before_submitting(state_dir: 
     limit = int(re.search(r"MaxJobCount\s*=\s*(\d+)", subprocess.run(["scontrol", "show", "config"],
                           capture_output=True, text=True).stdout).group(1))
     n = limit + 2000
-    before = len(squeue_rows())
+    before = {r[0] for r in squeue_rows()}
     t0 = time.monotonic()
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.grid", "--name", "huge", "--axes",
                    f"run.env.I=[{','.join(map(str, range(n)))}]", "--", "true", timeout=300)
     assert p.returncode != 0
     assert f"MaxJobCount of {limit:,}" in p.stderr and f"needs {n + 1:,} Slurm job records" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and time.monotonic() - t0 < 120
-    assert len(squeue_rows()) == before  # nothing was submitted
+    assert {r[0] for r in squeue_rows()} <= before  # nothing was submitted
 
 
 # -- 4, 5. the client killed between sbatch and release --------------------------------------------
@@ -332,7 +332,7 @@ def test_a_program_without_checkpoints_that_finishes_in_the_grace_time_runs_once
 
 
 def test_a_read_only_or_full_log_dir_is_refused_before_submitting(state_dir: Path, tmp_path: Path):
-    before = len(squeue_rows())
+    before = {r[0] for r in squeue_rows()}
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"log_dir={ro}", "utils.echo")
         assert p.returncode != 0 and f"log dir {ro}" in p.stderr and "Read-only" in p.stderr, p.stderr
@@ -340,7 +340,7 @@ def test_a_read_only_or_full_log_dir_is_refused_before_submitting(state_dir: Pat
     with tmpfs(tmp_path / "full", "size=64k") as full:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"log_dir={full}", "utils.echo")
         assert p.returncode != 0 and "is full" in p.stderr, p.stderr
-    assert len(squeue_rows()) == before
+    assert {r[0] for r in squeue_rows()} <= before
 
 
 def test_a_task_whose_log_dir_fills_up_is_not_a_clean_success(state_dir: Path, tmp_path: Path):

@@ -149,7 +149,11 @@ def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(state_
         app = grid("sh", "-c", "echo task $FORGE_RUN_INDEX", axes=axes, name="thousand")
         sched = runner._scheduler("slurm_forge")
         handle = runner.run(app, scheduler="slurm_forge")
-        assert [c[0] for c in sched.cli.calls] == ["sbatch", "scontrol"], sched.cli.calls  # one sbatch, one release
+        # the app: one sbatch and one release; around them its guard job (submitted first, cancelled
+        # once the release went through) and, once per 10 minutes, the cluster's limits (scontrol show config)
+        kinds = [c[0] if c[0] != "scontrol" else f"scontrol {c[1]}" for c in sched.cli.calls]
+        assert [k for k in kinds if k != "scontrol show"] == ["sbatch", "sbatch", "scontrol release", "scancel"], kinds
+        assert any(a.startswith("--begin=") for a in [c for c in sched.cli.calls if c[0] == "sbatch"][0])
         status = runner.wait(handle, wait_interval=5)
         assert status.state == specs.AppState.SUCCEEDED
     app_id = handle.rsplit("/", 1)[1]

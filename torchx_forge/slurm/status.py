@@ -168,6 +168,9 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
     if report is not None:
         _merge_report(view, report, in_queue=live is not None or hist is not None, cancelled=cancelled,
                       live_known=live_known)
+        if not live_known and report.state is FileState.RUNNING and view.slurm_state.waiting:
+            # no squeue: the launcher's report of a start is fresher than accounting's lagging PENDING
+            view.slurm_state, view.reason = SlurmState.RUNNING, "as of its last report (Slurm did not answer)"
     if view.slurm_state is SlurmState.UNKNOWN and cancelled:
         view.slurm_state = SlurmState.CANCELLED
     return view

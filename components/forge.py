@@ -19,6 +19,7 @@ from torchx import specs
 from torchx_forge.appdef.stages import pipeline_appdef
 from torchx_forge.appdef.sweep import build_appdef
 from torchx_forge.errors import ConfigError
+from torchx_forge.experiment.generators import is_call
 from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment, validate
@@ -66,13 +67,21 @@ def grid(
     time: str = "",
     max_runs: int = 0,
     local_parallel: int = 0,
+    random: str = "",
+    samples: int = 0,
+    seed: int = 0,
 ) -> specs.AppDef:
-    """A one-off grid sweep of a command, no file needed: every combination of the axes is a run.
+    """A one-off sweep of a command, no file needed: every combination of the axes is a run
+    (times ``samples`` random draws of the ``random`` keys, for a random search).
 
     Args:
         command: the program and its fixed arguments (after --)
-        axes: 'KEY=[v1,v2];KEY2=[...]'; a KEY without dots is an argument (--KEY v), otherwise any
-            experiment key such as run.env.SEED or cluster.cpus_per_task
+        axes: 'KEY=[v1,v2];KEY2=range(0,100)'; a KEY without dots is an argument (--KEY v),
+            otherwise any experiment key such as run.env.SEED or cluster.cpus_per_task. Values:
+            a list, or range(start,stop[,step]), linspace(start,stop,num), logspace(start,stop,num),
+            choice(a,b,...)
+        random: random-search keys, 'KEY=DIST;...' with DIST interval(lo,hi), tag(log,interval(lo,hi)),
+            int(interval(lo,hi)) or choice(a,b,...); needs samples
         name: experiment name (names the jobs and the role)
         cpus: CPUs per run
         gpus: GPUs per node per run
@@ -81,26 +90,39 @@ def grid(
         time: time limit per run (Slurm format)
         max_runs: keep only the first N runs (0: all)
         local_parallel: outside Slurm, run at most this many points at once
+        samples: random search: how many draws of the random keys (with each grid point)
+        seed: random search: the seed (the same seed gives the same runs and run ids)
     """
     if not command:
         raise ConfigError("forge.grid", "give the command to sweep after --, e.g. -- python train.py")
-    shared: Dict[str, Any] = {}
-    for key, values in parse_overrides([axes]):
-        path = key if "." in key else f"run.args.{key}"
-        if path in shared:
-            raise ConfigError(f"forge.grid --axes {key}", "is given twice; give each axis once, with all its values")
-        shared[path] = values if isinstance(values, list) else [values]
+    shared = _keyed("axes", axes, lambda v: v if isinstance(v, list) or is_call(v) else [v])
+    sweep_section: Dict[str, Any] = {"shared_axes": shared} if shared else {}
+    if random or samples:
+        if not (random and samples):
+            raise ConfigError("forge.grid --random/--samples", "a random search needs both: the keys to draw"
+                              " (--random 'lr=tag(log,interval(1e-5,1e-1))') and how many draws (--samples N)")
+        sweep_section["random"] = {"samples": samples, "seed": seed, "params": _keyed("random", random, lambda v: v)}
     cluster: Dict[str, Any] = {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes}
     if mem:
         cluster["mem"] = mem
     if time:
         cluster["time_limit"] = time
-    sweep_section: Dict[str, Any] = {"shared_axes": shared}
     if max_runs:
         sweep_section["max_runs"] = max_runs
     cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
-    exp = validate(cfg, Source("forge.grid --axes"), os.getcwd())
+    exp = validate(cfg, Source("forge.grid"), os.getcwd())
     return build_appdef(exp, _tables(), local_parallel=local_parallel or None)
+
+
+def _keyed(option: str, text: str, value: Callable[[Any], Any]) -> Dict[str, Any]:
+    """``'lr=[1,2];run.env.X=range(0,3)'`` -> {run.args.lr: ..., run.env.X: ...}; each key once."""
+    out: Dict[str, Any] = {}
+    for key, raw in parse_overrides([text] if text else []):
+        path = key if "." in key else f"run.args.{key}"
+        if path in out:
+            raise ConfigError(f"forge.grid --{option} {key}", "is given twice; give each key once, with all its values")
+        out[path] = value(raw)
+    return out
 
 
 def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:

@@ -233,3 +233,29 @@ def test_preview_json_lists_every_run(tmp_path: Path):
     assert [r["index"] for r in rows] == [0, 1, 2, 3]
     assert rows[3] == {"index": 3, "id": rows[3]["id"], "case": "sgd",
                        "params": {"run.args.opt": "sgd", "run.args.lr": 0.1, "run.args.momentum": 0.0}}
+
+
+def test_generators_and_random_search_run_the_runs_preview_shows(state_dir: Path, tmp_path: Path):
+    exp = tmp_path / "rnd.yaml"
+    exp.write_text(
+        "name: rnd\n"
+        "run: {command: [echo]}\n"
+        "sweep:\n"
+        "  shared_axes: {run.args.x: 'range(0, 3)'}\n"
+        "  random: {samples: 4, seed: 7, params: {run.args.lr: 'tag(log, interval(1e-4, 1e-1))', run.args.o: [a, b]}}\n"
+    )
+    preview = run_torchx("forge", "preview", "--config", str(exp), "--json")
+    rows = [json.loads(line) for line in preview.stdout.splitlines()]
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(exp)))
+    assert "State: SUCCEEDED" in _wait_done(handle)
+    for r in (rows[0], rows[5], rows[11]):
+        p = r["params"]
+        log = run_torchx("log", "--streams", "stdout", f"{handle}/rnd/{r['index']}").stdout
+        assert log.strip() == f"rnd/{r['index']} --x {p['run.args.x']} --lr {p['run.args.lr']} --o {p['run.args.o']}", log
+    # the command line form gives the same runs, run ids included
+    dry = run_torchx("run", "--dryrun", "--scheduler", "slurm_forge", "forge.grid", "--name", "rnd", "--axes",
+                     "x=range(0,3)", "--random", "lr=tag(log, interval(1e-4, 1e-1));o=[a,b]", "--samples", "4",
+                     "--seed", "7", "--", "echo")
+    assert dry.returncode == 0, dry.stderr
+    assert re.findall(r"rnd/\d+\s+(run-[0-9a-f]{8})", dry.stdout) == [r["id"] for r in rows]

@@ -6,9 +6,10 @@ import textwrap
 import pytest
 import yaml
 
+from torchx_forge.core.runtable import render_value
+from torchx_forge.core.space import Listed
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.overrides import get_path, parse_overrides, set_path
-from torchx_forge.experiment.schema import render_value
 from torchx_forge.experiment.source import Source, read_yaml, split_path
 from torchx_forge.experiment.spec import load_experiment
 from torchx_forge.experiment.sweep import Run, count_runs, expand, render_args, resolve, run_id_of
@@ -218,7 +219,7 @@ def test_load_demo(write):
     assert exp.name == "demo"
     assert exp.run["command"] == ["python3", "train.py"]
     assert exp.sweep is not None and [c.name for c in exp.sweep.cases] == ["adam", "sgd"]
-    assert exp.sweep.shared_axes == (("run.args.lr", (0.1, 0.01, 0.001)),)
+    assert exp.sweep.shared_axes == (("run.args.lr", Listed((0.1, 0.01, 0.001))),)
 
 
 def test_unknown_key_names_file_line_and_key_path(write):
@@ -368,7 +369,7 @@ def test_sweep_without_axes_or_cases(write):
     path = write("name: x\nrun: {command: [a]}\nsweep: {max_runs: 3}\n")
     err = load_error(path)
     assert err.where == f"{path}:3: sweep"
-    assert "shared_axes or cases" in str(err)
+    assert "shared_axes, cases or random" in str(err)
 
 
 def test_case_without_name_and_duplicate_case_names(write):
@@ -448,9 +449,10 @@ def test_shared_axes_only_multiply(write):
         """))
     runs = expand(exp)
     assert count_runs(exp) == len(runs) == 12
-    assert runs[0].params == (("run.args.a", 1), ("run.args.b", "x"), ("cluster.nodes", 1))
-    assert runs[1].params == (("run.args.a", 1), ("run.args.b", "x"), ("cluster.nodes", 2))
-    assert runs[-1].params == (("run.args.a", 3), ("run.args.b", "y"), ("cluster.nodes", 2))
+    # slurmforge 0.2.0's order: keys sorted, the first outermost (not the order they are written in)
+    assert runs[0].params == (("cluster.nodes", 1), ("run.args.a", 1), ("run.args.b", "x"))
+    assert runs[1].params == (("cluster.nodes", 1), ("run.args.a", 1), ("run.args.b", "y"))
+    assert runs[-1].params == (("cluster.nodes", 2), ("run.args.a", 3), ("run.args.b", "y"))
     assert all(r.case == "" and r.run_id.startswith("run-") for r in runs)
 
 

@@ -25,9 +25,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from torchx import specs
 
 from torchx_forge.appdef.meta import ForgeMeta, RetrySpec
-from torchx_forge.core import options
+from torchx_forge.core import options, runtable
+from torchx_forge.core.space import Space
 from torchx_forge.experiment.spec import Experiment
-from torchx_forge.experiment.sweep import ResolvedRun, expand, resolve
+from torchx_forge.experiment.sweep import ResolvedRun, base_of, cluster_shape, space_of
 
 #: stores a run table and returns the path (or URL) tasks read it from
 TableSink = Callable[[Dict[str, Any]], str]
@@ -36,7 +37,7 @@ TASK_MODULE = "torchx_forge.node.task"
 log = logging.getLogger("torchx_forge")
 
 Shape = Tuple[Tuple[str, Any], ...]
-Group = Tuple[str, Shape, List[int]]  # role name, cluster shape, run indices
+Group = Tuple[str, Shape, Sequence[int]]  # role name, cluster shape, run indices
 
 
 def shape_of(run: ResolvedRun) -> Shape:
@@ -71,6 +72,17 @@ def group_by_shape(exp: Experiment, runs: Sequence[ResolvedRun]) -> List[Group]:
     return [(role_name(exp, k, len(shapes)), shape, idx) for k, (shape, idx) in enumerate(shapes.items())]
 
 
+def space_groups(exp: Experiment, space: Space) -> List[Group]:
+    """:func:`group_by_shape` of a sweep's space: without a swept ``cluster.`` key, one shape and
+    no run is looked at; otherwise only each run's cluster values are computed."""
+    if not any(k.startswith("cluster.") for k in space.swept_keys()):
+        return [(exp.name, cluster_shape(exp, ()), range(len(space)))]
+    shapes: OrderedDict[Shape, List[int]] = OrderedDict()
+    for point in space:
+        shapes.setdefault(cluster_shape(exp, point.params), []).append(point.index)
+    return [(role_name(exp, k, len(shapes)), shape, idx) for k, (shape, idx) in enumerate(shapes.items())]
+
+
 def build_appdef(
     exp: Experiment,
     sink: TableSink,
@@ -84,25 +96,36 @@ def build_appdef(
 ) -> specs.AppDef:
     """The AppDef of an experiment: one role per resource shape, a replica per run.
 
-    Pipelines pass their own ``runs``/``groups`` (a per-run step mirrors its sweep's
-    roles), extra table fields per run (``row_extra``) and task arguments.
+    A sweep's table is its space (no run is listed, whatever its size). Pipelines pass their own
+    ``runs``/``groups`` (a per-run step mirrors its sweep's roles), extra table fields per run
+    (``row_extra``) and task arguments; their table lists every row.
     """
-    runs = runs if runs is not None else [resolve(exp, r, os.getcwd()) for r in expand(exp)]
-    groups = groups if groups is not None else group_by_shape(exp, runs)
-    extra = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
-    if exp.artifact_globs:
-        for r in runs:
-            extra.setdefault(r.run.index, {})["artifacts"] = exp.artifact_globs
-    table = sink(build_table(exp, runs, {name: idx for name, _, idx in groups}, extra))
-    if len(runs) >= PROGRESS_AT:
-        log.info(f"{exp.name}: {len(runs):,} runs in {len(groups)} role(s) (one per resource shape); run table {table}")
-    by_index = {r.run.index: r for r in runs}
+    if runs is None:
+        space = space_of(exp)
+        groups = space_groups(exp, space)
+        base = base_of(exp, os.getcwd())
+        extra = {"artifacts": exp.artifact_globs} if exp.artifact_globs else {}
+        table = sink(runtable.space_table(exp.name, exp.source.path, space, base, {n: idx for n, _, idx in groups}, extra))
+        count = len(space)
+        workdirs = {name: runtable.resolve(base, space.point(idx[0]).params).workdir for name, _, idx in groups}
+    else:
+        groups = groups if groups is not None else group_by_shape(exp, runs)
+        extra_rows = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
+        if exp.artifact_globs:
+            for r in runs:
+                extra_rows.setdefault(r.run.index, {})["artifacts"] = exp.artifact_globs
+        table = sink(build_table(exp, runs, {name: list(idx) for name, _, idx in groups}, extra_rows))
+        count = len(runs)
+        by_index = {r.run.index: r for r in runs}
+        workdirs = {name: by_index[idx[0]].workdir for name, _, idx in groups}
+    if count >= PROGRESS_AT:
+        log.info(f"{exp.name}: {count:,} runs in {len(groups)} role(s) (one per resource shape); run table {table}")
     roles = [
-        sweep_role(name, dict(shape), len(idx), table, by_index[idx[0]].workdir, local_parallel, python, extra_env,
+        sweep_role(name, dict(shape), len(idx), table, workdirs[name], local_parallel, python, extra_env,
                    exp.retry, task_args)
         for name, shape, idx in groups
     ]
-    return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(len(runs))})
+    return specs.AppDef(name=exp.name, roles=roles, metadata={"forge/table": table, "forge/runs": str(count)})
 
 
 def shape_sbatch(cluster: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:

@@ -9,19 +9,20 @@ import os
 import shlex
 import sys
 import tempfile
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import yaml
 
 from torchx_forge.appdef.meta import ForgeMeta
 from torchx_forge.appdef.pipeline import Pipeline
 from torchx_forge.appdef.stages import StepInfo, build_pipeline
-from torchx_forge.appdef.sweep import shape_of
+from torchx_forge.appdef.sweep import space_groups
 from torchx_forge.cli.plan import render_tree
+from torchx_forge.core import runtable
 from torchx_forge.experiment.source import read_yaml
 from torchx_forge.experiment.spec import Experiment, load_experiment
 from torchx_forge.experiment.stages import is_pipeline_file
-from torchx_forge.experiment.sweep import count_runs, expand, resolve
+from torchx_forge.experiment.sweep import base_of, count_runs, space_of
 from torchx_forge.slurm.report import format_table
 from torchx_forge.state.store import Store
 from torchx_forge.state.tables import read_table
@@ -54,42 +55,51 @@ def cmd_validate(args: argparse.Namespace) -> None:
         return
     exp = _load(args)
     n = count_runs(exp)
-    shapes = {shape_of(resolve(exp, r)) for r in expand(exp)}
-    print(f"{args.config}: OK, {n} run(s) in {len(shapes)} resource shape(s) (one job array each on slurm_forge)")
+    shapes = len(space_groups(exp, space_of(exp)))
+    print(f"{args.config}: OK, {n:,} run(s) in {shapes} resource shape(s) (one job array each on slurm_forge)")
 
 
-def _print_runs(rows: List[Dict[str, Any]], as_json: bool) -> None:
+def _print_runs(rows: Iterable[Dict[str, Any]], as_json: bool) -> int:
+    """Print the runs (JSON lines, streamed, or a table); returns how many."""
     if as_json:
+        n = 0
+        write, dumps = sys.stdout.write, json.dumps
         for r in rows:
-            sys.stdout.write(json.dumps(r) + "\n")
-        return
+            r.pop("command")
+            write(dumps(r) + "\n")
+            n += 1
+        return n
     table = [["RUN", "RUN ID", "CASE", "PARAMETERS", "COMMAND"]]
     for r in rows:
         params = " ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         run = (f"{r['stage']}/" if r.get("stage") else "") + str(r["index"])
-        table.append([run, r["id"], r["case"] or "-", params, r["command"]])
+        table.append([run, r["id"], r["case"] or "-", params, r["command"]()])
     print(format_table(table))
+    return len(table) - 1
+
+
+def _pipeline_rows(args: argparse.Namespace) -> Iterator[Dict[str, Any]]:
+    pipe, _ = _pipeline(args)
+    for name in pipe.order:
+        for table in {ForgeMeta.from_role(r).table for r in pipe.steps[name].app.roles}:
+            for run in runtable.iter_runs(read_table(table)):
+                yield {"stage": name, "index": run["index"], "id": run["run_id"], "case": run["case"],
+                       "params": dict(run["params"]), "command": lambda run=run: shlex.join(run["argv"])}
+
+
+def _experiment_rows(exp: Experiment) -> Iterator[Dict[str, Any]]:
+    """Every run of a plain experiment, computed one at a time (the command only when shown)."""
+    base = base_of(exp)
+    for p in space_of(exp):
+        yield {"index": p.index, "id": p.run_id, "case": p.case, "params": dict(p.params),
+               "command": lambda p=p: shlex.join(runtable.resolve(base, p.params).argv)}
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
-    rows = []
-    if _is_pipeline(args.config):
-        pipe, _ = _pipeline(args)
-        for name in pipe.order:
-            for table in {ForgeMeta.from_role(r).table for r in pipe.steps[name].app.roles}:
-                for run in read_table(table)["runs"]:
-                    rows.append({"stage": name, "index": run["index"], "id": run["run_id"], "case": run["case"],
-                                 "params": dict(run["params"]), "command": shlex.join(run["argv"])})
-    else:
-        exp = _load(args)
-        for r in expand(exp):
-            rows.append({"index": r.index, "id": r.run_id, "case": r.case, "params": dict(r.params),
-                         "command": shlex.join(resolve(exp, r).argv)})
-    if args.json:
-        _print_runs([{k: v for k, v in r.items() if k != "command"} for r in rows], True)
-        return
-    _print_runs(rows, False)
-    print(f"{len(rows)} run(s) from {args.config}")
+    rows = _pipeline_rows(args) if _is_pipeline(args.config) else _experiment_rows(_load(args))
+    n = _print_runs(rows, args.json)
+    if not args.json:
+        print(f"{n} run(s) from {args.config}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:

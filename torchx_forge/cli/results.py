@@ -34,6 +34,7 @@ from typing import (
     Tuple,
 )
 
+from torchx_forge.core import runtable
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract
 from torchx_forge.node.summary import read_summary
@@ -163,13 +164,11 @@ def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[
 def _table_runs(
     rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: Mapping[str, Any], key: str
 ) -> List[RunResult]:
-    rows = table["runs"]
     out = []
-    for k, pos in enumerate(table["roles"].get(key, [])):
-        row = rows[pos]
-        params = [(str(p), v) for p, v in row.get("params") or []]
-        out.append(RunResult(int(row["index"]), str(row["run_id"]), str(row.get("case") or ""), params, role.name, k,
-                             result_dir_of(rec, role, stage, state_dir, str(row["run_id"]))))
+    for k, pos in enumerate(runtable.role_positions(table, key)):
+        point = runtable.point_at(table, pos)
+        out.append(RunResult(point.index, point.run_id, point.case, list(point.params), role.name, k,
+                             result_dir_of(rec, role, stage, state_dir, point.run_id)))
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from torchx_forge.core import options
 from torchx_forge.core.policy import PolicyError, parse_retry_on, parse_signal
+from torchx_forge.core.runtable import render_value
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.source import Source, split_path
 
@@ -107,13 +108,6 @@ def t_env(v: Any, p: str, s: Source) -> Dict[str, str]:
             raise ConfigError(s.where(f"{p}.{k}"), f"expected a scalar value, got {type_name(x)}")
         out[str(k)] = render_value(x)
     return out
-
-
-def render_value(v: Any) -> str:
-    """How a value appears on a command line or in env: booleans as true/false."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 def t_resume_arg(v: Any, p: str, s: Source) -> str:
@@ -212,14 +206,22 @@ def _arg_value(v: Any, p: str, s: Source) -> Any:
     raise ConfigError(s.where(p), f"expected a scalar or a list of scalars, got {type_name(v)}")
 
 
-def _env_value(v: Any, p: str, s: Source) -> str:
-    if v is None or not isinstance(v, Scalar):
-        raise ConfigError(s.where(p), f"expected a scalar value, got {type_name(v)}")
-    return render_value(v)
+def _env_value(v: Any, p: str, s: Source) -> Optional[str]:
+    if not isinstance(v, Scalar):
+        raise ConfigError(s.where(p), f"expected a scalar value or null, got {type_name(v)}")
+    return None if v is None else render_value(v)
+
+
+def _or_null(check: Check) -> Check:
+    """``check``, with null accepted (a run's null means: as if the key were not set)."""
+    return lambda v, p, s: None if v is None else check(v, p, s)
 
 
 def leaf_check(path: str) -> Optional[Check]:
-    """The check for a dot path a sweep may set (run.args.*, run.env.*, run.*, cluster.*), or None."""
+    """The check for a dot path a sweep may set (run.args.*, run.env.*, run.*, cluster.*), or None.
+
+    Null is a value like any other: an argument renders as a bare flag (``--name``), an env
+    variable is not set, and any other key keeps its default."""
     keys = split_path(path)
     if len(keys) == 3 and keys[:2] == ["run", "args"]:
         return _arg_value
@@ -227,8 +229,10 @@ def leaf_check(path: str) -> Optional[Check]:
         if not ENV_NAME.match(keys[2]):
             return lambda v, p, s: t_env({keys[2]: v}, p.rpartition(".")[0], s)[keys[2]]
         return _env_value
-    if len(keys) == 2 and keys[0] == "run" and keys[1] in ("command", "workdir", "resume_arg", "checkpoint_dir"):
-        return RUN_SCHEMA[keys[1]]
+    if len(keys) == 2 and keys[0] == "run" and keys[1] == "command":
+        return RUN_SCHEMA["command"]
+    if len(keys) == 2 and keys[0] == "run" and keys[1] in ("workdir", "resume_arg", "checkpoint_dir"):
+        return _or_null(RUN_SCHEMA[keys[1]])
     if len(keys) == 2 and keys[0] == "cluster" and keys[1] in CLUSTER_SCHEMA:
-        return CLUSTER_SCHEMA[keys[1]]
+        return _or_null(CLUSTER_SCHEMA[keys[1]])
     return None

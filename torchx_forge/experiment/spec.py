@@ -33,10 +33,12 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from torchx_forge.core.space import CaseSpace, Listed, RandomSpec, Space, Values, merged_axes
 from torchx_forge.errors import ConfigError
+from torchx_forge.experiment.generators import distribution, grid_values, is_call, parse_call
 from torchx_forge.experiment.overrides import parse_overrides, set_path
 from torchx_forge.experiment.schema import (
     ARTIFACTS_SCHEMA,
@@ -53,20 +55,35 @@ from torchx_forge.experiment.schema import (
 )
 from torchx_forge.experiment.source import Source, read_yaml
 
+Axes = Tuple[Tuple[str, Values], ...]
+
 
 @dataclass(frozen=True)
 class Case:
     name: str
     set: Tuple[Tuple[str, Any], ...] = ()
-    axes: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
+    axes: Axes = ()
 
 
 @dataclass(frozen=True)
 class SweepSpec:
+    """A validated ``sweep:`` section; :meth:`space` gives its runs in order."""
+
     enabled: bool = True
     max_runs: Optional[int] = None
-    shared_axes: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()
+    shared_axes: Axes = ()
     cases: Tuple[Case, ...] = ()
+    random: Optional[RandomSpec] = None
+
+    def space(self) -> Space:
+        """slurmforge 0.2.0's order: cases in file order; per case its set values, then the shared and
+        own axes merged and sorted by key (the first key outermost); random samples innermost."""
+        cases = self.cases or (Case(""),)
+        return Space(
+            tuple(CaseSpace(c.name, tuple(sorted(c.set, key=lambda kv: kv[0])), merged_axes(self.shared_axes, c.axes))
+                  for c in cases),
+            self.random, self.max_runs,
+        )
 
 
 def _check_path(path: str, where: str, s: Source) -> Check:
@@ -80,7 +97,29 @@ def _check_path(path: str, where: str, s: Source) -> Check:
     return check
 
 
-def _check_axes(v: Any, p: str, s: Source) -> Tuple[Tuple[str, Tuple[Any, ...]], ...]:
+def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
+    """A list of values, or a generator (``range(0, 100)``, ``logspace(1e-5, 1e-1, 5)``, ``choice(a, b)``);
+    every listed value, and a generator's first and last (its values all have the same type), is checked."""
+    if is_call(values):
+        try:
+            gen = grid_values(parse_call(values))
+        except ValueError as e:
+            raise ConfigError(s.where(where), str(e)) from None
+        if not isinstance(gen, Listed):
+            for k in {0, len(gen) - 1}:
+                check(gen[k], where, s)
+            return gen
+        values = list(gen)
+    if not isinstance(values, list) or not values:
+        raise ConfigError(
+            s.where(where),
+            f"expected a non-empty list of values or a generator such as range(0, 10), linspace(0, 1, 5),"
+            f" logspace(1e-5, 1e-1, 5) or choice(a, b), got {type_name(values)} {values!r}",
+        )
+    return Listed(tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values)))
+
+
+def _check_axes(v: Any, p: str, s: Source) -> Axes:
     if v is None:
         return ()
     if not isinstance(v, dict):
@@ -88,10 +127,7 @@ def _check_axes(v: Any, p: str, s: Source) -> Tuple[Tuple[str, Tuple[Any, ...]],
     out = []
     for key, values in v.items():
         where = f"{p}.{key}"
-        check = _check_path(str(key), where, s)
-        if not isinstance(values, list) or not values:
-            raise ConfigError(s.where(where), f"expected a non-empty list of values, got {type_name(values)} {values!r}")
-        out.append((str(key), tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values))))
+        out.append((str(key), _axis_values(values, where, _check_path(str(key), where, s), s)))
     return tuple(out)
 
 
@@ -101,6 +137,34 @@ def _check_set(v: Any, p: str, s: Source) -> Tuple[Tuple[str, Any], ...]:
     if not isinstance(v, dict):
         raise ConfigError(s.where(p), f"expected a mapping of dot-path key to value, got {type_name(v)}")
     return tuple((str(k), _check_path(str(k), f"{p}.{k}", s)(x, f"{p}.{k}", s)) for k, x in v.items())
+
+
+def _check_random(v: Any, p: str, s: Source) -> RandomSpec:
+    """``random: {samples: N, seed: S, params: {KEY: DISTRIBUTION}}``: a random search."""
+    raw = check_mapping(v, p, s, {"samples": t_int(1), "seed": t_int(0), "params": lambda x, q, t: x})
+    if "samples" not in raw:
+        raise ConfigError(s.where(p), "missing key 'samples' (how many runs to draw)")
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(s.where(f"{p}.params"), "expected a mapping of dot-path key to a distribution such as"
+                          " interval(0, 1), tag(log, interval(1e-5, 1e-1)), int(interval(1, 8)) or choice(a, b)")
+    dists = []
+    for key, text in params.items():
+        where = f"{p}.params.{key}"
+        check = _check_path(str(key), where, s)
+        try:
+            dist = distribution(text)
+        except ValueError as e:
+            raise ConfigError(s.where(where), str(e)) from None
+        for value in dist.choices or (dist.low, dist.high):
+            check(int(value) if dist.kind in ("int", "logint") else value, where, s)
+        if dist.choices:
+            dist = replace(dist, choices=tuple(check(c, where, s) for c in dist.choices))
+        dists.append((str(key), dist))
+    try:
+        return RandomSpec(raw["samples"], raw.get("seed", 0), tuple(sorted(dists, key=lambda kv: kv[0])))
+    except ValueError as e:
+        raise ConfigError(s.where(p), str(e)) from None
 
 
 def _overlap(keys: List[str]) -> Optional[Tuple[str, str]]:
@@ -113,9 +177,13 @@ def _overlap(keys: List[str]) -> Optional[Tuple[str, str]]:
     return None
 
 
+SWEEP_KEYS = ("enabled", "max_runs", "shared_axes", "cases", "random")
+
+
 def check_sweep(v: Any, p: str, s: Source) -> SweepSpec:
     raw = check_mapping(
-        v, p, s, {"enabled": t_bool, "max_runs": t_int(1), "shared_axes": _check_axes, "cases": lambda x, q, t: x}
+        v, p, s, {"enabled": t_bool, "max_runs": t_int(1), "shared_axes": _check_axes, "cases": lambda x, q, t: x,
+                  "random": _check_random},
     )
     cases_raw = raw.get("cases")
     cases: List[Case] = []
@@ -133,17 +201,18 @@ def check_sweep(v: Any, p: str, s: Source) -> SweepSpec:
             names.add(cd["name"])
             cases.append(Case(cd["name"], cd.get("set", ()), cd.get("axes", ())))
     shared = raw.get("shared_axes", ())
+    rnd: Optional[RandomSpec] = raw.get("random")
     for c in cases or [Case("")]:
-        keys = [k for k, _ in shared] + [k for k, _ in c.set] + [k for k, _ in c.axes]
+        keys = [k for k, _ in (*shared, *c.set, *c.axes, *(rnd.params if rnd else ()))]
         clash = _overlap(keys)
         if clash:
             where = f"{p}.cases.{cases.index(c)}" if cases else f"{p}.shared_axes"
             raise ConfigError(
                 s.where(where), f"dot-path keys overlap: {clash[0]!r} and {clash[1]!r}; each key may be set once per run"
             )
-    if not shared and not cases and raw.get("enabled", True):
-        raise ConfigError(s.where(p), "a sweep needs shared_axes or cases (or enabled: false)")
-    return SweepSpec(raw.get("enabled", True), raw.get("max_runs"), shared, tuple(cases))
+    if not shared and not cases and rnd is None and raw.get("enabled", True):
+        raise ConfigError(s.where(p), "a sweep needs shared_axes, cases or random (or enabled: false)")
+    return SweepSpec(raw.get("enabled", True), raw.get("max_runs"), shared, tuple(cases), rnd)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
+from torchx_forge.core import runtable
 from torchx_forge.slurm.report import format_table
 from torchx_forge.state.tables import read_table
 
@@ -13,16 +12,13 @@ PREVIEW_ROWS = 50
 def runs_preview(table_path: str, limit: int = PREVIEW_ROWS) -> str:
     """A readable table of a sweep's runs (the first ``limit``), for --dryrun."""
     table = read_table(table_path)
-    runs = table["runs"]
-    role_of: Dict[int, Tuple[str, int]] = {}
-    for name, idx in table["roles"].items():
-        for k, i in enumerate(idx):
-            if i < limit:
-                role_of[i] = (name, k)
+    count = runtable.run_count(table)
+    role_of = runtable.role_of_positions(table, limit)
     rows = [["RUN", "ROLE/REPLICA", "RUN ID", "CASE", "PARAMETERS"]]
-    for r in runs[:limit]:
-        name, k = role_of[r["index"]]
-        params = " ".join(f"{key}={value}" for key, value in r["params"]) or "-"
-        rows.append([str(r["index"]), f"{name}/{k}", r["run_id"], r["case"] or "-", params])
-    more = f"\n  ... {len(runs) - limit} more; `torchx forge preview --config FILE` lists them all" if len(runs) > limit else ""
-    return f"# {len(runs)} run(s), table {table_path}\n{format_table(rows)}{more}\n"
+    for pos in range(min(limit, count)):
+        point = runtable.point_at(table, pos)
+        name, k = role_of[pos]
+        params = " ".join(f"{key}={value}" for key, value in point.params) or "-"
+        rows.append([str(point.index), f"{name}/{k}", point.run_id, point.case or "-", params])
+    more = f"\n  ... {count - limit} more; `torchx forge preview --config FILE` lists them all" if count > limit else ""
+    return f"# {count} run(s), table {table_path}\n{format_table(rows)}{more}\n"

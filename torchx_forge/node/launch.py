@@ -29,7 +29,7 @@ from torchx_forge.core import runtable
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
 from torchx_forge.core.states import Outcome
-from torchx_forge.node import contract
+from torchx_forge.node import contract, task
 from torchx_forge.node.checkpoint import CheckpointError, saved_since
 from torchx_forge.node.summary import job_key, report_run
 from torchx_forge.node.supervisor import Ending, Supervisor, say
@@ -39,6 +39,7 @@ from torchx_forge.state.taskfile import TaskFile
 MODULE = "torchx_forge.node.launch"
 LOG_LOST_EXIT = 74  # EX_IOERR: the program ran but its output was lost
 LOG_ROOM = 4096  # bytes: less left in the log dir's file system when the program ends means it filled up
+NEARLY_FULL = 64 << 20  # bytes: with less free, wait for the last output to land before deciding
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -95,6 +96,13 @@ def _is_first_task(env: Dict[str, str], het_group: Optional[int]) -> bool:
     nodelist = env.get(key) or env.get("SLURM_JOB_NODELIST", "")
     me = env.get("SLURMD_NODENAME", "")
     return not nodelist or not me or first_host(nodelist) == me
+
+
+def in_process(command: Sequence[str]) -> bool:
+    """Is ``command`` forge's own sweep-point runner, with no wrapper (a container) around it? Then
+    the launcher prepares the run itself and starts the program directly: one Python less per task."""
+    return (len(command) > 2 and os.path.basename(command[0]).startswith("python")
+            and list(command[1:3]) == ["-m", "torchx_forge.node.task"])
 
 
 def sweep_run(command: Sequence[str]) -> Optional[Dict[str, Any]]:
@@ -165,7 +173,16 @@ def run(argv: Sequence[str]) -> int:
         say(banner)
     done_file = _done_file(env, attempt.key, ns.role, replica)
     attempt.started()
-    ending = Supervisor(program, env, policy).run()
+    cwd = None
+    if run_row and in_process(ns.command):
+        try:
+            ready = task.prepare(run_row, env)
+        except task.RunError as e:
+            say(f"torchx-forge: {e}")
+            attempt.ended(Outcome.FAILED, e.code, str(e))
+            return e.code
+        program, env, cwd = ready.argv, ready.env, ready.workdir
+    ending = Supervisor(program, env, policy, cwd).run()
     finished = bool(done_file) and os.path.exists(done_file)
     saved = ending.warned_at is not None and saved_since(env["FORGE_CHECKPOINT_DIR"], ending.warned_at, resumed)
     outcome = outcome_of(ending.code, bool(ending.warned_by), ending.stopped_by, finished, saved)
@@ -181,16 +198,24 @@ def run(argv: Sequence[str]) -> int:
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
 
 
-def output_lost(log_dir: str) -> str:
+def output_lost(log_dir: str, settle: float = 1.0) -> str:
     """Why the task's log lost output ("" when it did not): srun writes the program's stdout and
-    stderr to files in the log dir, and a full file system there drops what it printed, silently."""
-    try:
-        st = os.statvfs(log_dir)
-    except OSError:
-        return ""
-    if st.f_bavail * st.f_frsize < LOG_ROOM:
-        return f"the log dir is full ({log_dir}): the program's output is lost"
-    return ""
+    stderr to files in the log dir, and a full file system there drops what it printed, silently.
+
+    slurmstepd may still be writing the last output when the program has exited: on a file system
+    that is nearly full, the check is repeated for up to ``settle`` seconds."""
+    end = time.monotonic() + settle
+    while True:
+        try:
+            st = os.statvfs(log_dir)
+        except OSError:
+            return ""
+        free = st.f_bavail * st.f_frsize
+        if free < LOG_ROOM:
+            return f"the log dir is full ({log_dir}): the program's output is lost"
+        if free > NEARLY_FULL or time.monotonic() > end:
+            return ""
+        time.sleep(0.1)
 
 
 def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:

@@ -117,9 +117,10 @@ class Ending:
 class Supervisor:
     """Runs the program, hands it the warning, stops it after the grace period."""
 
-    def __init__(self, argv: List[str], env: Dict[str, str], policy: RetryPolicy) -> None:
+    def __init__(self, argv: List[str], env: Dict[str, str], policy: RetryPolicy, cwd: Optional[str] = None) -> None:
         self.argv = argv
         self.env = env
+        self.cwd = cwd
         self.warn_sig: Optional[int] = policy.warning.number if policy.warning else None
         self.warn_file = env.get("FORGE_WARN_FILE") or None
         self.grace = float(policy.grace)
@@ -155,7 +156,7 @@ class Supervisor:
     def run(self) -> Ending:
         """Run the program to its end."""
         try:
-            self.child = subprocess.Popen(self.argv, env=self.env)
+            self.child = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd)
         except OSError as e:
             say(f"torchx-forge: cannot run {self.argv[0]!r}: {e.strerror}")
             return Ending(127)
@@ -163,9 +164,11 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         next_poll, escalated = 0.0, 0
         while True:
-            rc = self.child.poll()
-            if rc is not None:
+            try:  # returns as soon as the program exits (a short task is not held 0.2 s more)
+                rc = self.child.wait(timeout=0.2)
                 break
+            except subprocess.TimeoutExpired:
+                pass
             now = time.monotonic()
             if self.warn_file and not self.warned and now >= next_poll:
                 next_poll = now + 1.0
@@ -176,7 +179,6 @@ class Supervisor:
                 say(f"torchx-forge: grace period over: sending {sig.name} to the program")
                 _signal_all(_tree(self.child.pid), sig)
                 escalated += 1
-            time.sleep(0.2)
         return Ending(128 - rc if rc < 0 else rc, self.warned_by, self.warned_at, self.stopped_by)
 
     def _warn_name(self) -> str:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import runtable
@@ -100,6 +101,48 @@ def _handoff(run: Dict[str, Any], env: Dict[str, str], argv: List[str]) -> List[
     return argv
 
 
+class RunError(Exception):
+    """A run that cannot start: the message for its log, and the exit code to end with."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Prepared:
+    """What a run executes: its argv, env and working directory; or why it is skipped."""
+
+    argv: List[str]
+    env: Dict[str, str]
+    workdir: Optional[str]
+    skip: str = ""
+
+
+def prepare(run: Dict[str, Any], base: Dict[str, str], app_id: Optional[str] = None,
+            wait_for: Optional[str] = None) -> Prepared:
+    """A run's command, ready to start: its env, the checkpoint contract (outside slurm_forge,
+    whose launcher applies it), the pipeline handoff and its working directory (RunError if not)."""
+    env = run_env(run, base)
+    if "FORGE_CHECKPOINT_DIR" not in base:  # e.g. local_cwd: no forge launcher around this run
+        env.setdefault("FORGE_APP_ID", app_id or "local")
+        try:
+            contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
+        except (CheckpointError, OSError) as e:
+            raise RunError(f"run {run['run_id']}: cannot choose a checkpoint to resume from: {e}") from None
+    skip = _gate(run, env, wait_for)
+    if skip:
+        return Prepared([], env, None, skip)
+    try:
+        argv = _handoff(run, env, contract.resume_argv(list(run["argv"]), env))
+    except (CheckpointError, OSError, ValueError) as e:
+        raise RunError(f"run {run['run_id']}: cannot choose its input checkpoint: {e}") from None
+    workdir = run.get("workdir") or None
+    if workdir and not os.path.isdir(workdir):
+        raise RunError(f"run {run['run_id']}: cannot enter workdir {workdir}: No such directory")
+    return Prepared(argv, env, workdir)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ns = _parse(sys.argv[1:] if argv is None else argv)
     try:
@@ -107,42 +150,32 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except (OSError, ValueError, LookupError, KeyError) as e:
         print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
         sys.exit(2)
-    env = run_env(run, dict(os.environ))
     launched = "FORGE_CHECKPOINT_DIR" in os.environ  # slurm_forge's launcher already applied the contract
-    if not launched:  # e.g. local_cwd
-        env.setdefault("FORGE_APP_ID", ns.app_id or "local")
-        try:
-            contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
-        except (CheckpointError, OSError) as e:
-            print(f"torchx-forge: run {run['run_id']}: cannot choose a checkpoint to resume from: {e}", file=sys.stderr)
-            sys.exit(2)
-    skip = _gate(run, env, ns.wait_for)
-    if skip:
-        print(f"torchx-forge: run {run['run_id']} skipped: {skip}", file=sys.stderr)
-        report_run(env, run, run["run_id"], ns.role, ns.replica, "CANCELLED", None, skip)
-        sys.exit(3)
     try:
-        argv_run = _handoff(run, env, contract.resume_argv(list(run["argv"]), env))
-    except (CheckpointError, OSError, ValueError) as e:
-        print(f"torchx-forge: run {run['run_id']}: cannot choose its input checkpoint: {e}", file=sys.stderr)
-        sys.exit(2)
+        ready = prepare(run, dict(os.environ), ns.app_id, ns.wait_for)
+    except RunError as e:
+        print(f"torchx-forge: {e}", file=sys.stderr)
+        sys.exit(e.code)
+    if ready.skip:
+        print(f"torchx-forge: run {run['run_id']} skipped: {ready.skip}", file=sys.stderr)
+        report_run(ready.env, run, run["run_id"], ns.role, ns.replica, "CANCELLED", None, ready.skip)
+        sys.exit(3)
     if ns.local_parallel and "SLURM_JOB_ID" not in os.environ:
         key = f"{ns.app_id or 'app'}-{os.path.basename(ns.table).split('.')[0][:16]}"
         acquire_slot(key, ns.local_parallel)
-    workdir = run.get("workdir")
-    if workdir:
+    if ready.workdir:
         try:
-            os.chdir(workdir)
+            os.chdir(ready.workdir)
         except OSError as e:
-            print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {workdir}: {e.strerror}", file=sys.stderr)
+            print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {ready.workdir}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
     if launched:  # the launcher supervises the program and writes the summary
         try:
-            os.execvpe(argv_run[0], argv_run, env)
+            os.execvpe(ready.argv[0], ready.argv, ready.env)
         except OSError as e:
-            print(f"torchx-forge: run {run['run_id']}: cannot start {argv_run[0]!r}: {e.strerror}", file=sys.stderr)
+            print(f"torchx-forge: run {run['run_id']}: cannot start {ready.argv[0]!r}: {e.strerror}", file=sys.stderr)
             sys.exit(127)
-    sys.exit(_run_and_report(run, env, argv_run, ns.role, ns.replica))
+    sys.exit(_run_and_report(run, ready.env, ready.argv, ns.role, ns.replica))
 
 
 def _run_and_report(run: Dict[str, Any], env: Dict[str, str], argv: List[str], role: str, replica: int) -> int:

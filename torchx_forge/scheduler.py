@@ -49,6 +49,7 @@ from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.jobs import build_request
+from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.slurm.recover import recover_stale
@@ -140,7 +141,9 @@ class SlurmForgeScheduler(SlurmScheduler):
         self, app: AppDef, cfg: Mapping[str, CfgVal]
     ) -> AppDryRunInfo[ForgeBatchRequest]:
         self._validate(app, self.backend)
-        req = build_request(app, ForgeOpts.from_cfg(cfg))
+        opts = ForgeOpts.from_cfg(cfg)
+        # no Slurm call: the cluster's limits as last read (submit reads them again and re-cuts if they changed)
+        req = build_request(app, opts, ClusterLimits.cached(Store(opts.state_dir)))
         return AppDryRunInfo(req, repr)
 
     def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
@@ -310,19 +313,24 @@ class SlurmForgeScheduler(SlurmScheduler):
                 f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
                 " (submitted with another state_dir? set FORGE_STATE_DIR)"
             )
+        kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
         try:
-            kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
             paths = [p for kind in kinds for p in rec.log_paths(role_name, k, kind)]
         except KeyError:
             valid = ", ".join(f"{r.name}/0..{r.num_replicas - 1}" for r in rec.roles)
             raise UnknownAppError(f"app {app_id} has no replica {role_name}/{k}; it has {valid}") from None
+
+        def current_paths() -> List[str]:  # a later wave (or a retry) adds log files
+            latest = self.records().load(app_id) or rec
+            return [p for kind in kinds for p in latest.log_paths(role_name, k, kind)]
 
         def done() -> bool:
             views = self.task_views(app_id) or []
             mine = [v for v in views if v.role == role_name and v.replica == k]
             return not mine or is_terminal(mine[0].state)
 
-        lines: Iterable[str] = split_lines_iterator(LogTail(paths, done, should_tail=should_tail))
+        lines: Iterable[str] = split_lines_iterator(LogTail(current_paths if should_tail else paths, done,
+                                                            should_tail=should_tail))
         if regex:
             lines = filter_regex(regex, lines)
         return lines

@@ -19,6 +19,7 @@ Log files (in the log dir, a local path Slurm writes to)::
     <app>-<job>-<role>-<replica>.out|err       a task's output (<job>: Slurm's %j, or %A_%a in arrays)
     <app>-<job>.batch.log                      the batch script's own lines
     <app>-<job>.retry.log                      the companion job's lines
+    <app>-wave<k>-<job>.log                    the lines of the job that submits wave k
     .forge-warn/<job>                          the pre-timeout warning, handed to the launcher
 """
 
@@ -124,6 +125,11 @@ def batch_log(log_dir: str, app_name: str, stem: str) -> str:
 
 def companion_log(log_dir: str, app_name: str, job_id: str) -> str:
     return f"{log_prefix(log_dir, app_name)}{job_id}.retry.log"
+
+
+def wave_log(log_dir: str, app_name: str, wave: int) -> str:
+    """The lines of the jobs that submit wave ``wave`` (1, 2, ...) of a sweep."""
+    return f"{log_prefix(log_dir, app_name)}wave{wave}-%j.log"
 
 
 def guard_log(log_dir: str, app_name: str, submission: str) -> str:

@@ -224,9 +224,23 @@ OPTIONS: Tuple[Option, ...] = (
     ),
     Option(
         "max_array_size", int,
-        "Sweeps: the cluster's MaxArraySize (scontrol show config); bigger sweeps are split"
-        " into several arrays under one app id.",
-        1001, minimum=1,
+        "Sweeps: the largest job array (default: the cluster's MaxArraySize, read at submit time);"
+        " bigger sweeps are split into several arrays under one app id.",
+        minimum=1,
+    ),
+    Option(
+        "max_submit_jobs", int,
+        "Sweeps: how many jobs (every array task counts) you may have queued at once (default: the"
+        " smaller of your association's MaxSubmitJobs and your QOS's MaxSubmitJobsPerUser, read at submit"
+        " time). A bigger sweep is submitted in waves that each fit, the next submitted by a small Slurm job"
+        " when the one before has ended.",
+        minimum=2,
+    ),
+    Option(
+        "max_job_count", int,
+        "Sweeps: the cluster's MaxJobCount, the job records it holds (default: read at submit time);"
+        " waves never need more.",
+        minimum=2,
     ),
     Option(
         "max_retries", int,

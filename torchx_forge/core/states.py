@@ -145,10 +145,12 @@ class Outcome(str, Enum):
 
 
 class JobKind(str, Enum):
-    """One sbatch call of an app: a heterogeneous job (a component per replica) or a job array."""
+    """One sbatch call of an app: a heterogeneous job (a component per replica), a job array, or
+    the small job that submits the next wave of a sweep too big to be queued at once."""
 
     HET = "het"
     ARRAY = "array"
+    WAVE = "wave"
 
     def __str__(self) -> str:
         return self.value

@@ -21,6 +21,7 @@ from torchx_forge.core.policy import PolicyError, RetryPolicy, check_lead_time, 
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 from torchx_forge.errors import ConfigError
+from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import (
     RANK0_ENV,
@@ -30,6 +31,7 @@ from torchx_forge.slurm.request import (
     JobRequest,
     TaskCommand,
 )
+from torchx_forge.slurm.waves import WAVE_OVERHEAD, cost, pack
 
 
 def role_env(role: Role) -> Tuple[Tuple[str, str], ...]:
@@ -153,8 +155,8 @@ def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> 
     return JobRequest(app_name=app.name, index=index, components=tuple(comps), opts=opts, policy=policy)
 
 
-def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int) -> List[JobRequest]:
-    """A sweep role as job arrays of at most ``max_array_size`` tasks (replica = offset + task id)."""
+def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int, max_size: int) -> List[JobRequest]:
+    """A sweep role as job arrays of at most ``max_size`` tasks (replica = offset + task id)."""
     meta = ForgeMeta.from_role(role)
     shape = opts.overlay(dict(meta.sbatch))
     nodes = meta.nodes or opts.nodes or 1
@@ -162,8 +164,9 @@ def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int) -> Li
     comp = component_for(values.apply(role), None, shape, role.name, nodes)
     policy = job_policy([role], shape, f"role {role.name!r}")
     jobs: List[JobRequest] = []
-    for offset in range(0, role.num_replicas, shape.max_array_size):
-        size = min(shape.max_array_size, role.num_replicas - offset)
+    max_size = shape.max_array_size or max_size  # an experiment shape's own limit wins
+    for offset in range(0, role.num_replicas, max_size):
+        size = min(max_size, role.num_replicas - offset)
         spec = ArraySpec(size=size, offset=offset, throttle=shape.array_parallelism)
         jobs.append(JobRequest(app.name, first_index + len(jobs), (comp,), shape, array=spec, policy=policy))
     return jobs
@@ -199,12 +202,30 @@ def _wire_dependencies(jobs: List[JobRequest], stage_jobs: Dict[str, List[int]],
     return out
 
 
-def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
+#: share of the controller's MaxJobCount one app may fill (the rest is left to everybody else)
+JOB_TABLE_SHARE = 0.9
+
+
+def submit_budget(jobs: Sequence[JobRequest], limits: ClusterLimits) -> Optional[int]:
+    """Job records a wave may hold: the submit limit of the QOS the jobs run under (the smallest,
+    if shapes differ) and a share of the cluster's MaxJobCount; None when nothing limits it."""
+    found = [limits.max_submit(j.opts.get("qos")) for j in jobs]
+    if limits.max_job_count:
+        found.append(int(limits.max_job_count * JOB_TABLE_SHARE))
+    known = [v for v in found if v is not None]
+    return min(known) if known else None
+
+
+def build_request(app: AppDef, opts: ForgeOpts, limits: Optional[ClusterLimits] = None,
+                  in_use: int = 0) -> ForgeBatchRequest:
     """The pure plan of an AppDef: ordinary roles in one heterogeneous job, each sweep role as arrays.
 
     In a pipeline (roles tagged with a ``stage``) every step gets its own jobs, submitted
-    in order with Slurm dependencies on the jobs of the steps it waits for.
+    in order with Slurm dependencies on the jobs of the steps it waits for. ``limits`` (the
+    cluster's, with the runopts' on top) cut arrays at MaxArraySize and, when the jobs need more
+    job records than the user may have queued (``in_use`` of them taken already), into waves.
     """
+    limits = (limits or ClusterLimits()).override(opts.max_array_size, opts.max_job_count, opts.max_submit_jobs)
     if not app.roles:
         raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
     metas = {r.name: ForgeMeta.from_role(r) for r in app.roles}
@@ -225,14 +246,30 @@ def build_request(app: AppDef, opts: ForgeOpts) -> ForgeBatchRequest:
                 role_jobs[r.name] = [len(jobs) - 1]
         for role in roles:
             if metas[role.name].array:
-                new = array_jobs(app, role, opts, len(jobs))
+                new = array_jobs(app, role, opts, len(jobs), limits.array_size)
                 role_jobs[role.name] = list(range(len(jobs), len(jobs) + len(new)))
                 jobs.extend(replace(j, stage=stage, kill_invalid_dep=pipeline) for j in new)
         stage_jobs[stage] = list(range(first, len(jobs)))
     if pipeline:
         jobs = _wire_dependencies(jobs, stage_jobs, role_jobs, stage_roles, app.roles)
     retries = tuple((name, jobs[idx[0]].policy.max_retries) for name, idx in role_jobs.items())
+    jobs = _in_waves(app, jobs, limits, in_use, pipeline)
     return ForgeBatchRequest(
         app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), tables=tables_of(app.roles),
         stages=tuple((s, tuple(stage_roles[s])) for s in stages) if pipeline else (), role_retries=retries,
+        app=app, limits=limits,
     )
+
+
+def _in_waves(app: AppDef, jobs: List[JobRequest], limits: ClusterLimits, in_use: int, pipeline: bool) -> List[JobRequest]:
+    budget = submit_budget(jobs, limits)
+    if budget is None:
+        return jobs
+    needed = sum(cost(j) for j in jobs) + WAVE_OVERHEAD
+    if pipeline and needed + in_use > budget:
+        raise ConfigError(
+            f"app {app.name!r}", f"the pipeline needs {needed:,} Slurm job records (every array task counts) but you"
+            f" may have {budget:,} queued ({in_use:,} are taken): only sweeps are submitted in waves. Run fewer runs"
+            " per step (sweep.max_runs), or run the steps as separate apps",
+        )
+    return pack(jobs, budget, budget - in_use, limits.array_size)

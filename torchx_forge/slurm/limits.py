@@ -1,15 +1,24 @@
-"""The cluster's limits that decide how a submission must be cut: read from Slurm, cached briefly.
+"""The cluster's limits that decide how a submission is cut: read from Slurm, cached briefly.
 
-``scontrol show config`` gives MaxJobCount (job records the controller holds: every array task
-counts) and MaxArraySize. They are read at submit time only (dry runs make no Slurm call), once
-per ``CACHE_TTL`` seconds, kept in the state dir (``cluster/limits.json``).
+- ``MaxArraySize`` (``scontrol show config``): the largest array (task ids 0 .. size - 1).
+- ``MaxJobCount``: job records the controller holds, every array task counting once it starts.
+- ``MaxSubmitJobs``: how many jobs this user may have queued or running, every array task
+  counting (``sacctmgr``: the user's association, and ``MaxSubmitJobsPerUser`` of the QOS the
+  jobs run under). Enforced by Slurm only with ``AccountingStorageEnforce=limits``.
+
+They are read at submit time only (dry runs make no Slurm call; they use what the runopts say,
+else the last limits read, else the defaults), with three calls at most, and kept for
+``CACHE_TTL`` seconds in the state dir (``cluster/limits.json``). The runopts
+``max_array_size``, ``max_job_count`` and ``max_submit_jobs`` override what Slurm says.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
-from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Mapping, Optional
 
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
@@ -17,6 +26,8 @@ from torchx_forge.state.store import Store
 
 CACHE_TTL = 600.0
 CACHE = "cluster/limits.json"
+#: MaxArraySize when nothing else is known (Slurm's own default)
+DEFAULT_ARRAY_SIZE = 1001
 
 
 def parse_config(text: str) -> Dict[str, str]:
@@ -36,32 +47,128 @@ def _int(text: Optional[str]) -> Optional[int]:
         return None
 
 
+def parse_qos(text: str) -> Dict[str, int]:
+    """``sacctmgr -n -P show qos format=name,maxsubmitjobsperuser`` -> {qos: limit} (limited ones only)."""
+    out = {}
+    for line in text.splitlines():
+        name, _, limit = line.strip().partition("|")
+        value = _int(limit)
+        if name and value is not None:
+            out[name] = value
+    return out
+
+
+def parse_assoc(text: str, cluster: str) -> Dict[str, Any]:
+    """``sacctmgr -n -P show assoc where user=U format=cluster,account,maxsubmit,defaultqos`` ->
+    the smallest MaxSubmitJobs of the user's associations on ``cluster``, and its default QOS."""
+    limits: List[int] = []
+    default_qos = ""
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 4 or (cluster and parts[0] != cluster):
+            continue
+        value = _int(parts[2])
+        if value is not None:
+            limits.append(value)
+        default_qos = default_qos or parts[3]
+    return {"max_submit": min(limits) if limits else None, "default_qos": default_qos}
+
+
 @dataclass(frozen=True)
 class ClusterLimits:
+    """What this user may submit, as far as Slurm says (None: no limit known).
+
+    Args:
+        max_job_count: MaxJobCount (job records the controller holds).
+        max_array_size: MaxArraySize.
+        assoc_max_submit: MaxSubmitJobs of the user's association.
+        qos_max_submit: MaxSubmitJobsPerUser of each QOS that has one.
+        default_qos: the QOS jobs get when they name none.
+        time: when they were read (seconds since the epoch).
+    """
+
     max_job_count: Optional[int] = None
     max_array_size: Optional[int] = None
+    assoc_max_submit: Optional[int] = None
+    qos_max_submit: Dict[str, int] = field(default_factory=dict)
+    default_qos: str = ""
     time: float = 0.0
 
+    def max_submit(self, qos: Optional[str]) -> Optional[int]:
+        """How many jobs (array tasks) the user may have queued under ``qos`` (None: unlimited)."""
+        found = [v for v in (self.assoc_max_submit, self.qos_max_submit.get(qos or self.default_qos or "normal"))
+                 if v is not None]
+        return min(found) if found else None
+
+    def override(self, max_array_size: Optional[int] = None, max_job_count: Optional[int] = None,
+                 max_submit_jobs: Optional[int] = None) -> ClusterLimits:
+        """These limits with the runopts' on top (a runopt wins over Slurm)."""
+        out = self
+        if max_array_size is not None:
+            out = replace(out, max_array_size=max_array_size)
+        if max_job_count is not None:
+            out = replace(out, max_job_count=max_job_count)
+        if max_submit_jobs is not None:
+            out = replace(out, assoc_max_submit=max_submit_jobs, qos_max_submit={})
+        return out
+
+    @property
+    def array_size(self) -> int:
+        return self.max_array_size or DEFAULT_ARRAY_SIZE
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
     @classmethod
-    def parse(cls, text: str) -> ClusterLimits:
-        conf = parse_config(text)
-        return cls(_int(conf.get("MaxJobCount")), _int(conf.get("MaxArraySize")), time.time())
+    def from_json(cls, obj: Mapping[str, Any]) -> ClusterLimits:
+        return cls(obj.get("max_job_count"), obj.get("max_array_size"), obj.get("assoc_max_submit"),
+                   dict(obj.get("qos_max_submit") or {}), str(obj.get("default_qos") or ""), float(obj.get("time", 0)))
+
+    @classmethod
+    def cached(cls, store: Store, ttl: Optional[float] = None) -> Optional[ClusterLimits]:
+        """The limits read last (fresher than ``ttl`` seconds, if given), without a Slurm call."""
+        try:
+            obj = store.read_json(CACHE)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(obj, dict):
+            return None
+        found = cls.from_json(obj)
+        return found if ttl is None or time.time() - found.time < ttl else None
 
     @classmethod
     def read(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
-        """The limits, from the cache when fresh, else from Slurm (unknown if Slurm does not say)."""
+        """The limits, from the cache when fresh, else from Slurm (a limit Slurm does not give is None)."""
+        hit = cls.cached(store, CACHE_TTL)
+        if hit is not None:
+            return hit
         try:
-            cached = store.read_json(CACHE)
-        except (OSError, ValueError):
-            cached = None
-        if isinstance(cached, dict) and time.time() - float(cached.get("time", 0)) < CACHE_TTL:
-            return cls(cached.get("max_job_count"), cached.get("max_array_size"), float(cached["time"]))
-        try:
-            limits = cls.parse(cli.run(["scontrol", "show", "config"]))
+            conf = parse_config(cli.run(["scontrol", "show", "config"]))
         except SlurmError:
             return cls()  # unknown: sbatch will say what is wrong
+        limits = cls(_int(conf.get("MaxJobCount")), _int(conf.get("MaxArraySize")), time=time.time())
+        if "limits" in conf.get("AccountingStorageEnforce", ""):  # otherwise Slurm enforces no submit limit
+            limits = _with_submit_limits(cli, limits, conf.get("ClusterName", ""))
         try:
-            store.write_json(CACHE, asdict(limits))
+            store.write_json(CACHE, limits.to_json())
         except OSError:
             pass
         return limits
+
+
+def _with_submit_limits(cli: SlurmCli, limits: ClusterLimits, cluster: str) -> ClusterLimits:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    try:
+        assoc = parse_assoc(cli.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}",
+                                     "format=cluster,account,maxsubmit,defaultqos"]), cluster)
+        qos = parse_qos(cli.run(["sacctmgr", "-n", "-P", "show", "qos", "format=name,maxsubmitjobsperuser"]))
+    except SlurmError:  # slurmdbd unreachable: no submit limit known (sbatch says if one is hit)
+        return limits
+    return replace(limits, assoc_max_submit=assoc["max_submit"], qos_max_submit=qos, default_qos=assoc["default_qos"])
+
+
+def jobs_in_use(cli: SlurmCli, qos: Optional[str], default_qos: str) -> int:
+    """How many of this user's jobs (every array task) count against the submit limit of ``qos``."""
+    out = cli.run(["squeue", "--noheader", "--array", f"--user={os.getuid()}", "--format=%q"])
+    want = qos or default_qos or "normal"
+    return sum(1 for line in out.splitlines() if line.strip() == want)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, TextIO
+from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Union
 
 CHUNK = 1 << 16
 
@@ -39,20 +39,23 @@ class LogTail:
     """Iterate over the text of ``paths`` (stdout then stderr), optionally following them.
 
     Args:
-        paths: files to read; missing files are waited for while tailing.
+        paths: files to read; missing files are waited for while tailing. A function is asked
+            again at every check while tailing (a task of a wave not submitted yet has no log
+            file until its wave is submitted).
         is_done: returns True once the task has ended (checked only while tailing).
         should_tail: keep reading until ``is_done`` says the task ended.
     """
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Union[Sequence[str], Callable[[], Sequence[str]]],
         is_done: Callable[[], bool],
         should_tail: bool = False,
         min_pause: float = 0.2,
         max_pause: float = 5.0,
     ) -> None:
-        self.followers: List[_Follower] = [_Follower(p) for p in paths]
+        self.find = paths if callable(paths) else None
+        self.followers: List[_Follower] = [_Follower(p) for p in (paths() if callable(paths) else paths)]
         self.is_done = is_done
         self.should_tail = should_tail
         self.min_pause = min_pause
@@ -68,6 +71,11 @@ class LogTail:
         finally:
             for f in self.followers:
                 f.close()
+
+    def _add_new_paths(self) -> None:
+        if self.find is not None:
+            known = {f.path for f in self.followers}
+            self.followers += [_Follower(p) for p in self.find() if p not in known]
 
     @staticmethod
     def _drain(f: _Follower) -> Iterator[str]:
@@ -91,6 +99,7 @@ class LogTail:
                 continue
             now = time.monotonic()
             if now >= next_check:
+                self._add_new_paths()
                 if self.is_done():
                     # one last read: the task may have written right before ending
                     for f in self.followers:

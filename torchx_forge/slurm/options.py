@@ -219,7 +219,9 @@ class ForgeOpts:
     dependency: Optional[str] = None
     sbatch_args: Tuple[str, ...] = ()
     array_parallelism: Optional[int] = None
-    max_array_size: int = 1001
+    max_array_size: Optional[int] = None
+    max_submit_jobs: Optional[int] = None
+    max_job_count: Optional[int] = None
     max_retries: Optional[int] = None
     retry_on: Optional[str] = None
     signal: Optional[str] = None

@@ -80,11 +80,23 @@ def policy_lines(rec: AppRecord) -> List[str]:
     return ["retries:"] + [f"  {role}: {text}" for role, text in by_role.items()]
 
 
+def wave_lines(rec: AppRecord, views: List[TaskView]) -> List[str]:
+    """Sweeps cut in waves: how many are submitted, and what the rest wait for."""
+    if rec.waves == 1:
+        return []
+    line = f"waves: {rec.waves - len(rec.unsubmitted_waves())} of {rec.waves} submitted"
+    waiting = [v for v in views if v.source == "plan" and v.state != AppState.CANCELLED]
+    if waiting:
+        line += f"; {len(waiting):,} task(s) not submitted yet ({waiting[0].reason})"
+    return [line]
+
+
 def status_message(rec: AppRecord, views: List[TaskView], notes: Sequence[str] = ()) -> str:
-    """The app message: counts per state (per step in a pipeline), what Slurm could not tell, the
-    retry policy, then a table of tasks."""
-    head = f"{rec.name}: {len(views)} task(s) in {len(rec.jobs)} Slurm job(s) ({_counts(views)}); logs in {rec.log_dir}"
-    extra = [f"note: {n}" for n in notes] + step_lines(rec, views) + policy_lines(rec)
+    """The app message: counts per state (per step in a pipeline), the waves, what Slurm could not
+    tell, the retry policy, then a table of tasks."""
+    head = (f"{rec.name}: {len(views)} task(s) in {len(rec.job_ids())} Slurm job(s) ({_counts(views)});"
+            f" logs in {rec.log_dir}")
+    extra = [f"note: {n}" for n in notes] + wave_lines(rec, views) + step_lines(rec, views) + policy_lines(rec)
     if extra:
         head += "\n" + "\n".join(extra)
     shown = views
@@ -96,7 +108,8 @@ def status_message(rec: AppRecord, views: List[TaskView], notes: Sequence[str] =
         return head
     rows = [["TASK", "SLURM ID", "SLURM STATE", "EXIT", "HOST", "ATTEMPTS", "RESUMED FROM", "RETRIED AFTER", "NOTE"]]
     for v in shown:
-        rows.append([f"{v.role}[{v.replica}]", v.key, v.slurm_state.value, _exit_text(v), v.host or "-", str(v.attempts),
+        key = "-" if v.source == "plan" else v.key
+        rows.append([f"{v.role}[{v.replica}]", key, v.slurm_state.value, _exit_text(v), v.host or "-", str(v.attempts),
                      _short(v.resumed_from) or "-", ",".join(v.causes) or "-", v.reason])
     return head + "\n" + format_table(rows)
 

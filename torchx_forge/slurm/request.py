@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torchx
-from torchx.specs import Role, macros
+from torchx.specs import AppDef, Role, macros
 
 from torchx_forge import __version__
 from torchx_forge.core import layout
@@ -25,6 +25,7 @@ from torchx_forge.core.policy import RetryPolicy
 from torchx_forge.core.secrets import MASK, is_secret
 from torchx_forge.core.states import DepKind, JobKind
 from torchx_forge.errors import ConfigError
+from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.preview import runs_preview
 
@@ -149,6 +150,8 @@ class JobRequest:
     after_external: Tuple[Tuple[DepKind, str], ...] = ()
     #: pipelines: dependents of a failed step end CANCELLED instead of pending forever
     kill_invalid_dep: bool = False
+    #: the wave it is submitted in (0: by torchx run; later ones by the wave job before them)
+    wave: int = 0
 
     @property
     def kind(self) -> JobKind:
@@ -334,6 +337,14 @@ class ForgeBatchRequest:
     stages: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()  # pipelines: (step, its role names) in order
     #: the effective max_retries of each role (what describe reports)
     role_retries: Tuple[Tuple[str, int], ...] = ()
+    #: the AppDef it was built from, unmasked (the plan is built again if the cluster's limits differ)
+    app: Optional[AppDef] = field(default=None, compare=False, repr=False)
+    #: the limits it was cut with (MaxArraySize, submit limits)
+    limits: Optional[ClusterLimits] = field(default=None, compare=False, repr=False)
+
+    @property
+    def waves(self) -> int:
+        return max((j.wave for j in self.jobs), default=0) + 1
 
     def meta(self) -> Dict[str, object]:
         """What the app record keeps of the request beyond its jobs."""
@@ -344,10 +355,15 @@ class ForgeBatchRequest:
 
     def __repr__(self) -> str:
         out = []
+        waves = self.waves
         for job in self.jobs:
             argv = job.argv("$SBATCH_SCRIPT")
+            wave = ""
+            if waves > 1:
+                wave = f", wave {job.wave + 1} of {waves}" + (
+                    "" if job.wave == 0 else ": submitted by a Slurm job once the wave before has ended")
             out.append(
-                f"# job {job.index + 1} of {len(self.jobs)} ({job.kind.value})\n"
+                f"# job {job.index + 1} of {len(self.jobs)} ({job.kind.value}{wave})\n"
                 f"{' '.join(shlex.quote(a) if a != '$SBATCH_SCRIPT' else a for a in argv)}\n\n"
                 "#----------------\n# SBATCH_SCRIPT\n#----------------\n"
                 f"{job.materialize(mask=True)}"

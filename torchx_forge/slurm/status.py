@@ -18,7 +18,7 @@ from torchx.specs import AppState
 
 from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
-from torchx_forge.core.states import FileState, Outcome, SlurmState
+from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.parse import APP_STATES, JobRow, TaskHistory, group_attempts
@@ -81,7 +81,11 @@ def task_views(
     history = group_attempts(sacct or [])
     every_key = rec.all_keys()
     views = []
+    waves = WaveStates(rec, live, history)
     for key, role, replica, job in rec.tasks():
+        if job.planned:
+            views.append(waves.planned_view(key, role, replica, job, cancelled))
+            continue
         report = reports.get(layout.task_key(role, replica))
         view = _view(key, role, replica, live.get(key), history.get(key), report, cancelled, live_known)
         earlier = sum(history[k].attempts for k in every_key.get((role, replica), []) if k != key and k in history)
@@ -91,6 +95,41 @@ def task_views(
         _mark_retry(view, job, live, history, cancelled)
         views.append(view)
     return views
+
+
+class WaveStates:
+    """Where the waves of an app stand: the newest wave job of each wave, and its state."""
+
+    def __init__(self, rec: AppRecord, live: Mapping[str, JobRow], history: Mapping[str, TaskHistory]) -> None:
+        self.rec = rec
+        self.jobs: Dict[int, JobRecord] = {}
+        for job in rec.jobs:  # in submission order: a later try of a wave replaces the earlier
+            if job.job_kind is JobKind.WAVE:
+                self.jobs[job.wave] = job
+        self.states: Dict[str, Optional[SlurmState]] = {}
+        for job in self.jobs.values():
+            row = live.get(job.job_id)
+            self.states[job.job_id] = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
+
+    def planned_view(self, key: str, role: str, replica: int, job: JobRecord, cancelled: bool) -> TaskView:
+        """A task of a wave not submitted yet: pending behind its wave job, or failed with it."""
+        view = TaskView(role=role, replica=replica, key=key, slurm_state=SlurmState.PENDING, attempts=0, source="plan")
+        where = f"wave {job.wave + 1} of {self.rec.waves}"
+        if cancelled:
+            view.slurm_state, view.reason = SlurmState.CANCELLED, f"{where}, cancelled before it was submitted"
+            return view
+        earlier = [w for w in self.jobs if w <= job.wave]
+        wave_job = self.jobs[max(earlier)] if earlier else None
+        state = self.states.get(wave_job.job_id) if wave_job else None
+        if wave_job is None or state is None or not state.final:
+            by = f" by job {wave_job.job_id}" if wave_job is not None and wave_job.wave == job.wave else ""
+            view.reason = f"{where}: submitted{by} once wave {job.wave} has ended"
+            return view
+        log = layout.wave_log(self.rec.log_dir, self.rec.name, wave_job.wave).replace("%j", wave_job.job_id)
+        view.slurm_state = SlurmState.FAILED
+        view.reason = (f"{where} was not submitted: wave job {wave_job.job_id} ended {state.value} (see {log});"
+                       " `torchx forge retry` submits it")
+        return view
 
 
 def _cause(state: Optional[SlurmState], entry: Optional[AttemptReport]) -> str:
@@ -242,7 +281,7 @@ def _needs_reports(rec: AppRecord, history: Optional[List[JobRow]]) -> bool:
     if history is None or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
         return True
     last = {r.key: r for r in history}
-    keys = [key for key, _, _, _ in rec.tasks()]
+    keys = [key for key, _, _, job in rec.tasks() if not job.planned]
     return any(key not in last for key in keys) or all(last[key].state.final for key in keys)
 
 
@@ -291,7 +330,7 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Gather
             continue
         reports: Mapping[str, TaskReport] = {}
         cancelled = False
-        if _needs_reports(rec, history):
+        if live is None or _needs_reports(rec, history):  # no squeue: the launchers' reports are the freshest
             reports = records.task_reports(rec.app_id)
             cancelled = records.cancelled(rec.app_id)
         views = out[rec.app_id] = task_views(rec, live, history, reports, cancelled)

@@ -1,13 +1,16 @@
-"""Submitting a ForgeBatchRequest: checked, recoverable, held, recorded, released together.
+"""Submitting a ForgeBatchRequest: fitted, checked, recoverable, held, recorded, released together.
 
-Before any sbatch: the state dir must take the submission's intent (:mod:`torchx_forge.state.intents`),
-the log dir must be writable with room to spare, and the jobs must fit the cluster's MaxJobCount.
-Then a guard job (:mod:`torchx_forge.slurm.recover`) and every job are submitted with ``--hold``,
+Before any sbatch: the request is cut again if the cluster's limits (MaxArraySize, the user's
+submit limit, MaxJobCount: :mod:`torchx_forge.slurm.limits`) differ from what the dry run knew,
+the state dir must take the submission's intent (:mod:`torchx_forge.state.intents`) and the log
+dir must be writable with room to spare. Then a guard job (:mod:`torchx_forge.slurm.recover`) and
+every job of the first wave are submitted with ``--hold``,
 each tagged in its ``--comment`` so a retried sbatch never makes a second job. Once the app record
 is written, one ``scontrol release`` lets them run and the guard is cancelled. If any step fails,
 every job already submitted is cancelled, so a failed submission leaves nothing in the queue and
 the user sees Slurm's own message; if the client is killed, the guard (or the next forge command)
-finishes or rolls back what it left.
+finishes or rolls back what it left. Jobs of later waves are recorded as planned, their scripts
+written, and the first wave job is submitted with the first wave (:mod:`torchx_forge.slurm.waves`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from typing import List, Optional
 
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
+from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.limits import ClusterLimits
+from torchx_forge.slurm.jobs import build_request
+from torchx_forge.slurm.limits import ClusterLimits, jobs_in_use
 from torchx_forge.slurm.options import logs_origin, state_dir_error
 from torchx_forge.slurm.recover import guard_argv
 from torchx_forge.slurm.request import ForgeBatchRequest, JobRequest
 from torchx_forge.slurm.resubmit import companion_argv
+from torchx_forge.slurm.waves import cost, wave_argv
 from torchx_forge.state.codeversion import code_version
 from torchx_forge.state.files import dir_problem, private_makedirs
 from torchx_forge.state.intents import Intent, Intents
@@ -37,12 +43,13 @@ from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 log = logging.getLogger("torchx_forge")
 
 
-def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], companion: Optional[str]) -> JobRecord:
+def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], companion: Optional[str],
+                planned: bool = False) -> JobRecord:
     p = job.policy
     rec = JobRecord(
         job_id=job_id, kind=job.kind.value, script=script, argv=argv, companion=companion, max_retries=p.max_retries,
         retry_on=[s.value for s in p.retry_on], signal=str(p.warning) if p.warning else "", grace=p.grace,
-        extra_retries=p.extra_retries,
+        extra_retries=p.extra_retries, wave=job.wave, planned=planned,
     )
     if job.array:
         comp = job.components[0]
@@ -80,33 +87,39 @@ def _script_dir(records: Records, submission: str) -> str:
     return tempfile.mkdtemp(prefix=f"forge-{submission}-")
 
 
-def job_records_needed(req: ForgeBatchRequest) -> int:
-    """Slurm job records the submission takes: one per array task, het component, companion and guard."""
-    tasks = sum(j.array.size if j.array else len(j.components) for j in req.jobs)
-    return tasks + sum(1 for j in req.jobs if j.policy.enabled) + 1
-
-
-def check(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> None:
-    """Refuse what cannot work before anything is submitted: the log dir and the cluster's job table."""
+def check(req: ForgeBatchRequest) -> None:
+    """Refuse what cannot work before anything is submitted: a log dir Slurm cannot write to."""
     problem = dir_problem(req.opts.logs)
     if problem:
         raise ConfigError(
             f"log dir {req.opts.logs}", f"{problem}; it comes from {logs_origin(req.opts)}: pick a writable directory"
             " with room for the logs, on a file system the compute nodes share",
         )
-    limit = ClusterLimits.read(cli, records.store).max_job_count
-    needed = job_records_needed(req)
-    if limit and needed > limit:
-        raise ConfigError(
-            f"app {req.app_name!r}",
-            f"needs {needed:,} Slurm job records (every array task counts), more than the cluster's MaxJobCount"
-            f" of {limit:,} (scontrol show config): Slurm would stall, then refuse it. Submit fewer runs at once"
-            " (sweep.max_runs, or split the sweep), or ask the admins to raise MaxJobCount",
-        )
+
+
+def fitted(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ForgeBatchRequest:
+    """``req`` cut for the cluster's limits as they are now (read at most every 10 minutes) and the
+    jobs the user has queued already (counted only when a submit limit applies)."""
+    if req.app is None:
+        return req
+    limits = ClusterLimits.read(cli, records.store)
+    qos = req.opts.get("qos")
+    in_use = 0
+    if limits.override(max_submit_jobs=req.opts.max_submit_jobs).max_submit(qos) is not None:
+        in_use = jobs_in_use(cli, qos, limits.default_qos)
+    again = build_request(req.app, req.opts, limits, in_use)
+    if again.waves > 1:
+        total = sum(cost(j) for j in again.jobs)
+        log.info(f"{req.app_name}: {total:,} job records (every array task counts) are more than you may have queued"
+                 f" at once: submitting them in {again.waves} waves, each by a small Slurm job once the one before"
+                 " has ended")
+    return again
 
 
 def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord:
-    """Submit every job of ``req``; return the saved record (its app id is the first job's id)."""
+    """Submit every job of ``req`` (the first wave, when it is cut in waves); return the saved
+    record (its app id is the first job's id)."""
+    req = fitted(cli, records, req)
     submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     intents = Intents(records.store)
     intent = Intent(submission, req.app_name, records.store.url, req.opts.logs)
@@ -115,18 +128,18 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     except OSError as e:
         raise state_dir_error(records.store.url, e) from None
     try:
-        check(cli, records, req)
+        check(req)
     except BaseException:
         _forget(intents, intent)
         raise
     sdir = _script_dir(records, submission)
     jobs: List[JobRecord] = []
+    first = req.jobs[0].argv("x")
     try:
-        first = req.jobs[0].argv("x")
         intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, submission, req.opts.logs, req.app_name,
                                              first), tag=f"{submission}-guard")
         intents.save(intent)
-        for job in req.jobs:
+        for job in (j for j in req.jobs if j.wave == 0):
             path = os.path.join(sdir, f"job-{job.index}.sh")
             with open(path, "w") as f:
                 f.write(job.materialize())
@@ -147,6 +160,9 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
                 intent.jobs.append(companion)
                 intents.save(intent)
             jobs.append(_job_record(job, job_id, path, argv, companion))
+        if req.waves > 1:
+            jobs += _plan_later_waves(cli, records, req, intent, jobs, sdir, first)
+            intents.save(intent)
         rec = AppRecord(
             app_id=jobs[0].job_id,
             name=req.app_name,
@@ -169,6 +185,25 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
         raise
     _finish(cli, intents, intent)
     return rec
+
+
+def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, wave0: List[JobRecord],
+                      sdir: str, flags: List[str]) -> List[JobRecord]:
+    """Scripts and planned records of the jobs of later waves, and the held job that submits wave 2."""
+    planned = []
+    for job in (j for j in req.jobs if j.wave > 0):
+        path = os.path.join(sdir, f"job-{job.index}.sh")
+        with open(path, "w") as f:
+            f.write(job.materialize())
+        os.chmod(path, 0o600)
+        planned.append(_job_record(job, f"wave{job.wave}.{job.index}", path, job.argv(path, hold=False), None,
+                                   planned=True))
+    after = [j.job_id for j in wave0]
+    argv = wave_argv(req.opts.python, records.store.url, wave0[0].job_id, 1, req.opts.logs, req.app_name, flags, after)
+    wave_job = cli.sbatch(argv, tag=f"{intent.submission}-wave1")
+    intent.jobs.append(wave_job)
+    log.info(f"wave 2 of {req.waves} will be submitted by job {wave_job} once the {len(wave0)} job(s) of wave 1 have ended")
+    return [JobRecord(job_id=wave_job, kind=JobKind.WAVE.value, argv=argv, wave=1), *planned]
 
 
 def _roll_back(cli: SlurmCli, intent: Intent) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from torchx_forge.core import layout
@@ -33,8 +33,10 @@ class JobRecord:
     """One sbatch call of an app.
 
     ``kind`` is ``het`` (components listed in ``components`` as [role, replica], one per het
-    offset) or ``array`` (role ``role``, replicas ``offset`` .. ``offset + size - 1`` are array
-    tasks 0 .. size-1).
+    offset), ``array`` (role ``role``, replicas ``offset`` .. ``offset + size - 1`` are array
+    tasks 0 .. size-1) or ``wave`` (the job that submits wave ``wave`` of a sweep; no tasks).
+    A *planned* job belongs to a wave not submitted yet: its ``job_id`` is a placeholder
+    (``wave<k>.<n>``) that no Slurm command is given; the job that submits it ``replaces`` it.
     """
 
     job_id: str
@@ -55,6 +57,10 @@ class JobRecord:
     signal: str = ""  # the warning (e.g. USR1@90), "" when off
     grace: int = 60
     created: float = field(default_factory=time.time)
+    wave: int = 0  # the wave it belongs to (sweeps too big to be queued at once)
+    planned: bool = False  # not submitted yet: job_id is a placeholder
+    replaces: Optional[str] = None  # the planned job this one is the submission of
+    linked: bool = False  # added after the submission (a retry, a later wave): kept in a file of its own
 
     @property
     def job_kind(self) -> JobKind:
@@ -75,6 +81,8 @@ class JobRecord:
 
     def task_keys(self) -> Iterator[Tuple[str, str, int, str]]:
         """(slurm key, role, replica, log stem) of every task of this job."""
+        if self.job_kind is JobKind.WAVE:
+            return
         if self.job_kind is JobKind.ARRAY:
             for t in self.task_ids():
                 key = f"{self.job_id}_{t}"
@@ -128,8 +136,20 @@ class AppRecord:
         return rec
 
     def job_ids(self, companions: bool = False) -> List[str]:
-        ids = [j.job_id for j in self.jobs]
+        """Slurm ids of the app's jobs (wave jobs included; planned jobs, not submitted yet, are not),
+        and with ``companions`` their companion jobs."""
+        ids = [j.job_id for j in self.jobs if not j.planned]
         return ids + [j.companion for j in self.jobs if j.companion] if companions else ids
+
+    @property
+    def waves(self) -> int:
+        """How many waves the app is submitted in (1 for an app queued at once)."""
+        return max((j.wave for j in self.jobs), default=0) + 1
+
+    def unsubmitted_waves(self) -> List[int]:
+        """The waves with planned jobs no wave job has submitted yet."""
+        done = {j.replaces for j in self.jobs if j.replaces}
+        return sorted({j.wave for j in self.jobs if j.planned and j.job_id not in done})
 
     def tasks(self) -> Iterator[Tuple[str, str, int, JobRecord]]:
         """(slurm key, role, replica, job) of the latest job of every replica (retries replace earlier jobs)."""
@@ -162,9 +182,12 @@ class AppRecord:
 
     def log_paths(self, role: str, replica: int, stream: str) -> List[str]:
         """Every log file of the replica, oldest job first: a requeue appends to the same file, a
-        resubmission (a new job id) writes a new one. KeyError when the app has no such replica."""
+        resubmission (a new job id) writes a new one; none yet for a task of a wave not submitted yet.
+        KeyError when the app has no such replica."""
         paths = [layout.task_log(self.log_dir, self.name, stem, role, replica, stream)
-                 for job in self.jobs for _, r, k, stem in job.task_keys() if r == role and k == replica]
+                 for job in self.jobs if not job.planned for _, r, k, stem in job.task_keys() if r == role and k == replica]
+        if not paths and any(r == role and k == replica for job in self.jobs for _, r, k, _ in job.task_keys()):
+            return []  # a wave not submitted yet: no log so far
         if not paths:
             raise KeyError(f"{role}/{replica}")
         return list(dict.fromkeys(paths))
@@ -179,12 +202,13 @@ class Records:
     def save(self, rec: AppRecord) -> None:
         """Write the app record (jobs added later by retries live in their own files)."""
         obj = rec.to_json()
-        obj["jobs"] = [j for j in obj["jobs"] if not j.get("retry_of")]
+        obj["jobs"] = [j for j in obj["jobs"] if not (j.get("retry_of") or j.get("linked"))]
         self.store.write_json(layout.record(rec.app_id), obj)
 
     def add_job(self, app_id: str, job: JobRecord) -> None:
-        """Link a resubmission to its app: written by whoever resubmits (client or companion job)."""
-        self.store.write_json(layout.added_job(app_id, job.job_id), asdict(job))
+        """Link a job to its app after the submission (a resubmission, a later wave): written by
+        whoever submits it (the client, a companion or a wave job), in a file of its own."""
+        self.store.write_json(layout.added_job(app_id, job.job_id), asdict(replace(job, linked=True)))
 
     def load(self, app_id: str) -> Optional[AppRecord]:
         if not layout.valid_app_id(app_id):

@@ -49,6 +49,7 @@ from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.jobs import build_request
+from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.slurm.recover import recover_stale
@@ -148,7 +149,9 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     ) -> AppDryRunInfo[ForgeBatchRequest]:
         self.check_app(app)
         req = build_request(app, ForgeOpts.from_cfg(cfg))
-        return AppDryRunInfo(req, repr)
+        # gpu_flag=auto is resolved at submit time; the dry run shows it for the version last seen (no Slurm call)
+        version = ClusterLimits.known_version(Store(req.opts.state_dir)) if req.needs_gpu_flag else None
+        return AppDryRunInfo(req, lambda r: repr(r.for_slurm(version)))
 
     def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
         req = dryrun_info.request

@@ -219,7 +219,7 @@ class ForgeOpts:
     Built from a resolved cfg by :meth:`from_cfg`; :meth:`get` reads any option by its runopt name."""
 
     time: Optional[str] = None
-    gpu_flag: str = "gpus-per-node"
+    gpu_flag: str = "auto"
     nodes: Optional[int] = None
     dependency: Optional[str] = None
     sbatch_args: Tuple[str, ...] = ()

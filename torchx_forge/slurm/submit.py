@@ -86,15 +86,17 @@ def job_records_needed(req: ForgeBatchRequest) -> int:
     return tasks + sum(1 for j in req.jobs if j.policy.enabled) + 1
 
 
-def check(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> None:
-    """Refuse what cannot work before anything is submitted: the log dir and the cluster's job table."""
+def check(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ClusterLimits:
+    """Refuse what cannot work before anything is submitted: the log dir and the cluster's job table.
+    Returns the cluster's limits (read from Slurm, or the state dir's cache)."""
     problem = dir_problem(req.opts.logs)
     if problem:
         raise ConfigError(
             f"log dir {req.opts.logs}", f"{problem}; it comes from {logs_origin(req.opts)}: pick a writable directory"
             " with room for the logs, on a file system the compute nodes share",
         )
-    limit = ClusterLimits.read(cli, records.store).max_job_count
+    limits = ClusterLimits.read(cli, records.store)
+    limit = limits.max_job_count
     needed = job_records_needed(req)
     if limit and needed > limit:
         raise ConfigError(
@@ -103,6 +105,7 @@ def check(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> None:
             f" of {limit:,} (scontrol show config): Slurm would stall, then refuse it. Submit fewer runs at once"
             " (sweep.max_runs, or split the sweep), or ask the admins to raise MaxJobCount",
         )
+    return limits
 
 
 def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord:
@@ -115,7 +118,7 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     except OSError as e:
         raise state_dir_error(records.store.url, e) from None
     try:
-        check(cli, records, req)
+        req = req.for_slurm(check(cli, records, req).slurm_version)
     except BaseException:
         _forget(intents, intent)
         raise

@@ -173,3 +173,17 @@ def test_runner_delete_cancels_every_job_of_the_app(tmp_path: Path):
     runner(tmp_path, cli).delete("slurm_forge://torchx/10")
     assert sorted(cli.cancelled) == ["10", "11"]  # the companion job too, as `torchx cancel` does
     assert Records(Store(str(tmp_path))).cancelled("10")  # so a running companion resubmits nothing
+
+
+# -- account, qos (new in TorchX main) and the rest of TorchX's own slurm options ---------------
+
+
+def test_every_option_of_torchx_slurm_is_a_slurm_forge_option_of_the_same_type():
+    from torchx.schedulers.slurm_scheduler import SlurmScheduler
+
+    theirs = dict(SlurmScheduler("s")._run_opts())  # workspace builder options (main's docker builder) aside
+    ours = dict(build_runopts())
+    assert {"partition", "time", "comment", "constraint", "mail-user", "mail-type", "job_dir"} <= set(theirs)
+    assert set(theirs) - set(ours) == set(), "slurm_forge lacks options TorchX's slurm scheduler has"
+    assert {name: ours[name].opt_type.__name__ for name in theirs} == {name: "str" for name in theirs}
+    assert {"account", "qos"} <= set(ours)

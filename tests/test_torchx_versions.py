@@ -185,5 +185,5 @@ def test_every_option_of_torchx_slurm_is_a_slurm_forge_option_of_the_same_type()
     ours = dict(build_runopts())
     assert {"partition", "time", "comment", "constraint", "mail-user", "mail-type", "job_dir"} <= set(theirs)
     assert set(theirs) - set(ours) == set(), "slurm_forge lacks options TorchX's slurm scheduler has"
-    assert {name: ours[name].opt_type.__name__ for name in theirs} == {name: "str" for name in theirs}
+    assert {name: ours[name].opt_type.__name__ for name in theirs} == dict.fromkeys(theirs, "str")
     assert {"account", "qos"} <= set(ours)

@@ -187,3 +187,23 @@ def test_every_option_of_torchx_slurm_is_a_slurm_forge_option_of_the_same_type()
     assert set(theirs) - set(ours) == set(), "slurm_forge lacks options TorchX's slurm scheduler has"
     assert {name: ours[name].opt_type.__name__ for name in theirs} == dict.fromkeys(theirs, "str")
     assert {"account", "qos"} <= set(ours)
+
+
+# -- what is installed: checked when forge is imported -----------------------------------------
+
+
+def test_torchx_older_than_0_7_is_refused_with_the_install_command(monkeypatch: pytest.MonkeyPatch):
+    from torchx_forge import compat
+
+    monkeypatch.setattr(compat.torchx, "__version__", "0.6.0")
+    with pytest.raises(ImportError, match=r"needs torchx >= 0.7 and found torchx 0.6.0: pip install 'torchx-forge\[torchx\]'"):
+        compat._check_installed()
+
+
+def test_torchx_and_torchx_nightly_side_by_side_is_a_warning(monkeypatch: pytest.MonkeyPatch):
+    from torchx_forge import compat
+
+    monkeypatch.setattr(compat, "torchx_distributions", lambda: {"torchx": "0.7.0", "torchx-nightly": "2026.10.26"})
+    with pytest.warns(RuntimeWarning, match="torchx 0.7.0 and torchx-nightly 2026.10.26 are both installed"):
+        compat._check_installed()
+

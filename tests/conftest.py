@@ -20,7 +20,9 @@ from typing import Callable, Dict, List, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TORCHX = shutil.which("torchx") or os.path.join(os.path.dirname(sys.executable), "torchx")
+#: the torchx of the interpreter running the tests (a second venv's, in .ci/run), else the one on PATH
+_OWN_TORCHX = os.path.join(os.path.dirname(sys.executable), "torchx")
+TORCHX = _OWN_TORCHX if os.access(_OWN_TORCHX, os.X_OK) else (shutil.which("torchx") or _OWN_TORCHX)
 
 
 def _cluster_up() -> Optional[str]:

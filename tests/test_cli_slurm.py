@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from torchx.runner import Runner
 
 from conftest import (
     REPO,
@@ -175,3 +176,13 @@ def test_repo_torchxconfig_makes_slurm_forge_the_default(state_dir: Path):
     p = run_torchx("run", "--dryrun", "utils.echo", cwd=REPO)
     assert p.returncode == 0, p.stderr
     assert "torchx_forge.node.launch" in p.stdout
+
+
+@pytest.mark.skipif(not hasattr(Runner, "delete"), reason="`torchx delete` is TorchX main's")
+def test_delete_cancels_like_cancel(state_dir: Path):
+    p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "300")
+    handle = handle_of(p)
+    wait_end(handle, timeout=60, states=("RUNNING",))
+    d = run_torchx("delete", handle)
+    assert d.returncode == 0, d.stderr
+    assert wait_end(handle) == "CANCELLED"

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, cast
 
 from torchx.schedulers.api import (
     DescribeAppResponse,
@@ -39,11 +39,11 @@ from torchx.specs import (
     AppDef,
     AppDryRunInfo,
     CfgVal,
-    Role,
     is_terminal,
     runopts,
 )
 
+from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
@@ -70,8 +70,12 @@ log = logging.getLogger("torchx_forge")
 DESCRIBE_TTL = 1.0
 
 
-class SlurmForgeScheduler(SlurmScheduler):
+class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     """TorchX scheduler for Slurm with arrays, sweeps, retries and durable job records.
+
+    The same on torchx 0.7 and TorchX main: :class:`~torchx_forge.compat.SchedulerCompat` adapts
+    the methods whose signatures differ and calls :meth:`check_app`, :meth:`list_apps` and
+    :meth:`check_workspace`.
 
     Args:
         session_name: TorchX session name (part of the app handle).
@@ -116,7 +120,8 @@ class SlurmForgeScheduler(SlurmScheduler):
 
     # -- submission ----------------------------------------------------------------------
 
-    def _validate(self, app: AppDef, scheduler: str, cfg: Optional[Mapping[str, CfgVal]] = None) -> None:
+    def check_app(self, app: AppDef) -> None:
+        """Raise ConfigError for an app no sbatch call could run (called by TorchX's ``_validate`` too)."""
         if not app.roles:
             raise ConfigError(f"app {app.name!r}", "has no roles; nothing to run")
         seen = set()
@@ -130,34 +135,39 @@ class SlurmForgeScheduler(SlurmScheduler):
             if not role.entrypoint:
                 raise ConfigError(where, "has no entrypoint (the program to run)")
 
-    def submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ForgeBatchRequest]:
+    def submit_dryrun(  # type: ignore[override, unused-ignore]  # TorchX main types it AppDryRunInfo[Any, SlurmOpts]
+        self, app: AppDef, cfg: Any
+    ) -> AppDryRunInfo[ForgeBatchRequest]:
         """TorchX's dry run; the AppDef it keeps (and ``torchx run --dryrun`` prints) has secret-looking
         env values masked, like the script it shows."""
-        info: AppDryRunInfo[ForgeBatchRequest] = super().submit_dryrun(app, cfg)
-        info._app = masked_app(app)
+        info = cast("AppDryRunInfo[ForgeBatchRequest]", super().submit_dryrun(app, cfg))
+        set_dryrun_app(info, masked_app(app))
         return info
 
     def _submit_dryrun(  # type: ignore[override]  # forge's own request type and options
         self, app: AppDef, cfg: Mapping[str, CfgVal]
     ) -> AppDryRunInfo[ForgeBatchRequest]:
-        self._validate(app, self.backend)
+        self.check_app(app)
         opts = ForgeOpts.from_cfg(cfg)
-        # no Slurm call: the cluster's limits as last read (submit reads them again and re-cuts if they changed)
-        req = build_request(app, opts, ClusterLimits.cached(Store(opts.state_dir)))
-        return AppDryRunInfo(req, repr)
+        # no Slurm call: the cluster's limits as last read (submit reads them again and cuts again if they
+        # changed); gpu_flag=auto is shown for the Slurm version last seen
+        limits = ClusterLimits.cached(Store(opts.state_dir))
+        req = build_request(app, opts, limits)
+        version = limits.slurm_version if limits else None
+        return AppDryRunInfo(req, lambda r: repr(r.for_slurm(version)))
 
     def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
         req = dryrun_info.request
         rec = submit(self.cli, self.records(req.opts.state_dir), req)
         return rec.app_id
 
-    def build_workspace_and_update_role(self, role: Role, workspace: str, cfg: Mapping[str, CfgVal]) -> None:
+    def check_workspace(self, cfg: Mapping[str, CfgVal]) -> None:
+        """TorchX copies the workspace into ``job_dir``, which must not exist yet."""
         job_dir = cfg.get("job_dir")
         if job_dir and os.path.exists(str(job_dir)):
             raise ConfigError(
                 "runopt 'job_dir'", f"{job_dir!r} already exists; the workspace is copied into a new directory, pick another"
             )
-        super().build_workspace_and_update_role(role, workspace, cfg)
 
     # -- status --------------------------------------------------------------------------
 
@@ -285,13 +295,13 @@ class SlurmForgeScheduler(SlurmScheduler):
         self._cache.pop(app_id, None)
         return out
 
-    def list(self) -> List[ListAppResponse]:
-        """Apps this user submitted through slurm_forge (from the records), newest first."""
-        records = self.records()
+    def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
+        """Apps this user submitted through slurm_forge (from the records in ``state_dir``), newest first."""
+        records = self.records(state_dir)
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
         views = gather(self.cli, records, recs).views
-        return [ListAppResponse(app_id=rec.app_id, state=app_state(views[rec.app_id])) for rec in recs]
+        return [list_response(rec.app_id, app_state(views[rec.app_id]), rec.name) for rec in recs]
 
     # -- logs ----------------------------------------------------------------------------
 

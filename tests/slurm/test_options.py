@@ -87,7 +87,7 @@ def test_unknown_option_lists_valid_options(opts):
 
 def test_resolve_fills_defaults(opts):
     res = opts.resolve({})
-    assert res["gpu_flag"] == "gpus-per-node" and res["exclusive"] is False and res["nomem"] is False
+    assert res["gpu_flag"] == "auto" and res["exclusive"] is False and res["nomem"] is False
     assert res["nodes"] is None and res["partition"] is None
 
 
@@ -105,14 +105,14 @@ def test_time_rejects_garbage(opts, bad):
     assert err.where == "runopt 'time'" and bad in str(err)
 
 
-@pytest.mark.parametrize("flag", ["gpus-per-node", "gres", "gpus-per-task"])
+@pytest.mark.parametrize("flag", ["auto", "gpus-per-node", "gres", "gpus-per-task"])
 def test_gpu_flag_choices(opts, flag):
     assert opts.resolve({"gpu_flag": flag})["gpu_flag"] == flag
 
 
 def test_gpu_flag_rejects_other(opts):
     msg = str(resolve_err(opts, {"gpu_flag": "gpus"}))
-    assert "'gpus'" in msg and "gpus-per-node, gres, gpus-per-task" in msg
+    assert "'gpus'" in msg and "auto, gpus-per-node, gres, gpus-per-task" in msg
 
 
 @pytest.mark.parametrize("dep", ["afterok:1:2", "afterok:1,afterany:2", "singleton", "aftercorr:5", "afterok:1?afternotok:2", "afterany:7_3"])
@@ -183,7 +183,7 @@ def test_from_cfg_types(opts):
     o = ForgeOpts.from_cfg(cfg)
     assert o.nodes == 2 and o.get("exclusive") is True and o.nomem is False
     assert o.sbatch_args == ("--exclude=n1,n2", "--x=a b")
-    assert o.get("mail-user") == "u@x" and o.python == "/p/py" and o.gpu_flag == "gpus-per-node"
+    assert o.get("mail-user") == "u@x" and o.python == "/p/py" and o.gpu_flag == "auto"
 
 
 def test_from_cfg_defaults(opts, monkeypatch, tmp_path):

@@ -27,10 +27,12 @@ from torchx.cli.cmd_base import SubCommand
 from torchx.cli.cmd_cancel import CmdCancel as TorchxCancel
 from torchx.specs.api import parse_app_handle
 
+from torchx_forge.compat import withdraw_forge_entry_points
 from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
 
 if in_torchx_cli():  # torchx imports this module for every command: keep user errors to one line
     install_cli_excepthook()
+withdraw_forge_entry_points()  # TorchX main: before it reads the schedulers (no effect on torchx 0.7)
 
 #: subcommand -> (module, function)
 COMMANDS: Dict[str, Tuple[str, str]] = {

@@ -25,7 +25,9 @@ from torchx_forge.core.policy import parse_retry_on, parse_signal
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 
-GPU_FLAGS = ("gpus-per-node", "gres", "gpus-per-task")
+GPU_FLAGS = ("auto", "gpus-per-node", "gres", "gpus-per-task")
+#: The first Slurm release with --gpus-per-node (select/cons_tres).
+GPUS_PER_NODE_SINCE = (19, 5)
 CONTAINER_RUNTIMES = ("none", "apptainer", "singularity", "pyxis")
 TEMPLATE_FIELDS = ("state_dir", "job_dir", "app_id", "app_name", "run_id", "role", "replica", "stage")
 _DEP_KINDS = "|".join(k.value for k in DepKind)
@@ -98,6 +100,19 @@ def split_sbatch_args(text: str) -> List[str]:
                 f"{flag} is set by slurm_forge itself and cannot be passed through; see `torchx runopts slurm_forge`"
             )
     return tokens
+
+
+def gpu_flag_for(slurm_version: Optional[str]) -> str:
+    """The GPU flag ``gpu_flag=auto`` means on a cluster running ``slurm_version`` (``22.05.8``; None: unknown).
+
+    Forge runs one task per node, so ``--gpus-per-node`` says exactly what is meant on every Slurm
+    that has it (TorchX main switches to it on 24.11, where select/linear refuses per-task GPUs);
+    before 19.05 only ``--gres=gpu:N`` exists. An unknown version is taken to be a recent one.
+    """
+    numbers = re.findall(r"\d+", slurm_version or "")
+    if len(numbers) >= 2 and (int(numbers[0]), int(numbers[1])) < GPUS_PER_NODE_SINCE:
+        return "gres"
+    return "gpus-per-node"
 
 
 def check_sbatch_args(text: str) -> str:
@@ -193,9 +208,10 @@ OPTIONS: Tuple[Option, ...] = (
            sbatch="constraint", cluster="constraint"),
     Option(
         "gpu_flag", str,
-        "How GPU requests are written: gpus-per-node (default; Slurm >= 19.05), gres"
-        " (--gres=gpu:N, the oldest form) or gpus-per-task (with --ntasks-per-node=1).",
-        "gpus-per-node", check=_choice(GPU_FLAGS),
+        "How GPU requests are written: auto (default: from the cluster's Slurm version, read at submit"
+        " time with the other cluster limits and cached: gpus-per-node on Slurm >= 19.05, gres before),"
+        " gpus-per-node, gres (--gres=gpu:N, the oldest form) or gpus-per-task (with --ntasks-per-node=1).",
+        "auto", check=_choice(GPU_FLAGS),
     ),
     Option(
         "nodes", int,

@@ -1,6 +1,7 @@
 """The cluster's limits that decide how a submission is cut: read from Slurm, cached briefly.
 
 - ``MaxArraySize`` (``scontrol show config``): the largest array (task ids 0 .. size - 1).
+- ``SLURM_VERSION``: which GPU flag ``gpu_flag=auto`` writes.
 - ``MaxJobCount``: job records the controller holds, every array task counting once it starts.
 - ``MaxSubmitJobs``: how many jobs this user may have queued or running, every array task
   counting (``sacctmgr``: the user's association, and ``MaxSubmitJobsPerUser`` of the QOS the
@@ -85,6 +86,7 @@ class ClusterLimits:
         qos_max_submit: MaxSubmitJobsPerUser of each QOS that has one.
         default_qos: the QOS jobs get when they name none.
         time: when they were read (seconds since the epoch).
+        slurm_version: the controller's Slurm version (``22.05.8``).
     """
 
     max_job_count: Optional[int] = None
@@ -93,6 +95,7 @@ class ClusterLimits:
     qos_max_submit: Dict[str, int] = field(default_factory=dict)
     default_qos: str = ""
     time: float = 0.0
+    slurm_version: Optional[str] = None
 
     def max_submit(self, qos: Optional[str]) -> Optional[int]:
         """How many jobs (array tasks) the user may have queued under ``qos`` (None: unlimited)."""
@@ -121,12 +124,15 @@ class ClusterLimits:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> ClusterLimits:
+        version = obj.get("slurm_version")
         return cls(obj.get("max_job_count"), obj.get("max_array_size"), obj.get("assoc_max_submit"),
-                   dict(obj.get("qos_max_submit") or {}), str(obj.get("default_qos") or ""), float(obj.get("time", 0)))
+                   dict(obj.get("qos_max_submit") or {}), str(obj.get("default_qos") or ""), float(obj.get("time", 0)),
+                   version if isinstance(version, str) else None)
 
     @classmethod
     def cached(cls, store: Store, ttl: Optional[float] = None) -> Optional[ClusterLimits]:
-        """The limits read last (fresher than ``ttl`` seconds, if given), without a Slurm call."""
+        """The limits read last (fresher than ``ttl`` seconds, if given), without a Slurm call. A dry
+        run takes them at any age (clusters seldom change their limits or their Slurm version)."""
         try:
             obj = store.read_json(CACHE)
         except (OSError, ValueError):
@@ -137,16 +143,30 @@ class ClusterLimits:
         return found if ttl is None or time.time() - found.time < ttl else None
 
     @classmethod
+    def parse(cls, text: str) -> ClusterLimits:
+        """The limits ``scontrol show config`` gives (MaxJobCount, MaxArraySize, the version)."""
+        conf = parse_config(text)
+        return cls(_int(conf.get("MaxJobCount")), _int(conf.get("MaxArraySize")), time=time.time(),
+                   slurm_version=conf.get("SLURM_VERSION"))
+
+    @classmethod
+    def known_version(cls, store: Store) -> Optional[str]:
+        """The Slurm version the last submission read (any age), without a Slurm call."""
+        found = cls.cached(store)
+        return found.slurm_version if found else None
+
+    @classmethod
     def read(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
         """The limits, from the cache when fresh, else from Slurm (a limit Slurm does not give is None)."""
         hit = cls.cached(store, CACHE_TTL)
         if hit is not None:
             return hit
         try:
-            conf = parse_config(cli.run(["scontrol", "show", "config"]))
+            text = cli.run(["scontrol", "show", "config"])
         except SlurmError:
             return cls()  # unknown: sbatch will say what is wrong
-        limits = cls(_int(conf.get("MaxJobCount")), _int(conf.get("MaxArraySize")), time=time.time())
+        conf = parse_config(text)
+        limits = cls.parse(text)
         if "limits" in conf.get("AccountingStorageEnforce", ""):  # otherwise Slurm enforces no submit limit
             limits = _with_submit_limits(cli, limits, conf.get("ClusterName", ""))
         try:

@@ -1,8 +1,10 @@
 """slurm_forge's run options, generated from the option table: parsed leniently, validated strictly.
 
-torchx 0.7 casts ``-cfg`` and ``.torchxconfig`` values itself, before any scheduler code runs:
-``exclusive=yes`` silently became False and ``nodes=two`` raised a traceback. Options here
-therefore use lenient types whose cast never fails (a bad value is kept as text), and
+TorchX casts ``-cfg`` and ``.torchxconfig`` values itself, before any scheduler code runs: in
+torchx 0.7 ``exclusive=yes`` silently became False and ``nodes=two`` raised a traceback, and
+TorchX main's cast asserts on any type but a built-in one. Options here therefore use lenient
+types whose cast never fails (a bad value is kept as text) on both versions
+(:func:`torchx_forge.compat.add_option`), and
 :meth:`ForgeRunopts.resolve` checks every value against its row of
 :data:`torchx_forge.core.options.OPTIONS`, raising :class:`ConfigError` naming the option, the
 value and what is allowed; ``torchx run`` prints that as one line and exits 1.
@@ -21,6 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from torchx.runner.config import find_configs
 from torchx.specs import CfgVal, runopts
 
+from torchx_forge.compat import add_option
 from torchx_forge.core import layout
 from torchx_forge.core.options import BY_FIELD, BY_NAME, OPTIONS, Option, sbatch_flag, split_sbatch_args
 from torchx_forge.errors import ConfigError
@@ -151,15 +154,17 @@ class ForgeRunopts(runopts):
             out[key] = _LENIENT[opt.type_](text) if opt and opt.type_ in _LENIENT else text
         return out
 
-    def resolve(self, cfg: Mapping[str, CfgVal]) -> Dict[str, CfgVal]:
+    def resolve(self, cfg: Mapping[str, CfgVal], *, ignore_unknown: bool = False) -> Dict[str, CfgVal]:
+        """Every option checked and typed, defaults filled in; an unknown option is an error unless
+        ``ignore_unknown`` (TorchX main's flag for schedulers that pass options on), then it is kept as is."""
         unknown = sorted(k for k in cfg if k not in BY_NAME)
-        if unknown:
+        if unknown and not ignore_unknown:
             raise ConfigError(
                 f"runopt {unknown[0]!r}",
                 f"slurm_forge has no such option; valid options: {', '.join(sorted(BY_NAME))}"
                 " (see `torchx runopts slurm_forge`)",
             )
-        resolved: Dict[str, CfgVal] = {}
+        resolved: Dict[str, CfgVal] = {name: cfg[name] for name in unknown}
         for opt in OPTIONS:
             val = cfg.get(opt.name)
             if val is None:
@@ -203,7 +208,7 @@ def build_runopts() -> ForgeRunopts:
     """``torchx runopts slurm_forge``: one runopt per row of the option table."""
     opts = ForgeRunopts()
     for o in OPTIONS:
-        opts.add(o.name, type_=_LENIENT.get(o.type_, o.type_), help=o.help, default=o.default)
+        add_option(opts, o.name, _LENIENT.get(o.type_, o.type_), o.help, o.default)
     return opts
 
 
@@ -214,7 +219,7 @@ class ForgeOpts:
     Built from a resolved cfg by :meth:`from_cfg`; :meth:`get` reads any option by its runopt name."""
 
     time: Optional[str] = None
-    gpu_flag: str = "gpus-per-node"
+    gpu_flag: str = "auto"
     nodes: Optional[int] = None
     dependency: Optional[str] = None
     sbatch_args: Tuple[str, ...] = ()

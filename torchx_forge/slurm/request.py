@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torchx
@@ -21,6 +21,7 @@ from torchx.specs import AppDef, Role, macros
 
 from torchx_forge import __version__
 from torchx_forge.core import layout
+from torchx_forge.core.options import gpu_flag_for
 from torchx_forge.core.policy import RetryPolicy
 from torchx_forge.core.secrets import MASK, is_secret
 from torchx_forge.core.states import DepKind, JobKind
@@ -108,7 +109,10 @@ class Component:
 
 
 def gpu_flag(form: str, gpus: int) -> str:
-    """The GPU request in the form the cluster wants (see runopt gpu_flag)."""
+    """The GPU request in the form the cluster wants (see runopt gpu_flag; ``auto`` not yet resolved
+    for the cluster, see :meth:`ForgeBatchRequest.for_slurm`, is the form of a recent Slurm)."""
+    if form == "auto":
+        form = gpu_flag_for(None)
     if form == "gres":
         return f"--gres=gpu:{gpus}"
     if form == "gpus-per-task":
@@ -345,6 +349,18 @@ class ForgeBatchRequest:
     @property
     def waves(self) -> int:
         return max((j.wave for j in self.jobs), default=0) + 1
+
+    @property
+    def needs_gpu_flag(self) -> bool:
+        """Some job requests GPUs with ``gpu_flag=auto``: the form depends on the cluster's Slurm version."""
+        return any(j.opts.gpu_flag == "auto" and any(c.gpus > 0 for c in j.components) for j in self.jobs)
+
+    def for_slurm(self, version: Optional[str]) -> ForgeBatchRequest:
+        """This request with ``gpu_flag=auto`` resolved for a cluster running Slurm ``version`` (None: unknown)."""
+        def resolve(opts: ForgeOpts) -> ForgeOpts:
+            return replace(opts, gpu_flag=gpu_flag_for(version)) if opts.gpu_flag == "auto" else opts
+
+        return replace(self, opts=resolve(self.opts), jobs=tuple(replace(j, opts=resolve(j.opts)) for j in self.jobs))
 
     def meta(self) -> Dict[str, object]:
         """What the app record keeps of the request beyond its jobs."""

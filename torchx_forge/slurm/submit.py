@@ -100,14 +100,14 @@ def check(req: ForgeBatchRequest) -> None:
 def fitted(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ForgeBatchRequest:
     """``req`` cut for the cluster's limits as they are now (read at most every 10 minutes) and the
     jobs the user has queued already (counted only when a submit limit applies)."""
-    if req.app is None:
-        return req
     limits = ClusterLimits.read(cli, records.store)
+    if req.app is None:
+        return req.for_slurm(limits.slurm_version)
     qos = req.opts.get("qos")
     in_use = 0
     if limits.override(max_submit_jobs=req.opts.max_submit_jobs).max_submit(qos) is not None:
         in_use = jobs_in_use(cli, qos, limits.default_qos)
-    again = build_request(req.app, req.opts, limits, in_use)
+    again = build_request(req.app, req.opts, limits, in_use).for_slurm(limits.slurm_version)
     if again.waves > 1:
         total = sum(cost(j) for j in again.jobs)
         log.info(f"{req.app_name}: {total:,} job records (every array task counts) are more than you may have queued"

@@ -23,22 +23,7 @@ from torchx_forge.experiment.generators import is_call
 from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment, validate
-from torchx_forge.slurm.options import configured_state_dir, state_dir_error
-from torchx_forge.state.store import Store
-
-
-def _tables() -> Callable[[Dict[str, Any]], str]:
-    """Where run tables go: the state dir, where the compute nodes read them (a clear error if it
-    cannot take them)."""
-    store = Store(configured_state_dir())
-
-    def put(table: Dict[str, Any]) -> str:
-        try:
-            return store.put_table(table)
-        except OSError as e:
-            raise state_dir_error(store.url, e) from None
-
-    return put
+from torchx_forge.sweeps import table_sink
 
 
 def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -53,7 +38,7 @@ def sweep(*overrides: str, config: str, set: Optional[str] = None, local_paralle
     """
     texts = ([set] if set else []) + list(overrides)
     exp = load_experiment(config, texts)
-    return build_appdef(exp, _tables(), local_parallel=local_parallel or None)
+    return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
 
 
 def grid(
@@ -111,7 +96,7 @@ def grid(
         sweep_section["max_runs"] = max_runs
     cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
     exp = validate(cfg, Source("forge.grid"), os.getcwd())
-    return build_appdef(exp, _tables(), local_parallel=local_parallel or None)
+    return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
 
 
 def _keyed(option: str, text: str, value: Callable[[Any], Any]) -> Dict[str, Any]:
@@ -138,4 +123,4 @@ def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_para
         local_parallel: outside Slurm, run at most this many runs of a step at once
     """
     texts = ([set] if set else []) + list(overrides)
-    return pipeline_appdef(config, texts, _tables(), local_parallel=local_parallel or None)
+    return pipeline_appdef(config, texts, table_sink(), local_parallel=local_parallel or None)

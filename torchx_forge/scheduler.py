@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, cast
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 from torchx.schedulers.api import (
     DescribeAppResponse,
@@ -302,6 +302,23 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         recs.sort(key=lambda r: r.created, reverse=True)
         views = gather(self.cli, records, recs).views
         return [list_response(rec.app_id, app_state(views[rec.app_id]), rec.name) for rec in recs]
+
+    def poll(self, app_ids: Optional[Sequence[str]] = None) -> Tuple[List[Tuple[AppRecord, List[TaskView]]], List[str]]:
+        """Per-task status of the named apps (default: every app in the state dir that has not
+        ended), in **one** Slurm call for all of them (``torchx forge watch``). Unknown ids are an error."""
+        records = self.records()
+        if app_ids is None:
+            recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None and r.final is None]
+        else:
+            recs = []
+            for app_id in app_ids:
+                rec = records.load(app_id)
+                if rec is None:
+                    raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}"
+                                          " (see `torchx list -s slurm_forge`)")
+                recs.append(rec)
+        found = gather(self.cli, records, recs, one_call=True)
+        return [(rec, found.views[rec.app_id]) for rec in recs], found.notes
 
     # -- logs ----------------------------------------------------------------------------
 

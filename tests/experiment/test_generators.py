@@ -223,3 +223,15 @@ def test_runs_come_in_slurmforges_order_and_max_runs_keeps_the_same_ones(tmp_pat
     expected = slurmforge_order(shared, cases or [("", {}, {})], max_runs)
     got = [(r.case, r.params) for r in expand(load_experiment(str(path)))]
     assert got == expected
+
+
+def test_an_unquoted_call_in_a_flow_mapping_gets_a_hint(tmp_path):
+    path = write(tmp_path, """\
+        name: flow
+        run: {command: [x]}
+        sweep: {shared_axes: {run.args.lr: logspace(1e-5, 1e-1, 5)}}
+    """)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert err.value.where.endswith(":3: sweep.shared_axes.run.args.lr")
+    assert "quote the call" in str(err.value)

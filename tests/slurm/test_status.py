@@ -296,6 +296,8 @@ def test_without_accounting_the_causes_come_from_the_launchers_record():
 class DeafCli:
     """squeue and/or sacct fail the way a stopped daemon makes them fail."""
 
+    accounting = None  # as SlurmCli before its first sacct
+
     def __init__(self, squeue_ok: bool, sacct_ok: bool) -> None:
         self.squeue_ok, self.sacct_ok = squeue_ok, sacct_ok
 

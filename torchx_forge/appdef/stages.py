@@ -52,6 +52,12 @@ def build_pipeline(path: str, overrides: Sequence[str], sink: TableSink,
                    local_parallel: Optional[int] = None) -> Tuple[Pipeline, Dict[str, StepInfo]]:
     """Read a pipeline file and build every step's AppDef (run tables handed to ``sink``)."""
     name, stages = load_stages(path, overrides)
+    return build_steps(name, stages, sink, local_parallel)
+
+
+def build_steps(name: str, stages: Sequence[StageSpec], sink: TableSink,
+                local_parallel: Optional[int] = None) -> Tuple[Pipeline, Dict[str, StepInfo]]:
+    """Every step's AppDef, wired into a Pipeline (run tables handed to ``sink``)."""
     by_name = {s.name: s for s in stages}
     built: Dict[str, Built] = {}
     steps: List[Step] = []

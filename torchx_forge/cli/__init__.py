@@ -7,6 +7,7 @@
     torchx forge retry    slurm_forge://SESSION/APP_ID [--states FAILED,TIMEOUT]
     torchx forge results  slurm_forge://SESSION/APP_ID [--metric NAME] [--stage STEP]
                           [--csv FILE] [--json FILE] [--plot FILE.png --x PARAM]
+    torchx forge watch    [slurm_forge://SESSION/APP_ID ...] [--once] [--interval S]
     torchx forge init     {command,script,ddp} [DIR]
     torchx forge examples [NAME]
 
@@ -42,6 +43,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "cancel": ("torchx_forge.cli.apps", "cmd_cancel"),
     "retry": ("torchx_forge.cli.apps", "cmd_retry"),
     "results": ("torchx_forge.cli.apps", "cmd_results"),
+    "watch": ("torchx_forge.cli.watch", "cmd_watch"),
     "init": ("torchx_forge.cli.starters", "cmd_init"),
     "examples": ("torchx_forge.cli.starters", "cmd_examples"),
 }
@@ -107,6 +109,12 @@ class CmdForge(SubCommand):
         s.add_argument("--plot", default=None, metavar="FILE.png",
                        help="save a plot of the metric against --x (needs matplotlib)")
         s.add_argument("--x", default=None, metavar="PARAM", help="the parameter on the plot's x axis, e.g. run.args.lr")
+        w = sub.add_parser("watch", help="follow apps (default: all of yours not ended) in one Slurm call per poll")
+        w.add_argument("app_handles", nargs="*", metavar="HANDLE", help="slurm_forge://SESSION/APP_ID (default: every app)")
+        w.add_argument("--once", action="store_true", help="print the table once and exit")
+        w.add_argument("--interval", type=float, default=2.0, help="first pause between polls, seconds (default 2)")
+        w.add_argument("--max-interval", type=float, default=60.0,
+                       help="longest pause while nothing changes, seconds (default 60)")
 
     def run(self, args: argparse.Namespace) -> None:
         if not getattr(args, "forge_cmd", None):

@@ -135,8 +135,14 @@ class _Parser:
         return Call(name, tuple(args), tuple(kwargs))
 
 
+FLOW_HINT = ("; in a YAML flow mapping or list ({...} or [...]) commas split values: quote the call,"
+             " e.g. 'logspace(1e-5, 1e-1, 5)'")
+
+
 def parse_call(text: str) -> Call:
     """``"range(0, 10, step=2)"`` -> ``Call("range", (0, 10), (("step", 2),))`` (ValueError if malformed)."""
+    if text.count("(") > text.count(")"):
+        raise ValueError(f"{text!r} is cut short (a ')' is missing){FLOW_HINT}")
     p = _Parser(text)
     kind, name = p.take()
     if kind != "word" or p.peek()[1] != "(":

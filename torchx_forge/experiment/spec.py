@@ -36,9 +36,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from torchx_forge.core.space import CaseSpace, Listed, RandomSpec, Space, Values, merged_axes
+from torchx_forge.core.space import CaseSpace, Dist, Listed, RandomSpec, Space, Values, merged_axes
 from torchx_forge.errors import ConfigError
-from torchx_forge.experiment.generators import distribution, grid_values, is_call, parse_call
+from torchx_forge.experiment.generators import FLOW_HINT, distribution, grid_values, is_call, parse_call
 from torchx_forge.experiment.overrides import parse_overrides, set_path
 from torchx_forge.experiment.schema import (
     ARTIFACTS_SCHEMA,
@@ -92,7 +92,7 @@ def _check_path(path: str, where: str, s: Source) -> Check:
         raise ConfigError(
             s.where(where),
             f"{path!r} is not a key a sweep can set; use run.args.NAME, run.env.NAME, run.command, run.workdir"
-            f" or cluster.KEY ({', '.join(CLUSTER_SCHEMA)})",
+            f" or cluster.KEY ({', '.join(CLUSTER_SCHEMA)})" + (FLOW_HINT if "(" in path or ")" in path else ""),
         )
     return check
 
@@ -100,9 +100,9 @@ def _check_path(path: str, where: str, s: Source) -> Check:
 def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
     """A list of values, or a generator (``range(0, 100)``, ``logspace(1e-5, 1e-1, 5)``, ``choice(a, b)``);
     every listed value, and a generator's first and last (its values all have the same type), is checked."""
-    if is_call(values):
+    if is_call(values) or isinstance(values, Values):  # a generator, written out or built in Python
         try:
-            gen = grid_values(parse_call(values))
+            gen = values if isinstance(values, Values) else grid_values(parse_call(values))
         except ValueError as e:
             raise ConfigError(s.where(where), str(e)) from None
         if not isinstance(gen, Listed):
@@ -153,7 +153,7 @@ def _check_random(v: Any, p: str, s: Source) -> RandomSpec:
         where = f"{p}.params.{key}"
         check = _check_path(str(key), where, s)
         try:
-            dist = distribution(text)
+            dist = text if isinstance(text, Dist) else distribution(text)
         except ValueError as e:
             raise ConfigError(s.where(where), str(e)) from None
         for value in dist.choices or (dist.low, dist.high):

@@ -104,6 +104,12 @@ def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict
     cfg, source = read_yaml(path)
     for key, value in parse_overrides(overrides):
         set_path(cfg, key, value)
+    check_pipeline_config(cfg, source)
+    return cfg, source
+
+
+def check_pipeline_config(cfg: Dict[str, Any], source: Source) -> None:
+    """The top level of a pipeline (file or dict): its keys, its name, its steps."""
     allowed = ("name", "description", "cluster", "retry", "artifacts", "stages")
     for key in cfg:
         if key not in allowed:
@@ -113,7 +119,6 @@ def load_pipeline_config(path: str, overrides: Sequence[str] = ()) -> Tuple[Dict
     if "name" not in cfg:
         raise ConfigError(source.where(""), "missing key 'name' (the pipeline's name)")
     check_mapping(cfg.get("retry"), "retry", source, RETRY_SCHEMA)
-    return cfg, source
 
 
 def _stage(cfg: Dict[str, Any], name: str, source: Source, base_dir: str) -> StageSpec:
@@ -149,9 +154,13 @@ def _stage(cfg: Dict[str, Any], name: str, source: Source, base_dir: str) -> Sta
 def load_stages(path: str, overrides: Sequence[str] = ()) -> Tuple[str, List[StageSpec]]:
     """(pipeline name, its steps in dependency order) from a pipeline file."""
     cfg, source = load_pipeline_config(path, overrides)
-    base_dir = os.path.dirname(os.path.abspath(path))
+    return stages_of(cfg, source, os.path.dirname(os.path.abspath(path)))
+
+
+def stages_of(cfg: Dict[str, Any], source: Source, base_dir: str) -> Tuple[str, List[StageSpec]]:
+    """(pipeline name, its steps in dependency order) from a checked pipeline config (file or dict)."""
     specs = {n: _stage(cfg, n, source, base_dir) for n in cfg["stages"]}
-    order = topological_order({n: list(s.after) for n, s in specs.items()}, f"{path}: stages")
+    order = topological_order({n: list(s.after) for n, s in specs.items()}, f"{source.path}: stages")
     for name in order:
         spec = specs[name]
         where = source.under(f"stages.{name}.").where("per_run")

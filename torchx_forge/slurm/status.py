@@ -302,13 +302,32 @@ def _ask(what: Callable[[], Optional[List[JobRow]]], fails: str, notes: List[str
         return False, None
 
 
-def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Gathered:
-    """The task views of every app in ``recs``: one squeue and one sacct for all of them.
+def _settled_in_accounting(recs: Sequence[AppRecord], history: Sequence[JobRow]) -> bool:
+    """Does accounting alone tell every task's end for good? Every submitted task (and companion)
+    has a final latest row, and none ended in a state its retries may still bring back."""
+    last = {r.key: r for r in history}
+    for rec in recs:
+        for key, _, _, job in rec.tasks():
+            if job.planned:
+                return False  # a wave not submitted yet: its wave job may be pending
+            row = last.get(key)
+            if row is None or not row.state.final:
+                return False
+            if job.max_retries > 0 and job.policy().retries(row.state):
+                return False  # a requeue or the companion may bring it back: ask squeue
+    return True
 
-    Apps that settled before are answered from their records (no Slurm call); apps that settle
-    now are frozen into their records. When squeue or sacct fails (a daemon down, a network
-    fault), the answer comes from what is left (sacct or squeue, and the tasks' state files), is
-    not frozen, and says so in ``notes``.
+
+def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
+    """The task views of every app in ``recs``, in one or two Slurm calls for all of them.
+
+    sacct first: when it says every task has ended for good (a finished sweep), that is the one
+    call; otherwise squeue too, the live truth that sacct lags behind. ``one_call`` (``torchx forge
+    watch``) never asks a second time: sacct only, or squeue only on a cluster without accounting.
+    Apps that settled before are answered from their records (no Slurm call); apps that settle now
+    are frozen into their records. When squeue or sacct fails (a daemon down, a network fault), the
+    answer comes from what is left (sacct or squeue, and the tasks' state files), is not frozen, and
+    says so in ``notes``.
     """
     pending = [r for r in recs if not r.final]
     ids = [j for r in pending for j in r.job_ids(companions=True)]
@@ -316,13 +335,20 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Gather
     live: Optional[List[JobRow]] = []
     history: Optional[List[JobRow]] = []
     complete = True
+    asked_live = False
     if ids:
-        answered, live = _ask(lambda: cli.squeue(ids), "the Slurm controller did not answer: states come from"
-                              " accounting and the tasks' state files, and may be stale", notes)
-        complete &= answered
-        answered, history = _ask(lambda: cli.sacct(ids), "accounting (slurmdbd) is unreachable: states come from"
-                                 " squeue and the tasks' state files", notes)
-        complete &= answered
+        if cli.accounting is not False:
+            answered, history = _ask(lambda: cli.sacct(ids), "accounting (slurmdbd) is unreachable: states come from"
+                                     " squeue and the tasks' state files", notes)
+            complete &= answered
+        else:
+            history = None
+        if history is None or not (one_call or _settled_in_accounting(pending, history)):
+            said, asked_live = len(notes), True
+            answered, live = _ask(lambda: cli.squeue(ids), "the Slurm controller did not answer: states come from"
+                                  " accounting and the tasks' state files, and may be stale", notes)
+            notes[:] = notes[said:] + notes[:said]  # the controller's silence first: everything may be stale
+            complete &= answered
     out: Dict[str, List[TaskView]] = {}
     for rec in recs:
         if rec.final:
@@ -330,11 +356,13 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Gather
             continue
         reports: Mapping[str, TaskReport] = {}
         cancelled = False
-        if live is None or _needs_reports(rec, history):  # no squeue: the launchers' reports are the freshest
+        if (asked_live and live is None) or _needs_reports(rec, history):  # no squeue: the reports are the freshest
             reports = records.task_reports(rec.app_id)
             cancelled = records.cancelled(rec.app_id)
-        views = out[rec.app_id] = task_views(rec, live, history, reports, cancelled)
-        if complete and is_settled(views):
+        # squeue not asked (accounting said enough, or one call only): a task's absence from it means nothing
+        views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled)
+        settled = complete and is_settled(views) and (asked_live or _settled_in_accounting([rec], history or []))
+        if settled:
             rec.final = freeze(views)
             records.save(rec)
     return Gathered(out, notes)

@@ -44,10 +44,11 @@ from torchx.specs import (
 )
 
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
+from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
-from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
@@ -190,9 +191,18 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 self._cache[app_id] = (time.monotonic(), *found)
             return found
 
-    def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
+    def load(self, app_id: str) -> Optional[AppRecord]:
+        """The record of ``app_id`` (``ID`` or ``CLUSTER:ID``): an app sent to the local cluster by
+        name (``-cfg cluster=forge``) is found by its plain id too, as handles of old versions are."""
         records = self.records()
         rec = records.load(app_id)
+        if rec is None and ":" not in app_id and local_cluster():
+            rec = records.load(layout.app_id_of(app_id, local_cluster()))
+        return rec
+
+    def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
+        records = self.records()
+        rec = self.load(app_id)
         if rec is None:
             return self._describe_unrecorded(app_id)
         found = gather(self.cli, records, [rec])
@@ -201,12 +211,14 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         """A job slurm_forge did not submit (or whose record is gone): what Slurm knows of it."""
-        if not app_id.isdigit():
+        cluster, job_id = layout.split_app_id(app_id)
+        if not job_id.isdigit():
             return None
-        rows = self.cli.squeue([app_id]) or (self.cli.sacct([app_id]) or [])
+        cli = self.cli.on(cluster or None)
+        rows = cli.squeue([job_id]) or (cli.sacct([job_id]) or [])
         if not rows:
             return None
-        rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="")
+        rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="", cluster=cluster)
         views = task_views_from_rows(rows)
         note = (f"slurm_forge has no record of app {app_id} in {self.records().store.url} (submitted with another"
                 " state dir, or not by slurm_forge): shown from Slurm alone; roles are job names, replicas are array"
@@ -227,24 +239,26 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def _cancel_existing(self, app_id: str) -> None:
         records = self.records()
-        rec = records.load(app_id)
+        rec = self.load(app_id)
         if rec is None:
-            self.cli.cancel([app_id], ended_ok=True)
+            cluster, job_id = layout.split_app_id(app_id)
+            self.cli.on(cluster or None).cancel([job_id], ended_ok=True)
             return
-        records.mark_cancelled(app_id)  # first: a companion job that runs now resubmits nothing
+        records.mark_cancelled(rec.app_id)  # first: a companion job that runs now resubmits nothing
+        cli = self.cli.on(rec.cluster or None)
         done: Set[str] = set()
         while True:  # again with jobs a companion added while we cancelled
             ids = [j for j in rec.job_ids(companions=True) if j not in done]
             if not ids:
                 break
-            self.cli.cancel(ids, ended_ok=True)
+            cli.cancel(ids, ended_ok=True)
             done.update(ids)
-            rec = records.load(app_id) or rec
+            rec = records.load(rec.app_id) or rec
         self._cache.pop(app_id, None)
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
         """Cancel single runs of a sweep (array tasks); returns the Slurm ids cancelled."""
-        rec = self.records().load(app_id)
+        rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}")
         keys = {(r, k): (key, job) for key, r, k, job in rec.tasks()}
@@ -259,7 +273,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                     " cancel the whole app with `torchx cancel`"
                 )
             ids.append(key)
-        self.cli.cancel(ids)
+        self.cli.on(rec.cluster or None).cancel(ids)
         self._cache.pop(app_id, None)
         return ids
 
@@ -271,7 +285,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         """
         wanted = set(states or RETRY_BY_HAND)
         records = self.records()
-        rec = records.load(app_id)
+        rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
         views = gather(self.cli, records, [rec]).views[rec.app_id]
@@ -287,9 +301,10 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 continue
             used = max(by_key[(r, k)].attempts for r, k, _ in picked)
             tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.job_kind is JobKind.ARRAY else None
-            new = resubmit(self.cli, records, rec, job, tasks, sys.executable, extra_retries=used)
+            cli = self.cli.on(rec.cluster or None)
+            new = resubmit(cli, records, rec, job, tasks, sys.executable, extra_retries=used)
             out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
-            for dep in follow_dependents(self.cli, records, rec, job.job_id, new, sys.executable):
+            for dep in follow_dependents(cli, records, rec, job.job_id, new, sys.executable):
                 followed.add(dep.retry_of or "")
                 out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
         self._cache.pop(app_id, None)
@@ -312,7 +327,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         else:
             recs = []
             for app_id in app_ids:
-                rec = records.load(app_id)
+                rec = self.load(app_id)
                 if rec is None:
                     raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}"
                                           " (see `torchx list -s slurm_forge`)")
@@ -334,7 +349,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         streams: Optional[Stream] = None,
     ) -> Iterable[str]:
         """Lines of replica ``k`` of ``role_name``: stdout and stderr unless ``streams`` picks one."""
-        rec = self.records().load(app_id)
+        rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(
                 f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
@@ -348,7 +363,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             raise UnknownAppError(f"app {app_id} has no replica {role_name}/{k}; it has {valid}") from None
 
         def current_paths() -> List[str]:  # a later wave (or a retry) adds log files
-            latest = self.records().load(app_id) or rec
+            latest = self.records().load(rec.app_id) or rec
             return [p for kind in kinds for p in latest.log_paths(role_name, k, kind)]
 
         def done() -> bool:

@@ -292,6 +292,9 @@ class FakeScheduler:
     def records(self) -> Records:
         return Records(self.store)
 
+    def load(self, app_id: str):
+        return self.records().load(app_id)
+
     def task_views(self, app_id: str) -> Optional[List[TaskView]]:
         return self.views
 

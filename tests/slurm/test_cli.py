@@ -89,3 +89,42 @@ def test_sbatch_retried_after_a_failure_cancels_a_twin_that_shows_up():
     })
     assert cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0") == "42"
     assert ["scancel", "41"] in cli.calls
+
+
+# -- several clusters --------------------------------------------------------------------------
+
+
+def test_every_command_of_a_cluster_names_it_and_sbatch_says_where_it_went():
+    cli = ScriptedCli({"sbatch": [(0, "1000004;forge2\n", "")], "squeue": [(0, "1000004|PENDING|None||app\n", "")],
+                       "scancel": [(0, "", "")], "scontrol": [(0, "", "")], "sacct": [(0, "", "")]})
+    there = cli.on("forge2")
+    assert there.on("forge2") is there and cli.on(None) is cli
+    assert there.submit(["sbatch", "--parsable", "job.sh"]) == ("1000004", "forge2")
+    assert cli.calls[-1][:2] == ["sbatch", "--clusters=forge2"]
+    (row,) = there.squeue(["1000004"])
+    assert row.cluster == "forge2" and cli.calls[-1][:2] == ["squeue", "--clusters=forge2"]
+    there.cancel(["1000004"])  # without -M, scancel of another cluster's job does nothing and exits 0
+    there.release(["1000004"])
+    assert cli.calls[-2][:2] == ["scancel", "--clusters=forge2"] and cli.calls[-1][:2] == ["scontrol", "--clusters=forge2"]
+    # a list lets Slurm choose; the answer names the cluster it chose
+    cli.answers["sbatch"] = [(0, "12;forge\n", "")]
+    assert cli.on("forge,forge2").submit(["sbatch", "--parsable", "job.sh"]) == ("12", "forge")
+
+
+def test_one_sacct_for_several_clusters_tells_their_rows_apart():
+    out = "forge|7|a|COMPLETED|0:0|n1|||None\nforge2|7|b|FAILED|3:0|m1|||None\n"
+    cli = ScriptedCli({"sacct": [(0, out, "")]})
+    rows = cli.sacct(["7"], clusters=["forge", "forge2"])
+    assert [(r.cluster, r.key, r.state.value) for r in rows] == [("forge", "7", "COMPLETED"), ("forge2", "7", "FAILED")]
+    assert "--clusters=forge,forge2" in cli.calls[-1] and "--format=Cluster,JobID," in " ".join(cli.calls[-1])
+
+
+def test_the_local_cluster_is_read_from_slurm_conf(tmp_path, monkeypatch):
+    from torchx_forge.slurm.cli import local_cluster
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("# a comment\nClusterName=home  # trailing\nSlurmctldHost=x\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    assert local_cluster() == "home"
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing"))
+    assert local_cluster() == ""

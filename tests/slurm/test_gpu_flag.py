@@ -4,7 +4,7 @@ make no Slurm call and show the version last seen); an explicit gpu_flag always 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pytest
 from torchx.specs import AppDef, Resource, Role
@@ -43,11 +43,12 @@ class OldSlurm(SlurmCli):
         assert list(argv[:3]) == ["scontrol", "show", "config"], argv
         return CONFIG_18
 
-    def sbatch(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None, tag: Optional[str] = None) -> str:
+    def submit(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
+               tag: Optional[str] = None) -> Tuple[str, str]:
         if argv[-1].endswith(".sh"):
             self.scripts.append(Path(argv[-1]).read_text())
         self.next_id += 1
-        return str(self.next_id)
+        return str(self.next_id), ""
 
     def release(self, job_ids: Iterable[str]) -> None:
         pass

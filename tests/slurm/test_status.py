@@ -297,6 +297,10 @@ class DeafCli:
     """squeue and/or sacct fail the way a stopped daemon makes them fail."""
 
     accounting = None  # as SlurmCli before its first sacct
+    cluster = None
+
+    def on(self, cluster):
+        return self
 
     def __init__(self, squeue_ok: bool, sacct_ok: bool) -> None:
         self.squeue_ok, self.sacct_ok = squeue_ok, sacct_ok

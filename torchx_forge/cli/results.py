@@ -262,7 +262,7 @@ def collect(rec: AppRecord, state_dir: str, views: Optional[Iterable[Any]], stag
 def load(sched: Any, app_id: str, stage: Optional[str] = None) -> Results:
     """Results of an app slurm_forge submitted, looked up in the scheduler's state dir."""
     records = sched.records()
-    rec = records.load(app_id)
+    rec = sched.load(app_id)
     if rec is None:
         raise UnknownAppError(
             f"no record of app {app_id!r} in state dir {records.store.url}"

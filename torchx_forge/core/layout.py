@@ -2,7 +2,8 @@
 
 Under the state dir (a local path or any fsspec URL)::
 
-    apps/<app_id>/record.json                  the app record (jobs, roles, log paths, options)
+    apps/<app_id>/record.json                  the app record (jobs, roles, log paths, options);
+                                               <app_id> is the first job's id, CLUSTER:ID on a named cluster
     apps/<app_id>/jobs/<job_id>.json           jobs added later (retries), one file each
     apps/<app_id>/tasks/<role>.<replica>.json  a task's state file, written by its launcher
     apps/<app_id>/cancelled.json               written by cancel (for clusters without accounting)
@@ -43,6 +44,18 @@ CHECKPOINT_TEMPLATE = "{state_dir}/checkpoints/{app_id}/{stage}{run_id}"
 JOB_DIR_CHECKPOINT_TEMPLATE = "{job_dir}/checkpoints/{stage}{run_id}"
 #: FORGE_RESULT_DIR
 RESULT_TEMPLATE = "{state_dir}/results/{app_id}/{stage}{run_id}"
+
+
+def app_id_of(job_id: str, cluster: str = "") -> str:
+    """An app's id: its first job's Slurm id, named ``CLUSTER:ID`` when the app was sent to a named
+    cluster (job ids collide between clusters: each counts from 1)."""
+    return f"{cluster}:{job_id}" if cluster else job_id
+
+
+def split_app_id(app_id: str) -> tuple[str, str]:
+    """``forge2:1000003`` -> (``forge2``, ``1000003``); ``12`` -> ("", ``12``)."""
+    cluster, sep, job_id = app_id.rpartition(":")
+    return (cluster, job_id) if sep else ("", app_id)
 
 
 def valid_app_id(app_id: str) -> bool:

@@ -131,6 +131,16 @@ def check_template(text: str) -> str:
     return text
 
 
+_CLUSTERS = re.compile(r"^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$")
+
+
+def check_clusters(text: str) -> str:
+    """A cluster name, or several separated by ','."""
+    if not _CLUSTERS.match(text.strip()):
+        raise ValueError(f"got {text!r}; expected a Slurm cluster name, or several separated by ',' (e.g. gpu,cpu)")
+    return text.strip()
+
+
 def check_signal(text: str) -> str:
     parse_signal(text)
     return text
@@ -196,6 +206,13 @@ class Option:
 
 
 OPTIONS: Tuple[Option, ...] = (
+    Option(
+        "cluster", str,
+        "Slurm cluster to run on (sbatch -M), or several separated by ',': Slurm then submits where the"
+        " app starts soonest, and forge keeps every job of the app there. The handle names the cluster"
+        " (slurm_forge://SESSION/CLUSTER:ID). Default: the local cluster (no -M).",
+        check=check_clusters, sbatch="clusters", cluster="clusters",
+    ),
     Option("partition", str, "Partition to run in (default: the cluster's default partition).",
            sbatch="partition", cluster="partition"),
     Option("time", str, "Time limit per job: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS.",

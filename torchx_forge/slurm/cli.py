@@ -14,13 +14,14 @@ submission that went through although its answer was lost is found, not made twi
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.errors import SlurmError, SlurmNotFoundError
 from torchx_forge.slurm.parse import (
@@ -77,15 +78,49 @@ HINT_TRANSIENT = ("Slurm did not answer in time (a daemon down, restarting or ov
                   " right; nothing was left queued: submit again once `sinfo` answers.")
 
 
-class SlurmCli:
-    """Runs sbatch/squeue/sacct/scancel/scontrol. Inject a subclass to fake Slurm in unit tests."""
+def local_cluster() -> str:
+    """The name of the cluster Slurm commands go to without ``-M`` (ClusterName in the local
+    slurm.conf: ``$SLURM_CONF`` or /etc/slurm/slurm.conf), read from the file, no Slurm call;
+    "" when it cannot be read."""
+    path = os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
+    try:
+        with open(path) as f:
+            for line in f:
+                key, eq, value = line.split("#", 1)[0].partition("=")
+                if eq and key.strip().lower() == "clustername":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
-    def __init__(self, progress: Optional[Callable[[str], None]] = None, sleep: Callable[[float], None] = time.sleep) -> None:
+
+class SlurmCli:
+    """Runs sbatch/squeue/sacct/scancel/scontrol. Inject a subclass to fake Slurm in unit tests.
+
+    Args:
+        cluster: the Slurm cluster every command goes to (``-M``); None: the local one.
+    """
+
+    def __init__(self, progress: Optional[Callable[[str], None]] = None, sleep: Callable[[float], None] = time.sleep,
+                 cluster: Optional[str] = None) -> None:
         self.calls: List[List[str]] = []
         self._lock = threading.Lock()
         self.accounting: Optional[bool] = None  # learnt from the first sacct call
         self.progress = progress or (lambda text: print(f"torchx-forge: {text}", file=sys.stderr, flush=True))
         self.sleep = sleep
+        self.cluster = cluster or None
+
+    def on(self, cluster: Optional[str]) -> SlurmCli:
+        """This runner, sending every command to ``cluster`` (None or "": the local one); the calls
+        are counted together."""
+        if (cluster or None) == self.cluster:
+            return self
+        other = copy.copy(self)
+        other.cluster = cluster or None
+        return other
+
+    def _m(self) -> List[str]:
+        return [f"--clusters={self.cluster}"] if self.cluster else []
 
     def _once(self, argv: Sequence[str], env: Optional[Dict[str, str]]) -> subprocess.CompletedProcess[str]:
         with self._lock:
@@ -138,8 +173,16 @@ class SlurmCli:
         squeue shows that the earlier try did not go through, and a second job that a lost
         answer would leave behind is cancelled: one job per tag, whatever the network did.
         """
+        return self.submit(argv, env, tag)[0]
+
+    def submit(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
+               tag: Optional[str] = None) -> Tuple[str, str]:
+        """:meth:`sbatch`, returning (job id, the cluster Slurm chose: ``sbatch -M a,b`` submits
+        where the job starts soonest; "" for the local cluster)."""
         if tag:
             argv = with_tag(argv, tag)
+        if self.cluster and not any(a.startswith(("--clusters", "-M")) for a in argv):
+            argv = [argv[0], *self._m(), *argv[1:]]
         start = time.monotonic()
         pauses = iter(CHANGE.pauses())
         tries = 0
@@ -156,29 +199,42 @@ class SlurmCli:
                 self.progress(f"sbatch failed ({e.first_line}); trying again in {pause:g} s"
                               + (", unless it went through after all" if tag else ""))
                 self.sleep(pause)
-                found = self.find_tagged(tag) if tag else []
+                found = self.on(_clusters_of(argv) or self.cluster).find_tagged(tag, with_cluster=True) if tag else []
                 if found:
-                    self.progress(f"the earlier sbatch went through after all, as job {found[0]}")
-                    self._drop_duplicates(tag or "", keep=found[0])
-                    return found[0]
+                    self.progress(f"the earlier sbatch went through after all, as job {found[0][0]}")
+                    self.on(found[0][1] or self.cluster)._drop_duplicates(tag or "", keep=found[0][0])
+                    return found[0][0], found[0][1]
                 continue
-            job_id = out.strip().split(";", 1)[0]  # --parsable prints "jobid" or "jobid;cluster"
+            job_id, _, cluster = out.strip().partition(";")  # --parsable prints "jobid" or "jobid;cluster"
+            cluster = cluster or (self.cluster or "")
             if tag and tries > 1:  # an earlier try may have gone through after all
-                self._drop_duplicates(tag, keep=job_id)
-            return job_id
+                self.on(cluster or None)._drop_duplicates(tag, keep=job_id)
+            return job_id, cluster
 
-    def find_tagged(self, tag: str, prefix: bool = False) -> List[str]:
+    def find_tagged(self, tag: str, prefix: bool = False, with_cluster: bool = False) -> List[Any]:
         """Job ids of this user's jobs whose comment carries ``tag`` (or, with ``prefix``, a tag
-        starting with it), oldest first."""
-        out = self.run(["squeue", "--noheader", "--states=all", f"--user={os.getuid()}", "--format=%i|%k"],
-                       backoff=CHANGE)
-        ids = []
+        starting with it), oldest first; with ``with_cluster``, (job id, cluster) pairs. Searches
+        this runner's cluster, or every one of ``a,b`` when it names several."""
+        out = self.run(["squeue", *self._m(), "--noheader", "--states=all", f"--user={os.getuid()}",
+                        "--format=%i|%k"], backoff=CHANGE) if "," not in (self.cluster or "") else self._tagged_all()
+        found: List[Tuple[str, str]] = []
         for line in out.splitlines():
-            job_id, _, comment = line.partition("|")
+            job_id, _, rest = line.partition("|")
+            comment, _, cluster = rest.rpartition("|") if rest.count("|") else (rest, "", "")
             base = split_job_id(job_id)[0]
-            if tag_in(comment, tag, prefix) and base and base not in ids:
-                ids.append(base)
-        return sorted(ids, key=int)
+            if tag_in(comment, tag, prefix) and base and base not in [i for i, _ in found]:
+                found.append((base, cluster.strip() or (self.cluster or "")))
+        found.sort(key=lambda p: int(p[0]))
+        return found if with_cluster else [i for i, _ in found]
+
+    def _tagged_all(self) -> str:
+        """``squeue`` of every cluster in ``a,b``, each row ending in its cluster's name."""
+        lines = []
+        for cluster in (self.cluster or "").split(","):
+            out = self.on(cluster).run(["squeue", f"--clusters={cluster}", "--noheader", "--states=all",
+                                        f"--user={os.getuid()}", "--format=%i|%k"], backoff=CHANGE)
+            lines += [f"{line}|{cluster}" for line in out.splitlines() if "|" in line]
+        return "\n".join(lines)
 
     def _drop_duplicates(self, tag: str, keep: str) -> None:
         extra = [j for j in self.find_tagged(tag) if j != keep]
@@ -189,7 +245,7 @@ class SlurmCli:
     def release(self, job_ids: Iterable[str]) -> None:
         ids = ",".join(job_ids)
         if ids:
-            self.run(["scontrol", "release", ids], backoff=CHANGE)
+            self.run(["scontrol", *self._m(), "release", ids], backoff=CHANGE)
 
     def cancel(self, job_ids: Iterable[str], signal: Optional[str] = None, batch: bool = False,
                ended_ok: bool = False) -> None:
@@ -197,7 +253,7 @@ class SlurmCli:
         ids = list(job_ids)
         if not ids:
             return
-        argv = ["scancel"]
+        argv = ["scancel", *self._m()]  # without -M, scancel of another cluster's job does nothing, and exits 0
         if signal:
             argv.append(f"--signal={signal}")
         if batch:
@@ -221,7 +277,7 @@ class SlurmCli:
         ids = sorted(set(job_ids), key=lambda s: (len(s), s))
         if not ids:
             return []
-        argv = ["squeue", "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={','.join(ids)}"]
+        argv = ["squeue", *self._m(), "--noheader", "--states=all", f"--format={SQUEUE_FORMAT}", f"--jobs={','.join(ids)}"]
         try:
             out = self.run(argv)
         except SlurmError as e:
@@ -229,20 +285,24 @@ class SlurmCli:
                 return []
             raise
         wanted = set(ids)
-        return [r for r in parse_squeue(out) if r.base in wanted]
+        cluster = self.cluster or ""
+        return [replace(r, cluster=cluster) for r in parse_squeue(out) if r.base in wanted]
 
-    def sacct(self, job_ids: Iterable[str]) -> Optional[List[JobRow]]:
+    def sacct(self, job_ids: Iterable[str], clusters: Optional[Sequence[str]] = None) -> Optional[List[JobRow]]:
         """Every attempt (``-D``) of the given jobs' allocations (``-X``), oldest first.
 
-        Returns None when the cluster has no accounting, so callers fall back to
+        ``clusters``: ask several clusters in one call (their job ids may collide: each row says
+        its cluster). Returns None when the cluster has no accounting, so callers fall back to
         the state files the batch scripts write.
         """
         ids = sorted(set(job_ids), key=lambda s: (len(s), s))
         if not ids or self.accounting is False:
             return None if self.accounting is False else []
+        fields = (("Cluster", *SACCT_FIELDS) if clusters else SACCT_FIELDS)
+        where = [f"--clusters={','.join(clusters)}"] if clusters else self._m()
         argv = [
-            "sacct", "--allocations", "--duplicates", "--parsable2", "--noheader",
-            f"--format={','.join(SACCT_FIELDS)}", f"--jobs={','.join(ids)}",
+            "sacct", *where, "--allocations", "--duplicates", "--parsable2", "--noheader",
+            f"--format={','.join(fields)}", f"--jobs={','.join(ids)}",
         ]
         try:
             out = self.run(argv)
@@ -255,10 +315,22 @@ class SlurmCli:
             self.accounting = False
             return None
         self.accounting = True
-        return parse_sacct(out)
+        if clusters:
+            return parse_sacct(out, fields)
+        return [replace(r, cluster=self.cluster or "") for r in parse_sacct(out)]
 
 
 TAG_PREFIX = "forge:"
+
+
+def _clusters_of(argv: Sequence[str]) -> Optional[str]:
+    """The ``--clusters=`` (``-M``) value of an sbatch command line, if any."""
+    for i, a in enumerate(argv):
+        if a.startswith("--clusters="):
+            return a.split("=", 1)[1]
+        if a == "-M" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
 
 
 def with_tag(argv: Sequence[str], tag: str) -> List[str]:

@@ -253,6 +253,14 @@ def build_request(app: AppDef, opts: ForgeOpts, limits: Optional[ClusterLimits] 
     if pipeline:
         jobs = _wire_dependencies(jobs, stage_jobs, role_jobs, stage_roles, app.roles)
     retries = tuple((name, jobs[idx[0]].policy.max_retries) for name, idx in role_jobs.items())
+    clusters = sorted({j.opts.cluster or "" for j in jobs})
+    if len(clusters) > 1:
+        raise ConfigError(
+            f"app {app.name!r}", f"its jobs ask for different clusters ({', '.join(c or '(local)' for c in clusters)}):"
+            " an app (a sweep, a pipeline) runs on one cluster, since Slurm dependencies and retries do not cross"
+            " clusters outside a federation; submit one app per cluster, or give several clusters to the whole app"
+            " (-cfg cluster=a,b) and let Slurm choose one",
+        )
     jobs = _in_waves(app, jobs, limits, in_use, pipeline)
     return ForgeBatchRequest(
         app_name=app.name, jobs=tuple(jobs), opts=opts, roles=tuple(app.roles), tables=tables_of(app.roles),

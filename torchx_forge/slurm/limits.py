@@ -130,11 +130,11 @@ class ClusterLimits:
                    version if isinstance(version, str) else None)
 
     @classmethod
-    def cached(cls, store: Store, ttl: Optional[float] = None) -> Optional[ClusterLimits]:
+    def cached(cls, store: Store, ttl: Optional[float] = None, cluster: Optional[str] = None) -> Optional[ClusterLimits]:
         """The limits read last (fresher than ``ttl`` seconds, if given), without a Slurm call. A dry
         run takes them at any age (clusters seldom change their limits or their Slurm version)."""
         try:
-            obj = store.read_json(CACHE)
+            obj = store.read_json(cache_path(cluster))
         except (OSError, ValueError):
             return None
         if not isinstance(obj, dict):
@@ -157,12 +157,20 @@ class ClusterLimits:
 
     @classmethod
     def read(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
-        """The limits, from the cache when fresh, else from Slurm (a limit Slurm does not give is None)."""
-        hit = cls.cached(store, CACHE_TTL)
+        """The limits of the cluster(s) ``cli`` sends commands to, from the cache when fresh, else
+        from Slurm (a limit Slurm does not give is None). For several clusters (``a,b``: Slurm
+        picks one), each limit is the smallest of theirs."""
+        names = (cli.cluster or "").split(",")
+        found = [cls._read_one(cli.on(name or None), store) for name in names]
+        return found[0] if len(found) == 1 else combined(found)
+
+    @classmethod
+    def _read_one(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
+        hit = cls.cached(store, CACHE_TTL, cli.cluster)
         if hit is not None:
             return hit
         try:
-            text = cli.run(["scontrol", "show", "config"])
+            text = cli.run(["scontrol", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "show", "config"])
         except SlurmError:
             return cls()  # unknown: sbatch will say what is wrong
         conf = parse_config(text)
@@ -170,16 +178,37 @@ class ClusterLimits:
         if "limits" in conf.get("AccountingStorageEnforce", ""):  # otherwise Slurm enforces no submit limit
             limits = _with_submit_limits(cli, limits, conf.get("ClusterName", ""))
         try:
-            store.write_json(CACHE, limits.to_json())
+            store.write_json(cache_path(cli.cluster), limits.to_json())
         except OSError:
             pass
         return limits
+
+
+def cache_path(cluster: Optional[str]) -> str:
+    """Where the limits of ``cluster`` (None: the local one) are kept in the state dir."""
+    return CACHE if not cluster else f"cluster/{cluster}/limits.json"
+
+
+def combined(found: List[ClusterLimits]) -> ClusterLimits:
+    """The limits a submission that may land on any of these clusters must keep."""
+    def least(values: List[Optional[int]]) -> Optional[int]:
+        known = [v for v in values if v is not None]
+        return min(known) if known else None
+
+    qos: Dict[str, int] = {}
+    for limits in found:
+        for name, value in limits.qos_max_submit.items():
+            qos[name] = min(value, qos.get(name, value))
+    return ClusterLimits(least([f.max_job_count for f in found]), least([f.max_array_size for f in found]),
+                         least([f.assoc_max_submit for f in found]), qos, found[0].default_qos,
+                         min(f.time for f in found), found[0].slurm_version)
 
 
 def _with_submit_limits(cli: SlurmCli, limits: ClusterLimits, cluster: str) -> ClusterLimits:
     user = pwd.getpwuid(os.getuid()).pw_name
     try:
         assoc = parse_assoc(cli.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}",
+                                     *([f"cluster={cluster}"] if cluster else []),
                                      "format=cluster,account,maxsubmit,defaultqos"]), cluster)
         qos = parse_qos(cli.run(["sacctmgr", "-n", "-P", "show", "qos", "format=name,maxsubmitjobsperuser"]))
     except SlurmError:  # slurmdbd unreachable: no submit limit known (sbatch says if one is hit)
@@ -188,7 +217,11 @@ def _with_submit_limits(cli: SlurmCli, limits: ClusterLimits, cluster: str) -> C
 
 
 def jobs_in_use(cli: SlurmCli, qos: Optional[str], default_qos: str) -> int:
-    """How many of this user's jobs (every array task) count against the submit limit of ``qos``."""
-    out = cli.run(["squeue", "--noheader", "--array", f"--user={os.getuid()}", "--format=%q"])
+    """How many of this user's jobs (every array task) count against the submit limit of ``qos``
+    (on the most loaded of the clusters ``cli`` names)."""
+    if "," in (cli.cluster or ""):
+        return max(jobs_in_use(cli.on(name), qos, default_qos) for name in (cli.cluster or "").split(","))
+    where = [f"--clusters={cli.cluster}"] if cli.cluster else []
+    out = cli.run(["squeue", *where, "--noheader", "--array", f"--user={os.getuid()}", "--format=%q"])
     want = qos or default_qos or "normal"
     return sum(1 for line in out.splitlines() if line.strip() == want)

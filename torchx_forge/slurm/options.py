@@ -218,6 +218,7 @@ class ForgeOpts:
     become sbatch flags (partition, account, mail-user, ...) are in ``passthrough`` by runopt name.
     Built from a resolved cfg by :meth:`from_cfg`; :meth:`get` reads any option by its runopt name."""
 
+    cluster: Optional[str] = None
     time: Optional[str] = None
     gpu_flag: str = "auto"
     nodes: Optional[int] = None

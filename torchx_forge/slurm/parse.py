@@ -51,6 +51,7 @@ class JobRow:
     reason: str = ""
     start: str = ""
     end: str = ""
+    cluster: str = ""  # the Slurm cluster it runs on ("" for the local one)
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, SlurmState):  # a state as Slurm prints it
@@ -156,6 +157,7 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]
                 reason=rec.get("Reason", ""),
                 start=rec.get("Start", ""),
                 end=rec.get("End", ""),
+                cluster=rec.get("Cluster", ""),
             ))
         )))
     own = {r.key for spread, rows in parsed if not spread for r in rows}

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 from torchx_forge.core import layout
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.state.intents import Intent, Intents
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
@@ -38,7 +39,7 @@ def guard_argv(python: str, state_dir: str, submission: str, log_dir: str, app_n
                flags: Sequence[str]) -> List[str]:
     """sbatch command of a submission's guard job; ``flags``: the first job's partition/account/qos."""
     command = shlex.join([python, "-m", MODULE, "--state-dir", state_dir, "--submission", submission])
-    keep = [f for f in flags if f.split("=", 1)[0] in ("--partition", "--account", "--qos")]
+    keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
     return [
         "sbatch", "--parsable", f"--begin=now+{HOLD_LIMIT}", f"--job-name={layout.safe_name(app_name)}-guard",
         "--time=00:15:00", "--nodes=1", "--ntasks=1", "--cpus-per-task=1", "--mem=128", "--no-requeue",
@@ -69,7 +70,7 @@ def recover(cli: SlurmCli, records: Records, intents: Intents, intent: Intent, c
 def recover_stale(cli: SlurmCli, records: Records, after: float = STALE_AFTER) -> List[str]:
     """Recover every stale submission in the state dir; returns what was done, one line each."""
     intents = Intents(records.store)
-    return [recover(cli, records, intents, i) for i in intents.pending() if i.stale(after)]
+    return [recover(cli.on(i.cluster or None), records, intents, i) for i in intents.pending() if i.stale(after)]
 
 
 def guard(state_dir: str, submission: str, poll: float = 10.0, limit: float = 600.0) -> int:
@@ -83,7 +84,8 @@ def guard(state_dir: str, submission: str, poll: float = 10.0, limit: float = 60
             print(f"torchx-forge: submission {submission} ended normally; nothing to do", flush=True)
             return 0
         if intent.stale(STALE_AFTER) or time.monotonic() > deadline:
-            print(f"torchx-forge: {recover(SlurmCli(), records, intents, intent, cancel_guard=False)}", flush=True)
+            cli = SlurmCli(cluster=intent.cluster or None)
+            print(f"torchx-forge: {recover(cli, records, intents, intent, cancel_guard=False)}", flush=True)
             return 0
         time.sleep(poll)
 

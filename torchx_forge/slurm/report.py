@@ -94,7 +94,8 @@ def wave_lines(rec: AppRecord, views: List[TaskView]) -> List[str]:
 def status_message(rec: AppRecord, views: List[TaskView], notes: Sequence[str] = ()) -> str:
     """The app message: counts per state (per step in a pipeline), the waves, what Slurm could not
     tell, the retry policy, then a table of tasks."""
-    head = (f"{rec.name}: {len(views)} task(s) in {len(rec.job_ids())} Slurm job(s) ({_counts(views)});"
+    where = f" on cluster {rec.cluster}" if rec.cluster else ""
+    head = (f"{rec.name}: {len(views)} task(s) in {len(rec.job_ids())} Slurm job(s){where} ({_counts(views)});"
             f" logs in {rec.log_dir}")
     extra = [f"note: {n}" for n in notes] + wave_lines(rec, views) + step_lines(rec, views) + policy_lines(rec)
     if extra:

@@ -38,6 +38,8 @@ MACRO_VARS: Mapping[str, str] = {
     macros.replica_id: "FORGE_REPLICA_ID",
 }
 RANK0_ENV = "FORGE_RANK0_HOST"
+#: flags a job's helpers (companion, guard and wave jobs) take from it, to run where it runs
+SAME_PLACE = ("--partition", "--account", "--qos", "--clusters")
 _MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
 
 
@@ -189,14 +191,15 @@ class JobRequest:
             flags.append(f"--chdir={self.opts.job_dir}")
         return flags + list(self.opts.sbatch_args)
 
-    def argv(self, script_path: str, hold: bool = True, ids: Optional[Sequence[str]] = None) -> List[str]:
+    def argv(self, script_path: str, hold: bool = True, ids: Optional[Sequence[str]] = None,
+             app_id: Optional[str] = None) -> List[str]:
         """The exact sbatch command line (run without a shell); ``ids``: the app's jobs submitted so far.
 
-        Jobs after the first learn the app id (the first job's id) through the environment.
+        Jobs after the first learn the app id (``app_id``, else the first job's id) through the environment.
         """
         head = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
         if ids:
-            head.append(f"--export=ALL,FORGE_APP_ID={ids[0]}")
+            head.append(f"--export=ALL,FORGE_APP_ID={app_id or ids[0]}")
         return head + self.sbatch_flags(ids) + [script_path]
 
     def _header(self) -> List[str]:
@@ -225,7 +228,9 @@ class JobRequest:
         lines = [
             "set -u",
             "export PYTHONUNBUFFERED=1 SLURM_UNBUFFEREDIO=1",
-            'export FORGE_APP_ID="${FORGE_APP_ID:-${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}"',
+            # the first job's id; CLUSTER:ID for an app sent to a named cluster (see layout.app_id_of)
+            'export FORGE_APP_ID="${FORGE_APP_ID:-' + ("${SLURM_CLUSTER_NAME}:" if o.cluster else "")
+            + '${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}"',
             f"export FORGE_STATE_DIR={shlex.quote(o.state_dir)}",
             f"export FORGE_APP_NAME={shlex.quote(self.app_name)}",
             f"forge_python={shlex.quote(o.python)}",
@@ -349,6 +354,13 @@ class ForgeBatchRequest:
     @property
     def waves(self) -> int:
         return max((j.wave for j in self.jobs), default=0) + 1
+
+    def on_cluster(self, cluster: str) -> ForgeBatchRequest:
+        """This request with every job sent to ``cluster`` (the one Slurm chose from a list)."""
+        def pin(opts: ForgeOpts) -> ForgeOpts:
+            return replace(opts, cluster=cluster) if opts.cluster else opts
+
+        return replace(self, opts=pin(self.opts), jobs=tuple(replace(j, opts=pin(j.opts)) for j in self.jobs))
 
     @property
     def needs_gpu_flag(self) -> bool:

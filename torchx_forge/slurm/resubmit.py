@@ -36,6 +36,7 @@ from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
+from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskFile, TaskReport
@@ -63,7 +64,7 @@ def companion_argv(python: str, state_dir: str, app_id: str, job_id: str, log_di
                    flags: Sequence[str]) -> List[str]:
     """sbatch command of the companion of ``job_id``; ``flags`` are the job's partition/account/qos."""
     command = shlex.join([python, "-m", MODULE, "companion", "--state-dir", state_dir, "--app", app_id, "--job", job_id])
-    keep = [f for f in flags if f.split("=", 1)[0] in ("--partition", "--account", "--qos")]
+    keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
     return [
         "sbatch", "--parsable", "--hold", f"--dependency=afternotok:{job_id}", "--kill-on-invalid-dep=yes",
         f"--job-name={layout.safe_name(app_name)}-retry", f"--time={COMPANION_TIME}", "--nodes=1", "--ntasks=1",
@@ -74,8 +75,9 @@ def companion_argv(python: str, state_dir: str, app_id: str, job_id: str, log_di
 
 
 def clean_env() -> Dict[str, str]:
-    """The environment for an sbatch run from inside a job: without the job's own SLURM_*/SBATCH_* vars."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+    """The environment for an sbatch run from inside a job: without the job's own SLURM_*/SBATCH_*
+    vars (SLURM_CONF, the cluster's configuration, stays)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_")) or k == "SLURM_CONF"}
 
 
 def _resubmit_argv(argv: Sequence[str], app_id: str, tasks: Optional[List[int]], extra_retries: int,
@@ -210,7 +212,7 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     if records.cancelled(rec.app_id):
         print(f"torchx-forge: app {rec.app_id} was cancelled; nothing to retry", flush=True)
         return 0
-    cli = SlurmCli()
+    cli = SlurmCli(cluster=rec.cluster or None)
     print(f"torchx-forge: job {job.job_id} ended badly; retry policy {job.policy().describe()}", flush=True)
     hist = _wait_for_ends(cli, job, [k for k, _, _, _ in job.task_keys()])
     chosen, notes = select_tasks(job, hist, records.task_reports(rec.app_id), records.cancelled(rec.app_id))

@@ -11,7 +11,7 @@ number of apps, shared by ``describe`` and ``list``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx.specs import AppState
@@ -20,7 +20,7 @@ from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
 from torchx_forge.errors import SlurmError
-from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.parse import APP_STATES, JobRow, TaskHistory, group_attempts
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.taskfile import AttemptReport, TaskReport
@@ -318,6 +318,64 @@ def _settled_in_accounting(recs: Sequence[AppRecord], history: Sequence[JobRow])
     return True
 
 
+class Answers:
+    """What sacct and squeue said of the apps' jobs, asked once per question for every app: one sacct
+    for all clusters, one squeue per cluster (``squeue -M a,b`` does not say which rows are whose)."""
+
+    def __init__(self, cli: SlurmCli, by_cluster: Mapping[str, List[AppRecord]], notes: List[str]) -> None:
+        self.cli, self.by_cluster, self.notes = cli, by_cluster, notes
+        self.complete, self.asked_live = True, False
+        self.squeue_rows: Optional[List[JobRow]] = []
+        self.several = len(by_cluster) > 1
+        self.local = local_cluster() if self.several else ""
+
+    def ids(self, cluster: Optional[str] = None) -> List[str]:
+        groups = [self.by_cluster[cluster]] if cluster is not None else list(self.by_cluster.values())
+        return [j for recs in groups for r in recs for j in r.job_ids(companions=True)]
+
+    def name(self, cluster: str) -> str:
+        """A cluster's name as sacct -M prints it ("" is the local one)."""
+        return cluster or self.local
+
+    def accounting(self) -> Optional[List[JobRow]]:
+        """sacct of every app's jobs, in one call; None without accounting (or when it failed)."""
+        if not self.by_cluster:
+            return []
+        if self.cli.accounting is False:
+            return None
+        if self.several:
+            clusters = [self.name(c) for c in self.by_cluster]
+            ask = lambda: self.cli.sacct(self.ids(), clusters)  # noqa: E731
+        else:
+            (cluster,) = self.by_cluster
+            ask = lambda: self.cli.on(cluster).sacct(self.ids())  # noqa: E731
+        answered, rows = _ask(ask, "accounting (slurmdbd) is unreachable: states come from squeue and the tasks'"
+                              " state files", self.notes)
+        self.complete &= answered
+        return rows
+
+    def live(self, notes: List[str]) -> None:
+        """squeue, once per cluster; None when a controller did not answer."""
+        self.asked_live = True
+        said = len(notes)
+        rows: Optional[List[JobRow]] = []
+        for cluster in self.by_cluster:
+            ids = self.ids(cluster)
+            answered, got = _ask(lambda: self.cli.on(cluster).squeue(ids), "the Slurm controller did not answer:"  # noqa: B023
+                                 " states come from accounting and the tasks' state files, and may be stale", notes)
+            self.complete &= answered
+            rows = None if got is None or rows is None else rows + [replace(r, cluster=self.name(cluster)) for r in got]
+        notes[:] = notes[said:] + notes[:said]  # the controller's silence first: everything may be stale
+        self.squeue_rows = rows
+
+    def of(self, rec: AppRecord, rows: Optional[List[JobRow]]) -> Optional[List[JobRow]]:
+        """The rows of ``rec``'s cluster (job ids collide between clusters)."""
+        if rows is None or not self.several:
+            return rows
+        mine = self.name(rec.cluster)
+        return [r for r in rows if r.cluster == mine]
+
+
 def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
     """The task views of every app in ``recs``, in one or two Slurm calls for all of them.
 
@@ -330,30 +388,22 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
     says so in ``notes``.
     """
     pending = [r for r in recs if not r.final]
-    ids = [j for r in pending for j in r.job_ids(companions=True)]
     notes: List[str] = []
-    live: Optional[List[JobRow]] = []
-    history: Optional[List[JobRow]] = []
-    complete = True
-    asked_live = False
-    if ids:
-        if cli.accounting is not False:
-            answered, history = _ask(lambda: cli.sacct(ids), "accounting (slurmdbd) is unreachable: states come from"
-                                     " squeue and the tasks' state files", notes)
-            complete &= answered
-        else:
-            history = None
-        if history is None or not (one_call or _settled_in_accounting(pending, history)):
-            said, asked_live = len(notes), True
-            answered, live = _ask(lambda: cli.squeue(ids), "the Slurm controller did not answer: states come from"
-                                  " accounting and the tasks' state files, and may be stale", notes)
-            notes[:] = notes[said:] + notes[:said]  # the controller's silence first: everything may be stale
-            complete &= answered
+    by_cluster: Dict[str, List[AppRecord]] = {}
+    for rec in pending:
+        by_cluster.setdefault(rec.cluster, []).append(rec)
+    answers = Answers(cli, by_cluster, notes)
+    accounted = answers.accounting()
+    if by_cluster and (accounted is None or not (
+            one_call or all(_settled_in_accounting([r], answers.of(r, accounted) or []) for r in pending))):
+        answers.live(notes)
+    asked_live, complete = answers.asked_live, answers.complete
     out: Dict[str, List[TaskView]] = {}
     for rec in recs:
         if rec.final:
             out[rec.app_id] = thaw(rec.final)
             continue
+        history, live = answers.of(rec, accounted), answers.of(rec, answers.squeue_rows)
         reports: Mapping[str, TaskReport] = {}
         cancelled = False
         if (asked_live and live is None) or _needs_reports(rec, history):  # no squeue: the reports are the freshest

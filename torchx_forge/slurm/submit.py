@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import replace
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
@@ -118,11 +118,18 @@ def fitted(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ForgeBatc
 
 def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord:
     """Submit every job of ``req`` (the first wave, when it is cut in waves); return the saved
-    record (its app id is the first job's id)."""
+    record (its app id is the first job's id, ``CLUSTER:ID`` on a named cluster).
+
+    With several clusters (``cluster=a,b``) the first job goes to ``sbatch -M a,b``, which puts it
+    where it starts soonest; every other job of the app (its guard, companions, later waves and
+    pipeline steps: Slurm dependencies do not cross clusters) then goes to that cluster.
+    """
+    cli = cli.on(req.opts.cluster)
     req = fitted(cli, records, req)
+    several = "," in (req.opts.cluster or "")
     submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     intents = Intents(records.store)
-    intent = Intent(submission, req.app_name, records.store.url, req.opts.logs)
+    intent = Intent(submission, req.app_name, records.store.url, req.opts.logs, cluster=req.opts.cluster or "")
     try:
         intents.save(intent)  # durable before the first sbatch
     except OSError as e:
@@ -134,20 +141,28 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
         raise
     sdir = _script_dir(records, submission)
     jobs: List[JobRecord] = []
-    first = req.jobs[0].argv("x")
+    app_id = ""
     try:
-        intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, submission, req.opts.logs, req.app_name,
-                                             first), tag=f"{submission}-guard")
-        intents.save(intent)
-        for job in (j for j in req.jobs if j.wave == 0):
+        if not several:
+            intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, submission, req.opts.logs,
+                                                 req.app_name, req.jobs[0].argv("x")), tag=f"{submission}-guard")
+            intents.save(intent)
+        for index in range(len(req.jobs)):
+            job = req.jobs[index]
+            if job.wave:
+                continue
             path = os.path.join(sdir, f"job-{job.index}.sh")
             with open(path, "w") as f:
                 f.write(job.materialize())
             os.chmod(path, 0o600)
-            argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None)
-            job_id = cli.sbatch(argv, tag=f"{submission}-{job.index}")
+            argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None, app_id=app_id or None)
+            job_id, where = cli.submit(argv, tag=f"{submission}-{job.index}")
             intent.jobs.append(job_id)
             intents.save(intent)
+            if not jobs:  # the first job: the app has its id, and its cluster
+                app_id = layout.app_id_of(job_id, where if req.opts.cluster else "")
+                if several:
+                    req, cli, job, argv = _placed(cli, records, req, intent, where, path)
             if len(req.jobs) > 1 or job.array:
                 what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
                 log.info(f"submitted job {job.index + 1}/{len(req.jobs)} ({job.stage or job.components[0].command.role}:"
@@ -155,16 +170,17 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             companion = None
             if job.policy.enabled:
                 companion = cli.sbatch(companion_argv(
-                    req.opts.python, records.store.url, intent.jobs[0], job_id, req.opts.logs, req.app_name, argv
+                    req.opts.python, records.store.url, app_id, job_id, req.opts.logs, req.app_name, argv
                 ), tag=f"{submission}-{job.index}c")
                 intent.jobs.append(companion)
                 intents.save(intent)
             jobs.append(_job_record(job, job_id, path, argv, companion))
         if req.waves > 1:
-            jobs += _plan_later_waves(cli, records, req, intent, jobs, sdir, first)
+            jobs += _plan_later_waves(cli, records, req, intent, jobs, sdir, app_id)
             intents.save(intent)
         rec = AppRecord(
-            app_id=jobs[0].job_id,
+            app_id=app_id,
+            cluster=(cli.cluster or "") if req.opts.cluster else "",
             name=req.app_name,
             jobs=jobs,
             roles=_role_records(req),
@@ -187,8 +203,20 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     return rec
 
 
+def _placed(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, cluster: str,
+            path: str) -> Tuple[ForgeBatchRequest, SlurmCli, JobRequest, List[str]]:
+    """Slurm put the first job on ``cluster`` (one of several): the rest of the app goes there too,
+    starting with its guard; the first job's own command (kept to resubmit it) names that cluster."""
+    req, cli = req.on_cluster(cluster), cli.on(cluster)
+    intent.cluster = cluster
+    intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, intent.submission, req.opts.logs,
+                                         req.app_name, req.jobs[0].argv("x")), tag=f"{intent.submission}-guard")
+    log.info(f"Slurm chose cluster {cluster} for app {req.app_name!r}: all its jobs go there")
+    return req, cli, req.jobs[0], req.jobs[0].argv(path, hold=True)
+
+
 def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, wave0: List[JobRecord],
-                      sdir: str, flags: List[str]) -> List[JobRecord]:
+                      sdir: str, app_id: str) -> List[JobRecord]:
     """Scripts and planned records of the jobs of later waves, and the held job that submits wave 2."""
     planned = []
     for job in (j for j in req.jobs if j.wave > 0):
@@ -199,7 +227,8 @@ def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, i
         planned.append(_job_record(job, f"wave{job.wave}.{job.index}", path, job.argv(path, hold=False), None,
                                    planned=True))
     after = [j.job_id for j in wave0]
-    argv = wave_argv(req.opts.python, records.store.url, wave0[0].job_id, 1, req.opts.logs, req.app_name, flags, after)
+    argv = wave_argv(req.opts.python, records.store.url, app_id, 1, req.opts.logs, req.app_name, req.jobs[0].argv("x"),
+                     after)
     wave_job = cli.sbatch(argv, tag=f"{intent.submission}-wave1")
     intent.jobs.append(wave_job)
     log.info(f"wave 2 of {req.waves} will be submitted by job {wave_job} once the {len(wave0)} job(s) of wave 1 have ended")

@@ -122,7 +122,7 @@ def run_wave(state_dir: str, app_id: str, wave: int) -> int:
     if rec is None:
         print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
         return 1
-    return WaveJob(SlurmCli(), records, rec, wave, sys.executable).run()
+    return WaveJob(SlurmCli(cluster=rec.cluster or None), records, rec, wave, sys.executable).run()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence
 
 from torchx_forge.core import layout
 from torchx_forge.errors import ConfigError
-from torchx_forge.slurm.request import ArraySpec, JobRequest
+from torchx_forge.slurm.request import SAME_PLACE, ArraySpec, JobRequest
 
 #: the module the wave jobs run
 WAVE_MODULE = "torchx_forge.slurm.wavejob"
@@ -104,7 +104,7 @@ def wave_argv(python: str, state_dir: str, app_id: str, wave: int, log_dir: str,
     """sbatch command of the job that submits ``wave`` once the jobs ``after`` have ended (held, so
     the client releases it with the app's jobs; a wave job releases the next one itself)."""
     command = shlex.join([python, "-m", WAVE_MODULE, "--state-dir", state_dir, "--app", app_id, "--wave", str(wave)])
-    keep = [f for f in flags if f.split("=", 1)[0] in ("--partition", "--account", "--qos")]
+    keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
     when = [f"--dependency=afterany:{':'.join(after)}"] if after else []
     if begin:
         when.append(f"--begin=now+{begin}")

@@ -30,6 +30,7 @@ class Intent:
     jobs: List[str] = field(default_factory=list)  # job ids submitted so far (companions included)
     guard: str = ""  # the guard job that cleans up if this client dies
     app_id: str = ""  # set once the record is written: from then on, finishing means releasing
+    cluster: str = ""  # where its jobs go: a cluster, "a,b" until Slurm has chosen, "" for the local one
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     created: float = field(default_factory=time.time)

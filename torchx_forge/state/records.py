@@ -124,6 +124,7 @@ class AppRecord:
     meta: Dict[str, Any] = field(default_factory=dict)
     final: Optional[Dict[str, Any]] = None
     version: int = RECORD_VERSION
+    cluster: str = ""  # the Slurm cluster every job of the app runs on ("" for the local one)
 
     def to_json(self) -> Dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Params = Tuple[Tuple[str, Any], ...]
 #: random samples drawn per seeded stream (sample s of a key is in block s // BLOCK)
@@ -120,35 +120,11 @@ class Linspace(Values):
     stop: float
     num: int
 
-    def __post_init__(self) -> None:
-        if self.num < 1:
-            raise ValueError(f"num must be at least 1, got {self.num}")
-
-    def __len__(self) -> int:
-        return self.num
-
-    def __getitem__(self, k: int) -> Any:
-        if not 0 <= k < self.num:
-            raise IndexError(k)
-        if self.num == 1:
-            return tidy(self.start)
-        return tidy(self.start + (self.stop - self.start) * k / (self.num - 1))
-
-    def to_json(self) -> Dict[str, Any]:
-        return {"linspace": [self.start, self.stop, self.num]}
-
-
-@dataclass(frozen=True)
-class Logspace(Values):
-    """``logspace(start, stop, num)``: ``num`` values evenly spaced on a log scale from ``start`` to
-    ``stop`` (the bounds are values, not exponents: numpy's geomspace), both ends included."""
-
-    start: float
-    stop: float
-    num: int
+    #: evenly spaced on a log scale instead (Logspace)
+    LOG: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if self.start <= 0 or self.stop <= 0:
+        if self.LOG and (self.start <= 0 or self.stop <= 0):
             raise ValueError(f"both bounds must be > 0 (they are values, not exponents), got {self.start} and {self.stop}")
         if self.num < 1:
             raise ValueError(f"num must be at least 1, got {self.num}")
@@ -161,11 +137,20 @@ class Logspace(Values):
             raise IndexError(k)
         if self.num == 1:
             return tidy(self.start)
-        low, high = math.log(self.start), math.log(self.stop)
-        return tidy(math.exp(low + (high - low) * k / (self.num - 1)))
+        low, high = (math.log(self.start), math.log(self.stop)) if self.LOG else (self.start, self.stop)
+        x = low + (high - low) * k / (self.num - 1)
+        return tidy(math.exp(x) if self.LOG else x)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"logspace": [self.start, self.stop, self.num]}
+        return {"logspace" if self.LOG else "linspace": [self.start, self.stop, self.num]}
+
+
+@dataclass(frozen=True)
+class Logspace(Linspace):
+    """``logspace(start, stop, num)``: ``num`` values evenly spaced on a log scale from ``start`` to
+    ``stop`` (the bounds are values, not exponents: numpy's geomspace), both ends included."""
+
+    LOG: ClassVar[bool] = True
 
 
 def values_from_json(obj: Mapping[str, Any]) -> Values:

@@ -26,6 +26,8 @@ TIME_BIN = "/usr/bin/time"
 #: the repository the benchmarks are in (not necessarily the one the installed torchx_forge comes from)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLURM_TOOLS = ("sinfo", "squeue", "sbatch", "scancel", "sacct", "scontrol", "sacctmgr")
+#: bytecode cache of every process a benchmark times (outside the source trees, which stay untouched)
+PYCACHE = "/tmp/forge-bench-pycache"
 
 
 class BenchError(RuntimeError):
@@ -236,6 +238,12 @@ class BenchBase:
         os.environ["FORGE_STATE_DIR"] = self.state  # for in-process schedulers
         self.env = dict(os.environ)
         self.env["FORGE_STATE_DIR"] = self.state
+        # A user's Python caches bytecode; with PYTHONDONTWRITEBYTECODE set (some shells and CI set it)
+        # every timed process would compile every changed module again. The cache goes to PYCACHE.
+        self.bytecode_note = ""
+        if self.env.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+            self.bytecode_note = " (PYTHONDONTWRITEBYTECODE was set: unset for them)"
+        self.env.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
         self.submitted: List[str] = []  # Slurm job ids this run submitted (array job ids)
         self.targets: List[Tuple[str, str, str, bool]] = []  # (target, limit, measured, ok)
         self.notes: List[str] = []
@@ -342,6 +350,8 @@ class BenchBase:
         say(f"  benchmarks  {REPO} @ {git_describe(REPO)}")
         say(f"  sizes       {sizes}")
         say(f"  scratch     {self.root} (FORGE_STATE_DIR={self.state}); job comment {self.token}")
+        say(f"  bytecode    timed processes cache it in PYTHONPYCACHEPREFIX={self.env['PYTHONPYCACHEPREFIX']}"
+            f"{self.bytecode_note}")
         foreign = [r for r in self.queue() if not self.is_ours(r)]
         if foreign and wait_for_others > 0:
             say(f"  queue       {len(foreign)} job(s) already queued by others; waiting up to {wait_for_others:.0f} s for them")

@@ -692,7 +692,7 @@ class WavesBench(ScaleBase):
         self.qos_max_app = 0  # of which this app's
         self.qos_foreign = 0  # the most jobs not of this app seen under the QOS
         self.violations: Dict[int, str] = {}  # pid -> cmdline: forge processes of this run outside Slurm jobs
-        self.foreign_procs: Dict[int, str] = {}
+        self.foreign_procs: Dict[int, Tuple[str, float]] = {}  # pid -> (cmdline, first seen, s after the start)
         self.status_log: List[Tuple[float, float, List[str], Dict[str, int]]] = []  # (elapsed, seconds, calls, counts)
         self.snapshot: Optional[bytes] = None
 
@@ -730,7 +730,10 @@ class WavesBench(ScaleBase):
             env = Procs.environ(pid)
             ours = (f"FORGE_STATE_DIR={self.state}" in env or self.state in cmd or self.name in cmd
                     or (self.app_id and f"--app {self.app_id}" in cmd))
-            (self.violations if ours else self.foreign_procs)[pid] = cmd[:200]
+            if ours:
+                self.violations.setdefault(pid, cmd[:200])
+            else:
+                self.foreign_procs.setdefault(pid, (cmd[:200], time.monotonic() - self.t_start))
 
     def sample(self) -> int:
         self.samples += 1
@@ -783,7 +786,7 @@ class WavesBench(ScaleBase):
         took = time.monotonic() - t0
         with open(out_path) as f:
             text = f.read()
-        m = re.search(r"slurm_forge://[^/\s]+/(\d+)", text)
+        m = re.search(r"slurm_forge://[^/\s]+/([^/\s]+)", text)  # the app id: a job id, or CLUSTER:ID
         if m:
             self.app_id = m.group(1)
             self.submitted.extend(self.load_record(self.app_id).job_ids(companions=True))
@@ -829,17 +832,19 @@ class WavesBench(ScaleBase):
         arrays = [j for j in rec.jobs if j.kind == "array" and not j.planned]
         offsets = {j.job_id: j.offset for j in arrays}
         wave_of = {j.job_id: j.wave for j in arrays}
-        rows = self.sacct_tasks(list(offsets), "JobID,State,Start,End")
+        rows = self.sacct_tasks(list(offsets), "JobID,State,Start,End,ExitCode,NodeList")
         per: Dict[int, List[str]] = {}
+        seen: Dict[int, List[str]] = {}  # replica -> its sacct rows, as text
         odd: List[str] = []
         spans: Dict[int, List[Tuple[str, str]]] = {}
-        for jid, state, start, end in rows:
+        for jid, state, start, end, code, node in rows:
             base, _, task = jid.partition("_")
             if base not in offsets or not task.isdigit():
                 odd.append(f"{jid} {state}")
                 continue
             replica = offsets[base] + int(task)
             per.setdefault(replica, []).append(state)
+            seen.setdefault(replica, []).append(f"{jid} {state} exit {code} on {node}, {start} -> {end}")
             spans.setdefault(wave_of[base], []).append((start, end))
         want = set(range(self.points))
         once = {r for r, s in per.items() if s == ["COMPLETED"]}
@@ -849,10 +854,34 @@ class WavesBench(ScaleBase):
         extra = set(per) - want
         waves = [j for j in rec.jobs if j.kind == "wave"]
         wave_states = Counter(r[1] for r in self.sacct_tasks([j.job_id for j in waves])) if waves else Counter()
-        return {"arrays": len(arrays), "rows": len(rows), "once": len(once & want), "missing": len(missing),
+        bad = sorted((twice | not_ok) & want)
+        return {"bad": [(r, seen[r]) for r in bad[:5]], "missing_ids": sorted(missing)[:5],
+                "arrays": len(arrays), "rows": len(rows), "once": len(once & want), "missing": len(missing),
                 "twice": len(twice), "not_ok": len(not_ok), "extra": len(extra), "odd": odd[:5],
                 "states": Counter(s for v in per.values() for s in v), "wave_jobs": len(waves),
                 "wave_states": dict(wave_states), "spans": spans, "ok": once == want and not odd and not extra}
+
+    def explain_failures(self, rec, v: Dict[str, Any]) -> None:
+        """For replicas not run exactly once COMPLETED: their sacct rows and the end of their logs."""
+        role = rec.roles[0].name
+        import_failed = False
+        for replica, lines in v["bad"]:
+            say(f"  replica {replica}: " + "; ".join(lines))
+            for path in [p for kind in ("err", "out") for p in rec.log_paths(role, replica, kind)]:
+                try:
+                    with open(path, errors="replace") as f:
+                        last = [x.rstrip() for x in f.readlines() if x.strip()][-3:]
+                except OSError as e:
+                    last = [f"({e})"]
+                for line in last:
+                    say(f"    {os.path.basename(path)}: {line[:200]}")
+                    import_failed |= "No module named 'torchx_forge'" in line
+        if v["missing_ids"]:
+            say(f"  replicas with no sacct row at all: {v['missing_ids']}{' ...' if v['missing'] > 5 else ''}")
+        if v["bad"] or v["missing_ids"]:
+            self.notes.append("some tasks did not run exactly once COMPLETED: their sacct rows and logs are above"
+                              + ("; one could not import torchx_forge: it started while the package was being"
+                                 " reinstalled (see the `pip install` among the processes noted)?" if import_failed else ""))
 
     @staticmethod
     def wave_timing(spans: Dict[int, List[Tuple[str, str]]]) -> Tuple[List[float], List[float]]:
@@ -988,9 +1017,13 @@ class WavesBench(ScaleBase):
             for pid, cmd in list(self.violations.items())[:10]:
                 say(f"  stray process {pid}: {cmd}")
             if self.foreign_procs:
-                example = next(iter(self.foreign_procs.values()))[:120]
-                self.notes.append(f"{len(self.foreign_procs)} forge/torchx process(es) of someone else (not of this run's state"
-                                  f" dir) ran outside Slurm jobs meanwhile, not counted; e.g. {example}")
+                first: Dict[str, float] = {}
+                for cmd, when in self.foreign_procs.values():
+                    first.setdefault(cmd[:100], when)
+                examples = "; ".join(f"{c!r} (from {w:.0f} s)" for c, w in sorted(first.items(), key=lambda x: x[1])[:4])
+                self.notes.append(f"{len(self.foreign_procs)} torchx process(es) of someone else (not of this run's state"
+                                  f" dir) ran outside Slurm jobs meanwhile, not counted: {examples}")
+            self.explain_failures(rec, v)
             if self.qos_foreign:
                 self.notes.append(f"up to {self.qos_foreign} job(s) not of this app were counted against {self.qos} meanwhile")
             if v["odd"]:

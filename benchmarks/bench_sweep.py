@@ -250,7 +250,8 @@ class Bench(BenchBase):
             return walls, calls, resp
 
         watch = self.watch_start()
-        # first status after the end: the record is not settled yet, so squeue + sacct run
+        # first status after the end: the record is not settled yet, so Slurm is asked
+        # (sacct; squeue only while a task may still change)
         cold_cli = Stats("cold", [])
         for _ in range(REPS):
             restore()
@@ -267,7 +268,7 @@ class Bench(BenchBase):
         replicas = [r for rs in getattr(resp, "roles_statuses", []) for r in rs.replicas]
         ok = sum(1 for r in replicas if str(r.state).endswith("SUCCEEDED"))
         rows = [["forge status of the array", "median wall", "min-max", "max RSS", "Slurm calls"]]
-        rows.append(["CLI, first status after the end (squeue+sacct)", f"{cold_cli.median:.3f} s", cold_cli.spread(),
+        rows.append(["CLI, first status after the end (asks Slurm)", f"{cold_cli.median:.3f} s", cold_cli.spread(),
                      f"{cold_cli.rss_max_mb:.1f} MB", "-"])
         rows.append(["CLI, repeat status (settled record)", f"{warm_cli.median:.3f} s", warm_cli.spread(),
                      f"{warm_cli.rss_max_mb:.1f} MB", "-"])

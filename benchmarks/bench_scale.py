@@ -985,8 +985,8 @@ class WavesBench(ScaleBase):
             rows.append(["total wall time (torchx run start -> nothing of the app queued)", fmt_s(elapsed)])
             rows.append(["tasks/s over the whole run", f"{n / elapsed:.1f}"])
             if durations:
-                rows.append(["wave duration (first task start -> last task end), median / max",
-                             f"{med(durations):.1f} s / {max(durations):.1f} s"])
+                rows.append(["wave duration (first task start -> last task end), first / median / max",
+                             f"{durations[0]:.1f} s / {med(durations):.1f} s / {max(durations):.1f} s"])
             if gaps:
                 rows.append(["gap between waves (last task end -> next wave's first start), median / max",
                              f"{med(gaps):.1f} s / {max(gaps):.1f} s"])

@@ -19,25 +19,29 @@ scheduler's working directory, logs); every job submitted is tagged with a uniqu
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
 import os
-import platform
-import shlex
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from _common import (
+    BenchBase,
+    BenchError,
+    Sample,
+    Stats,
+    count_subprocess_runs,
+    fmt_s,
+    preflight,
+    say,
+    section,
+    sh,
+    table,
+    tail,
+)
 
 REPS = 5
-TIME_BIN = "/usr/bin/time"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Targets from the issue.
 DRYRUN_RATIO_MAX = 1.5  # sweep dryrun wall / one-job dryrun wall
@@ -45,282 +49,28 @@ DRYRUN_RSS_MAX_MB = 150.0  # MB = 10^6 bytes
 STATUS_MAX_S = 1.0
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-@dataclass
-class Sample:
-    wall: float  # seconds
-    rss_kb: int  # max RSS in KiB, as /usr/bin/time reports it (0 if unknown)
-
-
-@dataclass
-class Stats:
-    label: str
-    samples: List[Sample]
-
-    @property
-    def walls(self) -> List[float]:
-        return [s.wall for s in self.samples]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def rss_max_mb(self) -> float:
-        return max(s.rss_kb for s in self.samples) * 1024 / 1e6
-
-    @property
-    def rss_median_mb(self) -> float:
-        return statistics.median(s.rss_kb for s in self.samples) * 1024 / 1e6
-
-    def spread(self) -> str:
-        return f"{min(self.walls):.3f}-{max(self.walls):.3f}"
-
-
-# -- formatting -------------------------------------------------------------------------
-
-
-def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for k, row in enumerate(rows):
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        out.append(indent + "  ".join(cells).rstrip())
-        if k == 0:
-            out.append(indent + "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def fmt_s(seconds: float) -> str:
-    if seconds >= 120:
-        return f"{seconds:,.0f} s ({seconds / 60:.1f} min)"
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    return f"{seconds:.3f} s"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def section(title: str) -> None:
-    say()
-    say(f"== {title} " + "=" * max(0, 76 - len(title)))
-
-
-# -- processes --------------------------------------------------------------------------
-
-
-def sh(argv: Sequence[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run(list(argv), capture_output=True, text=True, **kw)
-    if check and p.returncode != 0:
-        raise BenchError(f"`{shlex.join(argv)}` exited {p.returncode}: {p.stderr.strip() or p.stdout.strip()}")
-    return p
-
-
-def tail(text: str, n: int = 15) -> str:
-    lines = text.strip().splitlines()
-    return "\n".join("    | " + line for line in lines[-n:])
-
-
-def find_torchx() -> str:
-    """The torchx of the Python running this script (not a pyenv shim, whose bash
-    start-up would add the same constant to every figure and flatten the ratios)."""
-    here = os.path.join(os.path.dirname(sys.executable), "torchx")
-    if os.access(here, os.X_OK):
-        return here
-    found = shutil.which("torchx")
-    if not found:
-        raise BenchError("torchx not found next to this Python nor on PATH")
-    return found
-
-
-def run_timed(argv: Sequence[str], cwd: str, env: Dict[str, str], scratch: str) -> Sample:
-    """Run argv once under /usr/bin/time -v, stdout to /dev/null; wall clock from here."""
-    fd, tpath = tempfile.mkstemp(dir=scratch, prefix="time-")
-    os.close(fd)
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [TIME_BIN, "-v", "-o", tpath, *argv], cwd=cwd, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    wall = time.perf_counter() - t0
-    with open(tpath) as f:
-        report = f.read()
-    os.unlink(tpath)
-    if p.returncode != 0:
-        raise BenchError(f"`{shlex.join(argv)}` (in {cwd}) exited {p.returncode}:\n{tail(p.stderr)}")
-    rss = 0
-    for line in report.splitlines():
-        if "Maximum resident set size" in line:
-            rss = int(line.rsplit(":", 1)[1])
-    return Sample(wall, rss)
-
-
-@contextlib.contextmanager
-def count_subprocess_runs() -> Iterator[List[List[str]]]:
-    """Count subprocess.run calls (TorchX's slurm scheduler runs sacct through it)."""
-    calls: List[List[str]] = []
-    real = subprocess.run
-
-    def counting(args, *a, **kw):
-        calls.append(list(args) if isinstance(args, (list, tuple)) else [str(args)])
-        return real(args, *a, **kw)
-
-    subprocess.run = counting  # type: ignore[assignment]
-    try:
-        yield calls
-    finally:
-        subprocess.run = real  # type: ignore[assignment]
-
-
 # -- the benchmark ----------------------------------------------------------------------
 
 
-class Bench:
+class Bench(BenchBase):
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(prefix="forge-bench-", keep=args.keep)
         self.quick = args.quick
-        self.keep = args.keep
         self.dry_points = args.dryrun_points or (2000 if self.quick else 10000)
         self.array_points = args.array_points or (100 if self.quick else 1000)
         self.vanilla_points = args.vanilla_points or (5 if self.quick else 20)
         self.drain_timeout = 180.0 if self.quick else 480.0
-        self.root = tempfile.mkdtemp(prefix="forge-bench-", dir="/tmp")
-        self.state = os.path.join(self.root, "state")
         self.forge_cwd = os.path.join(self.root, "forge")
         self.vanilla_cwd = os.path.join(self.root, "vanilla")
-        self.scratch = os.path.join(self.root, "scratch")
-        for d in (self.forge_cwd, self.vanilla_cwd, self.scratch):
+        for d in (self.forge_cwd, self.vanilla_cwd):
             os.makedirs(d)
-        self.token = f"forgebench-{uuid.uuid4().hex[:8]}"
-        self.torchx = find_torchx()
-        os.environ["FORGE_STATE_DIR"] = self.state  # for the in-process describe
-        self.env = dict(os.environ)
-        self.env["FORGE_STATE_DIR"] = self.state
-        self.submitted: List[str] = []  # every Slurm job id this run submitted (array job ids)
-        self.targets: List[Tuple[str, str, str, bool]] = []  # (target, limit, measured, ok)
         self.compare: List[List[str]] = []
-        self.notes: List[str] = []
-        self.t_start = time.monotonic()
-        self._foreign_seen = 0
 
-    # -- Slurm helpers ---------------------------------------------------------------
-
-    def queue(self, all_states: bool = False) -> List[Tuple[str, str, str]]:
-        """(array-or-job id, comment, state) of every job in squeue."""
-        argv = ["squeue", "-h", "-o", "%F|%k|%T"] + (["--states=all"] if all_states else [])
-        rows = []
-        for line in sh(argv).stdout.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) == 3:
-                rows.append((parts[0], parts[1], parts[2]))
-        return rows
-
-    def ours(self, comment: Optional[str] = None, all_states: bool = False) -> List[str]:
-        want = comment or self.token
-        ids = {
-            jid for jid, c, _ in self.queue(all_states)
-            if (c == want if comment else c.startswith(want))
-        }
-        return sorted(ids, key=int)
-
-    def foreign(self) -> int:
-        """Jobs in the queue that this run did not submit (someone else's load on the cluster)."""
-        return sum(1 for _, c, _ in self.queue() if not c.startswith(self.token))
-
-    def timed(self, argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None) -> Sample:
-        """run_timed, then a look at the queue (outside the timing) for someone else's jobs."""
-        sample = run_timed(argv, cwd, env or self.env, self.scratch)
-        self._foreign_seen = max(self._foreign_seen, self.foreign())
-        return sample
-
-    def watch_start(self) -> float:
-        self._foreign_seen = self.foreign()
-        return os.getloadavg()[0]
-
-    def watch_stop(self, what: str, load0: float) -> None:
-        """Note when someone else's jobs shared the cluster during a timed section."""
-        seen = max(self._foreign_seen, self.foreign())
-        if seen:
-            self.notes.append(
-                f"{what}: up to {seen} job(s) of someone else were queued or running between timed processes"
-                f" (1-min load average {load0:.1f} -> {os.getloadavg()[0]:.1f}); those figures may be inflated"
-            )
-
-    def scancel(self, ids: Sequence[str]) -> None:
-        if ids:
-            sh(["scancel", *ids], check=False)
-
-    def wait_until(self, what: str, done: Callable[[], bool], timeout: float) -> Tuple[bool, float]:
-        t0 = time.monotonic()
-        while not done():
-            if time.monotonic() - t0 > timeout:
-                return False, time.monotonic() - t0
-            time.sleep(1.0)
-        return True, time.monotonic() - t0
-
-    def wait_drain(self, timeout_others: float = 60.0) -> str:
-        """Wait for our jobs to leave the queue, then (a while) for everyone's."""
-        ok, waited = self.wait_until("our jobs", lambda: not self.ours(), self.drain_timeout)
-        if not ok:
-            left = self.ours()
-            self.scancel(left)
-            raise BenchError(f"our jobs {left} were still queued after {waited:.0f} s; cancelled them")
-        ok2, waited2 = self.wait_until("queue", lambda: not self.queue(), timeout_others)
-        if not ok2:
-            n = len(self.queue())
-            msg = f"{n} job(s) of someone else still queued after {waited2:.0f} s; measuring anyway"
-            self.notes.append(msg)
-            return f"ours drained after {waited:.1f} s; {msg}"
-        return f"queue drained after {waited + waited2:.1f} s"
-
-    # -- header ----------------------------------------------------------------------
-
-    def header(self) -> None:
-        import torchx
-
-        try:
-            from torchx_forge import __version__ as forge_version
-        except Exception:  # pragma: no cover
-            forge_version = "?"
-        slurm = sh(["sinfo", "--version"], check=False).stdout.strip() or "unknown"
-        nodes = sh(["sinfo", "-h", "-o", "%D nodes, CPUs A/I/O/T %C"], check=False).stdout.strip().splitlines()
-        commit = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?"
-        dirty = sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+    def print_header(self) -> None:
         mode = "QUICK (--quick)" if self.quick else "FULL"
-        say(f"torchx-forge sweep benchmark, {mode}")
-        say(f"  date        {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
-        say(f"  slurm       {slurm}; partition {nodes[0] if nodes else '?'}")
-        try:
-            affinity = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover
-            affinity = os.cpu_count()
-        say(f"  CPUs        {os.cpu_count()} (usable by this process: {affinity}); {platform.machine()}, {platform.platform()}")
-        say(f"  python      {platform.python_version()} ({sys.executable})")
-        say(f"  torchx      {torchx.__version__} ({self.torchx})")
-        say(f"  forge       torchx-forge {forge_version}, {REPO} @ {commit}{' + uncommitted changes' if dirty else ''}")
-        say(f"  sizes       dryrun {self.dry_points:,} points; array {self.array_points:,} tasks;"
-            f" vanilla {self.vanilla_points} points; {REPS} repetitions per CLI figure")
-        say(f"  scratch     {self.root} (FORGE_STATE_DIR={self.state}); job comment {self.token}")
-        foreign = self.queue()
-        if foreign:
-            say(f"  queue       {len(foreign)} job(s) already queued by others; waiting up to 60 s for them")
-            ok, waited = self.wait_until("queue", lambda: not self.queue(), 60.0)
-            if ok:
-                say(f"  queue       drained after {waited:.0f} s")
-            else:
-                msg = f"{len(self.queue())} job(s) of someone else still queued at start: figures may be noisy"
-                self.notes.append(msg)
-                say(f"  queue       {msg}")
-        else:
-            say("  queue       empty")
+        self.header(f"torchx-forge sweep benchmark, {mode}",
+                    f"dryrun {self.dry_points:,} points; array {self.array_points:,} tasks;"
+                    f" vanilla {self.vanilla_points} points; {REPS} repetitions per CLI figure")
 
     # -- 1. dryrun -------------------------------------------------------------------
 
@@ -500,7 +250,8 @@ class Bench:
             return walls, calls, resp
 
         watch = self.watch_start()
-        # first status after the end: the record is not settled yet, so squeue + sacct run
+        # first status after the end: the record is not settled yet, so Slurm is asked
+        # (sacct; squeue only while a task may still change)
         cold_cli = Stats("cold", [])
         for _ in range(REPS):
             restore()
@@ -517,7 +268,7 @@ class Bench:
         replicas = [r for rs in getattr(resp, "roles_statuses", []) for r in rs.replicas]
         ok = sum(1 for r in replicas if str(r.state).endswith("SUCCEEDED"))
         rows = [["forge status of the array", "median wall", "min-max", "max RSS", "Slurm calls"]]
-        rows.append(["CLI, first status after the end (squeue+sacct)", f"{cold_cli.median:.3f} s", cold_cli.spread(),
+        rows.append(["CLI, first status after the end (asks Slurm)", f"{cold_cli.median:.3f} s", cold_cli.spread(),
                      f"{cold_cli.rss_max_mb:.1f} MB", "-"])
         rows.append(["CLI, repeat status (settled record)", f"{warm_cli.median:.3f} s", warm_cli.spread(),
                      f"{warm_cli.rss_max_mb:.1f} MB", "-"])
@@ -568,37 +319,12 @@ class Bench:
         if n != 1000:
             say(f"  vanilla projected to 1,000 points: submit {fmt_s(1000 * v_sub.median)}, status {fmt_s(1000 * v_stat.median)}")
 
-        section("Targets")
-        rows = [["target", "limit", "measured", "result"]]
-        for what, limit, measured, ok in self.targets:
-            rows.append([what, limit, measured, verdict(ok)])
-        say(table(rows))
-        failed = sum(1 for t in self.targets if not t[3])
-        say(f"  {len(self.targets) - failed} PASS, {failed} FAIL")
-        if self.notes:
-            say()
-            for note in self.notes:
-                say(f"  note: {note}")
+        self.print_targets()
 
     # -- driver ----------------------------------------------------------------------
 
-    def cleanup(self) -> None:
-        try:
-            queued = {x for x, _, _ in self.queue()}
-            left = sorted(set(self.ours()) | (set(self.submitted) & queued), key=int)
-        except BenchError as e:  # Slurm went away: cancel what we know of
-            say(f"  cleanup: {e}")
-            left = sorted(set(self.submitted), key=int)
-        if left:
-            say(f"  cleanup: scancel {' '.join(left)}")
-            self.scancel(left)
-        if self.keep:
-            say(f"  kept {self.root}")
-        else:
-            shutil.rmtree(self.root, ignore_errors=True)
-
     def run(self) -> int:
-        self.header()
+        self.print_header()
         try:
             self.bench_dryrun()
             v_sub, v_ids = self.bench_vanilla_submit()
@@ -610,17 +336,6 @@ class Bench:
             self.cleanup()
         say(f"  total benchmark time {time.monotonic() - self.t_start:.0f} s")
         return 1 if any(not ok for *_, ok in self.targets) else 0
-
-
-def preflight() -> None:
-    if not os.access(TIME_BIN, os.X_OK):
-        raise BenchError(f"{TIME_BIN} not found (Debian: apt-get install time)")
-    for tool in ("sinfo", "squeue", "sbatch", "scancel", "sacct"):
-        if not shutil.which(tool):
-            raise BenchError(f"{tool} not found: is Slurm installed? (scripts/local-slurm up)")
-    p = sh(["sinfo", "-h", "-o", "%a %t"], check=False)
-    if p.returncode != 0 or not p.stdout.strip():
-        raise BenchError(f"the Slurm cluster does not answer ({p.stderr.strip()}); run scripts/local-slurm up")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

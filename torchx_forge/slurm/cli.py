@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.errors import SlurmError, SlurmNotFoundError
@@ -285,8 +285,7 @@ class SlurmCli:
                 return []
             raise
         wanted = set(ids)
-        cluster = self.cluster or ""
-        return [replace(r, cluster=cluster) for r in parse_squeue(out) if r.base in wanted]
+        return [r for r in parse_squeue(out, self.cluster or "") if r.base in wanted]
 
     def sacct(self, job_ids: Iterable[str], clusters: Optional[Sequence[str]] = None) -> Optional[List[JobRow]]:
         """Every attempt (``-D``) of the given jobs' allocations (``-X``), oldest first.
@@ -315,9 +314,7 @@ class SlurmCli:
             self.accounting = False
             return None
         self.accounting = True
-        if clusters:
-            return parse_sacct(out, fields)
-        return [replace(r, cluster=self.cluster or "") for r in parse_sacct(out)]
+        return parse_sacct(out, fields, "" if clusters else (self.cluster or ""))
 
 
 TAG_PREFIX = "forge:"

@@ -8,8 +8,8 @@ prints, so a site upgrade does not break status (the peers' most common failure)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from torchx.specs import AppState
 
@@ -87,31 +87,39 @@ def split_job_id(job_id: str) -> Tuple[str, Optional[str], Optional[int], bool]:
     return m.group("base"), task, het, m.group("step") is not None
 
 
-def _rows_for_id(job_id: str, row: JobRow) -> Iterator[JobRow]:
-    """``row`` for each task or component ``job_id`` names (none for steps such as ``12.batch``)."""
+_SIMPLE_TASK = re.compile(r"^(\d+)_(\d+)$")
+Ids = List[Tuple[str, Optional[int], Optional[int]]]
+
+
+def ids_of(job_id: str) -> Ids:
+    """(base, array task, het component) of each task or component ``job_id`` names: ``12_3``,
+    ``12_[0-4%2]``, ``12+1``, ``12``; none for steps such as ``12.batch``."""
+    simple = _SIMPLE_TASK.match(job_id)
+    if simple:  # the common case: one array task
+        return [(simple.group(1), int(simple.group(2)), None)]
     base, task, het, is_step = split_job_id(job_id)
     if not base or is_step:
-        return
+        return []
     if task is None:
-        yield replace(row, base=base, het=het)
-    else:
-        for t in expand_ranges(task):
-            yield replace(row, base=base, task=t)
+        return [(base, None, het)]
+    return [(base, t, None) for t in expand_ranges(task)]
 
 
 #: squeue --format used by :func:`parse_squeue`; name last since it is free text.
 SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
 
 
-def parse_squeue(text: str) -> List[JobRow]:
-    """Parse ``squeue -h -o SQUEUE_FORMAT`` output; collapsed ``ID_[a-b]`` rows are expanded."""
+def parse_squeue(text: str, cluster: str = "") -> List[JobRow]:
+    """Parse ``squeue -h -o SQUEUE_FORMAT`` output (of ``cluster``); collapsed ``ID_[a-b]`` rows are expanded."""
     rows: List[JobRow] = []
     for line in text.splitlines():
         parts = line.split("|", 4)
         if len(parts) < 5:
             continue
         job_id, state, reason, nodes, name = parts
-        rows.extend(_rows_for_id(job_id, JobRow("", state=SlurmState.parse(state), reason=reason, nodes=nodes, name=name)))
+        parsed = SlurmState.parse(state)
+        rows.extend(JobRow(base, task, het, parsed, reason=reason, nodes=nodes, name=name, cluster=cluster)
+                    for base, task, het in ids_of(job_id))
     return rows
 
 
@@ -127,7 +135,7 @@ def _exit_code(text: str) -> Tuple[Optional[int], Optional[int]]:
         return None, None
 
 
-def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]:
+def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = "") -> List[JobRow]:
     """Parse ``sacct --parsable2 --noheader -o FIELDS`` output (steps such as ``12.batch`` are skipped).
 
     With ``-D`` a requeued task appears once per attempt, oldest first.
@@ -138,28 +146,31 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> List[JobRow]
     Slurm cancelled (seen on Slurm 22.05 when a pipeline step's dependency failed for one run).
     """
     names = list(fields)
+    at = {name: i for i, name in enumerate(names)}
+    empty = len(names)  # the index of a field this output lacks: reads as ""
+
+    def col(parts: List[str], name: str) -> str:
+        return parts[at.get(name, empty)]
+
     parsed: List[Tuple[bool, List[JobRow]]] = []
+    states: Dict[str, SlurmState] = {}
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < len(names):
             continue
-        rec = dict(zip(names, parts, strict=False))  # extra fields: a later Slurm
-        code, sig = _exit_code(rec.get("ExitCode", ""))
-        spread = "_[" in rec["JobID"]
-        parsed.append((spread, list(
-            _rows_for_id(rec["JobID"], JobRow(
-                "",
-                state=SlurmState.parse(rec.get("State", "")),
-                exit_code=code,
-                signal=sig,
-                nodes=rec.get("NodeList", "") if rec.get("NodeList") not in ("None assigned",) else "",
-                name=rec.get("JobName", ""),
-                reason=rec.get("Reason", ""),
-                start=rec.get("Start", ""),
-                end=rec.get("End", ""),
-                cluster=rec.get("Cluster", ""),
-            ))
-        )))
+        parts = parts[: len(names)] + [""]  # extra fields (a later Slurm) are ignored
+        code, sig = _exit_code(col(parts, "ExitCode"))
+        job_id, raw_state, nodes = col(parts, "JobID"), col(parts, "State"), col(parts, "NodeList")
+        state = states.get(raw_state)
+        if state is None:
+            state = states[raw_state] = SlurmState.parse(raw_state)
+        nodes = nodes if nodes != "None assigned" else ""
+        name, reason, start, end = col(parts, "JobName"), col(parts, "Reason"), col(parts, "Start"), col(parts, "End")
+        where = col(parts, "Cluster") or cluster
+        parsed.append(("_[" in job_id, [
+            JobRow(base, task, het, state, code, sig, nodes, name, reason, start, end, where)
+            for base, task, het in ids_of(job_id)
+        ]))
     own = {r.key for spread, rows in parsed if not spread for r in rows}
     return [r for spread, rows in parsed for r in rows if not (spread and r.key in own)]
 
@@ -183,5 +194,9 @@ def group_attempts(rows: Iterable[JobRow]) -> Dict[str, TaskHistory]:
     """Group sacct -D rows by task key, keeping Slurm's order (attempts oldest first)."""
     out: Dict[str, TaskHistory] = {}
     for row in rows:
-        out.setdefault(row.key, TaskHistory()).rows.append(row)
+        key = row.key
+        found = out.get(key)
+        if found is None:
+            found = out[key] = TaskHistory()
+        found.rows.append(row)
     return out

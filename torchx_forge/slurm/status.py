@@ -11,7 +11,7 @@ number of apps, shared by ``describe`` and ``list``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx.specs import AppState
@@ -57,11 +57,17 @@ class TaskView:
         return self.slurm_state.final
 
     def to_json(self) -> Dict[str, Any]:
-        return {**asdict(self), "slurm_state": self.slurm_state.value}
+        out = {f: getattr(self, f) for f in _VIEW_FIELDS}  # not asdict(): its deep copies cost seconds at 100,000
+        out["slurm_state"] = self.slurm_state.value
+        out["causes"] = list(self.causes)
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TaskView:
         return cls(**obj)
+
+
+_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 
 
 def task_views(
@@ -79,20 +85,25 @@ def task_views(
     live_known = squeue is not None
     live = {r.key: r for r in squeue or []}
     history = group_attempts(sacct or [])
-    every_key = rec.all_keys()
+    every_key = rec.all_keys() if rec.resubmitted else {}
     views = []
     waves = WaveStates(rec, live, history)
     for key, role, replica, job in rec.tasks():
         if job.planned:
             views.append(waves.planned_view(key, role, replica, job, cancelled))
             continue
-        report = reports.get(layout.task_key(role, replica))
-        view = _view(key, role, replica, live.get(key), history.get(key), report, cancelled, live_known)
-        earlier = sum(history[k].attempts for k in every_key.get((role, replica), []) if k != key and k in history)
-        if earlier:  # attempts under earlier job ids (resubmissions) count too
-            view.attempts = max(view.attempts, earlier + (history[key].attempts if key in history else 1))
-        view.causes = attempt_causes(every_key.get((role, replica), [key]), history, report)
-        _mark_retry(view, job, live, history, cancelled)
+        report = reports.get(layout.task_key(role, replica)) if reports else None
+        hist = history.get(key)
+        view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
+        keys = every_key.get((role, replica), [key])
+        if len(keys) > 1:  # attempts under earlier job ids (resubmissions) count too
+            earlier = sum(history[k].attempts for k in keys if k != key and k in history)
+            if earlier:
+                view.attempts = max(view.attempts, earlier + (hist.attempts if hist else 1))
+        if len(keys) > 1 or report is not None or (hist is not None and len(hist.rows) > 1):
+            view.causes = attempt_causes(keys, history, report)  # (one attempt, nothing to tell: the common case)
+        if job.companion:
+            _mark_retry(view, job, live, history, cancelled)
         views.append(view)
     return views
 
@@ -160,8 +171,10 @@ def attempt_causes(keys: Sequence[str], history: Mapping[str, TaskHistory], repo
 def _mark_retry(view: TaskView, job: JobRecord, live: Mapping[str, JobRow], history: Mapping[str, TaskHistory],
                 cancelled: bool) -> None:
     """A task that ended in a retry_on state while its companion job still waits is not over."""
+    if not job.companion or cancelled or not view.final:
+        return
     policy = job.policy()
-    if not job.companion or cancelled or not view.final or not policy.retries(view.slurm_state):
+    if not policy.retries(view.slurm_state):
         return
     comp = live.get(job.companion)
     comp_state = comp.state if comp else (history[job.companion].last.state if job.companion in history else None)

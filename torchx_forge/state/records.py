@@ -7,6 +7,7 @@ the client never write the same file. Paths come from :mod:`torchx_forge.core.la
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -26,6 +27,19 @@ def _known(cls: Type[T], obj: Mapping[str, Any]) -> T:
     """``cls(**obj)`` keeping only the fields ``cls`` has (records written by other versions)."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+@functools.lru_cache(maxsize=256)
+def _policy(max_retries: int, retry_on: Tuple[str, ...], signal: str, grace: int, extra_retries: int) -> RetryPolicy:
+    """A job's retry policy from its recorded fields (made once per distinct policy: status asks for
+    it once per task)."""
+    return RetryPolicy(
+        max_retries=max_retries,
+        retry_on=parse_retry_on(list(retry_on)) if retry_on else parse_retry_on(None),
+        warning=parse_signal(signal or "off"),
+        grace=grace,
+        extra_retries=extra_retries,
+    )
 
 
 @dataclass
@@ -68,13 +82,7 @@ class JobRecord:
 
     def policy(self) -> RetryPolicy:
         """The retry policy this job was submitted with (its budget is what status counts against)."""
-        return RetryPolicy(
-            max_retries=self.max_retries,
-            retry_on=parse_retry_on(self.retry_on) if self.retry_on else parse_retry_on(None),
-            warning=parse_signal(self.signal or "off"),
-            grace=self.grace,
-            extra_retries=self.extra_retries,
-        )
+        return _policy(self.max_retries, tuple(self.retry_on), self.signal, self.grace, self.extra_retries)
 
     def task_ids(self) -> List[int]:
         return list(self.tasks) if self.tasks is not None else list(range(self.size))
@@ -152,14 +160,24 @@ class AppRecord:
         done = {j.replaces for j in self.jobs if j.replaces}
         return sorted({j.wave for j in self.jobs if j.planned and j.job_id not in done})
 
+    @property
+    def resubmitted(self) -> bool:
+        """Some replica has (or will have) a job after its first: a retry or a later wave."""
+        return any(j.retry_of or j.replaces or j.planned for j in self.jobs)
+
     def tasks(self) -> Iterator[Tuple[str, str, int, JobRecord]]:
         """(slurm key, role, replica, job) of the latest job of every replica (retries replace earlier jobs)."""
+        order = {r.name: i for i, r in enumerate(self.roles)}
+        if not self.resubmitted:  # every replica in one job: no newer job to look for
+            found = [(key, role, replica, job) for job in self.jobs for key, role, replica, _ in job.task_keys()]
+            found.sort(key=lambda t: (order.get(t[1], len(order)), t[2]))  # in job order already, mostly: linear
+            yield from found
+            return
         latest: Dict[Tuple[str, int], Tuple[str, JobRecord]] = {}
         for job in self.jobs:
             for key, role, replica, _ in job.task_keys():
                 latest.pop((role, replica), None)  # re-insert so the order follows the newest job
                 latest[(role, replica)] = (key, job)
-        order = {r.name: i for i, r in enumerate(self.roles)}
         for (role, replica), (key, job) in sorted(latest.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1])):
             yield key, role, replica, job
 

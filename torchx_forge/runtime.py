@@ -24,10 +24,11 @@ import os
 import signal
 import sys
 import threading
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, List, Optional
 
 from torchx_forge.core.policy import REQUEUE_EXIT
 from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
+from torchx_forge.node.handoff import split_result_dirs
 
 
 def checkpoint_dir() -> str:
@@ -124,6 +125,12 @@ def install_warning_handler(*extra: int) -> threading.Event:
     for sig in sigs:
         signal.signal(sig, handler)
     return event
+
+
+def upstream_result_dirs() -> List[str]:
+    """Pipelines: the result dirs of the upstream runs that finished (``FORGE_UPSTREAM_RESULT_DIRS``),
+    split right when they are URLs (``s3://...``, whose ``://`` a plain split on ``:`` would cut)."""
+    return split_result_dirs(os.environ.get("FORGE_UPSTREAM_RESULT_DIRS", ""))
 
 
 def finished() -> None:

@@ -387,3 +387,14 @@ def test_collect_gives_up_on_the_rest_once_the_store_does_not_answer(workdir, mo
     assert collect(["out/**/*.csv"], str(workdir), "s3://bucket/res") == []
     assert len(tried) == 1  # each would wait FORGE_STORE_WAIT again
     assert "cannot collect 3 artifact(s)" in capsys.readouterr().err
+
+
+def test_upstream_result_dirs_split_right_when_they_are_urls(monkeypatch):
+    from torchx_forge import runtime
+    from torchx_forge.node.handoff import split_result_dirs
+
+    assert split_result_dirs("/a/r0:/a/r1") == ["/a/r0", "/a/r1"]
+    assert split_result_dirs("s3://b/res/7/train/r0:s3://b/res/7/train/r1") == ["s3://b/res/7/train/r0", "s3://b/res/7/train/r1"]
+    assert split_result_dirs("") == []
+    monkeypatch.setenv("FORGE_UPSTREAM_RESULT_DIRS", "s3://b/x:gs://c/y")
+    assert runtime.upstream_result_dirs() == ["s3://b/x", "gs://c/y"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -58,6 +59,12 @@ def upstream_status(row: Mapping[str, Any], env: Mapping[str, str]) -> Tuple[Lis
         else:
             failed.append(index)
     return ok, failed, dirs, ended
+
+
+def split_result_dirs(value: str) -> List[str]:
+    """``FORGE_UPSTREAM_RESULT_DIRS`` as a list: the dirs are joined by ``:``, and a ``:`` that starts
+    ``://`` belongs to a URL (``s3://b/r/a:s3://b/r/b`` is two dirs)."""
+    return [d for d in re.split(r":(?!//)", value) if d]
 
 
 def upstream_env(row: Mapping[str, Any], env: Dict[str, str]) -> None:

@@ -161,7 +161,8 @@ def test_the_node_side_waits_for_the_store_to_come_back(flaky, capsys):
     start = time.monotonic()
     write_file(f"{flaky}/apps/1/tasks/t.0.json", b"{}")
     assert time.monotonic() - start < 10 and json.loads(read_file(f"{flaky}/apps/1/tasks/t.0.json")) == {}
-    assert "trying again for up to" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trying again for up to" in err and "the store answers again" in err
     files.be_patient(0.5)
     Flaky.down = True
     with pytest.raises(StoreUnreachableError):

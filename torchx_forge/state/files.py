@@ -195,12 +195,16 @@ def call(url: str, action: Callable[[], T], wait: Optional[float] = None) -> T:
     """``action()`` (fsspec calls on ``url``) under :func:`guarded`, tried again while the store does
     not answer for up to ``wait`` seconds (default: this process's :func:`be_patient` setting)."""
     wait = _patience if wait is None else wait
-    deadline = time.monotonic() + wait
+    start = time.monotonic()
+    deadline = start + wait
     pause, told = 1.0, False
     while True:
         try:
             with guarded(url):
-                return action()
+                found = action()
+            if told:
+                _say(f"torchx-forge: {url}: the store answers again (after {time.monotonic() - start:.0f} s)")
+            return found
         except StoreUnreachableError as e:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -284,3 +284,18 @@ def test_killing_the_s3_server_mid_run_loses_nothing_and_everything_recovers(s3_
 
 def handle_of_or_none(p: subprocess.CompletedProcess) -> str:
     return next((line for line in p.stdout.splitlines() if line.startswith("slurm_forge://")), "")
+
+
+def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(s3_server: S3Server, s3_state: str, tmp_path: Path):
+    """A sweep over the submit limit (QOS cap100, see test_waves_slurm.py): wave 2 is submitted by a
+    Slurm job, on a compute node, from the scripts the state dir keeps on S3."""
+    p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"qos=cap100,log_dir={tmp_path / 'logs'}", "forge.grid", "--name",
+              "s3waves", "--axes", "run.env.I=range(0,150)", "--", "true", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "submitting them in 2 waves" in p.stderr, p.stderr
+    handle = handle_of(p)
+    assert wait_end(handle, timeout=900) == "SUCCEEDED", forge("status", handle, cwd=tmp_path).stdout
+    rec = Records(Store(s3_state)).load(app_id(handle))
+    second = [j for j in rec.jobs if j.kind == "array" and j.wave == 1 and not j.planned]
+    assert second and all(j.argv[-1].startswith(f"{s3_state}/submissions/") for j in second), second
+    assert sum(j.size for j in rec.jobs if j.kind == "array" and not j.planned) == 150

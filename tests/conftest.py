@@ -2,11 +2,15 @@
 
 Unit tests need nothing. Tests marked ``slurm`` submit real jobs to the local
 cluster (``scripts/local-slurm up``); if it is not up they fail with that hint
-rather than skip, so a CI run cannot pass without having run them.
+rather than skip, so a CI run cannot pass without having run them. Tests of
+state dirs on ``s3://`` start moto's S3 API server on loopback themselves
+(:class:`S3Server`, the ``s3_server`` fixture) and fail, not skip, when moto or
+s3fs is missing (``pip install -e '.[s3,test]'``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -108,3 +113,109 @@ def task_row(handle: str, task: str) -> List[str]:
     """The words of the forge table row of ``task`` (e.g. ``train[1]``) in `torchx status`."""
     out = run_torchx("status", handle).stdout
     return next(line.split() for line in out.splitlines() if line.split()[:1] == [task])
+
+
+# -- an S3 API server on loopback (moto's server mode) -------------------------------------------
+
+
+class S3Server:
+    """moto's S3 API server on a free loopback port, for state dirs on ``s3://`` (tests/moto_s3.py).
+
+    moto keeps objects in memory only, so its recorder is on: every request is appended to a file
+    before it is handled. :meth:`kill` is a real ``SIGKILL`` (clients see connections refused);
+    :meth:`start` after it starts a new server on the same port that replays the recorded writes
+    before it listens, so it comes back with everything it had acknowledged, as a real object
+    store does after an outage.
+    """
+
+    def __init__(self, workdir: Path, bucket: str = "forge-test") -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bucket = bucket
+        self.recording = workdir / "moto-recording.jsonl"
+        self.log = workdir / "moto.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def _answers(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start the server (again), with everything it held before it was killed (tests/moto_s3.py
+        replays the logged writes before it listens: no client sees it half restored)."""
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "moto_s3.py"), "--port", str(self.port),
+                                      "--recording", str(self.recording)],
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        wait_for(self._answers, 120, f"moto's S3 server on port {self.port}", interval=0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: the endpoint refuses connections until :meth:`start`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def fs(self):
+        """A fresh s3fs client (no cached listings) on the server."""
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+
+
+#: what the S3 tests' credentials are, distinctive enough to search every record for
+S3_KEY_ID = "AKIAFORGETEST" + uuid.uuid4().hex[:8].upper()
+S3_SECRET = "forge-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """moto's S3 API server for the whole session, found by every client (this process, the torchx
+    CLI subprocesses and, through sbatch's environment, the jobs) through the usual AWS_* variables."""
+    missing = [m for m in ("moto", "s3fs", "flask") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"the S3 tests need {', '.join(missing)}: pip install -e '.[s3,test]'")
+    workdir = tmp_path_factory.mktemp("s3")
+    server = S3Server(workdir)
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN")}
+    os.environ.update(AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET,
+                      AWS_DEFAULT_REGION="us-east-1")
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    server.start()
+    try:
+        server.fs().mkdir(server.bucket)
+        yield server
+    finally:
+        server.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_state(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh state dir on the S3 server for this test (``s3://forge-test/<id>/state``), seen by the CLI and the jobs."""
+    if not s3_server.running:  # a test that killed it and failed before starting it again
+        s3_server.start()
+    url = s3_server.url(f"{uuid.uuid4().hex[:12]}/state")
+    monkeypatch.setenv("FORGE_STATE_DIR", url)
+    return url

@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 from torchx.specs.api import MalformedAppHandleException, UnknownAppException
 from torchx.specs.finder import ComponentValidationException
 
+from torchx_forge.core.storage import StoreError
+
 
 class ForgeError(ComponentValidationException):
     """Base class: a problem the user can fix, with a message that says how."""
@@ -92,8 +94,9 @@ class UnknownAppError(ForgeError):
 
 
 def _is_forge(exc: BaseException) -> bool:
-    """Errors that are the user's input, not a bug: shown as one line."""
-    return isinstance(exc, (ForgeError, MalformedAppHandleException, UnknownAppException))
+    """Errors that are the user's input or their environment, not a bug: shown as one line (a
+    state dir on an object store that does not answer is one of them)."""
+    return isinstance(exc, (ForgeError, StoreError, MalformedAppHandleException, UnknownAppException))
 
 
 def in_torchx_cli() -> bool:

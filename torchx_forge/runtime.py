@@ -19,14 +19,16 @@ Standard library only (fsspec for URL checkpoint dirs).
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Optional
+from typing import IO, Any, Callable, List, Optional
 
 from torchx_forge.core.policy import REQUEUE_EXIT
 from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
+from torchx_forge.node.handoff import split_result_dirs
 
 
 def checkpoint_dir() -> str:
@@ -50,10 +52,25 @@ def load_latest(loader: Callable[[str], Any]) -> Any:
     return loader(path) if path else None
 
 
+def open_path(path: str, mode: str = "rb") -> IO[Any]:
+    """Open a checkpoint (or any file) given as a local path or an fsspec URL such as
+    ``s3://bucket/ckpt/step_3.pt``: FORGE_CHECKPOINT_DIR, FORGE_RESUME_FROM and
+    FORGE_INPUT_CHECKPOINT are URLs when the checkpoint dir is on an object store. Close it (a
+    ``with`` block) to finish a write: on an object store that is the one atomic PUT."""
+    if "://" in path and not path.startswith("file://"):
+        import fsspec  # noqa: PLC0415 (only for URLs: the program may not need it otherwise)
+
+        opened: IO[Any] = fsspec.open(path, mode).open()  # type: ignore[no-untyped-call]
+        return opened
+    return builtins.open(path.replace("file://", "", 1), mode)
+
+
 def save(writer: Callable[[str], None], step: int, name: str = "step_{step}.pt", keep: int = 2) -> str:
     """Write a checkpoint atomically and make it the latest: ``writer(tmp_path)``, rename, commit.
 
-    ``keep`` most recent ``step_*`` checkpoints are kept (0 keeps all). Returns the path.
+    On an object store ``writer`` gets the final URL (one PUT is atomic; open it with
+    :func:`open_path`). ``keep`` most recent ``step_*`` checkpoints are kept in a local
+    directory (0 keeps all). Returns the path.
     """
     directory = checkpoint_dir()
     final = f"{directory.rstrip('/')}/{name.format(step=step)}"
@@ -108,6 +125,12 @@ def install_warning_handler(*extra: int) -> threading.Event:
     for sig in sigs:
         signal.signal(sig, handler)
     return event
+
+
+def upstream_result_dirs() -> List[str]:
+    """Pipelines: the result dirs of the upstream runs that finished (``FORGE_UPSTREAM_RESULT_DIRS``),
+    split right when they are URLs (``s3://...``, whose ``://`` a plain split on ``:`` would cut)."""
+    return split_result_dirs(os.environ.get("FORGE_UPSTREAM_RESULT_DIRS", ""))
 
 
 def finished() -> None:

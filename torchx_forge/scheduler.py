@@ -47,6 +47,7 @@ from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
@@ -202,15 +203,21 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def _describe_uncached(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         records = self.records()
-        rec = self.load(app_id)
+        try:
+            rec = self.load(app_id)
+        except StoreError as e:  # a state dir whose store does not answer: what Slurm alone knows, and why
+            alone = self._describe_unrecorded(app_id, f"{e}: shown from Slurm alone until it answers again")
+            if alone is None:
+                raise
+            return alone
         if rec is None:
             return self._describe_unrecorded(app_id)
         found = gather(self.cli, records, [rec])
         views = found.views[rec.app_id]
         return describe_response(rec, views, found.notes), views
 
-    def _describe_unrecorded(self, app_id: str) -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
-        """A job slurm_forge did not submit (or whose record is gone): what Slurm knows of it."""
+    def _describe_unrecorded(self, app_id: str, why: str = "") -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
+        """A job slurm_forge did not submit (or whose record is gone or unreachable: ``why``): what Slurm knows of it."""
         cluster, job_id = layout.split_app_id(app_id)
         if not job_id.isdigit():
             return None
@@ -220,9 +227,9 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             return None
         rec = AppRecord(app_id=app_id, name=rows[0].name or app_id, jobs=[], roles=[], log_dir="", cluster=cluster)
         views = task_views_from_rows(rows)
-        note = (f"slurm_forge has no record of app {app_id} in {self.records().store.url} (submitted with another"
-                " state dir, or not by slurm_forge): shown from Slurm alone; roles are job names, replicas are array"
-                " task ids or het components, and logs are not known")
+        note = why or (f"slurm_forge has no record of app {app_id} in {self.records().store.url} (submitted with another"
+                       " state dir, or not by slurm_forge): shown from Slurm alone; roles are job names, replicas are array"
+                       " task ids or het components, and logs are not known")
         return describe_response(rec, views, [note]), views
 
     # -- cancel and list -----------------------------------------------------------------

@@ -354,3 +354,14 @@ def test_a_missing_run_table_is_a_clear_error(store: Store, state: Path):
     table.unlink()
     with pytest.raises(ForgeError, match="cannot read the run table .*removed from the state dir"):
         rs.collect(rec, str(state), None)
+
+
+def test_a_store_that_does_not_answer_is_an_error_not_a_run_without_metrics(monkeypatch):
+    from torchx_forge.core.storage import StoreUnreachableError
+
+    def down(path):
+        raise StoreUnreachableError(path, "EndpointConnectionError: no")
+
+    monkeypatch.setattr(rs, "read_file", down)
+    with pytest.raises(StoreUnreachableError, match=r"s3://b/results/1/r/metrics\.json: the store did not answer"):
+        rs.read_metrics("s3://b/results/1/r")

@@ -320,3 +320,25 @@ def test_the_ambiguity_error_names_a_helper_that_exists_and_resolves_it(tmp_path
     monkeypatch.setenv("FORGE_CHECKPOINT_DIR", str(tmp_path))
     helper(str(tmp_path / "checkpoint-5"), 5)
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-5")
+
+
+def test_memory_url_commit_of_a_full_url_is_kept_relative(mem_dir):
+    """runtime.save hands the program the final URL; checkpoint_state.json names it relative to the dir."""
+    url, fs, root = mem_dir
+    fs.pipe_file(f"{root}/step_7.json", b"x")
+    commit(url, f"{url}/step_7.json", step=7)
+    assert json.loads(fs.cat_file(f"{root}/{STATE_FILE}")) == {"latest": "step_7.json", "step": 7}
+    assert latest_checkpoint(url) == f"{url}/step_7.json"
+
+
+def test_an_unreachable_checkpoint_store_is_an_error_that_may_pass(monkeypatch):
+    from torchx_forge.core.storage import StoreUnreachableError
+    from torchx_forge.node import checkpoint
+
+    def down(directory):
+        raise StoreUnreachableError(directory, "EndpointConnectionError: no")
+
+    monkeypatch.setattr(checkpoint, "list_names", down)
+    with pytest.raises(CheckpointError) as e:
+        latest_checkpoint("s3://bucket/ckpt/run")
+    assert e.value.unreachable and "s3://bucket/ckpt/run: the store did not answer" in str(e.value)

@@ -352,3 +352,49 @@ def test_collect_to_memory_url(workdir):
 def test_globs_from_env():
     assert globs_from_env(" a/*.csv ; **/*.png;;") == ["a/*.csv", "**/*.png"]
     assert globs_from_env("") == []
+
+
+def test_choose_input_best_and_latest_on_an_object_store_url():
+    """A pipeline whose checkpoint dirs are URLs (s3://...): the eval step gets a URL to open."""
+    import fsspec
+
+    state = f"memory://forge-best-{uuid.uuid4().hex}/state"
+    env = {"FORGE_STATE_DIR": state, "FORGE_APP_ID": "7", "FORGE_STAGE": "eval"}
+    d = contract.checkpoint_dir({**env, "FORGE_STAGE": "train"}, "r5")
+    assert d == f"{state}/checkpoints/7/train/r5"
+    fs, root = fsspec.core.url_to_fs(d)
+    for name in ("step_100.pt", "step_200.pt", "step_300.pt"):
+        fs.pipe_file(f"{root}/{name}", b"x")
+    fs.pipe_file(f"{root}/metrics.json", json.dumps({"step_100.pt": 0.5, "step_200.pt": 0.2, "step_300.pt": 0.3}).encode())
+    assert choose_input(per_run_row({"checkpoint": "best", "metric": "val_loss"}), env) == f"{d}/step_200.pt"
+    assert choose_input(per_run_row({"checkpoint": "latest"}), env) == f"{d}/step_300.pt"
+    fs.rm_file(f"{root}/metrics.json")
+    with pytest.raises(CheckpointError, match=r"best needs memory://.*/metrics\.json, which does not exist"):
+        choose_input(per_run_row({"checkpoint": "best", "metric": "val_loss"}), env)
+
+
+def test_collect_gives_up_on_the_rest_once_the_store_does_not_answer(workdir, monkeypatch, capsys):
+    from torchx_forge.core.storage import StoreUnreachableError
+    from torchx_forge.node import artifacts
+
+    tried = []
+
+    def down(src, dst):
+        tried.append(src)
+        raise StoreUnreachableError(dst, "EndpointConnectionError: no")
+
+    monkeypatch.setattr(artifacts, "put_file", down)
+    assert collect(["out/**/*.csv"], str(workdir), "s3://bucket/res") == []
+    assert len(tried) == 1  # each would wait FORGE_STORE_WAIT again
+    assert "cannot collect 3 artifact(s)" in capsys.readouterr().err
+
+
+def test_upstream_result_dirs_split_right_when_they_are_urls(monkeypatch):
+    from torchx_forge import runtime
+    from torchx_forge.node.handoff import split_result_dirs
+
+    assert split_result_dirs("/a/r0:/a/r1") == ["/a/r0", "/a/r1"]
+    assert split_result_dirs("s3://b/res/7/train/r0:s3://b/res/7/train/r1") == ["s3://b/res/7/train/r0", "s3://b/res/7/train/r1"]
+    assert split_result_dirs("") == []
+    monkeypatch.setenv("FORGE_UPSTREAM_RESULT_DIRS", "s3://b/x:gs://c/y")
+    assert runtime.upstream_result_dirs() == ["s3://b/x", "gs://c/y"]

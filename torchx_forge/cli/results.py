@@ -35,6 +35,7 @@ from typing import (
 )
 
 from torchx_forge.core import runtable
+from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract
 from torchx_forge.node.summary import read_summary
@@ -157,6 +158,8 @@ def planned_runs(
 def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[str, Any]:
     try:
         return read_table(path)
+    except StoreError:
+        raise
     except (OSError, ValueError) as e:
         raise ForgeError(f"cannot read the run table {path} (removed from the state dir?): {e}") from None
 
@@ -224,8 +227,12 @@ def parse_metrics_csv(text: str) -> Dict[str, Any]:
 
 
 def _read_text(path: str) -> Optional[str]:
+    """The text of a local file or URL; None when it is missing or not text. A store that does
+    not answer is an error (StoreError, naming the URL), not a run without metrics."""
     try:
         return read_file(path).decode()
+    except StoreError:
+        raise
     except (OSError, UnicodeDecodeError):
         return None
 

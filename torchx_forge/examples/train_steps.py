@@ -9,6 +9,7 @@ warning or SIGTERM arrives it stops after the current step and exits with code
 checkpoint. When all steps are done it says so (runtime.finished()), so an end that
 happens to come after a warning is not taken for an interruption.
 --ledger appends "step N attempt A" per step, to check every step ran once.
+The checkpoint dir may be an fsspec URL (``checkpoint_dir=s3://bucket/ckpt/{run_id}``).
 """
 
 import argparse
@@ -17,6 +18,11 @@ import os
 import time
 
 from torchx_forge import runtime
+
+
+def _write_json(path: str, obj: dict) -> None:
+    with runtime.open_path(path, "w") as f:  # a local path, or a URL when the checkpoint dir is on an object store
+        json.dump(obj, f)
 
 
 def main() -> None:
@@ -30,7 +36,7 @@ def main() -> None:
     args = p.parse_args()
 
     stop = runtime.install_warning_handler()
-    state = runtime.load_latest(lambda path: json.load(open(path)))
+    state = runtime.load_latest(lambda path: json.load(runtime.open_path(path, "r")))
     step = state["step"] if state else 0
     attempt = runtime.attempt()
     print(f"attempt {attempt}: starting at step {step} (resume from {runtime.resume_from()})", flush=True)
@@ -42,7 +48,7 @@ def main() -> None:
         if args.ledger:
             with open(args.ledger, "a") as f:
                 f.write(f"step {step} attempt {attempt}\n")
-        runtime.save(lambda path: json.dump({"step": step}, open(path, "w")), step, name="step_{step}.json")
+        runtime.save(lambda path: _write_json(path, {"step": step}), step, name="step_{step}.json")
         print(f"step {step} saved", flush=True)
         if stop.is_set() and step < args.steps:
             print(f"stopping at step {step} to be requeued", flush=True)

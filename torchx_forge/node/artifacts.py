@@ -17,7 +17,8 @@ import shutil
 import sys
 from typing import Iterable, List
 
-from torchx_forge.state.files import is_url, url_fs
+from torchx_forge.core.storage import StoreUnreachableError
+from torchx_forge.state.files import is_url, put_file
 
 GLOB_KEYS = ("checkpoint_globs", "eval_csv_globs", "eval_image_globs", "extra_globs")
 
@@ -36,20 +37,22 @@ def matches(globs: Iterable[str], workdir: str) -> List[str]:
 
 def collect(globs: Iterable[str], workdir: str, result_dir: str) -> List[str]:
     """Copy the matching files into ``result_dir/artifacts``; returns what was copied (relative names)."""
-    copied = []
-    for rel in matches(globs, workdir):
+    copied: List[str] = []
+    found = matches(globs, workdir)
+    for n, rel in enumerate(found):
         src = rel if os.path.isabs(rel) else os.path.join(workdir, rel)
         name = rel.lstrip("/") if os.path.isabs(rel) else rel
         dst = f"{result_dir.rstrip('/')}/artifacts/{name}"
         try:
             if is_url(result_dir):
-                fs, path = url_fs(dst)
-                fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                fs.put_file(src, path)
+                put_file(src, dst)
             else:
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 shutil.copy2(src, dst)
             copied.append(name)
+        except StoreUnreachableError as e:  # the next one would wait as long again
+            print(f"torchx-forge: warning: cannot collect {len(found) - n} artifact(s) from {src} on: {e}", file=sys.stderr)
+            break
         except OSError as e:
             print(f"torchx-forge: warning: cannot collect artifact {src}: {e}", file=sys.stderr)
     return copied

@@ -23,7 +23,8 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from torchx_forge.state.files import is_url, local_path, read_file, url_fs, write_file
+from torchx_forge.core.storage import StoreError, StoreUnreachableError
+from torchx_forge.state.files import exists, is_url, list_names, modified, read_file, write_file
 
 STATE_FILE = "checkpoint_state.json"
 
@@ -35,27 +36,21 @@ _TEMP_SUFFIXES = (".tmp", ".temp", ".partial", ".incomplete", ".lock", "~")
 
 
 class CheckpointError(Exception):
-    """The checkpoint directory is ambiguous or unreadable; the message says how to fix it."""
+    """The checkpoint directory is ambiguous or unreadable; the message says how to fix it.
+    ``unreachable``: its store did not answer, so trying again later may well work."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def _list(directory: str) -> Optional[List[str]]:
     """Entry names in ``directory``; None when it does not exist."""
-    if is_url(directory):
-        fs, root = url_fs(directory)
-        if not fs.exists(root):
-            return None
-        return [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
-    path = local_path(directory)
-    if not os.path.isdir(path):
-        return None
-    return os.listdir(path)
+    return list_names(directory)
 
 
 def _exists(path: str) -> bool:
-    if is_url(path):
-        fs, root = url_fs(path)
-        return bool(fs.exists(root))
-    return os.path.exists(local_path(path))
+    return exists(path)
 
 
 def _join(directory: str, name: str) -> str:
@@ -83,6 +78,8 @@ def latest_checkpoint(directory: str) -> Optional[str]:
     """
     try:
         names = _list(directory)
+    except StoreError as e:  # names the URL already
+        raise CheckpointError(f"cannot list the checkpoint dir: {e}", isinstance(e, StoreUnreachableError)) from None
     except OSError as e:
         raise CheckpointError(f"cannot list checkpoint dir {directory}: {e}") from None
     if names is None:
@@ -121,6 +118,8 @@ def _from_state_file(directory: str) -> str:
         latest = state["latest"]
         if not isinstance(latest, str) or not latest:
             raise ValueError("'latest' must be a non-empty string")
+    except StoreError as e:
+        raise CheckpointError(f"cannot read the checkpoint state: {e}", isinstance(e, StoreUnreachableError)) from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"unreadable {path}: {e}; expected {{\"latest\": \"<file or dir in this directory>\", \"step\": N}}"
@@ -132,13 +131,7 @@ def _from_state_file(directory: str) -> str:
 
 
 def _mtime(path: str) -> Optional[float]:
-    try:
-        if is_url(path):
-            fs, root = url_fs(path)
-            return float(fs.modified(root).timestamp())
-        return os.stat(local_path(path)).st_mtime
-    except (OSError, NotImplementedError, AttributeError, ValueError):
-        return None
+    return modified(path)
 
 
 def saved_since(directory: str, since: float, before: Optional[str] = None) -> bool:
@@ -158,5 +151,9 @@ def saved_since(directory: str, since: float, before: Optional[str] = None) -> b
 
 def commit(directory: str, checkpoint: str, step: Optional[int] = None) -> None:
     """Atomically record ``checkpoint`` (a path in ``directory``) as the latest one."""
-    rel = os.path.relpath(checkpoint, directory) if not is_url(directory) and os.path.isabs(checkpoint) else checkpoint
+    if is_url(directory):
+        prefix = directory.rstrip("/") + "/"
+        rel = checkpoint[len(prefix):] if checkpoint.startswith(prefix) else checkpoint
+    else:
+        rel = os.path.relpath(checkpoint, directory) if os.path.isabs(checkpoint) else checkpoint
     write_file(directory.rstrip("/") + "/" + STATE_FILE, json.dumps({"latest": rel, "step": step}).encode())

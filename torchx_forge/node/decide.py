@@ -17,6 +17,8 @@ from typing import List, Mapping, Optional, Sequence
 
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy, decide
 from torchx_forge.core.states import Outcome
+from torchx_forge.core.storage import store_wait
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.taskfile import TaskFile
 
 
@@ -49,6 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--task", action="append", default=[], help="ROLE:REPLICA of a task of this job")
     p.add_argument("--exit-code", type=int, default=0)
     args = p.parse_args(argv)
+    be_patient(store_wait())  # the task state files may be on an object store that is briefly down
     sys.exit(run(args.task, os.environ))
 
 

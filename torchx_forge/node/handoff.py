@@ -1,4 +1,4 @@
-"""Handing results from one pipeline step to the next (standard library only).
+"""Handing results from one pipeline step to the next (standard library only; fsspec for URLs).
 
 Every run ends with ``summary.json`` in its result directory (FORGE_RESULT_DIR):
 state, exit code, attempts, run id, parameters. A step that follows other steps
@@ -12,18 +12,24 @@ per-run step also gets the checkpoint of its upstream run, chosen by policy
   ``metric_file`` (default ``metrics.json`` in the upstream checkpoint dir), a JSON
   object ``{checkpoint: {metric: value}}`` or JSON lines ``{"checkpoint": ..., metric: ...}``;
 - ``explicit``: ``path``, where ``{run_id}`` and ``{checkpoint_dir}`` are filled in.
+
+Checkpoint and result dirs may be fsspec URLs (``s3://bucket/...``): the chosen checkpoint is then
+a URL too, for the program to open with fsspec.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from torchx_forge.core.storage import StoreError
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError, latest_checkpoint
 from torchx_forge.node.summary import read_summary
+from torchx_forge.state.files import is_url, read_file
 
 
 def _env_for(env: Mapping[str, str], stage: str) -> Dict[str, str]:
@@ -55,6 +61,12 @@ def upstream_status(row: Mapping[str, Any], env: Mapping[str, str]) -> Tuple[Lis
     return ok, failed, dirs, ended
 
 
+def split_result_dirs(value: str) -> List[str]:
+    """``FORGE_UPSTREAM_RESULT_DIRS`` as a list: the dirs are joined by ``:``, and a ``:`` that starts
+    ``://`` belongs to a URL (``s3://b/r/a:s3://b/r/b`` is two dirs)."""
+    return [d for d in re.split(r":(?!//)", value) if d]
+
+
 def upstream_env(row: Mapping[str, Any], env: Dict[str, str]) -> None:
     if not row.get("upstream"):
         return
@@ -81,13 +93,21 @@ def choose_input(row: Mapping[str, Any], env: Mapping[str, str]) -> Optional[str
     return _best(directory, inputs)
 
 
+def _in(directory: str, name: str) -> str:
+    """``name`` in ``directory`` (a local path or URL); absolute paths and URLs are kept."""
+    if os.path.isabs(name) or is_url(name):
+        return name
+    return f"{directory.rstrip('/')}/{name}"
+
+
 def _best(directory: str, inputs: Mapping[str, Any]) -> Optional[str]:
-    path = os.path.join(directory, inputs.get("metric_file", "metrics.json"))
+    path = _in(directory, inputs.get("metric_file", "metrics.json"))
     metric, mode = inputs["metric"], inputs.get("mode", "min")
     try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
+        text = read_file(path).decode()
+    except StoreError as e:
+        raise CheckpointError(f"checkpoint: best needs {path}, which cannot be read: {e}") from None
+    except (OSError, UnicodeDecodeError):
         raise CheckpointError(f"checkpoint: best needs {path}, which does not exist") from None
     try:
         scores = _scores(text, metric)
@@ -96,7 +116,7 @@ def _best(directory: str, inputs: Mapping[str, Any]) -> Optional[str]:
     if not scores:
         raise CheckpointError(f"{path} lists no checkpoint with metric {metric!r}")
     pick = (min if mode == "min" else max)(scores, key=lambda k: scores[k])
-    return pick if os.path.isabs(pick) else os.path.join(directory, pick)
+    return _in(directory, pick)
 
 
 def _scores(text: str, metric: str) -> Dict[str, float]:

@@ -29,10 +29,12 @@ from torchx_forge.core import runtable
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
 from torchx_forge.core.states import Outcome
+from torchx_forge.core.storage import StoreError, StoreUnreachableError, store_wait
 from torchx_forge.node import contract, task
 from torchx_forge.node.checkpoint import CheckpointError, saved_since
 from torchx_forge.node.summary import job_key, report_run
 from torchx_forge.node.supervisor import Ending, Supervisor, say
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.tables import read_table
 from torchx_forge.state.taskfile import TaskFile
 
@@ -106,12 +108,16 @@ def in_process(command: Sequence[str]) -> bool:
 
 
 def sweep_run(command: Sequence[str]) -> Optional[Dict[str, Any]]:
-    """The run a ``python -m torchx_forge.node.task --table T --role R --replica K`` command will start."""
+    """The run a ``python -m torchx_forge.node.task --table T --role R --replica K`` command will
+    start (None for other commands). A run table the state dir's store does not give (after
+    waiting ``$FORGE_STORE_WAIT`` for it) is a :class:`task.RunError` naming its URL."""
     if "-m" not in command or "torchx_forge.node.task" not in command:
         return None
     try:
         opt = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
         return runtable.find_run(read_table(opt["--table"]), opt["--role"], int(opt["--replica"]))
+    except StoreError as e:
+        raise task.RunError(f"cannot load run {opt['--role']}/{opt['--replica']}: {e}") from None
     except (OSError, ValueError, KeyError, LookupError):
         return None  # the task itself reports the problem
 
@@ -155,14 +161,21 @@ def run(argv: Sequence[str]) -> int:
         say(f"torchx-forge: {note}; not starting")
         attempt.ended(Outcome.EXHAUSTED, 1, note)
         return 1
-    run_row = sweep_run(ns.command)
+    try:
+        run_row = sweep_run(ns.command)
+    except task.RunError as e:
+        say(f"torchx-forge: {e}")
+        attempt.ended(Outcome.FAILED, e.code, str(e))
+        return e.code
     run_id = run_row["run_id"] if run_row else contract.default_run_id(env["FORGE_APP_ID"], ns.role, replica)
     try:
         resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
     except (CheckpointError, OSError) as e:
         note = f"cannot choose a checkpoint to resume from: {e}"
         say(f"torchx-forge: {note}")
-        attempt.ended(Outcome.BAD_CHECKPOINT, 2, note)
+        # a store that did not answer is no bad checkpoint: the attempt failed, and may be retried
+        down = isinstance(e, StoreUnreachableError) or getattr(e, "unreachable", False)
+        attempt.ended(Outcome.FAILED if down else Outcome.BAD_CHECKPOINT, 2, note)
         return 2
     attempt.entry["resumed_from"] = resumed or ""
     program = list(ns.command) if run_row else contract.resume_argv(list(ns.command), env)
@@ -247,6 +260,7 @@ def warned_note(ending: Ending, outcome: Outcome, finished: bool, saved: bool) -
 
 
 def main() -> None:
+    be_patient(store_wait())  # a short outage of a state dir on an object store must not cost a task its state
     code = run(sys.argv[1:])
     try:
         sys.stdout.flush()

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Dict, Mapping, Optional
 
+from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
 from torchx_forge.state.files import read_file, write_file
 
@@ -27,9 +28,12 @@ def write_summary(directory: str, summary: Mapping[str, Any]) -> None:
 
 
 def read_summary(directory: str) -> Optional[Dict[str, Any]]:
-    """The summary of the run whose result directory this is; None when missing or unreadable."""
+    """The summary of the run whose result directory this is; None when missing or unreadable.
+    A store that does not answer is an error (StoreError), not a missing summary."""
     try:
         data = json.loads(read_file(f"{directory.rstrip('/')}/{SUMMARY}"))
+    except StoreError:
+        raise
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

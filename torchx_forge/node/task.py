@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import runtable
+from torchx_forge.core.storage import store_wait
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError
 from torchx_forge.node.handoff import choose_input, upstream_env, wait_for_upstream
 from torchx_forge.node.summary import report_run
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.tables import read_table
 
 
@@ -145,6 +147,7 @@ def prepare(run: Dict[str, Any], base: Dict[str, str], app_id: Optional[str] = N
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ns = _parse(sys.argv[1:] if argv is None else argv)
+    be_patient(store_wait())  # run tables, checkpoints and summaries on an object store: ride out a short outage
     try:
         run = runtable.find_run(read_table(ns.table), ns.role, ns.replica)
     except (OSError, ValueError, LookupError, KeyError) as e:

@@ -26,6 +26,7 @@ from torchx.specs import CfgVal, runopts
 from torchx_forge.compat import add_option
 from torchx_forge.core import layout
 from torchx_forge.core.options import BY_FIELD, BY_NAME, OPTIONS, Option, sbatch_flag, split_sbatch_args
+from torchx_forge.core.storage import StoreError, StoreUnreachableError
 from torchx_forge.errors import ConfigError
 from torchx_forge.state.files import absolute, is_url, local_path
 
@@ -112,7 +113,14 @@ def state_dir_origin(url: str) -> str:
 
 
 def state_dir_error(url: str, e: OSError) -> ConfigError:
-    """The one-line error for a state dir forge cannot write to."""
+    """The one-line error for a state dir forge cannot write to (or whose store does not answer)."""
+    if isinstance(e, StoreUnreachableError):
+        return ConfigError(
+            f"state dir {url}", f"{e.problem} at {e.url}; it comes from {state_dir_origin(url)}: check the"
+            " endpoint and credentials (AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/config for s3://) and try again",
+        )
+    if isinstance(e, StoreError):
+        return ConfigError(f"state dir {url}", f"{e.problem}; it comes from {state_dir_origin(url)}")
     return ConfigError(
         f"state dir {url}", f"cannot write there ({e.strerror or e}); it comes from {state_dir_origin(url)}:"
         " point it at a writable directory (shared with the compute nodes) or URL",

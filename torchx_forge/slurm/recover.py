@@ -21,9 +21,11 @@ import time
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import layout
+from torchx_forge.core.storage import StoreUnreachableError, store_wait
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.request import SAME_PLACE
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.intents import Intent, Intents
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
@@ -68,9 +70,15 @@ def recover(cli: SlurmCli, records: Records, intents: Intents, intent: Intent, c
 
 
 def recover_stale(cli: SlurmCli, records: Records, after: float = STALE_AFTER) -> List[str]:
-    """Recover every stale submission in the state dir; returns what was done, one line each."""
+    """Recover every stale submission in the state dir; returns what was done, one line each.
+    A state dir whose store does not answer is left for the next command: the command that
+    asked says what is wrong with it."""
     intents = Intents(records.store)
-    return [recover(cli.on(i.cluster or None), records, intents, i) for i in intents.pending() if i.stale(after)]
+    try:
+        pending = intents.pending()
+    except StoreUnreachableError:
+        return []
+    return [recover(cli.on(i.cluster or None), records, intents, i) for i in pending if i.stale(after)]
 
 
 def guard(state_dir: str, submission: str, poll: float = 10.0, limit: float = 600.0) -> int:
@@ -95,6 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--state-dir", required=True)
     p.add_argument("--submission", required=True)
     args = p.parse_args(argv)
+    be_patient(store_wait())  # on a compute node: ride out a short outage of an object-store state dir
     sys.exit(guard(args.state_dir, args.submission))
 
 

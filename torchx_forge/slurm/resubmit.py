@@ -34,9 +34,13 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from torchx_forge.core import layout
 from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.storage import StoreError, store_wait
+from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
 from torchx_forge.slurm.request import SAME_PLACE
+from torchx_forge.slurm.scripts import ScriptMissingError, sbatch_script
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskFile, TaskReport
@@ -105,13 +109,13 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
     ``extra_retries`` raise the tasks' budget (a by-hand retry grants the attempts they used);
     ``dependency`` replaces the job's own (resubmitted dependents wait for the resubmitted jobs).
     """
-    if not job.argv or not os.path.exists(job.argv[-1]):
-        raise RuntimeError(f"cannot resubmit job {job.job_id}: its script {job.argv[-1] if job.argv else '?'} is gone")
+    if not job.argv:
+        raise ScriptMissingError(f"cannot resubmit job {job.job_id}: its record has no sbatch command")
     env = clean_env()
     extra = extra_retries or job.extra_retries
     argv = _resubmit_argv(job.argv, rec.app_id, tasks if job.job_kind is JobKind.ARRAY else None, extra, dependency)
     tag = f"{rec.app_id}-again-{uuid.uuid4().hex[:8]}"  # a retried sbatch must not resubmit twice
-    new_id = cli.sbatch(argv, env=env, tag=tag)
+    new_id = sbatch_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
     submitted = [new_id]
     try:
         companion = None
@@ -201,6 +205,14 @@ def select_tasks(job: JobRecord, hist: Optional[Mapping[str, TaskHistory]], repo
 def companion(state_dir: str, app_id: str, job_id: str) -> int:
     """The companion job of ``job_id``: resubmit its tasks that ended badly and have retries left."""
     records = Records(Store(state_dir))
+    try:
+        return _companion(records, state_dir, app_id, job_id)
+    except (StoreError, ForgeError) as e:  # a state dir that stayed unreachable, a script gone: one line in its log
+        print(f"torchx-forge: companion of job {job_id}: {e}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _companion(records: Records, state_dir: str, app_id: str, job_id: str) -> int:
     rec = records.load(app_id)
     if rec is None:
         print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
@@ -243,6 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     c.add_argument("--app", required=True)
     c.add_argument("--job", required=True)
     args = p.parse_args(argv)
+    be_patient(store_wait())  # on a compute node: ride out a short outage of an object-store state dir
     sys.exit(companion(args.state_dir, args.app, args.job))
 
 

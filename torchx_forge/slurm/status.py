@@ -420,12 +420,19 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         reports: Mapping[str, TaskReport] = {}
         cancelled = False
         if (asked_live and live is None) or _needs_reports(rec, history):  # no squeue: the reports are the freshest
-            reports = records.task_reports(rec.app_id)
-            cancelled = records.cancelled(rec.app_id)
+            try:
+                reports = records.task_reports(rec.app_id)
+                cancelled = records.cancelled(rec.app_id)
+            except OSError as e:  # a state dir that does not answer: Slurm's view alone, not frozen
+                notes.append(f"the tasks' state files cannot be read ({e}): states come from Slurm alone")
+                complete = False
         # squeue not asked (accounting said enough, or one call only): a task's absence from it means nothing
         views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled)
         settled = complete and is_settled(views) and (asked_live or _settled_in_accounting([rec], history or []))
         if settled:
             rec.final = freeze(views)
-            records.save(rec)
+            try:
+                records.save(rec)
+            except OSError:  # frozen next time: this answer is right all the same
+                pass
     return Gathered(out, notes)

@@ -11,13 +11,14 @@ every job already submitted is cancelled, so a failed submission leaves nothing 
 the user sees Slurm's own message; if the client is killed, the guard (or the next forge command)
 finishes or rolls back what it left. Jobs of later waves are recorded as planned, their scripts
 written, and the first wave job is submitted with the first wave (:mod:`torchx_forge.slurm.waves`).
+Every script is kept in the state dir, local or on an object store (:mod:`torchx_forge.slurm.scripts`),
+so a companion job, a wave job or ``torchx forge retry`` can submit it again from anywhere.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -34,9 +35,11 @@ from torchx_forge.slurm.options import logs_origin, state_dir_error
 from torchx_forge.slurm.recover import guard_argv
 from torchx_forge.slurm.request import ForgeBatchRequest, JobRequest
 from torchx_forge.slurm.resubmit import companion_argv
+from torchx_forge.slurm.scripts import save as save_script
+from torchx_forge.slurm.scripts import submit_script
 from torchx_forge.slurm.waves import cost, wave_argv
 from torchx_forge.state.codeversion import code_version
-from torchx_forge.state.files import dir_problem, private_makedirs
+from torchx_forge.state.files import dir_problem
 from torchx_forge.state.intents import Intent, Intents
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 
@@ -76,15 +79,6 @@ def _role_records(req: ForgeBatchRequest) -> List[RoleRecord]:
             )
         )
     return out
-
-
-def _script_dir(records: Records, submission: str) -> str:
-    """A local directory for the scripts (sbatch reads a file); the state dir when it is local."""
-    if records.store.local:
-        path = records.store.path(layout.SUBMISSIONS, submission)
-        private_makedirs(path)
-        return path
-    return tempfile.mkdtemp(prefix=f"forge-{submission}-")
 
 
 def check(req: ForgeBatchRequest) -> None:
@@ -139,7 +133,6 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     except BaseException:
         _forget(intents, intent)
         raise
-    sdir = _script_dir(records, submission)
     jobs: List[JobRecord] = []
     app_id = ""
     try:
@@ -151,12 +144,9 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             job = req.jobs[index]
             if job.wave:
                 continue
-            path = os.path.join(sdir, f"job-{job.index}.sh")
-            with open(path, "w") as f:
-                f.write(job.materialize())
-            os.chmod(path, 0o600)
+            path = save_script(records.store, submission, job.index, job.materialize())
             argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None, app_id=app_id or None)
-            job_id, where = cli.submit(argv, tag=f"{submission}-{job.index}")
+            job_id, where = submit_script(cli, argv, tag=f"{submission}-{job.index}")
             intent.jobs.append(job_id)
             intents.save(intent)
             if not jobs:  # the first job: the app has its id, and its cluster
@@ -176,7 +166,7 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
                 intents.save(intent)
             jobs.append(_job_record(job, job_id, path, argv, companion))
         if req.waves > 1:
-            jobs += _plan_later_waves(cli, records, req, intent, jobs, sdir, app_id)
+            jobs += _plan_later_waves(cli, records, req, intent, jobs, app_id)
             intents.save(intent)
         rec = AppRecord(
             app_id=app_id,
@@ -195,6 +185,10 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
         cli.release(intent.jobs)
         if len(intent.jobs) > 1:
             log.info(f"released {len(intent.jobs)} job(s) of app {rec.app_id} together")
+    except OSError as e:  # the state dir (scripts, record): nothing is left queued, and one line says why
+        _roll_back(cli, intent)
+        _forget(intents, intent)
+        raise state_dir_error(records.store.url, e) from None
     except BaseException:
         _roll_back(cli, intent)
         _forget(intents, intent)
@@ -216,14 +210,11 @@ def _placed(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Int
 
 
 def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, wave0: List[JobRecord],
-                      sdir: str, app_id: str) -> List[JobRecord]:
+                      app_id: str) -> List[JobRecord]:
     """Scripts and planned records of the jobs of later waves, and the held job that submits wave 2."""
     planned = []
     for job in (j for j in req.jobs if j.wave > 0):
-        path = os.path.join(sdir, f"job-{job.index}.sh")
-        with open(path, "w") as f:
-            f.write(job.materialize())
-        os.chmod(path, 0o600)
+        path = save_script(records.store, intent.submission, job.index, job.materialize())
         planned.append(_job_record(job, f"wave{job.wave}.{job.index}", path, job.argv(path, hold=False), None,
                                    planned=True))
     after = [j.job_id for j in wave0]

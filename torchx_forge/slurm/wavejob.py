@@ -20,10 +20,13 @@ from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from torchx_forge.core.states import JobKind
+from torchx_forge.core.storage import StoreError, store_wait
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import clean_env, companion_argv
+from torchx_forge.slurm.scripts import ScriptMissingError, sbatch_script
 from torchx_forge.slurm.waves import WAVE_MODULE, wave_argv
+from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
 
@@ -81,7 +84,7 @@ class WaveJob:
         """One planned job, and its companion; linked to the app as it goes."""
         argv = [*planned.argv[:2], f"--export=ALL,FORGE_APP_ID={self.rec.app_id}", *planned.argv[2:]]
         tag = f"{self.rec.submission}-{planned.job_id}"
-        job_id = self.cli.sbatch(argv, env=self.env, tag=tag)
+        job_id = sbatch_script(self.cli, argv, env=self.env, tag=tag)  # its script, from the state dir
         self.added.append(job_id)
         companion = None
         if planned.max_retries > 0:
@@ -118,11 +121,15 @@ class WaveJob:
 
 def run_wave(state_dir: str, app_id: str, wave: int) -> int:
     records = Records(Store(state_dir))
-    rec = records.load(app_id)
-    if rec is None:
-        print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
+    try:
+        rec = records.load(app_id)
+        if rec is None:
+            print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
+            return 1
+        return WaveJob(SlurmCli(cluster=rec.cluster or None), records, rec, wave, sys.executable).run()
+    except (StoreError, ScriptMissingError) as e:  # one line in the wave log; `torchx forge retry` submits the wave
+        print(f"torchx-forge: wave {wave + 1} of app {app_id}: {e}", file=sys.stderr, flush=True)
         return 1
-    return WaveJob(SlurmCli(cluster=rec.cluster or None), records, rec, wave, sys.executable).run()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -131,6 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--app", required=True)
     p.add_argument("--wave", required=True, type=int)
     args = p.parse_args(argv)
+    be_patient(store_wait())  # on a compute node: ride out a short outage of an object-store state dir
     sys.exit(run_wave(args.state_dir, args.app, args.wave))
 
 

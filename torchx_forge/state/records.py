@@ -55,13 +55,13 @@ class JobRecord:
 
     job_id: str
     kind: str
-    script: str = ""
+    script: str = ""  # where its batch script lives: a path, or a URL in an object-store state dir
     components: List[List[Any]] = field(default_factory=list)
     role: str = ""
     offset: int = 0
     size: int = 0
     nodes: int = 1
-    argv: List[str] = field(default_factory=list)  # the exact sbatch command (for resubmission)
+    argv: List[str] = field(default_factory=list)  # the sbatch command (for resubmission); last word: the script
     tasks: Optional[List[int]] = None  # array task ids, when only some were (re)submitted
     retry_of: Optional[str] = None  # the job this one re-runs tasks of
     companion: Optional[str] = None  # the afternotok job that resubmits failed tasks

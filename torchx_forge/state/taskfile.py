@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.states import FileState, Outcome
+from torchx_forge.core.storage import StoreError
 from torchx_forge.state.files import read_file, write_file
 
 #: keys of the latest attempt copied to the top level of the file
@@ -37,16 +38,40 @@ class TaskFile:
         self.rel = layout.task_file(app_id, role, replica)
         self.state_dir = state_dir
         self.data: Dict[str, Any] = {"role": role, "replica": replica, "history": []}
+        #: False while the file is unknown because the store did not answer: then a write merges
+        #: with what the store holds instead of replacing it (no attempt is ever lost)
+        self.loaded = True
 
     def _path(self) -> str:
         return layout.join(self.state_dir, self.rel)
 
-    def load(self) -> TaskFile:
+    def _stored(self) -> Optional[Dict[str, Any]]:
+        """The file as stored ({} when missing or unreadable); None when the store did not answer."""
         try:
-            self.data.update(json.loads(read_file(self._path())))
+            found = json.loads(read_file(self._path()))
+        except StoreError as e:
+            print(f"torchx-forge: warning: cannot read task state {self.rel}: {e}", file=sys.stderr)
+            return None
         except (OSError, ValueError):
-            pass
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def load(self) -> TaskFile:
+        stored = self._stored()
+        self.loaded = stored is not None
+        self.data.update(stored or {})
         return self
+
+    def _merge_stored(self) -> None:
+        """After a load the store did not answer: take what it holds now, plus the attempts written since."""
+        stored = self._stored()
+        if stored is None:
+            return
+        mine = {(h.get("attempt"), h.get("job_key")): h for h in self.history}
+        hist = [mine.pop((h.get("attempt"), h.get("job_key")), h) for h in stored.get("history") or []]
+        hist += list(mine.values())
+        self.data = {**stored, **{k: v for k, v in self.data.items() if k != "history"}, "history": hist}
+        self.loaded = True
 
     @property
     def history(self) -> List[Dict[str, Any]]:
@@ -74,6 +99,13 @@ class TaskFile:
         else:
             hist.append(dict(attempt))
         self.data.update(history=hist, time=time.time())
+        if not self.loaded:  # never replace a history the store could not show us
+            self._merge_stored()
+            if not self.loaded:
+                print(f"torchx-forge: warning: task state {self.rel} not written: the store did not answer"
+                      " (status comes from Slurm meanwhile)", file=sys.stderr)
+                return
+        hist = self.history
         for k in _TOP_KEYS:
             if k in hist[-1]:
                 self.data[k] = hist[-1][k]

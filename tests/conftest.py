@@ -50,6 +50,18 @@ def slurm_cluster() -> None:
         pytest.fail(f"the local Slurm cluster is not up ({problem}); run `scripts/local-slurm up`")
 
 
+#: the second local cluster (``scripts/local-slurm up --clusters 2``), in the same slurmdbd as the first
+SECOND_CLUSTER = "forge2"
+
+
+@pytest.fixture(scope="session")
+def second_cluster() -> None:
+    p = subprocess.run(["sinfo", "-M", SECOND_CLUSTER, "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    if p.returncode != 0 or "idle" not in p.stdout and "mix" not in p.stdout and "alloc" not in p.stdout:
+        pytest.fail(f"the second cluster {SECOND_CLUSTER} is not up ({(p.stderr or p.stdout).strip()});"
+                    " run `scripts/local-slurm up --clusters 2`")
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh state dir for this test, also seen by the torchx CLI subprocesses."""

@@ -12,22 +12,14 @@ from pathlib import Path
 import pytest
 from torchx.runner import get_runner
 
-from conftest import REPO, app_state, handle_of, run_torchx, wait_end, wait_for
+from conftest import REPO, SECOND_CLUSTER, app_state, handle_of, run_torchx, wait_end, wait_for
 from torchx_forge.cli.watch import Watcher
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "second_cluster")]
 
-OTHER = "forge2"
-
-
-@pytest.fixture(scope="session")
-def second_cluster() -> None:
-    p = subprocess.run(["sinfo", "-M", OTHER, "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
-    if p.returncode != 0 or "idle" not in p.stdout and "mix" not in p.stdout and "alloc" not in p.stdout:
-        pytest.fail(f"the second cluster {OTHER} is not up ({(p.stderr or p.stdout).strip()});"
-                    " run `scripts/local-slurm up --clusters 2`")
+OTHER = SECOND_CLUSTER
 
 
 def sacct(cluster: str, job_id: str) -> dict:

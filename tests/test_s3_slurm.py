@@ -21,7 +21,7 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import REPO, S3_KEY_ID, S3_SECRET, S3Server, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import REPO, S3_KEY_ID, S3_SECRET, SECOND_CLUSTER, S3Server, handle_of, run_torchx, task_row, wait_end, wait_for
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 
@@ -299,3 +299,52 @@ def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(s3_server: S3S
     second = [j for j in rec.jobs if j.kind == "array" and j.wave == 1 and not j.planned]
     assert second and all(j.argv[-1].startswith(f"{s3_state}/submissions/") for j in second), second
     assert sum(j.size for j in rec.jobs if j.kind == "array" and not j.planned) == 150
+
+
+@pytest.mark.usefixtures("second_cluster")
+def test_two_experiments_on_two_clusters_share_one_s3_state_dir(s3_server: S3Server, s3_state: str, tmp_path: Path):
+    """Issue 13's both together: one experiment on the local cluster, one on the second, one state dir
+    on S3; every verb, from a directory that submitted nothing, finds each app on its own cluster."""
+    logs, elsewhere, flag = tmp_path / "logs", tmp_path / "elsewhere", tmp_path / "b-may-pass"
+    elsewhere.mkdir()
+    on = "import os; print('on', os.environ['SLURM_CLUSTER_NAME']); "
+    flaky = f"import os, sys; os.environ['FORGE_RUN_INDEX'] != '1' or os.path.exists({str(flag)!r}) or sys.exit(3); "
+    exp_a = sweep_file(tmp_path, "expa", [sys.executable, "-c", on + METRICS], [0.1, 0.2])
+    exp_b = sweep_file(tmp_path, "expb", [sys.executable, "-c", on + flaky + METRICS], [0.1, 0.2, 0.3])
+    handles = {}
+    for name, cluster, exp in (("expa", "forge", exp_a), ("expb", SECOND_CLUSTER, exp_b)):
+        p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"cluster={cluster},log_dir={logs}", "forge.sweep",
+                  "--config", str(exp), cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        handles[name] = handle_of(p)
+        assert app_id(handles[name]).startswith(f"{cluster}:"), handles[name]
+    assert wait_end(handles["expa"]) == "SUCCEEDED"
+    assert wait_end(handles["expb"]) == "FAILED"
+    # both records (and both sets of task files) in the one bucket prefix, keyed by cluster and job id
+    listing = objects(s3_server, s3_state)
+    for name, handle in handles.items():
+        assert f"{s3_state}/apps/{app_id(handle)}/record.json" in listing, listing
+        runs = {"expa": 2, "expb": 3}[name]
+        assert sum(u.startswith(f"{s3_state}/apps/{app_id(handle)}/tasks/{name}.") for u in listing) == runs, listing
+    listed = forge("list", "-s", "slurm_forge", cwd=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    assert all(app_id(h) in listed.stdout for h in handles.values()), listed.stdout
+    status_b = forge("status", handles["expb"], cwd=elsewhere).stdout
+    assert f"on cluster {SECOND_CLUSTER}" in status_b and "expb[1]:FAILED" in status_b, status_b
+    for name, cluster in (("expa", "forge"), ("expb", SECOND_CLUSTER)):
+        log = forge("log", "--streams", "stdout", f"{handles[name]}/{name}/0", cwd=elsewhere).stdout
+        assert f"{name}/0 on {cluster}" in log, log
+    # retry of the failed run goes to its own cluster, from the script kept in S3
+    flag.write_text("")
+    r = forge("forge", "retry", handles["expb"], cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    new_id = re.search(r"resubmitted expb\[1\] as job (\d+)", r.stdout)
+    assert new_id and int(new_id.group(1)) >= 1_000_000, r.stdout  # forge2's ids start at 1000000
+    assert wait_end(handles["expb"]) == "SUCCEEDED"
+    for name, losses in (("expa", [1.1, 1.2]), ("expb", [1.1, 1.2, 1.3])):
+        res = forge("forge", "results", handles[name], "--metric", "loss", "--json", str(tmp_path / f"{name}.json"),
+                    cwd=elsewhere)
+        assert res.returncode == 0, res.stderr
+        rows = json.loads((tmp_path / f"{name}.json").read_text())
+        assert [r["state"] for r in rows] == ["COMPLETED"] * len(losses), rows
+        assert [r["loss"] for r in rows] == losses, rows

@@ -154,24 +154,29 @@ def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(state_
         kinds = [c[0] if c[0] != "scontrol" else f"scontrol {c[1]}" for c in sched.cli.calls]
         assert [k for k in kinds if k not in ("scontrol show", "sacctmgr")] == ["sbatch", "sbatch", "scontrol release", "scancel"], kinds
         assert any(a.startswith("--begin=") for a in [c for c in sched.cli.calls if c[0] == "sbatch"][0])
-        status = runner.wait(handle, wait_interval=5)
-        assert status.state == specs.AppState.SUCCEEDED
     app_id = handle.rsplit("/", 1)[1]
 
     def sacct_rows() -> dict:
         out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", app_id], capture_output=True, text=True).stdout
         return dict(line.split("|") for line in out.split())
 
-    wait_for(lambda: len(sacct_rows()) == 1000, 60, "sacct to catch up")  # it lags squeue by seconds
+    # nobody asks forge while it runs: Slurm's accounting is watched directly until every task has ended
+    wait_for(lambda: list(sacct_rows().values()).count("COMPLETED") == 1000, 300, "sacct to show 1000 COMPLETED", 5)
     # a fresh process-like scheduler: status of the finished array in one Slurm call (sacct says it all)
     with get_runner() as runner:
         sched = runner._scheduler("slurm_forge")
         status = runner.status(handle)
         assert [c[0] for c in sched.cli.calls] == ["sacct"], sched.cli.calls
+        assert status.state == specs.AppState.SUCCEEDED
         states = {rep.id: rep.state for role in status.roles for rep in role.replicas}
         slurm = sacct_rows()
         assert len(slurm) == 1000 and len(states) == 1000
         assert all(slurm[f"{app_id}_{k}"] == "COMPLETED" and states[k] == specs.AppState.SUCCEEDED for k in range(1000))
+    # that answer was final: it is kept in the record, and the next status asks Slurm nothing
+    with get_runner() as runner:
+        sched = runner._scheduler("slurm_forge")
+        assert runner.status(handle).state == specs.AppState.SUCCEEDED
+        assert sched.cli.calls == [], sched.cli.calls
     with get_runner() as runner:
         sched = runner._scheduler("slurm_forge")
         out = _Collect()

@@ -19,7 +19,9 @@ def cmd_init(args: argparse.Namespace) -> None:
         raise ForgeError(f"unknown starter type {args.type!r}; choose one of: {', '.join(STARTER_TYPES)}")
     target = os.path.abspath(args.directory)
     folder = os.path.join(PACKAGE_DIR, "starters", args.type)
-    files = {os.path.join(folder, n): n for n in os.listdir(folder)}
+    # the starter's own files only: not the __pycache__ an installed or byte-compiled package has
+    files = {os.path.join(folder, n): n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n))
+             and not n.endswith(".pyc")}
     common = os.path.join(PACKAGE_DIR, "starters", "common")
     files[os.path.join(common, "torchxconfig")] = ".torchxconfig"
     if args.type != "command":

@@ -86,10 +86,11 @@ def test_cancel_and_companions_stay_on_the_cluster_of_the_app(state_dir: Path):
     assert sacct(OTHER, job_id)[job_id][0].startswith("CANCELLED")
 
 
-def test_several_clusters_let_slurm_choose_and_forge_follows(state_dir: Path):
+def test_several_clusters_let_slurm_choose_and_forge_follows(state_dir: Path, tmp_path: Path):
     # the local cluster is full: a sweep allowed on both starts where it can, on forge2
     filler = subprocess.run(["sbatch", "--parsable", "-N", "3", "--exclusive", "--job-name=filler",
-                             "--wrap", "sleep 300"], capture_output=True, text=True, check=True).stdout.strip()
+                             f"--output={tmp_path / 'filler.out'}", "--wrap", "sleep 300"],
+                            capture_output=True, text=True, check=True).stdout.strip()
     try:
         wait_for(lambda: "RUNNING" in subprocess.run(["squeue", "-h", "-j", filler, "-o", "%T"], capture_output=True,
                                                      text=True).stdout, 60, "the filler to hold the local cluster")

@@ -309,10 +309,11 @@ def test_two_experiments_on_two_clusters_share_one_s3_state_dir(s3_server: S3Ser
     elsewhere.mkdir()
     on = "import os; print('on', os.environ['SLURM_CLUSTER_NAME']); "
     flaky = f"import os, sys; os.environ['FORGE_RUN_INDEX'] != '1' or os.path.exists({str(flag)!r}) or sys.exit(3); "
-    exp_a = sweep_file(tmp_path, "expa", [sys.executable, "-c", on + METRICS], [0.1, 0.2])
-    exp_b = sweep_file(tmp_path, "expb", [sys.executable, "-c", on + flaky + METRICS], [0.1, 0.2, 0.3])
+    # name: (cluster, the learning rates of its runs, the program)
+    exps = {"expa": ("forge", [0.1, 0.2], on + METRICS), "expb": (SECOND_CLUSTER, [0.1, 0.2, 0.3], on + flaky + METRICS)}
     handles = {}
-    for name, cluster, exp in (("expa", "forge", exp_a), ("expb", SECOND_CLUSTER, exp_b)):
+    for name, (cluster, lrs, program) in exps.items():
+        exp = sweep_file(tmp_path, name, [sys.executable, "-c", program], lrs)
         p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"cluster={cluster},log_dir={logs}", "forge.sweep",
                   "--config", str(exp), cwd=tmp_path)
         assert p.returncode == 0, p.stderr
@@ -324,14 +325,14 @@ def test_two_experiments_on_two_clusters_share_one_s3_state_dir(s3_server: S3Ser
     listing = objects(s3_server, s3_state)
     for name, handle in handles.items():
         assert f"{s3_state}/apps/{app_id(handle)}/record.json" in listing, listing
-        runs = {"expa": 2, "expb": 3}[name]
+        runs = len(exps[name][1])
         assert sum(u.startswith(f"{s3_state}/apps/{app_id(handle)}/tasks/{name}.") for u in listing) == runs, listing
     listed = forge("list", "-s", "slurm_forge", cwd=elsewhere)
     assert listed.returncode == 0, listed.stderr
     assert all(app_id(h) in listed.stdout for h in handles.values()), listed.stdout
     status_b = forge("status", handles["expb"], cwd=elsewhere).stdout
     assert f"on cluster {SECOND_CLUSTER}" in status_b and "expb[1]:FAILED" in status_b, status_b
-    for name, cluster in (("expa", "forge"), ("expb", SECOND_CLUSTER)):
+    for name, (cluster, _, _) in exps.items():
         log = forge("log", "--streams", "stdout", f"{handles[name]}/{name}/0", cwd=elsewhere).stdout
         assert f"{name}/0 on {cluster}" in log, log
     # retry of the failed run goes to its own cluster, from the script kept in S3
@@ -341,7 +342,8 @@ def test_two_experiments_on_two_clusters_share_one_s3_state_dir(s3_server: S3Ser
     new_id = re.search(r"resubmitted expb\[1\] as job (\d+)", r.stdout)
     assert new_id and int(new_id.group(1)) >= 1_000_000, r.stdout  # forge2's ids start at 1000000
     assert wait_end(handles["expb"]) == "SUCCEEDED"
-    for name, losses in (("expa", [1.1, 1.2]), ("expb", [1.1, 1.2, 1.3])):
+    for name, (_, lrs, _) in exps.items():
+        losses = [round(1 + lr, 6) for lr in lrs]  # what METRICS writes
         res = forge("forge", "results", handles[name], "--metric", "loss", "--json", str(tmp_path / f"{name}.json"),
                     cwd=elsewhere)
         assert res.returncode == 0, res.stderr

@@ -5,7 +5,7 @@ on the real cluster of this machine; with ``--waves``, a 100,000-point random se
 submitted in waves under a capped QOS, run to the end and checked.
 
     python3 benchmarks/bench_scale.py                     # default: dry run, preview, submit, status (~10 min)
-    python3 benchmarks/bench_scale.py --waves             # 100,000 points under cap2500 (>= 40 waves; about an hour)
+    python3 benchmarks/bench_scale.py --waves             # 100,000 points under cap2500 (41 waves; hours at ~6 tasks/s)
     python3 benchmarks/bench_scale.py --waves --waves-points 5000 --waves-qos cap1000   # the same path, small
 
 Every CLI figure is the median of 5 fresh processes (stdout to /dev/null) timed from this script,
@@ -1072,7 +1072,7 @@ class WavesBench(ScaleBase):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--waves", action="store_true", help=f"the {WAVES_POINTS:,}-point wave run (about an hour) instead")
+    ap.add_argument("--waves", action="store_true", help=f"the {WAVES_POINTS:,}-point wave run (hours here) instead")
     ap.add_argument("--waves-points", type=int, default=WAVES_POINTS, help="points of the wave run (default %(default)s)")
     ap.add_argument("--waves-qos", default=WAVES_QOS, help="the capped QOS of the wave run (default %(default)s)")
     ap.add_argument("--waves-timeout", type=float, default=0.0, help="seconds before the wave run is given up"

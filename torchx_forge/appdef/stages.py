@@ -16,6 +16,7 @@ from torchx import specs
 from torchx_forge.appdef.pipeline import Pipeline, Step
 from torchx_forge.appdef.sweep import Group, TableSink, build_appdef, group_by_shape
 from torchx_forge.core.slurm_time import parse_slurm_time
+from torchx_forge.core.states import DepKind
 from torchx_forge.experiment.spec import Experiment
 from torchx_forge.experiment.stages import StageSpec, load_stages
 from torchx_forge.experiment.sweep import ResolvedRun, Run, expand, resolve
@@ -33,7 +34,7 @@ class StepInfo:
     resources: str
     time_limit: Optional[str]
     per_run: bool = False
-    when: str = "afterok"
+    when: DepKind = DepKind.AFTEROK
 
     @property
     def seconds(self) -> Optional[int]:
@@ -75,7 +76,7 @@ def build_steps(name: str, stages: Sequence[StageSpec], sink: TableSink,
         steps.append(Step(spec.name, app, after=list(spec.after), when=spec.when.value, per_run=spec.per_run,
                           external=list(spec.external)))
         infos[spec.name] = StepInfo(spec.name, spec.after, len(runs), _resources(spec.exp),
-                                    spec.exp.cluster.get("time_limit"), spec.per_run, spec.when.value)
+                                    spec.exp.cluster.get("time_limit"), spec.per_run, spec.when)
     return Pipeline(name, steps), infos
 
 

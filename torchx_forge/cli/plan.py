@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Tuple
 
 from torchx_forge.appdef.stages import StepInfo
 from torchx_forge.core.slurm_time import format_duration
+from torchx_forge.core.states import DepKind
 
 
 def critical_path(steps: Dict[str, StepInfo], order: List[str]) -> Tuple[Optional[int], List[str], List[str]]:
@@ -52,7 +53,7 @@ def render_tree(name: str, steps: Dict[str, StepInfo], order: List[str]) -> str:
         if len(s.after) > 1:
             waits = f"  (after {', '.join(s.after)})"
         kind = " per run" if s.per_run else ""
-        when = "" if s.when == "afterok" else f" {s.when}"
+        when = "" if s.when is DepKind.AFTEROK else f" {s.when}"
         limit = s.time_limit or "no time limit"
         return f"{n}: {s.runs} run(s){kind}{when}, {s.resources}, {limit}{waits}"
 

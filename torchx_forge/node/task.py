@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import runtable
+from torchx_forge.core.states import DepKind
 from torchx_forge.core.storage import store_wait
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError
@@ -82,11 +83,11 @@ def _gate(run: Dict[str, Any], env: Dict[str, str], wait_for: Optional[str]) -> 
     """Outside Slurm, wait for the upstream steps; returns why this run is skipped, if it is."""
     if not wait_for or "SLURM_JOB_ID" in os.environ or not run.get("upstream"):
         return None
-    kind = json.loads(wait_for)[0].get("type", "afterok")
+    kind = DepKind(json.loads(wait_for)[0].get("type", DepKind.AFTEROK))
     ok, failed = wait_for_upstream(run, env)
-    if kind == "afterok" and failed:
+    if kind is DepKind.AFTEROK and failed:
         return f"upstream run(s) {','.join(map(str, failed))} failed"
-    if kind == "afternotok" and not failed:
+    if kind is DepKind.AFTERNOTOK and not failed:
         return "every upstream run succeeded (this step runs after a failure only)"
     return None
 

@@ -129,7 +129,7 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(state_dir: Path):
 
 
 def test_status_answers_from_records_while_slurmctld_is_down(state_dir: Path):
-    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "45"))
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", "echo out-ctld; sleep 45"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the job to run")
     with daemon_down("/run/slurmctld.pid"):
         t0 = time.monotonic()
@@ -137,6 +137,10 @@ def test_status_answers_from_records_while_slurmctld_is_down(state_dir: Path):
         assert st.returncode == 0, st.stderr
         assert "State: RUNNING" in st.stdout and "the Slurm controller did not answer" in st.stdout, st.stdout
         assert time.monotonic() - t0 < 90
+        listed = run_torchx("list", "-s", "slurm_forge", timeout=180)
+        assert listed.returncode == 0 and handle.rsplit("/", 1)[1] in listed.stdout, listed.stdout + listed.stderr
+        log = run_torchx("log", handle, timeout=180)
+        assert log.returncode == 0 and "out-ctld" in log.stdout, log.stdout + log.stderr
     assert wait_end(handle, timeout=180) == "SUCCEEDED"
 
 
@@ -303,6 +307,22 @@ def test_cancel_of_an_app_that_does_not_exist_is_an_error(state_dir: Path, app_i
     assert "Traceback" not in p.stderr
 
 
+
+def test_cancel_of_an_app_with_retries_leaves_no_companion_behind(state_dir: Path):
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2", "utils.sh", "sleep", "120"))
+    job = handle.rsplit("/", 1)[1]
+    wait_for(lambda: app_state(handle) == "RUNNING", 90, "the job to run")
+    rec = Records(Store(str(state_dir))).load(job)
+    companions = [j.companion for j in rec.jobs if j.companion]
+    assert companions, rec.jobs  # the retry companion (afternotok), queued next to the job
+    assert [r[1] for r in squeue_rows() if r[0] == companions[0]] == ["PENDING"], squeue_rows()
+    c = run_torchx("cancel", handle)
+    assert c.returncode == 0, c.stderr
+    ids = {job, *companions}
+    wait_for(lambda: not [r for r in live(squeue_rows()) if r[0].split("_")[0] in ids], 60,
+             "the job and its companion to leave the queue")
+    assert wait_end(handle) == "CANCELLED"
+
 # -- 8, 9. what a program does after the warning; what ended each attempt ------------------------
 
 
@@ -321,6 +341,55 @@ def test_a_program_that_saves_and_exits_0_after_the_warning_is_resumed(state_dir
     assert r[5] == "2" and r[7] == "warned", r
     batch = next((state_dir / "logs").glob(f"*-{job}.batch.log")).read_text()
     assert "requeueing (TIMEOUT: retry 1 of 2)" in batch, batch
+
+
+SAVE_AND_LEAVE = '''import json, sys, time
+from torchx_forge import runtime
+stop = runtime.install_warning_handler()
+state = runtime.load_latest(lambda p: json.load(runtime.open_path(p, "r")))
+step = start = state["step"] if state else 0
+print(f"attempt {runtime.attempt()}: starting at step {step}", flush=True)
+def save():
+    runtime.save(lambda p: json.dump({"step": step}, runtime.open_path(p, "w")), step, name="step_{step}.json")
+while step < 3:
+    time.sleep(1)
+    step += 1
+    with open(sys.argv[1], "a") as f:
+        f.write(f"step {step} attempt {runtime.attempt()} at {time.time()}\\n")
+    save()
+    print(f"step {step} saved", flush=True)
+if start < 3:  # work done this attempt: write the final outputs (slowly), unless warned meanwhile
+    for _ in range(300):
+        if stop.is_set():
+            save()
+            print("warned while writing outputs: saved, leaving", flush=True)
+            sys.exit(0)  # like many programs: save on the signal, exit 0, never call runtime.finished()
+        time.sleep(0.1)
+print(f"nothing left to do at step {step}", flush=True)
+'''
+
+
+def test_a_program_resumed_with_nothing_left_to_do_ends_succeeded_quickly(state_dir: Path, tmp_path: Path):
+    script, ledger = tmp_path / "save_and_leave.py", tmp_path / "ledger"
+    script.write_text(SAVE_AND_LEAVE)
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2", "utils.python",
+                                  "--script", str(script), "--", str(ledger)))
+    job = handle.rsplit("/", 1)[1]
+    wait_for(lambda: "step 3 saved" in run_torchx("log", f"{handle}/python/0").stdout, 90, "the last step")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    assert wait_end(handle) == "SUCCEEDED"
+    log = run_torchx("log", f"{handle}/python/0").stdout
+    assert "warned while writing outputs" in log and "attempt 1: starting at step 3" in log, log
+    assert "nothing left to do at step 3" in log, log
+    steps = sorted(int(line.split()[1]) for line in ledger.read_text().splitlines())
+    assert steps == [1, 2, 3], steps  # the resumed attempt ran no step again
+    r = task_row(handle, "python[0]")
+    assert r[5] == "2" and r[7] == "warned", r  # one requeue, and status says why
+    def attempts() -> List[str]:
+        return subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-o", "State,ElapsedRaw", "-j", job],
+                              capture_output=True, text=True).stdout.split()
+    wait_for(lambda: attempts()[-1:] and attempts()[-1].startswith("COMPLETED|"), 60, "accounting of the last attempt")
+    assert int(attempts()[-1].split("|")[1]) < 30, attempts()  # the empty resume is quick
 
 
 def test_a_program_without_checkpoints_that_finishes_in_the_grace_time_runs_once(state_dir: Path, tmp_path: Path):

@@ -175,6 +175,19 @@ def test_read_yaml_lines(write):
     assert src.where("sweep.cases.1.axes.run.args.momentum") == f"{path}:9: sweep.cases.1.axes.run.args.momentum"
 
 
+def test_list_values_keep_their_line_without_one_entry_each_on_the_lists_line(write):
+    path = write("name: x\nsweep:\n  shared_axes:\n    run.env.I: [0, 1,\n      2, {a: 1}]\n"
+                 "    run.env.J:\n      - 5\n      - 6\n")
+    data, src = read_yaml(path)
+    assert data["sweep"]["shared_axes"]["run.env.I"] == [0, 1, 2, {"a": 1}]
+    key = "sweep.shared_axes.run.env.I"
+    assert f"{key}.1" not in src.lines  # on the key's own line: no entry of its own (100,000 values, one line)
+    assert src.where(f"{key}.1") == f"{path}:4: {key}.1"
+    assert src.where(f"{key}.2") == f"{path}:5: {key}.2"  # a later line is kept
+    assert src.where(f"{key}.3.a") == f"{path}:5: {key}.3.a"
+    assert src.where("sweep.shared_axes.run.env.J.1") == f"{path}:8: sweep.shared_axes.run.env.J.1"
+
+
 def test_read_yaml_syntax_error_has_line(write):
     path = write("name: x\nrun:\n  args: {lr: [1, 2}\n")
     with pytest.raises(ConfigError) as e:

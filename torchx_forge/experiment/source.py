@@ -63,9 +63,13 @@ def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str)
             out[path] = key_node.start_mark.line + 1
             _collect_lines(value_node, path, out, file)
     elif isinstance(node, yaml.SequenceNode):
+        own = out.get(prefix)
         for i, item in enumerate(node.value):
+            line = item.start_mark.line + 1
+            if line == own and isinstance(item, yaml.ScalarNode):
+                continue  # a value of a flow list (`[1, 2, ...]`): Source.where falls back to the list's line
             path = f"{prefix}.{i}"
-            out[path] = item.start_mark.line + 1
+            out[path] = line
             _collect_lines(item, path, out, file)
 
 

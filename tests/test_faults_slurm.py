@@ -307,7 +307,6 @@ def test_cancel_of_an_app_that_does_not_exist_is_an_error(state_dir: Path, app_i
     assert "Traceback" not in p.stderr
 
 
-
 def test_cancel_of_an_app_with_retries_leaves_no_companion_behind(state_dir: Path):
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2", "utils.sh", "sleep", "120"))
     job = handle.rsplit("/", 1)[1]
@@ -322,6 +321,7 @@ def test_cancel_of_an_app_with_retries_leaves_no_companion_behind(state_dir: Pat
     wait_for(lambda: not [r for r in live(squeue_rows()) if r[0].split("_")[0] in ids], 60,
              "the job and its companion to leave the queue")
     assert wait_end(handle) == "CANCELLED"
+
 
 # -- 8, 9. what a program does after the warning; what ended each attempt ------------------------
 
@@ -355,7 +355,7 @@ while step < 3:
     time.sleep(1)
     step += 1
     with open(sys.argv[1], "a") as f:
-        f.write(f"step {step} attempt {runtime.attempt()} at {time.time()}\\n")
+        f.write(f"step {step} attempt {runtime.attempt()}\\n")
     save()
     print(f"step {step} saved", flush=True)
 if start < 3:  # work done this attempt: write the final outputs (slowly), unless warned meanwhile
@@ -385,6 +385,7 @@ def test_a_program_resumed_with_nothing_left_to_do_ends_succeeded_quickly(state_
     assert steps == [1, 2, 3], steps  # the resumed attempt ran no step again
     r = task_row(handle, "python[0]")
     assert r[5] == "2" and r[7] == "warned", r  # one requeue, and status says why
+
     def attempts() -> List[str]:
         return subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-o", "State,ElapsedRaw", "-j", job],
                               capture_output=True, text=True).stdout.split()

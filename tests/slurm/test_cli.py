@@ -7,6 +7,7 @@ behaviour against the real cluster is in tests/test_faults_slurm.py.
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
@@ -53,6 +54,22 @@ def test_a_persistent_transient_failure_stops_within_its_bounds_and_says_so():
         cli.run(["squeue"], backoff=Backoff(tries=3, first=0.5, budget=8.0))
     assert len(cli.calls) == 3 and cli.pauses == [0.5, 1.0]
     assert e.value.transient and "tried 3 times" in str(e.value) and "Fix the request" not in str(e.value)
+
+
+def test_a_query_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch):
+    down = "squeue: error: Unable to contact slurm controller (connect failure)"
+    cli = ScriptedCli({"squeue": [(1, "", down), (1, "", down), (1, "", down), (0, "ok", "")],
+                       "sacct": [(0, "acct", "")]})
+    with pytest.raises(SlurmError):
+        cli.run(["squeue"])
+    asked = len(cli.calls)
+    with pytest.raises(SlurmError) as e:
+        cli.on("forge").on(None).run(["squeue"])  # the same process, through a copy: not asked again
+    assert len(cli.calls) == asked and e.value.transient and "connect failure" in str(e.value)
+    assert cli.run(["sacct"]) == "acct"  # another command is asked
+    now = time.monotonic()
+    monkeypatch.setattr("torchx_forge.slurm.cli.time.monotonic", lambda: now + 31)
+    assert cli.run(["squeue"]) == "ok"  # after QUIET_FOR seconds, asked again
 
 
 def test_a_request_error_is_not_retried():

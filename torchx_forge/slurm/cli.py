@@ -70,6 +70,9 @@ class Backoff:
 
 #: squeue, sacct: a status must not hang; the caller falls back when Slurm does not answer
 QUERY = Backoff(tries=3, first=0.5, budget=8.0)
+#: a query that did not answer is not asked again for this long by the same process: a `torchx log`
+#: asks for the app's state several times, and a controller that is down costs each ask ~20 s
+QUIET_FOR = 30.0
 #: sbatch, scontrol release, scancel: worth waiting a minute for a controller that restarts
 CHANGE = Backoff(tries=5, first=2.0, budget=60.0)
 
@@ -109,6 +112,9 @@ class SlurmCli:
         self.progress = progress or (lambda text: print(f"torchx-forge: {text}", file=sys.stderr, flush=True))
         self.sleep = sleep
         self.cluster = cluster or None
+        # (cluster, command) -> (when, error) of a query that did not answer; shared by the copies on()
+        # makes, so every part of one process knows
+        self._unanswered: Dict[Tuple[str, str], Tuple[float, SlurmError]] = {}
 
     def on(self, cluster: Optional[str]) -> SlurmCli:
         """This runner, sending every command to ``cluster`` (None or "": the local one); the calls
@@ -144,7 +150,15 @@ class SlurmCli:
     def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
             backoff: Backoff = QUERY) -> str:
         """Run ``argv``; return stdout. Transient failures are tried again within ``backoff``;
-        any other failure, or one that persists, raises SlurmError with Slurm's stderr."""
+        any other failure, or one that persists, raises SlurmError with Slurm's stderr. A query
+        (``backoff`` QUERY) that did not answer is not run again for :data:`QUIET_FOR` seconds:
+        the same error is raised at once."""
+        key = (self.cluster or "", argv[0])
+        if backoff is QUERY and key in self._unanswered:
+            when, err = self._unanswered[key]
+            if time.monotonic() - when < QUIET_FOR:
+                raise SlurmError(err.argv, err.returncode, err.stderr, err.stdout, hint=err.hint, transient=True)
+            del self._unanswered[key]
         start = time.monotonic()
         pauses = iter(backoff.pauses())
         tries = 0
@@ -159,7 +173,10 @@ class SlurmCli:
                 why = hint or (HINT_TRANSIENT if transient else None)
                 if transient and tries > 1:
                     why = f"(tried {tries} times over {time.monotonic() - start:.0f} s) " + (why or "")
-                raise SlurmError(argv, p.returncode, p.stderr, p.stdout, hint=why, transient=transient)
+                err = SlurmError(argv, p.returncode, p.stderr, p.stdout, hint=why, transient=transient)
+                if transient and backoff is QUERY:
+                    self._unanswered[key] = (time.monotonic(), err)
+                raise err
             first = ((p.stderr or p.stdout).strip().splitlines() or ["?"])[0]
             self.progress(f"`{argv[0]}` failed ({first}); trying again in {pause:g} s")
             self.sleep(pause)

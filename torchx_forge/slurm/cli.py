@@ -158,7 +158,7 @@ class SlurmCli:
             when, err = self._unanswered[key]
             if time.monotonic() - when < QUIET_FOR:
                 raise SlurmError(err.argv, err.returncode, err.stderr, err.stdout, hint=err.hint, transient=True)
-            del self._unanswered[key]
+            self._unanswered.pop(key, None)  # threads may race here
         start = time.monotonic()
         pauses = iter(backoff.pauses())
         tries = 0

@@ -143,6 +143,10 @@ def test_status_answers_from_records_while_slurmctld_is_down(state_dir: Path):
         log = run_torchx("log", handle, timeout=180)
         assert log.returncode == 0 and "out-ctld" in log.stdout, log.stdout + log.stderr
         assert time.monotonic() - t0 < 90  # one wait for the controller, not one per state lookup (was > 180 s)
+        # the program ends while the controller is still down: accounting never hears of it, the
+        # launcher's report tells the end (sacct's stale PENDING kept `torchx log` waiting in CI)
+        assert wait_end(handle, timeout=150) == "SUCCEEDED"
+        assert "as of its last report" in run_torchx("status", handle, timeout=180).stdout
     assert wait_end(handle, timeout=180) == "SUCCEEDED"
 
 

@@ -340,3 +340,41 @@ def test_with_slurmctld_down_a_running_task_is_running_as_of_its_last_report(tmp
     (v,) = got.views["10"]
     assert (v.slurm_state, v.host) == ("RUNNING", "n1") and "last report" in v.reason
     assert len(got.notes) == 2 and "may be stale" in got.notes[0]
+
+
+def _ended_while_the_controller_was_down(file_state: str, sacct_state: str, exit_code: int, **job):
+    """A task whose launcher reported an end that accounting never heard of (slurmctld down)."""
+    rec = AppRecord(app_id="10", name="app", jobs=[JobRecord("10", "het", components=[["a", 0]], **job)],
+                    roles=[RoleRecord("a", 1)], log_dir="/logs")
+    entry = {"attempt": 0, "job_key": "10", "outcome": "completed" if exit_code == 0 else "failed"}
+    files = {"a.0": {"state": file_state, "exit_code": exit_code, "host": "n1", "attempt": 0, "history": [entry]}}
+    (v,) = views_of(rec, None, [row("10", sacct_state)], files)
+    return v
+
+
+def test_with_slurmctld_down_an_end_the_launcher_reported_beats_lagging_accounting():
+    # sacct stuck at PENDING or RUNNING (the controller never told slurmdbd more): the file's end wins,
+    # or `torchx log`, which waits for a started app, waited for ever (seen in CI)
+    for sacct_state in ("PENDING", "RUNNING"):
+        v = _ended_while_the_controller_was_down("COMPLETED", sacct_state, 0)
+        assert (v.state, v.exit_code, v.source) == (AppState.SUCCEEDED, 0, "state file"), sacct_state
+        assert "last report" in v.reason
+        v = _ended_while_the_controller_was_down("FAILED", sacct_state, 3)
+        assert (v.state, v.exit_code) == (AppState.FAILED, 3)
+
+
+def test_with_slurmctld_down_a_failure_that_may_be_retried_is_not_taken_for_the_end():
+    v = _ended_while_the_controller_was_down("FAILED", "RUNNING", 3, max_retries=1, retry_on=["FAILED"])
+    assert v.state == AppState.RUNNING and "a retry may follow" in v.reason
+    # a stop by a signal (time limit, preemption, cancel): only Slurm knows which, so accounting stays
+    v = _ended_while_the_controller_was_down("KILLED", "RUNNING", 143)
+    assert v.state == AppState.RUNNING
+
+
+def test_a_report_of_an_earlier_job_of_the_replica_does_not_override_accounting():
+    rec = AppRecord(app_id="10", name="app", jobs=[JobRecord("10", "het", components=[["a", 0]])],
+                    roles=[RoleRecord("a", 1)], log_dir="/logs")
+    files = {"a.0": {"state": "COMPLETED", "exit_code": 0, "attempt": 0,
+                     "history": [{"attempt": 0, "job_key": "9", "outcome": "completed"}]}}
+    (v,) = views_of(rec, None, [row("10", "PENDING")], files)
+    assert v.state == AppState.PENDING

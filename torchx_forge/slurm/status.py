@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from torchx.specs import AppState
 
 from torchx_forge.core import layout
-from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
+from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
@@ -95,6 +95,8 @@ def task_views(
         report = reports.get(layout.task_key(role, replica)) if reports else None
         hist = history.get(key)
         view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
+        if report is not None and not live_known:
+            _fresher_than_accounting(view, key, report, job.policy())
         keys = every_key.get((role, replica), [key])
         if len(keys) > 1:  # attempts under earlier job ids (resubmissions) count too
             earlier = sum(history[k].attempts for k in keys if k != key and k in history)
@@ -220,12 +222,41 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
     if report is not None:
         _merge_report(view, report, in_queue=live is not None or hist is not None, cancelled=cancelled,
                       live_known=live_known)
-        if not live_known and report.state is FileState.RUNNING and view.slurm_state.waiting:
-            # no squeue: the launcher's report of a start is fresher than accounting's lagging PENDING
-            view.slurm_state, view.reason = SlurmState.RUNNING, "as of its last report (Slurm did not answer)"
     if view.slurm_state is SlurmState.UNKNOWN and cancelled:
         view.slurm_state = SlurmState.CANCELLED
     return view
+
+
+AS_REPORTED = "as of its last report (Slurm did not answer)"
+
+
+def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, policy: RetryPolicy) -> None:
+    """With the controller silent, accounting stops where the controller last told it (a task still
+    PENDING or RUNNING there may have started or ended since); the launcher's own report of this
+    job is then the fresher word. A start lifts PENDING to RUNNING; an end the retry policy would
+    not take back (a success, a failure not retried) ends the task; a failure that may be retried
+    shows as RUNNING until Slurm answers, so nobody waiting on the app takes it for the end."""
+    if view.final or report.state is None or not _reports_on(report, key):
+        return
+    if report.state is FileState.RUNNING:
+        if view.slurm_state.waiting:
+            view.slurm_state, view.reason = SlurmState.RUNNING, AS_REPORTED
+        return
+    if report.state not in (FileState.COMPLETED, FileState.FAILED):
+        return  # stopped by a signal: a requeue, a time limit or a cancel; only Slurm can say which
+    ended = SlurmState(report.state.value)
+    if ended is SlurmState.FAILED and policy.retries(ended) and policy.attempts_left(view.attempts):
+        view.slurm_state, view.reason = SlurmState.RUNNING, f"attempt {view.attempts} failed; a retry may follow ({AS_REPORTED})"
+        return
+    view.slurm_state, view.exit_code, view.source = ended, report.exit_code, "state file"
+    view.reason = report.note or AS_REPORTED
+
+
+def _reports_on(report: TaskReport, key: str) -> bool:
+    """Is the report's latest attempt one of job ``key`` (not of an earlier job of the replica)?"""
+    if not report.history or not report.history[-1].job_key:
+        return True
+    return report.history[-1].job_key.partition("+")[0] == key.partition("+")[0]
 
 
 def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled: bool, live_known: bool = True) -> None:
@@ -246,7 +277,7 @@ def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled:
         view.slurm_state = SlurmState.UNKNOWN
         return
     if report.state is FileState.RUNNING and not live_known:
-        view.slurm_state, view.reason = SlurmState.RUNNING, "as of its last report (Slurm did not answer)"
+        view.slurm_state, view.reason = SlurmState.RUNNING, AS_REPORTED
         return
     view.slurm_state, view.reason = report.state.as_slurm(cancelled, report.stopped_by)
     view.reason = report.note or view.reason

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from torchx.specs import AppState
 
 from torchx_forge.core import layout
-from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy
+from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
@@ -96,7 +96,7 @@ def task_views(
         hist = history.get(key)
         view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
         if report is not None and not live_known:
-            _fresher_than_accounting(view, key, report, job.policy())
+            _fresher_than_accounting(view, key, report, job)
         keys = every_key.get((role, replica), [key])
         if len(keys) > 1:  # attempts under earlier job ids (resubmissions) count too
             earlier = sum(history[k].attempts for k in keys if k != key and k in history)
@@ -230,7 +230,7 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
 AS_REPORTED = "as of its last report (Slurm did not answer)"
 
 
-def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, policy: RetryPolicy) -> None:
+def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, job: JobRecord) -> None:
     """With the controller silent, accounting stops where the controller last told it (a task still
     PENDING or RUNNING there may have started or ended since); the launcher's own report of this
     job is then the fresher word. A start lifts PENDING to RUNNING; an end the retry policy would
@@ -245,7 +245,8 @@ def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, polic
     if report.state not in (FileState.COMPLETED, FileState.FAILED):
         return  # stopped by a signal: a requeue, a time limit or a cancel; only Slurm can say which
     ended = SlurmState(report.state.value)
-    if ended is SlurmState.FAILED and policy.retries(ended) and policy.attempts_left(view.attempts):
+    policy = job.policy() if ended is SlurmState.FAILED else None  # (built only when needed: 100,000 tasks)
+    if policy is not None and policy.retries(ended) and policy.attempts_left(view.attempts):
         view.slurm_state, view.reason = SlurmState.RUNNING, f"attempt {view.attempts} failed; a retry may follow ({AS_REPORTED})"
         return
     view.slurm_state, view.exit_code, view.source = ended, report.exit_code, "state file"

@@ -1,5 +1,5 @@
 """Cutting sweeps into waves under the cluster's limits (pure planning; the real waves run in
-tests/test_waves_slurm.py)."""
+tests/cluster/test_waves.py)."""
 
 from typing import List, Optional
 

@@ -3,7 +3,7 @@ apart from silence, no history overwritten, and the compute-node side waiting th
 
 The store here is fsspec's memory file system behind a switch that makes every call raise what
 botocore raises when an endpoint is down (an exception that is not an OSError). The same paths
-against a real S3 API server are in tests/state/test_s3_store.py and tests/test_s3_slurm.py.
+against a real S3 API server are in tests/unit/state/test_s3_store.py and tests/cluster/test_s3.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one place Slurm commands run: transient failures retried within bounds, sbatch never twice.
 
 Slurm is replaced by a script of answers at the one injection point (``SlurmCli._once``); the same
-behaviour against the real cluster is in tests/test_faults_slurm.py.
+behaviour against the real cluster is in tests/cluster/test_faults.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Parsing what Slurm 22.05 prints (outputs captured from the local cluster)."""
 
-from pathlib import Path
 
 import pytest
 from torchx.specs import AppState
 
+from conftest import REPO
 from torchx_forge.core.hostlist import expand_hostlist, expand_ranges
 from torchx_forge.core.slurm_time import format_duration, parse_slurm_time
 from torchx_forge.core.states import SlurmState
@@ -17,7 +17,7 @@ from torchx_forge.slurm.parse import (
     to_app_state,
 )
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 # squeue --noheader --states=all --format=%i|%T|%r|%N|%j --jobs=7,8 (real output)
 SQUEUE = (FIXTURES / "squeue-22.05.txt").read_text()
 # sacct -X -D --parsable2 --noheader -o JobID,JobName,State,ExitCode,NodeList,Start,End,Reason

@@ -1,6 +1,6 @@
 """The state dir on a real S3 API server (moto's server mode on loopback), without the cluster:
 records, task files, run tables read by the launcher in another process, the server killed and
-back. The cluster-wide story is tests/test_s3_slurm.py."""
+back. The cluster-wide story is tests/cluster/test_s3.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each test goes through TorchX's own entry points (its Runner, its ``.torchxconfig`` loader, its
 CLI) at a place where the two versions' APIs differ (torchx_forge/compat.py); Slurm is a fake
-here, the real cluster is in tests/test_cli_slurm.py. .ci/run runs this file on both versions.
+here, the real cluster is in tests/cluster/test_cli.py. .ci/run runs this file on both versions.
 """
 
 from __future__ import annotations

@@ -1,11 +1,20 @@
 """Shared fixtures.
 
-Unit tests need nothing. Tests marked ``slurm`` submit real jobs to the local
-cluster (``scripts/local-slurm up``); if it is not up they fail with that hint
-rather than skip, so a CI run cannot pass without having run them. Tests of
-state dirs on ``s3://`` start moto's S3 API server on loopback themselves
-(:class:`S3Server`, the ``s3_server`` fixture) and fail, not skip, when moto or
-s3fs is missing (``pip install -e '.[s3,test]'``).
+Unit tests (tests/unit) need nothing. Tests in tests/cluster submit real jobs to the local
+clusters (``scripts/local-slurm up --clusters 3``); if those are not up they fail with that hint
+rather than skip, so a run cannot pass without having run them. Tests of state dirs on ``s3://``
+start moto's S3 API server on loopback themselves (:class:`S3Server`, the ``s3_server`` fixture)
+and fail, not skip, when moto or s3fs is missing.
+
+The suite runs side by side (pytest-xdist, ``-n``/``--dist loadgroup`` in pyproject.toml):
+- tests that stop daemons, switch accounting off or preempt use the ``fault_cluster`` fixture:
+  they run one at a time (xdist group ``faults``) on the fault cluster, which has its own
+  slurmctld, slurmdbd and database, so no other test sees the fault;
+- tests that fill a cluster (a thousand tasks, a full job table, a node set down) use the
+  ``flood_cluster`` fixture: one at a time (group ``floods``) on a cluster of their own;
+- tests that use the capped QOS (its limit counts every job of the user) run one at a time
+  (group ``qos``);
+- every other cluster test only looks at its own jobs and its own state dir.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -31,6 +41,7 @@ TORCHX = _OWN_TORCHX if os.access(_OWN_TORCHX, os.X_OK) else (shutil.which("torc
 
 
 def _cluster_up() -> Optional[str]:
+    """None when the cluster Slurm commands go to ($SLURM_CONF) has a usable node, else why not."""
     try:
         p = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
     except (FileNotFoundError, subprocess.TimeoutExpired) as e:
@@ -47,7 +58,7 @@ def _cluster_up() -> Optional[str]:
 def slurm_cluster() -> None:
     problem = _cluster_up()
     if problem:
-        pytest.fail(f"the local Slurm cluster is not up ({problem}); run `scripts/local-slurm up`")
+        pytest.fail(f"the local Slurm cluster is not up ({problem}); run `scripts/local-slurm up --clusters 3`")
 
 
 #: the second local cluster (``scripts/local-slurm up --clusters 2``), in the same slurmdbd as the first
@@ -59,7 +70,100 @@ def second_cluster() -> None:
     p = subprocess.run(["sinfo", "-M", SECOND_CLUSTER, "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
     if p.returncode != 0 or "idle" not in p.stdout and "mix" not in p.stdout and "alloc" not in p.stdout:
         pytest.fail(f"the second cluster {SECOND_CLUSTER} is not up ({(p.stderr or p.stdout).strip()});"
-                    " run `scripts/local-slurm up --clusters 2`")
+                    " run `scripts/local-slurm up --clusters 3`")
+
+
+@dataclass(frozen=True)
+class LabCluster:
+    """A cluster of the lab only some tests use (``scripts/local-slurm up --clusters 3``), each the
+    shape of ``forge`` (three nodes, partitions debug, high and solo). A test reaches it through
+    ``SLURM_CONF`` (set by its fixture) and the tests of one cluster run one at a time (its xdist
+    group), so what they do to it reaches no other test."""
+
+    name: str
+    nodes: tuple
+    slurmdbd_pid: str = "/run/slurmdbd.pid"  # faults has a slurmdbd (and database) of its own
+
+    @property
+    def conf(self) -> str:
+        return f"/etc/slurm/{self.name}/slurm.conf"
+
+    @property
+    def slurmctld_pid(self) -> str:
+        return f"/run/slurmctld-{self.name}.pid"
+
+    def up(self, *options: str) -> subprocess.CompletedProcess:
+        """``scripts/local-slurm up --only NAME [options]``: start what is not running, resume nodes (checked)."""
+        p = subprocess.run([str(REPO / "scripts" / "local-slurm"), "up", "--only", self.name, *options],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p
+
+    def use(self, monkeypatch: pytest.MonkeyPatch) -> LabCluster:
+        """Send every Slurm command of the test (its own, the torchx CLI's, the jobs') to this cluster."""
+        monkeypatch.setenv("SLURM_CONF", self.conf)
+        if _cluster_up():
+            self.up()  # a test before this one may have left it down
+        problem = _cluster_up()
+        if problem:
+            pytest.fail(f"the {self.name} cluster is not up ({problem}); run `scripts/local-slurm up --clusters 3`")
+        return self
+
+
+#: daemons stopped (slurmctld, its own slurmdbd), accounting off, a partition that preempts
+FAULTS = LabCluster("faults", ("f1", "f2", "f3"), slurmdbd_pid="/run/slurmdbd-faults.pid")
+#: a thousand tasks, a full job table, a hundred apps at once, a node set down
+FLOODS = LabCluster("floods", ("g1", "g2", "g3"))
+
+
+@pytest.fixture
+def fault_cluster(monkeypatch: pytest.MonkeyPatch) -> LabCluster:
+    """The fault cluster, for tests that stop its daemons, switch its accounting off or preempt its jobs."""
+    return FAULTS.use(monkeypatch)
+
+
+@pytest.fixture
+def flood_cluster(monkeypatch: pytest.MonkeyPatch) -> LabCluster:
+    """The flood cluster, for tests that fill a cluster's queue, nodes or job table."""
+    return FLOODS.use(monkeypatch)
+
+
+#: the xdist groups (``--dist loadgroup``): tests of one group run one after the other, on one worker
+SERIAL_GROUPS = {"fault_cluster": "faults", "flood_cluster": "floods", "capped_qos": "qos"}
+
+
+@pytest.fixture
+def capped_qos() -> str:
+    """The capped QOS the wave tests submit under; its limit counts every job of the user in it, so
+    the tests that use it run one at a time (xdist group ``qos``)."""
+    return "cap100"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """Mark tests/cluster as ``slurm``; put the serial groups in their xdist group; order the
+    collection so the longest chains start first (xdist hands out work in this order): the fault
+    cluster's group, then tests marked ``slow``, then the other cluster tests, then unit tests."""
+    # tests of what only TorchX main has (.ci/nightly runs them there): deselected, not skipped
+    other_torchx = [i for i in items if not all(m.kwargs["available"] for m in i.iter_markers("torchx_main"))]
+    if other_torchx:
+        config.hook.pytest_deselected(items=other_torchx)
+        items[:] = [i for i in items if i not in other_torchx]
+    for item in items:
+        if item.nodeid.startswith("tests/cluster/"):
+            item.add_marker(pytest.mark.slurm)
+        for fixture, group in SERIAL_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        if item.get_closest_marker("slow"):
+            return 1
+        return 2 if item.get_closest_marker("slurm") else 3
+
+    items.sort(key=rank)  # stable: the file order stays within each rank
 
 
 @pytest.fixture
@@ -100,6 +204,17 @@ def squeue_ids() -> List[str]:
     return out.split()
 
 
+def queued_jobs_of(state_dir: Path, clusters: str = "") -> List[str]:
+    """Ids of the queued or running jobs that write their output under ``state_dir``: this test's
+    own, since every job forge submits (the app's, its guard, companions and wave jobs) logs there
+    unless ``log_dir`` says otherwise. Tests run side by side, so the queue as a whole says nothing
+    about one test. ``clusters``: ``-M`` for squeue (default: the cluster $SLURM_CONF names)."""
+    argv = ["squeue", "-h", "-O", "JobID:40,StdOut:4096", *(["-M", clusters] if clusters else [])]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rows = (line.split(None, 1) for line in out.splitlines())
+    return [r[0] for r in rows if len(r) == 2 and r[1].strip().startswith(str(state_dir))]
+
+
 def job_gone_from_squeue(job_id: str) -> bool:
     out = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i", "-j", job_id], capture_output=True, text=True)
     return out.returncode != 0 or not out.stdout.strip()
@@ -115,9 +230,25 @@ def app_state(handle: str) -> str:
     return m.group(1) if m else "?"
 
 
+def _state_in_process(handle: str) -> str:
+    """The app's state from the Runner API in this process ("?" when there is none yet)."""
+    from torchx.runner import get_runner
+
+    with get_runner() as runner:
+        status = runner.status(handle)
+    return status.state.name if status is not None else "?"
+
+
 def wait_end(handle: str, timeout: float = 240, states: tuple = ("SUCCEEDED", "FAILED", "CANCELLED")) -> str:
-    """Poll `torchx status` until the app reaches one of ``states``; returns it."""
-    wait_for(lambda: app_state(handle) in states, timeout, f"{handle} to reach {states}", interval=2)
+    """Wait until the app reaches one of ``states``; returns the state `torchx status` then prints.
+
+    The polls go through the Runner API in this process (the same scheduler code as the CLI, without
+    starting an interpreter every 2 s: tests run side by side on 2 CPUs); the answer returned, and
+    the one that ends the wait, come from the real `torchx status`."""
+    def reached() -> bool:
+        return _state_in_process(handle) in states and app_state(handle) in states
+
+    wait_for(reached, timeout, f"{handle} to reach {states}", interval=2)
     return app_state(handle)
 
 

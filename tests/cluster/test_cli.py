@@ -14,6 +14,7 @@ from conftest import (
     app_state,
     handle_of,
     job_gone_from_squeue,
+    queued_jobs_of,
     run_torchx,
     wait_end,
     wait_for,
@@ -55,7 +56,7 @@ def test_log_tail_follows_a_running_job_until_it_ends(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c",
                    "for i in 1 2 3 4 5; do echo tick $i; sleep 1; done; echo done >&2")
     handle = handle_of(p)
-    wait_for(lambda: app_state(handle) == "RUNNING", 60, "the job to run")
+    wait_for(lambda: app_state(handle) == "RUNNING", 180, "the job to run")
     tail = run_torchx("log", "-t", f"{handle}/sh/0", timeout=120)  # returns only once the job ended
     assert tail.returncode == 0, tail.stderr
     lines = [line.split(" ", 1)[1] for line in tail.stdout.splitlines()]
@@ -75,7 +76,8 @@ def test_status_keeps_torchx_lines_and_adds_a_task_table(state_dir: Path):
 
 
 def test_status_right_after_submit_is_not_unknown(state_dir: Path):
-    p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "5")
+    # long enough to still be queued or running when the status below answers, however busy the machine
+    p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "120")
     handle = handle_of(p)
     assert app_state(handle) in ("PENDING", "RUNNING")
     run_torchx("cancel", handle)
@@ -84,7 +86,8 @@ def test_status_right_after_submit_is_not_unknown(state_dir: Path):
 def test_cancel_a_sleeping_job(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "300")
     handle = handle_of(p)
-    wait_end(handle, timeout=60, states=("RUNNING",))
+    wait_end(handle, timeout=180, states=("RUNNING",))
+    assert queued_jobs_of(state_dir) == [handle.rsplit("/", 1)[1]]  # what the submit-nothing tests look for
     c = run_torchx("cancel", handle)
     assert c.returncode == 0, c.stderr
     assert wait_end(handle) == "CANCELLED"
@@ -99,7 +102,6 @@ def test_list_shows_this_users_forge_apps(state_dir: Path):
 
 
 def test_dryrun_prints_command_and_script_and_submits_nothing(state_dir: Path):
-    before = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
     p = run_torchx(
         "run", "--dryrun", "--scheduler", "slurm_forge", "-cfg", "partition=debug,time=5",
         "utils.echo", "--msg", NASTY,
@@ -108,8 +110,7 @@ def test_dryrun_prints_command_and_script_and_submits_nothing(state_dir: Path):
     assert "sbatch --parsable --hold --partition=debug --time=5 $SBATCH_SCRIPT" in p.stdout
     assert "#!/bin/bash" in p.stdout and "-m torchx_forge.node.launch" in p.stdout
     assert "'hi $HOME \"q\" `x`'" in p.stdout
-    after = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
-    assert after <= before
+    assert queued_jobs_of(state_dir) == []
     assert not (state_dir / "apps").exists()
 
 
@@ -137,13 +138,11 @@ def test_status_long_after_squeue_forgot_the_job_comes_from_sacct(state_dir: Pat
     ],
 )
 def test_bad_input_through_the_cli_is_one_clear_line(state_dir: Path, cfg: str, expected: str):
-    before = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
     p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", cfg, "utils.echo", "--msg", "x")
     assert p.returncode == 1
     assert "Traceback" not in p.stderr + p.stdout
     assert re.search(expected, p.stderr, re.IGNORECASE), p.stderr
-    after = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split())
-    assert after <= before, "a failed submission left a job behind"
+    assert queued_jobs_of(state_dir) == [], "a failed submission left a job behind"
 
 
 def test_bad_runopt_in_torchxconfig_is_clean_too(state_dir: Path, tmp_path: Path):
@@ -178,11 +177,11 @@ def test_repo_torchxconfig_makes_slurm_forge_the_default(state_dir: Path):
     assert "torchx_forge.node.launch" in p.stdout
 
 
-@pytest.mark.skipif(not hasattr(Runner, "delete"), reason="`torchx delete` is TorchX main's")
+@pytest.mark.torchx_main(available=hasattr(Runner, "delete"))  # `torchx delete`
 def test_delete_cancels_like_cancel(state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "300")
     handle = handle_of(p)
-    wait_end(handle, timeout=60, states=("RUNNING",))
+    wait_end(handle, timeout=180, states=("RUNNING",))
     d = run_torchx("delete", handle)
     assert d.returncode == 0, d.stderr
     assert wait_end(handle) == "CANCELLED"

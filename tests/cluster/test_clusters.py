@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from torchx.runner import get_runner
 
-from conftest import REPO, SECOND_CLUSTER, app_state, handle_of, run_torchx, wait_end, wait_for
+from conftest import REPO, SECOND_CLUSTER, app_state, handle_of, queued_jobs_of, run_torchx, wait_end, wait_for
 from torchx_forge.cli.watch import Watcher
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
@@ -78,7 +78,7 @@ def test_cancel_and_companions_stay_on_the_cluster_of_the_app(state_dir: Path):
     assert wait_end(handle, timeout=300) == "SUCCEEDED"
     sleepy = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"cluster={OTHER}", "utils.sh",
                                   "sleep", "300"))
-    wait_for(lambda: app_state(sleepy) == "RUNNING", 90, "the job to run on forge2")
+    wait_for(lambda: app_state(sleepy) == "RUNNING", 180, "the job to run on forge2")
     c = run_torchx("cancel", sleepy)
     assert c.returncode == 0, c.stderr  # scancel without -M would do nothing and exit 0: the job would live on
     wait_for(lambda: app_state(sleepy) == "CANCELLED", 60, "the job to be cancelled on forge2")
@@ -87,14 +87,15 @@ def test_cancel_and_companions_stay_on_the_cluster_of_the_app(state_dir: Path):
 
 
 def test_several_clusters_let_slurm_choose_and_forge_follows(state_dir: Path, tmp_path: Path):
-    # the local cluster is full: a sweep allowed on both starts where it can, on forge2
-    filler = subprocess.run(["sbatch", "--parsable", "-N", "3", "--exclusive", "--job-name=filler",
+    # the local cluster's one-node partition `solo` is full: a sweep allowed on both clusters starts
+    # where it can, on forge2 (the filler holds one node, so the tests running beside this one go on)
+    filler = subprocess.run(["sbatch", "--parsable", "-p", "solo", "--exclusive", "--job-name=filler",
                              f"--output={tmp_path / 'filler.out'}", "--wrap", "sleep 300"],
                             capture_output=True, text=True, check=True).stdout.strip()
     try:
         wait_for(lambda: "RUNNING" in subprocess.run(["squeue", "-h", "-j", filler, "-o", "%T"], capture_output=True,
-                                                     text=True).stdout, 60, "the filler to hold the local cluster")
-        p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"cluster=forge,{OTHER}", "forge.grid", "--name",
+                                                     text=True).stdout, 180, "the filler to hold the local cluster's solo partition")
+        p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"cluster=forge,{OTHER},partition=solo", "forge.grid", "--name",
                        "either", "--axes", "run.env.I=range(0,3)", "--", "sh", "-c", "echo $SLURM_CLUSTER_NAME")
         assert f"Slurm chose cluster {OTHER}" in p.stderr, p.stderr
         handle = handle_of(p)
@@ -107,8 +108,9 @@ def test_several_clusters_let_slurm_choose_and_forge_follows(state_dir: Path, tm
 
 def test_list_and_watch_cover_every_cluster_in_one_sacct(state_dir: Path):
     here = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "15"))
+    # both live at the first poll: an app that already ended has its answer in its record, asks no cluster
     there = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"cluster={OTHER}", "utils.sh",
-                                 "sleep", "2"))
+                                 "sleep", "15"))
     listed = run_torchx("list", "-s", "slurm_forge").stdout
     assert here in listed and there in listed, listed
     with get_runner() as runner:
@@ -135,9 +137,7 @@ def test_a_pipeline_across_clusters_is_a_clear_error(state_dir: Path, tmp_path: 
         "  a: {run: {command: ['true']}}\n"
         f"  b: {{run: {{command: ['true']}}, after: [a], cluster: {{clusters: {OTHER}}}}}\n"
     )
-    before = subprocess.run(["squeue", "-M", f"forge,{OTHER}", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.pipeline", "--config", str(pipe), cwd=REPO)
     assert p.returncode == 1 and "runs on one cluster" in p.stderr and "Traceback" not in p.stderr, p.stderr
     time.sleep(1)
-    after = subprocess.run(["squeue", "-M", f"forge,{OTHER}", "-h", "-o", "%i"], capture_output=True, text=True).stdout
-    assert set(after.split()) <= set(before.split())
+    assert queued_jobs_of(state_dir, clusters=f"forge,{OTHER}") == []

@@ -1,5 +1,10 @@
 """Faults on the real cluster: daemons stopped, transient errors, killed clients, unusable disks.
 
+Daemons are stopped on the fault cluster (the ``fault_cluster`` fixture: its own slurmctld,
+slurmdbd and database) and the job table is filled on the flood cluster, one test at a time, so
+those faults never reach the tests running beside them. The other faults (wrappers, killed
+clients, disks) belong to one test each and run on forge beside the rest.
+
 Faults are real: slurmdbd and slurmctld are stopped and started again, file systems are real
 read-only or full tmpfs mounts, a client is SIGKILLed. Where a fault has to be injected once, a
 wrapper script stands in front of the real Slurm command on PATH and then execs it.
@@ -21,7 +26,8 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from conftest import REPO, TORCHX, app_state, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import FAULTS, REPO, TORCHX, LabCluster, app_state, handle_of, run_torchx, task_row, wait_end, wait_for
+from torchx_forge.state.intents import Intents
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 
@@ -60,12 +66,11 @@ def live(rows: List[List[str]]) -> List[List[str]]:
     return [r for r in rows if r[1] in ("PENDING", "RUNNING", "CONFIGURING")]
 
 
-def held_submission() -> str:
-    """The submission whose jobs are held right now (a client was killed before releasing them)."""
-    held = [r for r in squeue_rows() if r[1] == "PENDING" and r[2] == "JobHeldUser" and "forge:" in r[3]]
-    assert held, squeue_rows()
-    newest = max(held, key=lambda r: int(r[0]))
-    return re.search(r"forge:(\S+)-\d+c?\b", newest[3]).group(1)
+def held_submission(state_dir: Path) -> str:
+    """The submission of this test's state dir whose client was killed before it finished (its intent is left)."""
+    pending = Intents(Store(str(state_dir))).pending()
+    assert len(pending) == 1, pending
+    return pending[0].submission
 
 
 def stop_daemon(pidfile: str) -> None:
@@ -75,17 +80,13 @@ def stop_daemon(pidfile: str) -> None:
              30, f"{pidfile} to stop")
 
 
-def cluster_up() -> None:
-    subprocess.run([str(REPO / "scripts" / "local-slurm"), "up"], check=True, capture_output=True, timeout=300)
-
-
 @contextmanager
 def daemon_down(pidfile: str) -> Iterator[None]:
     stop_daemon(pidfile)
     try:
         yield
     finally:
-        cluster_up()
+        FAULTS.up()  # the fault cluster's daemons, started again
 
 
 @contextmanager
@@ -111,11 +112,11 @@ def kill(p: subprocess.Popen) -> None:
 # -- 1. daemons down -----------------------------------------------------------------------------
 
 
-def test_status_log_and_list_answer_while_slurmdbd_is_down(state_dir: Path):
+def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabCluster, state_dir: Path):
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.grid", "--name", "nodb", "--axes",
                                   "run.env.I=[0,1]", "--", "sh", "-c", "echo out-$I; sleep 12"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the sweep to run")
-    with daemon_down("/run/slurmdbd.pid"):
+    with daemon_down(FAULTS.slurmdbd_pid):
         st = run_torchx("status", handle)
         assert st.returncode == 0, st.stderr
         assert "State: RUNNING" in st.stdout and "accounting (slurmdbd) is unreachable" in st.stdout, st.stdout
@@ -128,10 +129,10 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(state_dir: Path):
     assert wait_end(handle) == "SUCCEEDED" and "unreachable" not in run_torchx("status", handle).stdout
 
 
-def test_status_answers_from_records_while_slurmctld_is_down(state_dir: Path):
+def test_status_answers_from_records_while_slurmctld_is_down(fault_cluster: LabCluster, state_dir: Path):
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", "echo out-ctld; sleep 45"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the job to run")
-    with daemon_down("/run/slurmctld.pid"):
+    with daemon_down(FAULTS.slurmctld_pid):
         t0 = time.monotonic()
         st = run_torchx("status", handle, timeout=180)
         assert st.returncode == 0, st.stderr
@@ -212,7 +213,7 @@ def test_a_slow_controller_shows_progress(state_dir: Path, tmp_path: Path):
     assert "still waiting for `sbatch` after 10 s" in p.stderr
 
 
-def test_more_tasks_than_max_job_count_are_submitted_in_waves_that_fit(state_dir: Path):
+def test_more_tasks_than_max_job_count_are_submitted_in_waves_that_fit(flood_cluster: LabCluster, state_dir: Path):
     limit = int(re.search(r"MaxJobCount\s*=\s*(\d+)", subprocess.run(["scontrol", "show", "config"],
                           capture_output=True, text=True).stdout).group(1))
     n = limit + 2000
@@ -248,7 +249,7 @@ exec "$REAL" "$@"''')
                      env=path_env(bin_dir), cwd=REPO)
     wait_for((tmp_path / "releasing").exists, 90, "the client to reach the release")
     kill(p)
-    held = [r for r in live(tagged(held_submission())) if r[2] == "JobHeldUser"]
+    held = [r for r in live(tagged(held_submission(state_dir))) if r[2] == "JobHeldUser"]
     assert len(held) == 2, held  # the job and its companion, held, and a user who never saw an app id
     listed = run_torchx("list", "-s", "slurm_forge")
     assert listed.returncode == 0 and "finished: released app" in listed.stderr, listed.stderr
@@ -270,7 +271,7 @@ def _killed_before_its_record(tmp_path: Path, **env: str) -> subprocess.Popen:
 
 def test_an_interrupted_submission_without_record_is_rolled_back_by_cancel(state_dir: Path, tmp_path: Path):
     _killed_before_its_record(tmp_path)
-    sub = held_submission()
+    sub = held_submission(state_dir)
     held = [r for r in live(tagged(sub)) if r[2] == "JobHeldUser"]
     assert len(held) == 2, held  # the job and its companion
     job = min(held, key=lambda r: int(r[0]))[0]
@@ -282,7 +283,7 @@ def test_an_interrupted_submission_without_record_is_rolled_back_by_cancel(state
 
 def test_the_guard_job_rolls_back_a_submission_nobody_comes_back_to(state_dir: Path, tmp_path: Path):
     _killed_before_its_record(tmp_path, FORGE_HOLD_LIMIT="10")
-    sub = held_submission()
+    sub = held_submission(state_dir)
     assert len([r for r in live(tagged(sub)) if r[2] == "JobHeldUser"]) == 2
     wait_for(lambda: not live(tagged(sub)), 120, "the guard job to cancel the held jobs", interval=2)
     logs = list((state_dir / "logs").glob("*guard-*.log"))
@@ -400,10 +401,12 @@ def test_a_program_resumed_with_nothing_left_to_do_ends_succeeded_quickly(state_
 
 
 def test_a_program_without_checkpoints_that_finishes_in_the_grace_time_runs_once(state_dir: Path, tmp_path: Path):
+    started = tmp_path / "started"
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", "max_retries=2", "utils.sh",
-                                  "sh", "-c", "sleep 6; echo finished"))
+                                  "sh", "-c", f": > {started}; sleep 6; echo finished"))
     job = handle.rsplit("/", 1)[1]
-    wait_for(lambda: app_state(handle) == "RUNNING", 60, "the job to run")
+    # the program says it started (a CLI poll under load could see RUNNING only after its 6 s)
+    wait_for(started.exists, 180, "the program to start", interval=0.2)
     time.sleep(2)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     assert wait_end(handle) == "SUCCEEDED"

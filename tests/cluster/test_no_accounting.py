@@ -1,6 +1,7 @@
 """Status on a cluster without accounting (no slurmdbd): sacct fails, squeue forgets.
 
-The module switches the local cluster to ``--no-accounting`` and back.
+The test switches the fault cluster (its own slurmdbd, used by nobody else) to
+``--no-accounting`` and back.
 """
 
 from __future__ import annotations
@@ -8,32 +9,24 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from conftest import REPO, handle_of, job_gone_from_squeue, run_torchx, wait_for
+from conftest import LabCluster, handle_of, job_gone_from_squeue, run_torchx, wait_for
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
-
-
-def _local_slurm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(REPO / "scripts/local-slurm"), *args], capture_output=True, text=True)
+pytestmark = [pytest.mark.slurm]
 
 
-@pytest.fixture(scope="module")
-def no_accounting():
-    # the second cluster needs slurmdbd: `up --no-accounting` stops it, and the way back starts it again
-    two = re.search(r"slurmctld forge2\s+running", _local_slurm("status").stdout) is not None
+@pytest.fixture
+def no_accounting(fault_cluster: LabCluster) -> Iterator[None]:
     try:
-        up = _local_slurm("up", "--no-accounting")
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert not two or "stopped slurmctld (forge2)" in up.stdout + up.stderr, up.stdout + up.stderr
+        fault_cluster.up("--no-accounting")
         sacct = subprocess.run(["sacct", "-X"], capture_output=True, text=True)
         assert "accounting storage is disabled" in sacct.stdout + sacct.stderr
         yield
     finally:
-        back = _local_slurm("up", *(["--clusters", "2"] if two else []))
-        assert back.returncode == 0, back.stdout + back.stderr
+        fault_cluster.up()
 
 
 def _row(handle: str, task: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import REPO, LabCluster, handle_of, run_torchx, task_row, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -41,7 +41,7 @@ def sacct_states(job: str) -> list:
     return out.split()
 
 
-def running_log(handle: str, text: str, timeout: float = 60) -> None:
+def running_log(handle: str, text: str, timeout: float = 180) -> None:
     wait_for(lambda: text in run_torchx("log", f"{handle}/python/0").stdout, timeout, f"{text!r} in the log")
 
 
@@ -64,6 +64,7 @@ def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: 
     assert "attempt 1 (job" in log and "resuming from" in log  # the attempts are told apart
 
 
+@pytest.mark.slow
 def test_real_walltime_warning_before_a_two_minute_limit(state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2,time=2,signal=USR1@70", "--steps", "75", "--ledger", str(ledger))
@@ -74,6 +75,7 @@ def test_real_walltime_warning_before_a_two_minute_limit(state_dir: Path, tmp_pa
     assert "REQUEUED" in sacct_states(handle.rsplit("/", 1)[1])
 
 
+@pytest.mark.slow
 def test_hard_timeout_without_warning_is_resubmitted_by_the_companion(state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     # 100 one-second steps under a 1-minute limit: killed once (Slurm enforces limits to the minute,
@@ -91,12 +93,14 @@ def test_hard_timeout_without_warning_is_resubmitted_by_the_companion(state_dir:
     assert sorted(steps) == list(range(1, 101)) and sum(steps.values()) <= 101 + int(r[5]) - 2
 
 
-def test_preemption_by_the_high_partition_saves_and_resumes(state_dir: Path, tmp_path: Path):
+def test_preemption_by_the_high_partition_saves_and_resumes(fault_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    # on the fault cluster: the high partition's job would preempt other tests' jobs on forge
     ledger = tmp_path / "ledger"
-    handle = submit("max_retries=2,exclusive=true,sbatch_args=--nodelist=n3", "--steps", "40", "--ledger", str(ledger))
+    node = fault_cluster.nodes[-1]
+    handle = submit(f"max_retries=2,exclusive=true,sbatch_args=--nodelist={node}", "--steps", "40", "--ledger", str(ledger))
     job = handle.rsplit("/", 1)[1]
     running_log(handle, "step 3 saved")
-    high = subprocess.run(["sbatch", "--parsable", "-p", "high", "--nodelist=n3", "--exclusive", "-o", "/dev/null",
+    high = subprocess.run(["sbatch", "--parsable", "-p", "high", f"--nodelist={node}", "--exclusive", "-o", "/dev/null",
                            "--wrap", "sleep 5"], capture_output=True, text=True, check=True).stdout.strip()
     try:
         # Slurm requeues a preempted job itself: sacct -D shows the first attempt as REQUEUED
@@ -113,12 +117,13 @@ def test_preemption_by_the_high_partition_saves_and_resumes(state_dir: Path, tmp
     assert "received SIGTERM" in log and "resuming from" in log  # warned by the preemption's SIGTERM, saved
 
 
-def test_node_failure_resumes_on_another_node(state_dir: Path, tmp_path: Path):
+def test_node_failure_resumes_on_another_node(flood_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    # on the flood cluster: a node set down would fail other tests' jobs on it
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2", "--steps", "40", "--ledger", str(ledger))
     running_log(handle, "step 3 saved")
     node = task_row(handle, "python[0]")[4]
-    assert node in ("n1", "n2", "n3")
+    assert node in flood_cluster.nodes
     try:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=forge-test"], check=True)
         wait_for(lambda: task_row(handle, "python[0]")[4] not in (node, "-") and "RUNNING" in status(handle), 180,

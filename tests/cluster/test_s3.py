@@ -102,6 +102,7 @@ def test_a_sweep_with_its_state_on_s3_works_from_any_directory(s3_server: S3Serv
     assert f"{s3_state}/apps/{app_id(h2)}/cancelled.json" in objects(s3_server, s3_state)
 
 
+@pytest.mark.slow
 def test_a_warned_task_resumes_from_its_checkpoint_on_s3(s3_server: S3Server, s3_state: str, tmp_path: Path):
     ckpt = s3_server.url(f"{s3_state.split('/')[3]}/ckpt")
     ledger = tmp_path / "ledger"
@@ -226,6 +227,7 @@ def test_credentials_reach_no_record_and_no_dry_run(s3_server: S3Server, s3_stat
         assert not leaked, f"{secret[:8]}... written to {leaked}"
 
 
+@pytest.mark.slow
 def test_killing_the_s3_server_mid_run_loses_nothing_and_everything_recovers(s3_server: S3Server, s3_state: str,
                                                                               tmp_path: Path):
     logs = tmp_path / "logs"
@@ -286,10 +288,10 @@ def handle_of_or_none(p: subprocess.CompletedProcess) -> str:
     return next((line for line in p.stdout.splitlines() if line.startswith("slurm_forge://")), "")
 
 
-def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(s3_server: S3Server, s3_state: str, tmp_path: Path):
+def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(capped_qos: str, s3_server: S3Server, s3_state: str, tmp_path: Path):
     """A sweep over the submit limit (QOS cap100, see test_waves_slurm.py): wave 2 is submitted by a
     Slurm job, on a compute node, from the scripts the state dir keeps on S3."""
-    p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"qos=cap100,log_dir={tmp_path / 'logs'}", "forge.grid", "--name",
+    p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"qos={capped_qos},log_dir={tmp_path / 'logs'}", "forge.grid", "--name",
               "s3waves", "--axes", "run.env.I=range(0,150)", "--", "true", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "submitting them in 2 waves" in p.stderr, p.stderr
@@ -301,6 +303,7 @@ def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(s3_server: S3S
     assert sum(j.size for j in rec.jobs if j.kind == "array" and not j.planned) == 150
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("second_cluster")
 def test_two_experiments_on_two_clusters_share_one_s3_state_dir(s3_server: S3Server, s3_state: str, tmp_path: Path):
     """Issue 13's both together: one experiment on the local cluster, one on the second, one state dir

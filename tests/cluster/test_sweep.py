@@ -11,7 +11,7 @@ import pytest
 from torchx import specs
 from torchx.runner import get_runner
 
-from conftest import REPO, handle_of, run_torchx, squeue_ids, wait_for
+from conftest import REPO, LabCluster, handle_of, queued_jobs_of, run_torchx, squeue_ids, wait_for
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 
@@ -102,7 +102,8 @@ def test_split_arrays_keep_replica_ids_and_the_first_array_id_as_app_id(state_di
     assert log.strip() == f"split/23 app={rec.app_id} replica=23 run=23"
 
 
-def test_a_2500_point_sweep_is_three_arrays(state_dir: Path):
+def test_a_2500_point_sweep_is_three_arrays(flood_cluster: LabCluster, state_dir: Path):
+    # on the flood cluster: 2,500 queued tasks would hold back everyone's jobs
     axes = "run.env.I=" + json.dumps(list(range(2500)))
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.grid", "--name", "huge", "--axes", axes, "--", "true")
     handle = handle_of(p)
@@ -125,7 +126,7 @@ def test_throttle_and_single_run_cancel(state_dir: Path, tmp_path: Path):
     try:
         show = subprocess.run(["scontrol", "show", "job", app_id], capture_output=True, text=True).stdout
         assert "ArrayTaskThrottle=2" in show
-        wait_for(lambda: "sleepy[1]:RUNNING" in run_torchx("status", handle).stdout, 60, "run 1 to start")
+        wait_for(lambda: "sleepy[1]:RUNNING" in run_torchx("status", handle).stdout, 180, "run 1 to start")
         c = run_torchx("forge", "cancel", f"{handle}/sleepy/1")
         assert c.returncode == 0, c.stderr
         assert f"{app_id}_1" in c.stdout
@@ -139,7 +140,8 @@ def test_throttle_and_single_run_cancel(state_dir: Path, tmp_path: Path):
         run_torchx("cancel", handle)
 
 
-def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(state_dir: Path):
+def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(flood_cluster: LabCluster, state_dir: Path):
+    # on the flood cluster: its 1,000 tasks take every CPU for minutes, ahead of other tests' jobs
     from torchx.cli.cmd_log import get_logs
 
     axes = "run.env.I=" + json.dumps(list(range(1000)))
@@ -212,11 +214,10 @@ class _Collect:
 def test_invalid_experiment_files_give_one_clear_error_and_submit_nothing(state_dir: Path, tmp_path: Path, text: str, expected: str):
     f = tmp_path / "x.yaml"
     f.write_text(text)
-    before = set(squeue_ids())
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(f))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert re.search(expected, p.stderr), p.stderr
-    assert set(squeue_ids()) <= before
+    assert queued_jobs_of(state_dir) == []
     v = run_torchx("forge", "validate", "--config", str(f))
     assert v.returncode == 1 and "Traceback" not in v.stderr and re.search(expected, v.stderr), v.stderr
 
@@ -224,11 +225,10 @@ def test_invalid_experiment_files_give_one_clear_error_and_submit_nothing(state_
 def test_failing_sbatch_mid_submit_leaves_no_job_behind(state_dir: Path, tmp_path: Path):
     f = tmp_path / "bad.yaml"
     f.write_text("name: bad\nrun: {command: [sleep, '60']}\nsweep: {shared_axes: {cluster.partition: [debug, nosuchpart]}}\n")
-    before = set(squeue_ids())
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(f))
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "invalid partition specified: nosuchpart" in p.stderr
-    assert set(squeue_ids()) <= before, "the first array was left in the queue"
+    assert queued_jobs_of(state_dir) == [], "the first array was left in the queue"
     assert not (state_dir / "apps").exists() or not list((state_dir / "apps").iterdir())
 
 

@@ -10,13 +10,14 @@ import pytest
 from torchx import specs
 from torchx.runner import get_runner
 
-from conftest import handle_of, run_torchx
+from conftest import LabCluster, handle_of, run_torchx
 from torchx_forge.cli.watch import Watcher
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 
-def test_a_hundred_apps_cost_one_sacct_per_poll(state_dir: Path):
+def test_a_hundred_apps_cost_one_sacct_per_poll(flood_cluster: LabCluster, state_dir: Path):
+    # on the flood cluster: a hundred jobs at once would hold back the jobs of the tests beside it
     app = specs.AppDef("tiny", roles=[specs.Role("t", image="", entrypoint="sleep", args=["1"])])
     with get_runner() as runner:
         handles = [runner.run(app, scheduler="slurm_forge") for _ in range(100)]

@@ -2,7 +2,9 @@
 
 The local cluster enforces QOS limits (AccountingStorageEnforce=limits) and has a QOS ``cap100``
 whose MaxSubmitJobsPerUser is 100 (every array task counts): a 250-point sweep under it must be
-cut into waves, each submitted by a small Slurm job once the one before has ended.
+cut into waves, each submitted by a small Slurm job once the one before has ended. The limit
+counts every job of the user in that QOS, so these tests run one at a time (the ``capped_qos``
+fixture puts them in one xdist group) while other tests run beside them in other QOS.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torchx_forge.state.store import Store
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
-QOS = "cap100"
+QOS = "cap100"  # the capped_qos fixture's
 LIMIT = 100
 
 
@@ -36,16 +38,20 @@ def queued_in_qos() -> int:
     return sum(1 for q in out.split() if q == QOS)
 
 
-def login_node_processes() -> List[str]:
-    """forge or torchx processes not started by Slurm (no slurmstepd among their ancestors), other
-    than this test's own commands."""
+def login_node_processes(state_dir: Path) -> List[str]:
+    """Processes of this app not started by Slurm (no slurmstepd among their ancestors), other than
+    this test's own commands: forge or torchx processes whose environment names the test's state dir
+    (the tests running beside this one have state dirs of their own)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "torchx_forge" not in cmd and "bin/torchx " not in cmd:
+                continue
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if "torchx_forge" not in cmd and "bin/torchx " not in cmd:
+        if f"FORGE_STATE_DIR={state_dir}".encode() not in env:
             continue
         p, under_slurm = pid, False
         while p not in ("0", "1"):
@@ -63,16 +69,22 @@ def login_node_processes() -> List[str]:
 
 
 class Watch:
-    """Samples, while a sweep runs, how many jobs count against the limit and which processes live outside Slurm."""
+    """Samples, while a sweep runs, how many jobs count against the limit and which processes live
+    outside Slurm. A process counts only when two samples a second apart both find it outside:
+    srun's own helper is reparented to init for an instant before it exits."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
         self.most, self.outside, self.stop = 0, [], threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        before: List[str] = []
         while not self.stop.is_set():
             self.most = max(self.most, queued_in_qos())
-            self.outside += login_node_processes()
+            now = login_node_processes(self.state_dir)
+            self.outside += [p for p in now if p in before and p not in self.outside]
+            before = now
             self.stop.wait(1.0)
 
     def __enter__(self) -> Watch:
@@ -88,14 +100,14 @@ def record(state_dir: Path, handle: str):
     return Records(Store(str(state_dir))).load(handle.rsplit("/", 1)[1])
 
 
-def test_a_sweep_over_the_submit_limit_runs_in_waves_and_retry_covers_every_wave(state_dir: Path, tmp_path: Path):
+def test_a_sweep_over_the_submit_limit_runs_in_waves_and_retry_covers_every_wave(capped_qos: str, state_dir: Path, tmp_path: Path):
     ledger, marks = tmp_path / "ledger", tmp_path / "marks"
     marks.mkdir()
     # each run appends its index to the ledger; runs 7, 107 and 207 (one in each wave) fail the first time
     script = (f'echo "$FORGE_RUN_INDEX" >> {ledger}; case "$FORGE_RUN_INDEX" in 7|107|207) '
               f'[ -e {marks}/"$FORGE_RUN_INDEX" ] || {{ : > {marks}/"$FORGE_RUN_INDEX"; exit 3; }};; esac; echo "run $FORGE_RUN_INDEX"')
     t0 = time.monotonic()
-    with Watch() as watch:
+    with Watch(state_dir) as watch:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"qos={QOS}", "forge.grid", "--name", "waves",
                        "--axes", "run.env.I=range(0,250)", "--", "sh", "-c", script)
         assert p.returncode == 0, p.stderr
@@ -132,7 +144,7 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_retry_covers_every_wave
     assert sorted(int(x) for x in ledger.read_text().split()) == sorted([*range(250), 7, 107, 207])
 
 
-def test_cancel_stops_the_waves_not_submitted_yet(state_dir: Path):
+def test_cancel_stops_the_waves_not_submitted_yet(capped_qos: str, state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"qos={QOS}", "forge.grid", "--name", "stop",
                    "--axes", "run.env.I=range(0,250)", "--", "sleep", "30")
     handle = handle_of(p)
@@ -147,8 +159,13 @@ def test_cancel_stops_the_waves_not_submitted_yet(state_dir: Path):
         views = runner._scheduler("slurm_forge").task_views(handle.rsplit("/", 1)[1])
     later = [v for v in views if v.replica >= 98]
     assert len(later) == 152 and all(v.reason.endswith("cancelled before it was submitted") for v in later)
-    squeue = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout
-    assert "stop" not in squeue and wave_job not in squeue, squeue
+    mine = {j.job_id for j in rec.jobs if j.job_id}
+
+    def queued_of_the_app() -> List[str]:
+        rows = subprocess.run(["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True).stdout.split()
+        return [r for r in rows if r.split("|")[0].split("_")[0] in mine or r.split("|")[1] == "stop"]
+
+    assert wave_job in mine and queued_of_the_app() == []
     time.sleep(15)  # nothing of the app comes back: the wave job was cancelled before it ran
-    assert "stop" not in subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    assert queued_of_the_app() == []
     assert record(state_dir, handle).unsubmitted_waves() == [1, 2]

@@ -164,7 +164,7 @@ def test_dryrun_prints_the_appdef_with_secrets_masked(tmp_path: Path):
 # -- `torchx delete`: only TorchX main has it ----------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(Runner, "delete"), reason="this TorchX has no `torchx delete`")
+@pytest.mark.torchx_main(available=hasattr(Runner, "delete"))  # `torchx delete`
 def test_runner_delete_cancels_every_job_of_the_app(tmp_path: Path):
     rec = record(tmp_path, "10")
     rec.jobs[0].companion = "11"

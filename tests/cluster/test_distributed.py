@@ -1,4 +1,4 @@
-"""Real distributed training on the virtual nodes (CPU PyTorch, gloo), starters, and the README path."""
+"""Real distributed training on the virtual nodes (CPU PyTorch, gloo), and starters."""
 
 from __future__ import annotations
 
@@ -84,14 +84,3 @@ def test_each_starter_goes_from_init_to_succeeded(state_dir: Path, tmp_path: Pat
     handle = handle_of(p)
     assert wait_end(handle, timeout=600) == "SUCCEEDED", run_torchx("status", handle).stdout
     assert "eval" in run_torchx("status", handle, cwd=target).stdout
-
-
-def test_readme_gives_the_two_commands_ci_runs():
-    readme = (REPO / "README.md").read_text()
-    ci = (REPO / ".ci" / "run").read_text()
-    block = readme.split("```bash", 1)[1].split("```", 1)[0]
-    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
-    assert commands == ["bash scripts/demo", "python3 -m pytest -q"]
-    # the same command, no arguments added (its output may be piped to a log)
-    assert re.search(r"^python3 -m pytest -q( 2>&1 \|.*)?$", ci, re.M), ci
-    assert "scripts/local-slurm up" in ci

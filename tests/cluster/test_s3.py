@@ -289,7 +289,7 @@ def handle_of_or_none(p: subprocess.CompletedProcess) -> str:
 
 
 def test_a_wave_job_submits_the_next_wave_from_scripts_kept_in_s3(capped_qos: str, s3_server: S3Server, s3_state: str, tmp_path: Path):
-    """A sweep over the submit limit (QOS cap100, see test_waves_slurm.py): wave 2 is submitted by a
+    """A sweep over the submit limit (QOS cap100, see test_waves.py): wave 2 is submitted by a
     Slurm job, on a compute node, from the scripts the state dir keeps on S3."""
     p = forge("run", "--scheduler", "slurm_forge", "-cfg", f"qos={capped_qos},log_dir={tmp_path / 'logs'}", "forge.grid", "--name",
               "s3waves", "--axes", "run.env.I=range(0,150)", "--", "true", cwd=tmp_path)

@@ -56,7 +56,7 @@ def test_without_a_torchxconfig_the_default_scheduler_exists(tmp_path: Path):
                "name = g(); f()[name]('s'); print(name)", tmp_path)
     assert p.returncode == 0, p.stderr
     # TorchX main puts plugins first; torchx 0.7 takes the first entry point, and packaging tools
-    # write them sorted by name (the README says so, and that .torchxconfig pins slurm_forge)
+    # write them sorted by name (docs/torchx-versions.md says so, and that .torchxconfig pins slurm_forge)
     assert p.stdout.strip() == ("slurm_forge" if HAS_PLUGIN_REGISTRY else "aws_batch")
 
 

@@ -1,4 +1,4 @@
-"""The environment contract with the user's program (documented in the README).
+"""The environment contract with the user's program (documented in docs/contract.md).
 
 Every replica slurm_forge runs, and every sweep point on any scheduler, gets:
 

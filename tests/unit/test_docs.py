@@ -51,7 +51,9 @@ def test_readme_gives_the_two_commands_ci_runs():
     assert commands == ["bash scripts/demo", "python3 -m pytest -q"]
     # the same command, no arguments added (its output may be piped to a log)
     assert re.search(r"^python3 -m pytest -q( 2>&1 \|.*)?$", ci, re.M), ci
-    assert "scripts/local-slurm up" in ci
+    # and the first command itself: CI starts the lab and installs what the tests need through it
+    assert re.search(r"^bash scripts/demo$", ci, re.M), ci
+    assert "scripts/local-slurm up --clusters 3" in (REPO / "scripts" / "demo").read_text()
 
 
 def test_the_first_install_line_of_the_readme_names_the_torchx_extra():

@@ -327,8 +327,8 @@ class _Slurm:
                 return fail(ERRORS["squeue invalid-job-id"])
         if states != "all":
             rows = [r for r in rows if _state_word(r["T"]) not in FINAL]
-        if _has(argv, "--array", "-r"):
-            rows = [{**r, "i": i} for r in rows for i in _expanded(r["i"])]
+        if _has(argv, "--array", "-r"):  # one line per task: only the tasks asked for
+            rows = [{**r, "i": i} for r in rows for i in _expanded(r["i"]) if not jobs or _wanted(i, jobs)]
 
         def line(row: Dict[str, str]) -> str:
             def field(m: re.Match) -> str:

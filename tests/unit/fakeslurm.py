@@ -239,7 +239,7 @@ class _Slurm:
         self.next_id = first_id
         self.queue: List[Dict[str, str]] = []  # squeue rows: %-code -> text, and "cluster"
         self.acct: List[Dict[str, str]] = []  # sacct rows: field -> text, and "Cluster"
-        self.jobs: Dict[Tuple[str, str], Dict[str, object]] = {}  # (cluster, id) -> what sbatch was given
+        self.waits: Dict[Tuple[str, str], bool] = {}  # (cluster, id) of a job sbatch submitted -> has a --dependency
         self.scripts: Dict[str, Tuple[List[Answer], bool]] = {}  # command -> (answers, repeat the last)
         self.down: Dict[str, bool] = {}  # daemon -> timeout?
         self.log: List[Call] = []
@@ -418,7 +418,7 @@ class _Slurm:
             self.acct.append({"JobID": job_id, "JobName": name, "State": "PENDING", "ExitCode": "0:0",
                               "NodeList": "None assigned", "Start": "Unknown", "End": "Unknown", "Reason": reason,
                               "Cluster": cluster})
-        self.jobs[(cluster, base)] = {"dependency": bool(_opt(opts, "--dependency", "-d")), "argv": argv}
+        self.waits[(cluster, base)] = bool(_opt(opts, "--dependency", "-d"))
         call.job_id = base
         where = f";{cluster}" if _opt(argv, "--clusters", "-M") else ""
         if _has(argv, "--parsable"):
@@ -438,7 +438,7 @@ class _Slurm:
             elif all(_state_word(r["T"]) in FINAL for r in queued):
                 errors.append(f"Job has already finished for job {job_id}")
             else:
-                waits = self.jobs.get((cluster, _base(job_id)), {}).get("dependency")
+                waits = self.waits.get((cluster, _base(job_id)), False)
                 for r in [*queued, *acct]:
                     for key in ("r", "Reason"):
                         if r.get(key) == "JobHeldUser":

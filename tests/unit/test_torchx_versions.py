@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable
 
 import pytest
 from torchx import specs
@@ -21,30 +21,17 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.scheduler import SlurmForgeScheduler
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.options import build_runopts
-from torchx_forge.slurm.parse import JobRow
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
+from unit.fakeslurm import FakeSlurm
 
 
-class FakeSlurm(SlurmCli):
-    """squeue shows the given jobs RUNNING; sacct knows nothing; scancel is recorded."""
-
-    def __init__(self, running: Iterable[str] = ()) -> None:
-        super().__init__(progress=lambda text: None)
-        self.running = set(running)
-        self.cancelled: List[str] = []
-
-    def squeue(self, job_ids: Iterable[str]) -> List[JobRow]:
-        return [JobRow(base=j, state="RUNNING") for j in job_ids if j in self.running]
-
-    def sacct(self, job_ids: Iterable[str]) -> Optional[List[JobRow]]:
-        return []
-
-    def cancel(self, job_ids: Iterable[str], signal: Optional[str] = None, batch: bool = False,
-               ended_ok: bool = False) -> None:
-        ids = list(job_ids)
-        self.cancelled += ids
-        self.running -= set(ids)
+def slurm(running: Iterable[str] = ()) -> FakeSlurm:
+    """Slurm with the given jobs RUNNING (in squeue and in accounting)."""
+    fake = FakeSlurm()
+    for job_id in running:
+        fake.add_job(job_id, "RUNNING", name="a-0")
+    return fake
 
 
 def record(state_dir: Path, app_id: str = "10", name: str = "demo") -> AppRecord:
@@ -72,14 +59,14 @@ def echo_app(**env: str) -> specs.AppDef:
 
 def test_runner_list_shows_forge_apps(tmp_path: Path):
     record(tmp_path, "10")
-    apps = runner(tmp_path, FakeSlurm(running=["10"])).list("slurm_forge")
+    apps = runner(tmp_path, slurm(running=["10"])).list("slurm_forge")
     assert [(a.app_id, a.app_handle, a.state) for a in apps] == [("10", "slurm_forge://torchx/10", specs.AppState.RUNNING)]
     assert getattr(apps[0], "name", "demo") == "demo"  # TorchX main has a name column
 
 
 def test_list_cfg_picks_the_state_dir(tmp_path: Path):
     record(tmp_path / "other", "77")
-    sched = SlurmForgeScheduler("torchx", cli=FakeSlurm(), state_dir=str(tmp_path / "mine"))
+    sched = SlurmForgeScheduler("torchx", cli=slurm(), state_dir=str(tmp_path / "mine"))
     assert sched.list() == []
     assert [a.app_id for a in sched.list({"state_dir": str(tmp_path / "other")})] == ["77"]
 
@@ -116,7 +103,7 @@ def test_existing_job_dir_is_refused_before_the_workspace_is_copied(tmp_path: Pa
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     with pytest.raises(ConfigError) as e:
-        runner(tmp_path, FakeSlurm()).dryrun(echo_app(), "slurm_forge", cfg={"job_dir": str(job_dir)},
+        runner(tmp_path, slurm()).dryrun(echo_app(), "slurm_forge", cfg={"job_dir": str(job_dir)},
                                              workspace=f"file://{workspace}")
     assert str(e.value).startswith("runopt 'job_dir':") and "already exists" in str(e.value)
     assert list(job_dir.iterdir()) == []
@@ -127,7 +114,7 @@ def test_new_job_dir_gets_the_workspace(tmp_path: Path):
     workspace.mkdir()
     (workspace / "train.py").write_text("print('hi')\n")
     job_dir = tmp_path / "job"
-    info = runner(tmp_path, FakeSlurm()).dryrun(echo_app(), "slurm_forge", cfg={"job_dir": str(job_dir)},
+    info = runner(tmp_path, slurm()).dryrun(echo_app(), "slurm_forge", cfg={"job_dir": str(job_dir)},
                                                 workspace=f"file://{workspace}")
     assert (job_dir / "train.py").read_text() == "print('hi')\n"
     assert f"--chdir={job_dir}" in repr(info)
@@ -144,7 +131,7 @@ def test_forge_options_reach_the_request_in_a_plain_dict(tmp_path: Path):
             seen.append(type(cfg))
             return super()._submit_dryrun(app, cfg)
 
-    info = Spy("torchx", cli=FakeSlurm(), state_dir=str(tmp_path)).submit_dryrun(
+    info = Spy("torchx", cli=slurm(), state_dir=str(tmp_path)).submit_dryrun(
         echo_app(), {"nodes": 2, "max_retries": 1, "partition": "debug"})
     assert seen == [dict]
     job = info.request.jobs[0]
@@ -169,7 +156,7 @@ def test_runner_delete_cancels_every_job_of_the_app(tmp_path: Path):
     rec = record(tmp_path, "10")
     rec.jobs[0].companion = "11"
     Records(Store(str(tmp_path))).save(rec)
-    cli = FakeSlurm(running=["10"])
+    cli = slurm(running=["10"]).add_job("11", "PENDING", reason="Dependency", name="demo-retry")  # its companion
     runner(tmp_path, cli).delete("slurm_forge://torchx/10")
     assert sorted(cli.cancelled) == ["10", "11"]  # the companion job too, as `torchx cancel` does
     assert Records(Store(str(tmp_path))).cancelled("10")  # so a running companion resubmits nothing

@@ -1,37 +1,21 @@
 """The one place Slurm commands run: transient failures retried within bounds, sbatch never twice.
 
-Slurm is replaced by a script of answers at the one injection point (``SlurmCli._once``); the same
-behaviour against the real cluster is in tests/cluster/test_faults.py.
+Slurm is the shared fake (tests/unit/fakeslurm.py) at the one injection point (``SlurmCli._once``),
+answering with real Slurm 22.05 outputs; the same behaviour against the real cluster is in
+tests/cluster/test_faults.py.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
 from torchx_forge.errors import SlurmError
-from torchx_forge.slurm.cli import Backoff, SlurmCli, is_transient, tag_in, with_tag
+from torchx_forge.slurm.cli import Backoff, is_transient, tag_in, with_tag
+from unit.fakeslurm import FakeSlurm, fail, lost, ok, unreachable
 
 TIMEOUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
-
-
-class ScriptedCli(SlurmCli):
-    """Answers each command from a list of (returncode, stdout, stderr), per program name."""
-
-    def __init__(self, answers: Dict[str, List[Tuple[int, str, str]]]) -> None:
-        self.pauses: List[float] = []
-        self.said: List[str] = []
-        super().__init__(progress=self.said.append, sleep=self.pauses.append)
-        self.answers = answers
-
-    def _once(self, argv: Sequence[str], env: Optional[Dict[str, str]]) -> subprocess.CompletedProcess[str]:
-        self.calls.append(list(argv))
-        queue = self.answers[argv[0]]
-        code, out, err = queue.pop(0) if len(queue) > 1 else queue[0]
-        return subprocess.CompletedProcess(list(argv), code, out, err)
 
 
 def test_transient_errors_are_told_apart():
@@ -42,14 +26,22 @@ def test_transient_errors_are_told_apart():
     assert not is_transient("sbatch: error: invalid partition specified: nope")
 
 
+def test_what_real_slurm_prints_when_a_daemon_is_down_or_slow_is_transient():
+    for argv in (["squeue"], ["sbatch", "s.sh"], ["scancel", "12"], ["scontrol", "release", "12"],
+                 ["scontrol", "show", "config"], ["sacct"], ["sacctmgr", "show", "qos"]):
+        for timeout in (False, True):
+            assert is_transient(unreachable(argv, timeout=timeout).stderr), (argv, timeout)
+    assert not is_transient(fail("slurm_load_jobs error: Invalid job id specified").stderr)
+
+
 def test_a_transient_failure_is_tried_again_after_a_pause():
-    cli = ScriptedCli({"squeue": [(1, "", "squeue: error: Socket timed out on send/recv operation"), (0, "ok", "")]})
+    cli = FakeSlurm().answer("squeue", unreachable("squeue", timeout=True), ok("ok"))
     assert cli.run(["squeue"]) == "ok"
     assert len(cli.calls) == 2 and cli.pauses == [0.5] and "trying again" in cli.said[0]
 
 
 def test_a_persistent_transient_failure_stops_within_its_bounds_and_says_so():
-    cli = ScriptedCli({"squeue": [(1, "", "squeue: error: Socket timed out on send/recv operation")]})
+    cli = FakeSlurm().down("slurmctld", timeout=True)
     with pytest.raises(SlurmError) as e:
         cli.run(["squeue"], backoff=Backoff(tries=3, first=0.5, budget=8.0))
     assert len(cli.calls) == 3 and cli.pauses == [0.5, 1.0]
@@ -57,9 +49,8 @@ def test_a_persistent_transient_failure_stops_within_its_bounds_and_says_so():
 
 
 def test_a_query_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch):
-    down = "squeue: error: Unable to contact slurm controller (connect failure)"
-    cli = ScriptedCli({"squeue": [(1, "", down), (1, "", down), (1, "", down), (0, "ok", "")],
-                       "sacct": [(0, "acct", "")]})
+    down = unreachable("squeue")
+    cli = FakeSlurm().answer("squeue", down, down, down, ok("ok")).answer("sacct", ok("acct"))
     with pytest.raises(SlurmError):
         cli.run(["squeue"])
     asked = len(cli.calls)
@@ -72,10 +63,16 @@ def test_a_query_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch)
     assert cli.run(["squeue"]) == "ok"  # after QUIET_FOR seconds, asked again
 
 
-def test_a_request_error_is_not_retried():
-    cli = ScriptedCli({"sbatch": [(1, "", "sbatch: error: invalid partition specified: nope")]})
-    with pytest.raises(SlurmError) as e:
-        cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0")
+def script(tmp_path):
+    path = tmp_path / "s.sh"
+    path.write_text("#!/bin/bash\n#SBATCH --time=1\necho hi\n")
+    return str(path)
+
+
+def test_a_request_error_is_not_retried(tmp_path):
+    cli = FakeSlurm()
+    with pytest.raises(SlurmError) as e:  # Slurm refuses the partition
+        cli.sbatch(["sbatch", "--parsable", "--hold", "--partition=nope", script(tmp_path)], tag="sub-0")
     assert len(cli.calls) == 1 and not e.value.transient
     assert "Fix the request above" in str(e.value)
 
@@ -88,49 +85,46 @@ def test_sbatch_tags_its_job_in_the_comment_after_the_users_own():
     assert tag_in("forge:sub-0c", "sub-", prefix=True)
 
 
-def test_sbatch_whose_answer_was_lost_is_found_not_submitted_again():
-    cli = ScriptedCli({
-        "sbatch": [(1, "", TIMEOUT)],
-        "squeue": [(0, "41|forge:sub-0\n40|forge:other-1\n", "")],
-    })
-    assert cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0") == "41"
+def test_sbatch_whose_answer_was_lost_is_found_not_submitted_again(tmp_path):
+    cli = FakeSlurm(first_id=41).add_job("40", "PENDING", comment="forge:other-1")
+    cli.answer("sbatch", lost(fail(TIMEOUT)))  # job 41 went through; its answer did not come back
+    assert cli.sbatch(["sbatch", "--parsable", "--hold", script(tmp_path)], tag="sub-0") == "41"
     assert [c[0] for c in cli.calls] == ["sbatch", "squeue", "squeue"]  # found it; then looked for twins
     assert any("went through after all" in s for s in cli.said)
+    assert [c.job_id for c in cli.submitted] == ["41"]
 
 
-def test_sbatch_retried_after_a_failure_cancels_a_twin_that_shows_up():
-    cli = ScriptedCli({
-        "sbatch": [(1, "", TIMEOUT), (0, "42\n", "")],
-        "squeue": [(0, "", ""), (0, "41|forge:sub-0\n42|forge:sub-0\n", "")],
-        "scancel": [(0, "", "")],
-    })
-    assert cli.sbatch(["sbatch", "--parsable", "--hold", "s.sh"], tag="sub-0") == "42"
+def test_sbatch_retried_after_a_failure_cancels_a_twin_that_shows_up(tmp_path):
+    cli = FakeSlurm(first_id=41)
+    cli.answer("sbatch", lost(fail(TIMEOUT)))  # job 41 went through; its answer did not come back
+    cli.answer("squeue", ok(""))  # and squeue does not show it yet
+    assert cli.sbatch(["sbatch", "--parsable", "--hold", script(tmp_path)], tag="sub-0") == "42"
     assert ["scancel", "41"] in cli.calls
 
 
 # -- several clusters --------------------------------------------------------------------------
 
 
-def test_every_command_of_a_cluster_names_it_and_sbatch_says_where_it_went():
-    cli = ScriptedCli({"sbatch": [(0, "1000004;forge2\n", "")], "squeue": [(0, "1000004|PENDING|None||app\n", "")],
-                       "scancel": [(0, "", "")], "scontrol": [(0, "", "")], "sacct": [(0, "", "")]})
+def test_every_command_of_a_cluster_names_it_and_sbatch_says_where_it_went(tmp_path):
+    cli = FakeSlurm(first_id=1000004)
     there = cli.on("forge2")
     assert there.on("forge2") is there and cli.on(None) is cli
-    assert there.submit(["sbatch", "--parsable", "job.sh"]) == ("1000004", "forge2")
+    assert there.submit(["sbatch", "--parsable", script(tmp_path)]) == ("1000004", "forge2")
     assert cli.calls[-1][:2] == ["sbatch", "--clusters=forge2"]
     (row,) = there.squeue(["1000004"])
     assert row.cluster == "forge2" and cli.calls[-1][:2] == ["squeue", "--clusters=forge2"]
-    there.cancel(["1000004"])  # without -M, scancel of another cluster's job does nothing and exits 0
     there.release(["1000004"])
-    assert cli.calls[-2][:2] == ["scancel", "--clusters=forge2"] and cli.calls[-1][:2] == ["scontrol", "--clusters=forge2"]
+    there.cancel(["1000004"])  # without -M, scancel of another cluster's job does nothing and exits 0
+    assert cli.calls[-2][:2] == ["scontrol", "--clusters=forge2"] and cli.calls[-1][:2] == ["scancel", "--clusters=forge2"]
+    assert there.squeue(["1000004"])[0].state.value == "CANCELLED" and cli.squeue(["1000004"]) == []
     # a list lets Slurm choose; the answer names the cluster it chose
-    cli.answers["sbatch"] = [(0, "12;forge\n", "")]
+    cli.answer("sbatch", ok("12;forge\n"))
     assert cli.on("forge,forge2").submit(["sbatch", "--parsable", "job.sh"]) == ("12", "forge")
 
 
 def test_one_sacct_for_several_clusters_tells_their_rows_apart():
-    out = "forge|7|a|COMPLETED|0:0|n1|||None\nforge2|7|b|FAILED|3:0|m1|||None\n"
-    cli = ScriptedCli({"sacct": [(0, out, "")]})
+    cli = FakeSlurm(fixtures=False).add_accounting("7|a|COMPLETED|0:0|n1|||None")
+    cli.add_accounting("7|b|FAILED|3:0|m1|||None", cluster="forge2")
     rows = cli.sacct(["7"], clusters=["forge", "forge2"])
     assert [(r.cluster, r.key, r.state.value) for r in rows] == [("forge", "7", "COMPLETED"), ("forge2", "7", "FAILED")]
     assert "--clusters=forge,forge2" in cli.calls[-1] and "--format=Cluster,JobID," in " ".join(cli.calls[-1])

@@ -4,58 +4,22 @@ make no Slurm call and show the version last seen); an explicit gpu_flag always 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import pytest
 from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.core.options import gpu_flag_for
 from torchx_forge.scheduler import SlurmForgeScheduler
-from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import CACHE, ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
+from unit.fakeslurm import FakeSlurm
 
 CONFIG_18 = "Configuration data as of 2026-01-01T00:00:00\nMaxJobCount             = 10000\nSLURM_VERSION           = 18.08.9\n"
-
-
-class NoSlurm(SlurmCli):
-    """Any Slurm call is a test failure."""
-
-    def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-            backoff: object = None) -> str:
-        raise AssertionError(f"unexpected Slurm call: {list(argv)}")
-
-
-class OldSlurm(SlurmCli):
-    """A Slurm 18.08 controller that takes every sbatch; the scripts it was given are kept."""
-
-    def __init__(self) -> None:
-        super().__init__(progress=lambda text: None)
-        self.scripts: List[str] = []
-        self.next_id = 100
-
-    def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-            backoff: object = None) -> str:
-        assert list(argv[:3]) == ["scontrol", "show", "config"], argv
-        return CONFIG_18
-
-    def submit(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
-               tag: Optional[str] = None) -> Tuple[str, str]:
-        if argv[-1].endswith(".sh"):
-            self.scripts.append(Path(argv[-1]).read_text())
-        self.next_id += 1
-        return str(self.next_id), ""
-
-    def release(self, job_ids: Iterable[str]) -> None:
-        pass
-
-    def cancel(self, job_ids: Iterable[str], signal: Optional[str] = None, batch: bool = False,
-               ended_ok: bool = False) -> None:
-        pass
 
 
 def gpu_app(gpus: int = 2) -> AppDef:
@@ -87,19 +51,22 @@ def test_only_auto_is_resolved(tmp_path: Path):
 
 
 def test_dry_run_shows_the_flag_of_the_version_last_seen_without_calling_slurm(tmp_path: Path):
-    sched = SlurmForgeScheduler("torchx", cli=NoSlurm(), state_dir=str(tmp_path))
+    slurm = FakeSlurm()
+    sched = SlurmForgeScheduler("torchx", cli=slurm, state_dir=str(tmp_path))
     cfg = {"state_dir": str(tmp_path)}
     assert "--gpus-per-node=2" in repr(sched.submit_dryrun(gpu_app(), cfg))  # nothing known yet: a recent Slurm
     Store(str(tmp_path)).write_json(CACHE, {"time": 0, "slurm_version": "18.08.9"})
     shown = repr(sched.submit_dryrun(gpu_app(), cfg))
     assert "--gres=gpu:2" in shown and "--gpus-per-node" not in shown
     assert "--gpus-per-node=2" in repr(sched.submit_dryrun(gpu_app(), {**cfg, "gpu_flag": "gpus-per-node"}))
+    assert slurm.calls == []
 
 
 def test_submit_reads_the_version_and_writes_its_flag(tmp_path: Path):
-    cli = OldSlurm()
+    cli = FakeSlurm(version="18.08.9")  # an 18.08 controller
     req = build_request(gpu_app(), ForgeOpts.of(state_dir=str(tmp_path), log_dir=str(tmp_path / "logs")))
     submit(cli, Records(Store(str(tmp_path))), req)
-    (script,) = [s for s in cli.scripts if "torchx_forge.node.launch" in s]
+    assert cli.called("scontrol show config")
+    (script,) = [c.script for c in cli.submitted if c.script and "torchx_forge.node.launch" in c.script]
     assert "#SBATCH --gres=gpu:2" in script and "--gpus-per-node" not in script
     assert ClusterLimits.known_version(Store(str(tmp_path))) == "18.08.9"

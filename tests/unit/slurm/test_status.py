@@ -4,7 +4,6 @@ import json
 
 from torchx.specs import AppState
 
-from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.slurm.report import describe_response, status_message
 from torchx_forge.slurm.status import (
@@ -19,6 +18,7 @@ from torchx_forge.slurm.status import (
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskReport
+from unit.fakeslurm import FakeSlurm
 
 
 def views_of(rec, squeue, sacct, files, cancelled=False):
@@ -293,27 +293,12 @@ def test_without_accounting_the_causes_come_from_the_launchers_record():
 # -- one gatherer, and what it does when Slurm does not answer --------------------------------------
 
 
-class DeafCli:
-    """squeue and/or sacct fail the way a stopped daemon makes them fail."""
-
-    accounting = None  # as SlurmCli before its first sacct
-    cluster = None
-
-    def on(self, cluster):
-        return self
-
-    def __init__(self, squeue_ok: bool, sacct_ok: bool) -> None:
-        self.squeue_ok, self.sacct_ok = squeue_ok, sacct_ok
-
-    def squeue(self, ids):
-        if not self.squeue_ok:
-            raise SlurmError(["squeue"], 1, "squeue: error: Unable to contact slurm controller (connect failure)")
-        return []
-
-    def sacct(self, ids):
-        if not self.sacct_ok:
-            raise SlurmError(["sacct"], 1, "sacct: error: Problem talking to the database: Connection refused")
-        return []
+def deaf(*daemons: str) -> FakeSlurm:
+    """Slurm with these daemons stopped: squeue and/or sacct fail the way real Slurm's do then."""
+    fake = FakeSlurm()
+    for daemon in daemons:
+        fake.down(daemon)
+    return fake
 
 
 def _running_app(tmp_path):
@@ -326,17 +311,18 @@ def _running_app(tmp_path):
 
 def test_with_slurmdbd_down_status_comes_from_squeue_and_state_files(tmp_path):
     records, rec = _running_app(tmp_path)
-    got = gather(DeafCli(squeue_ok=True, sacct_ok=False), records, [rec])
+    got = gather(deaf("slurmdbd"), records, [rec])
     (v,) = got.views["10"]
     assert v.slurm_state == "LOST"  # squeue answered: the job left the queue without reporting an end
     assert got.notes == ["accounting (slurmdbd) is unreachable: states come from squeue and the tasks' state files"
-                         " (sacct: sacct: error: Problem talking to the database: Connection refused)"]
+                         " (sacct: sacct: error: slurm_persist_conn_open_without_init: failed to open persistent"
+                         " connection to host:localhost:6819: Connection refused)"]
     assert records.load("10").final is None  # nothing frozen while a source is missing
 
 
 def test_with_slurmctld_down_a_running_task_is_running_as_of_its_last_report(tmp_path):
     records, rec = _running_app(tmp_path)
-    got = gather(DeafCli(squeue_ok=False, sacct_ok=False), records, [rec])
+    got = gather(deaf("slurmctld", "slurmdbd"), records, [rec])
     (v,) = got.views["10"]
     assert (v.slurm_state, v.host) == ("RUNNING", "n1") and "last report" in v.reason
     assert len(got.notes) == 2 and "may be stale" in got.notes[0]

@@ -13,7 +13,7 @@ The suite runs side by side (pytest-xdist, ``-n``/``--dist loadgroup`` in pyproj
 - tests that fill a cluster (a thousand tasks, a full job table, a node set down) use the
   ``flood_cluster`` fixture: one at a time (group ``floods``) on a cluster of their own;
 - tests that use the capped QOS (its limit counts every job of the user) run one at a time
-  (group ``qos``);
+  (group ``qos``), and so do the real DDP runs (group ``ddp``: PyTorch takes the CPUs);
 - every other cluster test only looks at its own jobs and its own state dir.
 """
 
@@ -129,7 +129,7 @@ def flood_cluster(monkeypatch: pytest.MonkeyPatch) -> LabCluster:
 
 
 #: the xdist groups (``--dist loadgroup``): tests of one group run one after the other, on one worker
-SERIAL_GROUPS = {"fault_cluster": "faults", "flood_cluster": "floods", "capped_qos": "qos"}
+SERIAL_GROUPS = {"fault_cluster": "faults", "flood_cluster": "floods", "capped_qos": "qos", "ddp_slot": "ddp"}
 
 
 @pytest.fixture
@@ -137,6 +137,12 @@ def capped_qos() -> str:
     """The capped QOS the wave tests submit under; its limit counts every job of the user in it, so
     the tests that use it run one at a time (xdist group ``qos``)."""
     return "cap100"
+
+
+@pytest.fixture
+def ddp_slot() -> None:
+    """Real DDP runs (torchrun and four PyTorch processes each) take the 2 CPUs for a while: one at
+    a time (xdist group ``ddp``), so that their steps keep a pace the tests can wait for."""
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -191,11 +197,14 @@ def handle_of(p: subprocess.CompletedProcess) -> str:
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``pred`` until it holds. A predicate that runs a command (a torchx CLI takes about half a
+    CPU second) is polled at most a third of the time: tests run side by side on 2 CPUs."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
+        t0 = time.monotonic()
         if pred():
             return
-        time.sleep(interval)
+        time.sleep(max(interval, 2 * (time.monotonic() - t0)))
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -207,8 +216,9 @@ def squeue_ids() -> List[str]:
 def queued_jobs_of(state_dir: Path, clusters: str = "") -> List[str]:
     """Ids of the queued or running jobs that write their output under ``state_dir``: this test's
     own, since every job forge submits (the app's, its guard, companions and wave jobs) logs there
-    unless ``log_dir`` says otherwise. Tests run side by side, so the queue as a whole says nothing
-    about one test. ``clusters``: ``-M`` for squeue (default: the cluster $SLURM_CONF names)."""
+    unless ``log_dir`` says otherwise (then pass the test's tmp_path, which holds both). Tests run
+    side by side, so the queue as a whole says nothing about one test. ``clusters``: ``-M`` for
+    squeue (default: the cluster $SLURM_CONF names)."""
     argv = ["squeue", "-h", "-O", "JobID:40,StdOut:4096", *(["-M", clusters] if clusters else [])]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rows = (line.split(None, 1) for line in out.splitlines())

@@ -22,7 +22,7 @@ DDP = str(REPO / "examples" / "ddp_train.py")
 
 
 @pytest.mark.slow
-def test_dist_ddp_2x2_trains_across_two_nodes(state_dir: Path):
+def test_dist_ddp_2x2_trains_across_two_nodes(ddp_slot: None, state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "dist.ddp", "-j", "2x2", "--script", DDP, "--", "--steps", "20",
                    "--step-seconds", "0.1")
     handle = handle_of(p)
@@ -38,7 +38,7 @@ def test_dist_ddp_2x2_trains_across_two_nodes(state_dir: Path):
 
 
 @pytest.mark.slow
-def test_warned_ddp_run_resumes_with_every_step_once(state_dir: Path, tmp_path: Path):
+def test_warned_ddp_run_resumes_with_every_step_once(ddp_slot: None, state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     p = run_torchx("run", "--scheduler", "slurm_forge", "dist.ddp", "-j", "2x2", "--max_retries", "2", "--script", DDP,
                    "--", "--steps", "30", "--step-seconds", "0.5", "--ledger", str(ledger))
@@ -57,7 +57,7 @@ def test_warned_ddp_run_resumes_with_every_step_once(state_dir: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_sweep_of_two_node_ddp_runs_without_port_clashes(state_dir: Path):
+def test_sweep_of_two_node_ddp_runs_without_port_clashes(ddp_slot: None, state_dir: Path):
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.sweep", "--config", str(REPO / "examples" / "ddp_sweep.yaml"),
                    cwd=REPO / "examples")
     handle = handle_of(p)
@@ -73,7 +73,7 @@ def test_sweep_of_two_node_ddp_runs_without_port_clashes(state_dir: Path):
     assert all("," in n or "[" in n for *_, n in (line.split("|") for line in out.split()))  # every run on 2 nodes
 
 
-@pytest.mark.parametrize("kind", ["command", "script", pytest.param("ddp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["command", "script", pytest.param("ddp", marks=[pytest.mark.slow, pytest.mark.xdist_group("ddp")])])
 def test_each_starter_goes_from_init_to_succeeded(state_dir: Path, tmp_path: Path, kind: str):
     target = tmp_path / kind
     assert run_torchx("forge", "init", kind, str(target)).returncode == 0

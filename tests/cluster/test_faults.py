@@ -26,7 +26,19 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from conftest import FAULTS, REPO, TORCHX, LabCluster, app_state, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import (
+    FAULTS,
+    REPO,
+    TORCHX,
+    LabCluster,
+    app_state,
+    handle_of,
+    queued_jobs_of,
+    run_torchx,
+    task_row,
+    wait_end,
+    wait_for,
+)
 from torchx_forge.state.intents import Intents
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
@@ -112,9 +124,11 @@ def kill(p: subprocess.Popen) -> None:
 # -- 1. daemons down -----------------------------------------------------------------------------
 
 
-def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabCluster, state_dir: Path):
+def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    go = tmp_path / "go"  # the tasks run until the test has seen them RUNNING with slurmdbd down
     handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "forge.grid", "--name", "nodb", "--axes",
-                                  "run.env.I=[0,1]", "--", "sh", "-c", "echo out-$I; sleep 12"))
+                                  "run.env.I=[0,1]", "--", "sh", "-c",
+                                  f"echo out-$I; while [ ! -e {go} ]; do sleep 0.5; done; sleep 2"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the sweep to run")
     with daemon_down(FAULTS.slurmdbd_pid):
         st = run_torchx("status", handle)
@@ -122,6 +136,7 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabClu
         assert "State: RUNNING" in st.stdout and "accounting (slurmdbd) is unreachable" in st.stdout, st.stdout
         listed = run_torchx("list", "-s", "slurm_forge")
         assert listed.returncode == 0 and handle.rsplit("/", 1)[1] in listed.stdout, listed.stdout + listed.stderr
+        go.touch()
         assert wait_end(handle, timeout=120) == "SUCCEEDED"  # from squeue, then the task state files
         assert task_row(handle, "nodb[1]")[3] == "0"
         log = run_torchx("log", f"{handle}/nodb/1")
@@ -418,7 +433,6 @@ def test_a_program_without_checkpoints_that_finishes_in_the_grace_time_runs_once
 
 
 def test_a_read_only_or_full_log_dir_is_refused_before_submitting(state_dir: Path, tmp_path: Path):
-    before = {r[0] for r in squeue_rows()}
     with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"log_dir={ro}", "utils.echo")
         assert p.returncode != 0 and f"log dir {ro}" in p.stderr and "Read-only" in p.stderr, p.stderr
@@ -426,7 +440,7 @@ def test_a_read_only_or_full_log_dir_is_refused_before_submitting(state_dir: Pat
     with tmpfs(tmp_path / "full", "size=64k") as full:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"log_dir={full}", "utils.echo")
         assert p.returncode != 0 and "is full" in p.stderr, p.stderr
-    assert {r[0] for r in squeue_rows()} <= before
+    assert queued_jobs_of(tmp_path) == []  # nothing submitted: no job logs under the test's dirs
 
 
 def test_a_task_whose_log_dir_fills_up_is_not_a_clean_success(state_dir: Path, tmp_path: Path):

@@ -15,6 +15,7 @@ from torchx import specs
 
 from torchx_forge.appdef.pipeline import Pipeline, Step
 from torchx_forge.appdef.sweep import Group, TableSink, build_appdef, group_by_shape
+from torchx_forge.core import envvars
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 from torchx_forge.experiment.spec import Experiment
@@ -71,7 +72,7 @@ def build_steps(name: str, stages: Sequence[StageSpec], sink: TableSink,
             spec.exp, sink, local_parallel=local_parallel, runs=runs, groups=groups,
             row_extra=_row_extra(spec.name, spec.per_run, spec.inputs, upstream),
             task_args=["--stage", spec.name] + (["--wait-for", wait] if spec.after else []),
-            extra_env={"FORGE_STAGE": spec.name},
+            extra_env={envvars.STAGE.name: spec.name},
         )
         steps.append(Step(spec.name, app, after=list(spec.after), when=spec.when.value, per_run=spec.per_run,
                           external=list(spec.external)))

@@ -34,7 +34,7 @@ from typing import (
     Tuple,
 )
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract
@@ -128,9 +128,9 @@ def choose_stage(rec: AppRecord, wanted: Optional[str]) -> str:
 
 def result_dir_of(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, run_id: str) -> str:
     """Where the launcher put this run's results: the same template, filled with the same env."""
-    env = {**role.env, "FORGE_STATE_DIR": state_dir, "FORGE_APP_ID": rec.app_id}
+    env = {**role.env, envvars.STATE_DIR.name: state_dir, envvars.APP_ID.name: rec.app_id}
     if stage:
-        env.setdefault("FORGE_STAGE", stage)
+        env.setdefault(envvars.STAGE.name, stage)
     return contract.result_dir(env, run_id)
 
 
@@ -273,7 +273,7 @@ def load(sched: Any, app_id: str, stage: Optional[str] = None) -> Results:
     if rec is None:
         raise UnknownAppError(
             f"no record of app {app_id!r} in state dir {records.store.url}"
-            " (submitted with another state_dir? set FORGE_STATE_DIR)"
+            f" (submitted with another state_dir? set {envvars.STATE_DIR.name})"
         )
     notes = []
     try:

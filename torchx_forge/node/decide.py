@@ -15,6 +15,7 @@ import os
 import sys
 from typing import List, Mapping, Optional, Sequence
 
+from torchx_forge.core import envvars
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy, decide
 from torchx_forge.core.states import Outcome
 from torchx_forge.core.storage import store_wait
@@ -30,7 +31,7 @@ def run(tasks: Sequence[str], env: Mapping[str, str]) -> int:
     used = 1
     for task in tasks:
         role, _, replica = task.rpartition(":")
-        f = TaskFile(env.get("FORGE_STATE_DIR", ""), env.get("FORGE_APP_ID", ""), role, int(replica)).load()
+        f = TaskFile(env.get(envvars.STATE_DIR.name, ""), env.get(envvars.APP_ID.name, ""), role, int(replica)).load()
         files.append(f)
         try:
             outcomes.append(Outcome(f.last.get("outcome")))

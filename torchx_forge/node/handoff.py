@@ -25,6 +25,7 @@ import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from torchx_forge.core import envvars
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError, latest_checkpoint
@@ -33,7 +34,7 @@ from torchx_forge.state.files import is_url, read_file
 
 
 def _env_for(env: Mapping[str, str], stage: str) -> Dict[str, str]:
-    return {**env, "FORGE_STAGE": stage}
+    return {**env, envvars.STAGE.name: stage}
 
 
 def upstream_runs(row: Mapping[str, Any], env: Mapping[str, str]) -> List[Tuple[str, int, str, str]]:
@@ -71,9 +72,9 @@ def upstream_env(row: Mapping[str, Any], env: Dict[str, str]) -> None:
     if not row.get("upstream"):
         return
     ok, failed, dirs, _ = upstream_status(row, env)
-    env["FORGE_UPSTREAM_RUNS_OK"] = ",".join(map(str, sorted(ok)))
-    env["FORGE_UPSTREAM_RUNS_FAILED"] = ",".join(map(str, sorted(failed)))
-    env["FORGE_UPSTREAM_RESULT_DIRS"] = os.pathsep.join(dirs)
+    env[envvars.UPSTREAM_RUNS_OK.name] = ",".join(map(str, sorted(ok)))
+    env[envvars.UPSTREAM_RUNS_FAILED.name] = ",".join(map(str, sorted(failed)))
+    env[envvars.UPSTREAM_RESULT_DIRS.name] = os.pathsep.join(dirs)
 
 
 def choose_input(row: Mapping[str, Any], env: Mapping[str, str]) -> Optional[str]:

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
 from torchx_forge.core.states import Outcome
@@ -71,15 +71,15 @@ def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
     for item in ns.env:
         key, _, value = item.partition("=")
         env[key] = value
-    replica = ns.replica if ns.replica is not None else int(base.get("FORGE_REPLICA_ID", "0"))
-    app_id = base.get("FORGE_APP_ID") or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
+    replica = ns.replica if ns.replica is not None else int(base.get(envvars.REPLICA_ID.name, "0"))
+    app_id = base.get(envvars.APP_ID.name) or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
     group0 = base.get("SLURM_JOB_NODELIST_HET_GROUP_0") or base.get("SLURM_JOB_NODELIST", "")
-    env.update(FORGE_APP_ID=app_id, FORGE_ROLE=ns.role, FORGE_REPLICA_ID=str(replica))
-    env.setdefault("FORGE_ATTEMPT", base.get("SLURM_RESTART_COUNT", "0") or "0")
+    env.update({envvars.APP_ID.name: app_id, envvars.ROLE.name: ns.role, envvars.REPLICA_ID.name: str(replica)})
+    env.setdefault(envvars.ATTEMPT.name, base.get("SLURM_RESTART_COUNT", "0") or "0")
     rank0 = first_host(group0) if group0 else ""
     if rank0:
-        env["FORGE_RANK0_HOST"] = rank0
-    env["FORGE_RDZV_PORT"] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
+        env[envvars.RANK0_HOST.name] = rank0
+    env[envvars.RDZV_PORT.name] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
     return env
 
 
@@ -126,9 +126,9 @@ class Attempt:
     """This attempt of the task, reported in its state file by the task's first node."""
 
     def __init__(self, env: Dict[str, str], ns: argparse.Namespace, replica: int) -> None:
-        self.reporter = _is_first_task(env, ns.het_group) and bool(env.get("FORGE_STATE_DIR"))
-        self.file = TaskFile(env.get("FORGE_STATE_DIR", ""), env["FORGE_APP_ID"], ns.role, replica)
-        if env.get("FORGE_STATE_DIR"):
+        self.reporter = _is_first_task(env, ns.het_group) and bool(env.get(envvars.STATE_DIR.name))
+        self.file = TaskFile(env.get(envvars.STATE_DIR.name, ""), env[envvars.APP_ID.name], ns.role, replica)
+        if env.get(envvars.STATE_DIR.name):
             self.file.load()
         self.key = job_key(env)
         self.number, self.initial = self.file.attempt_for(self.key, env.get("SLURM_RESTART_COUNT", "0"))
@@ -152,11 +152,11 @@ class Attempt:
 def run(argv: Sequence[str]) -> int:
     ns = _parse(argv)
     env = task_env(ns, dict(os.environ))
-    replica = int(env["FORGE_REPLICA_ID"])
+    replica = int(env[envvars.REPLICA_ID.name])
     attempt = Attempt(env, ns, replica)
-    env["FORGE_ATTEMPT"], env["FORGE_INITIAL_JOB_ID"] = str(attempt.number), attempt.initial
+    env[envvars.ATTEMPT.name], env[envvars.INITIAL_JOB_ID.name] = str(attempt.number), attempt.initial
     policy = RetryPolicy.from_env(env)
-    if env.get("FORGE_MAX_RETRIES") and not policy.attempts_left(attempt.number):
+    if env.get(envvars.MAX_RETRIES.name) and not policy.attempts_left(attempt.number):
         note = exhausted_note(attempt.number, policy)
         say(f"torchx-forge: {note}; not starting")
         attempt.ended(Outcome.EXHAUSTED, 1, note)
@@ -167,7 +167,7 @@ def run(argv: Sequence[str]) -> int:
         say(f"torchx-forge: {e}")
         attempt.ended(Outcome.FAILED, e.code, str(e))
         return e.code
-    run_id = run_row["run_id"] if run_row else contract.default_run_id(env["FORGE_APP_ID"], ns.role, replica)
+    run_id = run_row["run_id"] if run_row else contract.default_run_id(env[envvars.APP_ID.name], ns.role, replica)
     try:
         resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
     except (CheckpointError, OSError) as e:
@@ -197,10 +197,10 @@ def run(argv: Sequence[str]) -> int:
         program, env, cwd = ready.argv, ready.env, ready.workdir
     ending = Supervisor(program, env, policy, cwd).run()
     finished = bool(done_file) and os.path.exists(done_file)
-    saved = ending.warned_at is not None and saved_since(env["FORGE_CHECKPOINT_DIR"], ending.warned_at, resumed)
+    saved = ending.warned_at is not None and saved_since(env[envvars.CHECKPOINT_DIR.name], ending.warned_at, resumed)
     outcome = outcome_of(ending.code, bool(ending.warned_by), ending.stopped_by, finished, saved)
     code, note = ending.code, warned_note(ending, outcome, finished, saved)
-    lost = output_lost(env["FORGE_LOG_DIR"]) if env.get("FORGE_LOG_DIR") else ""
+    lost = output_lost(env[envvars.LOG_DIR.name]) if env.get(envvars.LOG_DIR.name) else ""
     if lost:  # a run whose output is gone is no clean success
         say(f"torchx-forge: {lost}")
         outcome, code, note = (Outcome.FAILED, LOG_LOST_EXIT, lost) if outcome is Outcome.COMPLETED else (
@@ -233,7 +233,7 @@ def output_lost(log_dir: str, settle: float = 1.0) -> str:
 
 def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:
     """FORGE_DONE_FILE: the program creates it to say it finished, even when warned (jobs with retries)."""
-    warn_file = env.get("FORGE_WARN_FILE", "")
+    warn_file = env.get(envvars.WARN_FILE.name, "")
     if not warn_file:
         return ""
     path = os.path.join(os.path.dirname(os.path.dirname(warn_file)), ".forge-done", f"{key}.{role}.{replica}")
@@ -244,7 +244,7 @@ def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:
         pass
     except OSError:
         return ""
-    env["FORGE_DONE_FILE"] = path
+    env[envvars.DONE_FILE.name] = path
     return path
 
 

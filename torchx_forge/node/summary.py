@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any, Dict, Mapping, Optional
 
+from torchx_forge.core import envvars
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
 from torchx_forge.state.files import read_file, write_file
@@ -54,18 +55,18 @@ def report_run(env: Mapping[str, str], row: Optional[Mapping[str, Any]], run_id:
         env: the program's environment (FORGE_RESULT_DIR, FORGE_ATTEMPT, FORGE_STAGE, ...).
         row: the run's row of its run table (None for a plain AppDef's role).
     """
-    directory = env.get("FORGE_RESULT_DIR")
+    directory = env.get(envvars.RESULT_DIR.name)
     if not directory:
         return
     r = row or {}
-    globs = list(r.get("artifacts") or []) + globs_from_env(env.get("FORGE_ARTIFACTS", ""))
+    globs = list(r.get("artifacts") or []) + globs_from_env(env.get(envvars.ARTIFACTS.name, ""))
     try:
         artifacts = collect(globs, str(r.get("workdir") or os.getcwd()), directory) if globs else []
         write_summary(directory, {
             "artifacts": artifacts, "run_id": run_id, "index": r.get("index", replica), "case": r.get("case", ""),
-            "stage": env.get("FORGE_STAGE", ""), "role": role, "replica": replica, "params": dict(r.get("params") or []),
-            "state": state, "exit_code": exit_code, "attempts": int(env.get("FORGE_ATTEMPT", "0") or 0) + 1,
-            "job": job_key(env), "app_id": env.get("FORGE_APP_ID", ""), "note": note,
+            "stage": env.get(envvars.STAGE.name, ""), "role": role, "replica": replica, "params": dict(r.get("params") or []),
+            "state": state, "exit_code": exit_code, "attempts": int(env.get(envvars.ATTEMPT.name, "0") or 0) + 1,
+            "job": job_key(env), "app_id": env.get(envvars.APP_ID.name, ""), "note": note,
         })
     except OSError as e:
         print(f"torchx-forge: warning: cannot write the run summary: {e}", file=sys.stderr)

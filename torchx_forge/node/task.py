@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
 from torchx_forge.core.states import DepKind
 from torchx_forge.core.storage import store_wait
 from torchx_forge.node import contract
@@ -48,13 +48,13 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def run_env(run: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
     env = dict(base)
     env.update(run.get("env", {}))
-    env["FORGE_RUN_INDEX"] = str(run["index"])
-    env["FORGE_RUN_ID"] = run["run_id"]
-    env["FORGE_RUN_CASE"] = run.get("case", "")
+    env[envvars.RUN_INDEX.name] = str(run["index"])
+    env[envvars.RUN_ID.name] = run["run_id"]
+    env[envvars.RUN_CASE.name] = run.get("case", "")
     if run.get("resume_arg"):
-        env["FORGE_RESUME_ARG"] = str(run["resume_arg"])
+        env[envvars.RESUME_ARG.name] = str(run["resume_arg"])
     if run.get("params_json"):
-        env["FORGE_RUN_PARAMS"] = run["params_json"]
+        env[envvars.RUN_PARAMS.name] = run["params_json"]
     return env
 
 
@@ -97,7 +97,7 @@ def _handoff(run: Dict[str, Any], env: Dict[str, str], argv: List[str]) -> List[
     upstream_env(run, env)
     chosen = choose_input(run, env)
     if chosen:
-        env["FORGE_INPUT_CHECKPOINT"] = chosen
+        env[envvars.INPUT_CHECKPOINT.name] = chosen
         flag = (run.get("inputs") or {}).get("arg")
         if flag:
             argv = argv + [flag, chosen]
@@ -127,8 +127,8 @@ def prepare(run: Dict[str, Any], base: Dict[str, str], app_id: Optional[str] = N
     """A run's command, ready to start: its env, the checkpoint contract (outside slurm_forge,
     whose launcher applies it), the pipeline handoff and its working directory (RunError if not)."""
     env = run_env(run, base)
-    if "FORGE_CHECKPOINT_DIR" not in base:  # e.g. local_cwd: no forge launcher around this run
-        env.setdefault("FORGE_APP_ID", app_id or "local")
+    if envvars.CHECKPOINT_DIR.name not in base:  # e.g. local_cwd: no forge launcher around this run
+        env.setdefault(envvars.APP_ID.name, app_id or "local")
         try:
             contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
         except (CheckpointError, OSError) as e:
@@ -154,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except (OSError, ValueError, LookupError, KeyError) as e:
         print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
         sys.exit(2)
-    launched = "FORGE_CHECKPOINT_DIR" in os.environ  # slurm_forge's launcher already applied the contract
+    launched = envvars.CHECKPOINT_DIR.name in os.environ  # slurm_forge's launcher already applied the contract
     try:
         ready = prepare(run, dict(os.environ), ns.app_id, ns.wait_for)
     except RunError as e:

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import replace
 from typing import List, Optional, Sequence
 
+from torchx_forge.core import envvars
 from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError, store_wait
 from torchx_forge.errors import SlurmError
@@ -82,7 +83,7 @@ class WaveJob:
 
     def submit(self, planned: JobRecord) -> str:
         """One planned job, and its companion; linked to the app as it goes."""
-        argv = [*planned.argv[:2], f"--export=ALL,FORGE_APP_ID={self.rec.app_id}", *planned.argv[2:]]
+        argv = [*planned.argv[:2], f"--export=ALL,{envvars.APP_ID.name}={self.rec.app_id}", *planned.argv[2:]]
         tag = f"{self.rec.submission}-{planned.job_id}"
         job_id = sbatch_script(self.cli, argv, env=self.env, tag=tag)  # its script, from the state dir
         self.added.append(job_id)

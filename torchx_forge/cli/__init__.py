@@ -30,6 +30,7 @@ from torchx.specs.api import parse_app_handle
 
 from torchx_forge.compat import withdraw_forge_entry_points
 from torchx_forge.core import envvars
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
 
@@ -74,7 +75,7 @@ class CmdCancel(TorchxCancel):
             return
         try:
             importlib.import_module("torchx_forge.cli.apps").cmd_cancel_app(args)
-        except (ForgeError, StoreError) as e:
+        except (ForgeError, StoreError, NewerFormatError) as e:
             print(f"torchx cancel: error: {e}", file=sys.stderr)
             sys.exit(1)
 
@@ -126,7 +127,7 @@ class CmdForge(SubCommand):
         try:
             module, func = COMMANDS[args.forge_cmd]
             getattr(importlib.import_module(module), func)(args)
-        except (ForgeError, StoreError) as e:
+        except (ForgeError, StoreError, NewerFormatError) as e:
             print(f"torchx forge {args.forge_cmd}: error: {e}", file=sys.stderr)
             sys.exit(1)
         except BrokenPipeError:  # e.g. `torchx forge preview ... | head`

@@ -111,7 +111,7 @@ def table_ref(role: RoleRecord, tables: Sequence[str]) -> Optional[Tuple[str, st
 def choose_stage(rec: AppRecord, wanted: Optional[str]) -> str:
     """The step to show: ``wanted``, else the last step with a run table ('' for non-pipelines)."""
     stages = rec.stages()
-    tables = list(rec.meta.get("tables") or [])
+    tables = list(rec.tables)
     if not stages:
         if wanted:
             raise ForgeError(f"--stage is for pipelines; app {rec.app_id} ({rec.name}) has no steps")
@@ -141,7 +141,7 @@ def planned_runs(
     (a role's replicas are one distributed run; replica 0 stands for it)."""
     names = dict(rec.stages()).get(stage) if stage else None
     roles = [r for r in rec.roles if names is None or r.name in names]
-    tables = list(rec.meta.get("tables") or [])
+    tables = list(rec.tables)
     out: List[RunResult] = []
     plain = 0
     for role in roles:

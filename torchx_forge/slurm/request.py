@@ -14,7 +14,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torchx
 from torchx.specs import AppDef, Role, macros
@@ -29,6 +29,7 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.preview import runs_preview
+from torchx_forge.state.records import AppMeta
 
 LAUNCHER = "torchx_forge.node.launch"
 DECIDE = "torchx_forge.node.decide"
@@ -376,12 +377,9 @@ class ForgeBatchRequest:
 
         return replace(self, opts=resolve(self.opts), jobs=tuple(replace(j, opts=resolve(j.opts)) for j in self.jobs))
 
-    def meta(self) -> Dict[str, object]:
+    def meta(self) -> AppMeta:
         """What the app record keeps of the request beyond its jobs."""
-        out: Dict[str, object] = {"tables": list(self.tables)}
-        if self.stages:
-            out["stages"] = [[s, list(r)] for s, r in self.stages]  # a list: records sort dict keys
-        return out
+        return AppMeta(list(self.tables), [(s, list(r)) for s, r in self.stages])
 
     def __repr__(self) -> str:
         out = []

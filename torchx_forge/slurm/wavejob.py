@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import envvars
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError, store_wait
 from torchx_forge.errors import SlurmError
@@ -128,7 +129,7 @@ def run_wave(state_dir: str, app_id: str, wave: int) -> int:
             print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
             return 1
         return WaveJob(SlurmCli(cluster=rec.cluster or None), records, rec, wave, sys.executable).run()
-    except (StoreError, ScriptMissingError) as e:  # one line in the wave log; `torchx forge retry` submits the wave
+    except (StoreError, ScriptMissingError, NewerFormatError) as e:  # one line in the wave log; `torchx forge retry` submits it
         print(f"torchx-forge: wave {wave + 1} of app {app_id}: {e}", file=sys.stderr, flush=True)
         return 1
 

@@ -135,7 +135,7 @@ def result_dir_of(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, 
 
 
 def planned_runs(
-    rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], Dict[str, Any]]
+    rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], runtable.RunTable]
 ) -> List[RunResult]:
     """Every run of the step (or app): table rows for sweep roles, one row per role otherwise
     (a role's replicas are one distributed run; replica 0 stands for it)."""
@@ -155,7 +155,7 @@ def planned_runs(
     return sorted(out, key=lambda r: r.index)
 
 
-def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[str, Any]:
+def _load_table(read_table: Callable[[str], runtable.RunTable], path: str) -> runtable.RunTable:
     try:
         return read_table(path)
     except StoreError:
@@ -165,7 +165,7 @@ def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[
 
 
 def _table_runs(
-    rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: Mapping[str, Any], key: str
+    rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: runtable.RunTable, key: str
 ) -> List[RunResult]:
     out = []
     for k, pos in enumerate(runtable.role_positions(table, key)):
@@ -252,7 +252,7 @@ def read_metrics(result_dir: str) -> Tuple[Dict[str, Any], str]:
 
 
 def collect(rec: AppRecord, state_dir: str, views: Optional[Iterable[Any]], stage: Optional[str] = None,
-            read_table: Optional[Callable[[str], Dict[str, Any]]] = None) -> Results:
+            read_table: Optional[Callable[[str], runtable.RunTable]] = None) -> Results:
     """Results of one app from its record, its task views (None: Slurm unavailable) and its result dirs."""
     chosen = choose_stage(rec, stage)
     runs = planned_runs(rec, chosen, state_dir, read_table or read_run_table)

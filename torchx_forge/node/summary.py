@@ -15,6 +15,7 @@ import sys
 from typing import Any, Dict, Mapping, Optional
 
 from torchx_forge.core import envvars
+from torchx_forge.core.runtable import RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
 from torchx_forge.state.files import read_file, write_file
@@ -47,7 +48,7 @@ def job_key(env: Mapping[str, str]) -> str:
     return env.get("SLURM_JOB_ID", "")
 
 
-def report_run(env: Mapping[str, str], row: Optional[Mapping[str, Any]], run_id: str, role: str, replica: int,
+def report_run(env: Mapping[str, str], row: Optional[RunRow], run_id: str, role: str, replica: int,
                state: str, exit_code: Optional[int], note: str = "") -> None:
     """Collect the run's artifacts and write its summary; a problem is a warning, never a failure.
 
@@ -58,13 +59,12 @@ def report_run(env: Mapping[str, str], row: Optional[Mapping[str, Any]], run_id:
     directory = env.get(envvars.RESULT_DIR.name)
     if not directory:
         return
-    r = row or {}
-    globs = list(r.get("artifacts") or []) + globs_from_env(env.get(envvars.ARTIFACTS.name, ""))
+    globs = list(row.artifacts if row else ()) + globs_from_env(env.get(envvars.ARTIFACTS.name, ""))
     try:
-        artifacts = collect(globs, str(r.get("workdir") or os.getcwd()), directory) if globs else []
+        artifacts = collect(globs, (row.workdir if row else "") or os.getcwd(), directory) if globs else []
         write_summary(directory, {
-            "artifacts": artifacts, "run_id": run_id, "index": r.get("index", replica), "case": r.get("case", ""),
-            "stage": env.get(envvars.STAGE.name, ""), "role": role, "replica": replica, "params": dict(r.get("params") or []),
+            "artifacts": artifacts, "run_id": run_id, "index": row.index if row else replica, "case": row.case if row else "",
+            "stage": env.get(envvars.STAGE.name, ""), "role": role, "replica": replica, "params": dict(row.params if row else ()),
             "state": state, "exit_code": exit_code, "attempts": int(env.get(envvars.ATTEMPT.name, "0") or 0) + 1,
             "job": job_key(env), "app_id": env.get(envvars.APP_ID.name, ""), "note": note,
         })

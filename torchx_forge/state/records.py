@@ -337,7 +337,13 @@ class Records:
     def task_reports(self, app_id: str) -> Dict[str, TaskReport]:
         """What the launchers wrote, by ``<role>.<replica>`` (see :func:`layout.task_key`)."""
         raw = self.store.read_many_json(layout.task_files(app_id))
-        return {k: TaskReport.from_json(v) for k, v in raw.items() if isinstance(v, dict)}
+        out = {}
+        for key, obj in raw.items():
+            try:
+                out[key] = TaskReport.from_json(obj, self.store.url_of(f"{layout.task_files(app_id)}/{key}.json"))
+            except (ValueError, TypeError):  # not a task state file: as if missing (NewerFormatError is raised)
+                continue
+        return out
 
     def mark_cancelled(self, app_id: str) -> None:
         self.store.write_json(layout.cancelled(app_id), CancelMark().to_json())

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from torchx_forge.core.runtable import RunRow
 from torchx_forge.node import contract
 from torchx_forge.node.artifacts import collect, globs_from_env, matches
 from torchx_forge.node.checkpoint import STATE_FILE, CheckpointError
@@ -61,7 +62,12 @@ def test_summary_on_memory_url():
 # -- upstream status -----------------------------------------------------------------------------
 
 
-ROW = {"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"], [2, "r2"], [3, "r3"]], "checkpoint_dir": None}]}
+def as_row(obj):
+    """A run table row with these fields (as the table's JSON gives them)."""
+    return RunRow.from_json({"index": 0, "run_id": "r", **obj})
+
+
+ROW = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"], [2, "r2"], [3, "r3"]], "checkpoint_dir": None}]})
 
 
 def test_upstream_runs_use_the_upstream_stage(tmp_path, env):
@@ -88,14 +94,14 @@ def test_upstream_status(tmp_path, env):
 
 @pytest.mark.parametrize("state", ["RUNNING", "INTERRUPTED", None])
 def test_upstream_not_ended(tmp_path, env, state):
-    row = {"upstream": [{"stage": "train", "runs": [[0, "r0"]], "checkpoint_dir": None}]}
+    row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"]], "checkpoint_dir": None}]})
     write_summary(result_dir(tmp_path, "train", "r0"), {"state": state} if state else {"exit_code": 0})
     ok, failed, dirs, ended = upstream_status(row, env)
     assert (ok, failed, dirs, ended) == ([], [], [], False)
 
 
 def test_upstream_status_without_upstream(env):
-    assert upstream_status({}, env) == ([], [], [], True)
+    assert upstream_status(as_row({}), env) == ([], [], [], True)
 
 
 def test_upstream_env(tmp_path, env):
@@ -110,12 +116,12 @@ def test_upstream_env(tmp_path, env):
         result_dir(tmp_path, "train", "r0"), result_dir(tmp_path, "train", "r2"),
     ]
     e2 = dict(env)
-    upstream_env({}, e2)
+    upstream_env(as_row({}), e2)
     assert e2 == env
 
 
 def test_wait_for_upstream_returns_when_all_ended(tmp_path, env):
-    row = {"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"]], "checkpoint_dir": None}]}
+    row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"]], "checkpoint_dir": None}]})
     write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
     write_summary(result_dir(tmp_path, "train", "r1"), {"state": "TIMEOUT"})
     assert wait_for_upstream(row, env, poll=0.01) == ([0], [1])
@@ -125,7 +131,8 @@ def test_wait_for_upstream_returns_when_all_ended(tmp_path, env):
 
 
 def per_run_row(inputs, run_id="r5", index=5, checkpoint_dir=None):
-    return {"upstream": [{"stage": "train", "runs": [[index, run_id]], "checkpoint_dir": checkpoint_dir}], "inputs": inputs}
+    return as_row({"upstream": [{"stage": "train", "runs": [[index, run_id]], "checkpoint_dir": checkpoint_dir}],
+                   "inputs": inputs})
 
 
 def make_ckpts(directory, *names):
@@ -158,7 +165,7 @@ def test_choose_input_latest_none_saved(env):
 def test_choose_input_uses_the_upstream_checkpoint_template(tmp_path, env):
     tmpl = str(tmp_path / "ck" / "{run_id}")
     make_ckpts(str(tmp_path / "ck" / "r5"), "ckpt_3.pt")
-    assert choose_input(per_run_row({}, checkpoint_dir=tmpl) | {"inputs": {"checkpoint": "latest"}}, env) == \
+    assert choose_input(per_run_row({"checkpoint": "latest"}, checkpoint_dir=tmpl), env) == \
         f"{tmp_path}/ck/r5/ckpt_3.pt"
 
 
@@ -173,7 +180,7 @@ def test_choose_input_uses_the_upstream_checkpoint_template(tmp_path, env):
     ],
 )
 def test_choose_input_only_for_per_run_steps(env, row):
-    assert choose_input(row, env) is None
+    assert choose_input(as_row(row), env) is None
 
 
 def test_choose_input_explicit(tmp_path, env):
@@ -206,7 +213,7 @@ def test_choose_input_best_json_object_of_numbers_and_default_mode(tmp_path, env
         json.dump({"a.pt": 3, "b.pt": 1.5, "/abs/c.pt": 2}, f)
     row = per_run_row({"checkpoint": "best", "metric": "loss", "metric_file": "scores.json"})
     assert choose_input(row, env) == os.path.join(d, "b.pt")
-    row["inputs"]["mode"] = "max"
+    row = per_run_row({"checkpoint": "best", "metric": "loss", "metric_file": "scores.json", "mode": "max"})
     assert choose_input(row, env) == os.path.join(d, "a.pt")
     with open(os.path.join(d, "scores.json"), "w") as f:
         json.dump({"a.pt": 3, "/abs/c.pt": 9}, f)

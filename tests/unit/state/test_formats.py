@@ -91,3 +91,73 @@ def test_intents_carry_their_format_and_a_newer_one_is_left_to_its_writer(tmp_pa
         intents.load("theirs")
     one_line(e.value, "intent", tmp_path / layout.intent("theirs"), 2, 1)
     assert [i.submission for i in intents.pending()] == ["mine"]  # a later command does not block on it
+
+
+# -- task state files --------------------------------------------------------------------------------
+
+
+def test_task_files_carry_their_format_and_a_newer_one_is_neither_read_nor_written_over(tmp_path: Path, capsys):
+    from torchx_forge.node import decide
+    from torchx_forge.state.taskfile import AttemptEntry, TaskFile
+
+    f = TaskFile(str(tmp_path), "10", "s", 0)
+    f.write(AttemptEntry(attempt=0, job_key="10_0", state="FAILED", outcome="failed"))
+    path = tmp_path / layout.task_file("10", "s", 0)
+    assert json.loads(path.read_text())["format"] == 1
+    newer(path)
+    before = path.read_text()
+    with pytest.raises(NewerFormatError) as e:
+        Records(Store(str(tmp_path))).task_reports("10")
+    one_line(e.value, "task state file", path, 2, 1)
+    with pytest.raises(NewerFormatError):
+        TaskFile(str(tmp_path), "10", "s", 0).load()
+    env = {"FORGE_STATE_DIR": str(tmp_path), "FORGE_APP_ID": "10", "FORGE_MAX_RETRIES": "3"}
+    assert decide.run(["s:0"], env) == 1  # no requeue
+    assert capsys.readouterr().out.strip() == f"torchx-forge: not requeueing ({e.value})"
+    assert path.read_text() == before
+
+
+def test_the_launcher_refuses_a_task_whose_state_file_is_newer(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / layout.task_file("77", "r", 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"format": 5, "history": []}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "FORGE"))}
+    env.update(SLURM_JOB_ID="77", FORGE_APP_ID="77", FORGE_STATE_DIR=str(tmp_path))
+    p = subprocess.run([sys.executable, "-m", "torchx_forge.node.launch", "--role", "r", "--replica", "0", "--",
+                        sys.executable, "-c", "print('ran')"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "ran" not in p.stdout
+    assert p.stderr.strip() == (f"torchx-forge: task state file {path} is format 5; this torchx-forge reads up to"
+                                " format 1: upgrade torchx-forge; not starting")
+    assert json.loads(path.read_text()) == {"format": 5, "history": []}
+
+
+# -- run tables ----------------------------------------------------------------------------------------
+
+
+def test_run_tables_are_format_2_and_a_newer_one_is_one_clear_line(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from torchx_forge.core import runtable
+    from torchx_forge.state import tables
+
+    store = Store(str(tmp_path))
+    row = runtable.RunRow(0, "r-0", argv=(sys.executable, "-c", "print('ran')"), workdir=str(tmp_path))
+    url = store.put_table(runtable.rows_table("t", "", [row], {"r": [0]}))
+    obj = json.loads(Path(url).read_text())
+    assert obj["format"] == runtable.RunTable.FORMAT == 2 and "space" not in obj
+    newer(Path(url))
+    tables._WRITTEN.clear()  # read from the file, as a node does
+    with pytest.raises(NewerFormatError) as e:
+        tables.read_table(url)
+    one_line(e.value, "run table", url, 3, 2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "FORGE"))}
+    p = subprocess.run([sys.executable, "-m", "torchx_forge.node.task", "--table", url, "--role", "r", "--replica", "0"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "ran" not in p.stdout
+    assert p.stderr.strip() == f"torchx-forge: cannot load run r/0 from {url}: {e.value}"

@@ -38,7 +38,7 @@ from torchx_forge.core import envvars, runtable
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract
-from torchx_forge.node.summary import read_summary
+from torchx_forge.node.summary import RunSummary, read_summary
 from torchx_forge.state.files import read_file
 from torchx_forge.state.records import AppRecord, RoleRecord
 from torchx_forge.state.tables import read_table as read_run_table
@@ -178,15 +178,15 @@ def _table_runs(
 # -- state and metrics ------------------------------------------------------------------------
 
 
-def status_of(view: Any, summary: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[int], Optional[int]]:
+def status_of(view: Any, summary: Optional[RunSummary]) -> Tuple[str, Optional[int], Optional[int]]:
     """(state, attempts, exit code): the task view when it knows, else the run's summary.json."""
     if view is not None and view.slurm_state != "UNKNOWN":
         code = view.exit_code
         if code is None and view.final and summary:
-            code = summary.get("exit_code")
+            code = summary.exit_code
         return ("PENDING" if view.retry_pending else view.slurm_state), view.attempts, code
-    s = summary or {}
-    return str(s.get("state") or "UNKNOWN"), s.get("attempts"), s.get("exit_code")
+    s = summary or RunSummary()
+    return str(s.state or "UNKNOWN"), s.attempts, s.exit_code
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:

@@ -53,9 +53,9 @@ def upstream_status(row: RunRow, env: Mapping[str, str]) -> Tuple[List[int], Lis
     ok, failed, dirs, ended = [], [], [], True
     for _stage, index, _run_id, directory in upstream_runs(row, env):
         s = read_summary(directory)
-        if s is None or s.get("state") in (None, "RUNNING", "INTERRUPTED"):
+        if s is None or s.state in (None, "RUNNING", "INTERRUPTED"):
             ended = False
-        elif s.get("state") == "COMPLETED":
+        elif s.state == "COMPLETED":
             ok.append(index)
             dirs.append(directory)
         else:

@@ -14,6 +14,7 @@ import pytest
 from torchx_forge.cli import CmdForge
 from torchx_forge.cli import results as rs
 from torchx_forge.errors import ForgeError
+from torchx_forge.node.summary import RunSummary
 from torchx_forge.slurm.report import format_table
 from torchx_forge.slurm.status import TaskView
 from torchx_forge.state.records import AppMeta, AppRecord, JobRecord, Records, RoleRecord
@@ -146,7 +147,7 @@ def test_state_attempts_and_exit_fall_back_to_summary_json(store: Store, state: 
 
 def test_a_pending_retry_shows_as_pending():
     v = TaskView("r", 0, "1_0", "FAILED", exit_code=1, attempts=1, retry_pending=True)
-    assert rs.status_of(v, {"state": "FAILED"}) == ("PENDING", 1, 1)
+    assert rs.status_of(v, RunSummary("FAILED")) == ("PENDING", 1, 1)
 
 
 def test_metric_picks_one_column_and_an_unknown_one_lists_those_found(store: Store, state: Path):

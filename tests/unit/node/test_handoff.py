@@ -17,7 +17,7 @@ from torchx_forge.node.handoff import (
     upstream_status,
     wait_for_upstream,
 )
-from torchx_forge.node.summary import SUMMARY, read_summary, write_summary
+from torchx_forge.node.summary import SUMMARY, RunSummary, read_summary, write_summary
 
 
 @pytest.fixture
@@ -38,12 +38,12 @@ def ckpt_dir(tmp_path, stage, run_id):
 
 def test_summary_round_trip(tmp_path):
     d = str(tmp_path / "r" / "new")
-    s = {"state": "COMPLETED", "exit_code": 0, "attempts": 2, "run_id": "a-1", "params": {"lr": 0.1}, "artifacts": ["x"]}
+    s = RunSummary("COMPLETED", 0, 2, run_id="a-1", params={"lr": 0.1}, artifacts=["x"])
     write_summary(d, s)
     assert read_summary(d) == s
     assert sorted(os.listdir(d)) == [SUMMARY]  # no temporary file left
-    write_summary(d, {"state": "FAILED"})
-    assert read_summary(d) == {"state": "FAILED"}
+    write_summary(d, RunSummary("FAILED"))
+    assert read_summary(d) == RunSummary("FAILED")
 
 
 def test_read_summary_missing_or_broken(tmp_path):
@@ -54,8 +54,8 @@ def test_read_summary_missing_or_broken(tmp_path):
 
 def test_summary_on_memory_url():
     d = f"memory://forge-handoff-{uuid.uuid4().hex}/res"
-    write_summary(d, {"state": "COMPLETED", "n": 1})
-    assert read_summary(d) == {"state": "COMPLETED", "n": 1}
+    write_summary(d, RunSummary("COMPLETED", replica=1))
+    assert read_summary(d) == RunSummary("COMPLETED", replica=1)
     assert read_summary(f"memory://forge-handoff-{uuid.uuid4().hex}/none") is None
 
 
@@ -78,15 +78,15 @@ def test_upstream_runs_use_the_upstream_stage(tmp_path, env):
 
 
 def test_upstream_status(tmp_path, env):
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "FAILED", "exit_code": 1})
-    write_summary(result_dir(tmp_path, "train", "r3"), {"state": "OUT_OF_MEMORY"})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("FAILED", 1))
+    write_summary(result_dir(tmp_path, "train", "r3"), RunSummary("OUT_OF_MEMORY"))
     ok, failed, dirs, ended = upstream_status(ROW, env)
     assert ok == [0]
     assert failed == [1, 3]
     assert dirs == [result_dir(tmp_path, "train", "r0")]
     assert ended is False  # r2 has no summary yet
-    write_summary(result_dir(tmp_path, "train", "r2"), {"state": "COMPLETED"})
+    write_summary(result_dir(tmp_path, "train", "r2"), RunSummary("COMPLETED"))
     ok, failed, dirs, ended = upstream_status(ROW, env)
     assert ok == [0, 2] and failed == [1, 3] and ended is True
     assert dirs == [result_dir(tmp_path, "train", "r0"), result_dir(tmp_path, "train", "r2")]
@@ -95,7 +95,7 @@ def test_upstream_status(tmp_path, env):
 @pytest.mark.parametrize("state", ["RUNNING", "INTERRUPTED", None])
 def test_upstream_not_ended(tmp_path, env, state):
     row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"]], "checkpoint_dir": None}]})
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": state} if state else {"exit_code": 0})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary(state) if state else RunSummary(exit_code=0))
     ok, failed, dirs, ended = upstream_status(row, env)
     assert (ok, failed, dirs, ended) == ([], [], [], False)
 
@@ -105,9 +105,9 @@ def test_upstream_status_without_upstream(env):
 
 
 def test_upstream_env(tmp_path, env):
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "FAILED"})
-    write_summary(result_dir(tmp_path, "train", "r2"), {"state": "COMPLETED"})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("FAILED"))
+    write_summary(result_dir(tmp_path, "train", "r2"), RunSummary("COMPLETED"))
     e = dict(env)
     upstream_env(ROW, e)
     assert e["FORGE_UPSTREAM_RUNS_OK"] == "0,2"
@@ -122,8 +122,8 @@ def test_upstream_env(tmp_path, env):
 
 def test_wait_for_upstream_returns_when_all_ended(tmp_path, env):
     row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"]], "checkpoint_dir": None}]})
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "TIMEOUT"})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("TIMEOUT"))
     assert wait_for_upstream(row, env, poll=0.01) == ([0], [1])
 
 

@@ -161,3 +161,41 @@ def test_run_tables_are_format_2_and_a_newer_one_is_one_clear_line(tmp_path: Pat
                        env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "ran" not in p.stdout
     assert p.stderr.strip() == f"torchx-forge: cannot load run r/0 from {url}: {e.value}"
+
+
+# -- summaries, checkpoint state, the limits cache -----------------------------------------------------
+
+
+def test_run_summaries_carry_their_format_and_a_newer_one_is_one_clear_line(tmp_path: Path):
+    from torchx_forge.node.summary import SUMMARY, RunSummary, read_summary, write_summary
+
+    write_summary(str(tmp_path), RunSummary("COMPLETED", 0, 1, run_id="a-1"))
+    assert json.loads((tmp_path / SUMMARY).read_text())["format"] == RunSummary.FORMAT == 1
+    newer(tmp_path / SUMMARY)
+    with pytest.raises(NewerFormatError) as e:
+        read_summary(str(tmp_path))
+    one_line(e.value, "run summary", f"{tmp_path}/{SUMMARY}", 2, 1)
+
+
+def test_a_newer_checkpoint_state_is_a_checkpoint_error_before_the_program_starts(tmp_path: Path):
+    from torchx_forge.node.checkpoint import STATE_FILE, CheckpointError, commit, latest_checkpoint
+
+    (tmp_path / "step_3.pt").write_text("x")
+    commit(str(tmp_path), str(tmp_path / "step_3.pt"), 3)
+    assert json.loads((tmp_path / STATE_FILE).read_text()) == {"latest": "step_3.pt", "step": 3, "format": 1}
+    assert latest_checkpoint(str(tmp_path)) == f"{tmp_path}/step_3.pt"
+    newer(tmp_path / STATE_FILE)
+    with pytest.raises(CheckpointError) as e:
+        latest_checkpoint(str(tmp_path))
+    one_line(e.value, "checkpoint state", f"{tmp_path}/{STATE_FILE}", 2, 1)
+
+
+def test_a_limits_cache_a_newer_torchx_forge_wrote_is_a_miss(tmp_path: Path):
+    from torchx_forge.slurm.limits import CACHE, ClusterLimits
+
+    store = Store(str(tmp_path))
+    store.write_json(CACHE, ClusterLimits(max_array_size=5, time=1.0).to_json())
+    assert json.loads((tmp_path / CACHE).read_text())["format"] == ClusterLimits.FORMAT == 1
+    assert ClusterLimits.cached(store).max_array_size == 5
+    newer(tmp_path / CACHE)
+    assert ClusterLimits.cached(store) is None  # read from Slurm again (and written as this version reads it)

@@ -135,7 +135,10 @@ def prepare(run: RunRow, base: Dict[str, str], app_id: Optional[str] = None,
             contract.apply(env, run.run_id, run.checkpoint_dir or None)
         except (CheckpointError, OSError) as e:
             raise RunError(f"run {run.run_id}: cannot choose a checkpoint to resume from: {e}") from None
-    skip = _gate(run, env, wait_for)
+    try:
+        skip = _gate(run, env, wait_for)
+    except NewerFormatError as e:  # an upstream run's summary
+        raise RunError(f"run {run.run_id}: cannot tell how its upstream runs ended: {e}") from None
     if skip:
         return Prepared([], env, None, skip)
     try:

@@ -199,3 +199,19 @@ def test_a_limits_cache_a_newer_torchx_forge_wrote_is_a_miss(tmp_path: Path):
     assert ClusterLimits.cached(store).max_array_size == 5
     newer(tmp_path / CACHE)
     assert ClusterLimits.cached(store) is None  # read from Slurm again (and written as this version reads it)
+
+
+def test_the_torchx_command_line_says_it_in_one_line_without_a_traceback(tmp_path: Path):
+    from conftest import run_torchx
+
+    records = Records(Store(str(tmp_path)))
+    records.save(record("5"))
+    newer(tmp_path / layout.record("5"))
+    message = (f"app record {tmp_path / layout.record('5')} is format 2; this torchx-forge reads up to format 1:"
+               " upgrade torchx-forge")
+    env = {"FORGE_STATE_DIR": str(tmp_path)}
+    for argv, prefix in ((["status", "slurm_forge://torchx/5"], "torchx: error: "),
+                         (["forge", "results", "slurm_forge://torchx/5"], "torchx forge results: error: ")):
+        p = run_torchx(*argv, env=env)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.strip() == prefix + message

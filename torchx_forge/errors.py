@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 from torchx.specs.api import MalformedAppHandleException, UnknownAppException
 from torchx.specs.finder import ComponentValidationException
 
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.storage import StoreError
 
 
@@ -95,8 +96,9 @@ class UnknownAppError(ForgeError):
 
 def _is_forge(exc: BaseException) -> bool:
     """Errors that are the user's input or their environment, not a bug: shown as one line (a
-    state dir on an object store that does not answer is one of them)."""
-    return isinstance(exc, (ForgeError, StoreError, MalformedAppHandleException, UnknownAppException))
+    state dir on an object store that does not answer is one of them, a file written by a newer
+    torchx-forge another)."""
+    return isinstance(exc, (ForgeError, StoreError, NewerFormatError, MalformedAppHandleException, UnknownAppException))
 
 
 def in_torchx_cli() -> bool:

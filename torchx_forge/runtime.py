@@ -26,6 +26,7 @@ import sys
 import threading
 from typing import IO, Any, Callable, List, Optional
 
+from torchx_forge.core import envvars
 from torchx_forge.core.policy import REQUEUE_EXIT
 from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
 from torchx_forge.node.handoff import split_result_dirs
@@ -33,17 +34,17 @@ from torchx_forge.node.handoff import split_result_dirs
 
 def checkpoint_dir() -> str:
     """This run's checkpoint directory (FORGE_CHECKPOINT_DIR; ./checkpoints outside forge)."""
-    return os.environ.get("FORGE_CHECKPOINT_DIR") or os.path.abspath("checkpoints")
+    return os.environ.get(envvars.CHECKPOINT_DIR.name) or os.path.abspath("checkpoints")
 
 
 def attempt() -> int:
     """0 on the first attempt, then 1, 2 ... on retries."""
-    return int(os.environ.get("FORGE_ATTEMPT", "0") or 0)
+    return int(os.environ.get(envvars.ATTEMPT.name, "0") or 0)
 
 
 def resume_from() -> Optional[str]:
     """The checkpoint the launcher chose to resume from (FORGE_RESUME_FROM), else the latest one found."""
-    return os.environ.get("FORGE_RESUME_FROM") or latest_checkpoint(checkpoint_dir())
+    return os.environ.get(envvars.RESUME_FROM.name) or latest_checkpoint(checkpoint_dir())
 
 
 def load_latest(loader: Callable[[str], Any]) -> Any:
@@ -115,7 +116,7 @@ def install_warning_handler(*extra: int) -> threading.Event:
     also treats as "resume from the last checkpoint".
     """
     event = threading.Event()
-    name = os.environ.get("FORGE_WARN_SIGNAL", "USR1")
+    name = os.environ.get(envvars.WARN_SIGNAL.name, "USR1")
     sigs = {getattr(signal, f"SIG{name}", signal.SIGUSR1), signal.SIGTERM, *extra}
 
     def handler(signum: int, _frame: object) -> None:
@@ -130,7 +131,7 @@ def install_warning_handler(*extra: int) -> threading.Event:
 def upstream_result_dirs() -> List[str]:
     """Pipelines: the result dirs of the upstream runs that finished (``FORGE_UPSTREAM_RESULT_DIRS``),
     split right when they are URLs (``s3://...``, whose ``://`` a plain split on ``:`` would cut)."""
-    return split_result_dirs(os.environ.get("FORGE_UPSTREAM_RESULT_DIRS", ""))
+    return split_result_dirs(os.environ.get(envvars.UPSTREAM_RESULT_DIRS.name, ""))
 
 
 def finished() -> None:
@@ -140,7 +141,7 @@ def finished() -> None:
     Without it, a program warned before its time limit that saved a checkpoint and exited (with
     any code, 0 included) is resumed from that checkpoint on its next attempt.
     """
-    path = os.environ.get("FORGE_DONE_FILE")
+    path = os.environ.get(envvars.DONE_FILE.name)
     if path:
         with open(path, "w"):
             pass

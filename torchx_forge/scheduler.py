@@ -44,7 +44,7 @@ from torchx.specs import (
 )
 
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import StoreError
@@ -360,7 +360,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         if rec is None:
             raise UnknownAppError(
                 f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
-                " (submitted with another state_dir? set FORGE_STATE_DIR)"
+                f" (submitted with another state_dir? set {envvars.STATE_DIR.name})"
             )
         kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
         try:

@@ -36,6 +36,7 @@ from torchx import specs
 
 from torchx_forge.appdef.stages import build_steps
 from torchx_forge.appdef.sweep import build_appdef
+from torchx_forge.core.runtable import RunTable
 from torchx_forge.core.space import Dist, IntRange, Linspace, Listed, Logspace, Values
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.source import Source
@@ -215,12 +216,12 @@ def experiment(exp: Union[Experiment, Mapping[str, Any]], base_dir: Optional[str
 # -- AppDefs -----------------------------------------------------------------------------------
 
 
-def table_sink(state_dir: Optional[str] = None) -> Callable[[Dict[str, Any]], str]:
+def table_sink(state_dir: Optional[str] = None) -> Callable[[RunTable], str]:
     """Where run tables go: the state dir (default: the configured one), where the compute nodes
     read them; a clear error if it cannot take them."""
     store = Store(state_dir or configured_state_dir())
 
-    def put(table: Dict[str, Any]) -> str:
+    def put(table: RunTable) -> str:
         try:
             return store.put_table(table)
         except OSError as e:

@@ -45,7 +45,7 @@ def test_demo_file_is_one_array_of_nine_runs_each_with_its_own_args(state_dir: P
     rec = _record(state_dir, handle)
     assert [j.kind for j in rec.jobs] == ["array"] and rec.jobs[0].size == 9
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    assert rec.meta["code"]["commit"] == head  # the code version is recorded with the app
+    assert rec.meta.code is not None and rec.meta.code.commit == head  # the code version is recorded with the app
     out = _wait_done(handle)
     assert "State: SUCCEEDED" in out
     assert len(re.findall(r"demo\[\d\]:SUCCEEDED", out)) == 9

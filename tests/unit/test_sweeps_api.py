@@ -94,8 +94,8 @@ def test_appdef_and_pipeline_build_tables_the_nodes_read(tmp_path: Path):
     app = sweeps.appdef(dataclass_exp(shared_axes={"run.args.lr": sweeps.linspace(0.1, 0.3, 3)}), state_dir=str(tmp_path))
     (role,) = app.roles
     table = read_table(ForgeMeta.from_role(role).table)
-    assert role.num_replicas == 3 and runtable.find_run(table, "lr", 2)["argv"] == [
-        "python3", "train.py", "--epochs", "3", "--lr", "0.3"]
+    assert role.num_replicas == 3 and runtable.find_run(table, "lr", 2).argv == (
+        "python3", "train.py", "--epochs", "3", "--lr", "0.3")
     pipe = sweeps.pipeline({"name": "p", "stages": {
         "train": {"run": {"command": ["echo", "train"]}, "sweep": sweeps.Sweep(shared_axes={"run.args.lr": range(2)})},
         "eval": {"run": {"command": ["echo", "eval"]}, "after": ["train"], "per_run": True},

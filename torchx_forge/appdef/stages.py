@@ -8,13 +8,15 @@ rows say which upstream run (and checkpoint) each run takes its input from.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from torchx import specs
 
 from torchx_forge.appdef.pipeline import Pipeline, Step
 from torchx_forge.appdef.sweep import Group, TableSink, build_appdef, group_by_shape
+from torchx_forge.core import envvars
+from torchx_forge.core.runtable import Inputs, Upstream
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 from torchx_forge.experiment.spec import Experiment
@@ -71,7 +73,7 @@ def build_steps(name: str, stages: Sequence[StageSpec], sink: TableSink,
             spec.exp, sink, local_parallel=local_parallel, runs=runs, groups=groups,
             row_extra=_row_extra(spec.name, spec.per_run, spec.inputs, upstream),
             task_args=["--stage", spec.name] + (["--wait-for", wait] if spec.after else []),
-            extra_env={"FORGE_STAGE": spec.name},
+            extra_env={envvars.STAGE.name: spec.name},
         )
         steps.append(Step(spec.name, app, after=list(spec.after), when=spec.when.value, per_run=spec.per_run,
                           external=list(spec.external)))
@@ -103,21 +105,25 @@ def _mirror(exp: Experiment, name: str, upstream: Built) -> Built:
     return runs, groups
 
 
-def _upstream(stage: str, runs: List[ResolvedRun], exp: Experiment) -> Dict[str, Any]:
+def _upstream(stage: str, runs: List[ResolvedRun], exp: Experiment) -> Upstream:
     ckpt = exp.run.get("checkpoint_dir")
-    return {"stage": stage, "runs": [[r.run.index, r.run.run_id] for r in runs], "checkpoint_dir": ckpt}
+    return Upstream(stage, tuple((r.run.index, r.run.run_id) for r in runs), None if ckpt is None else str(ckpt))
 
 
 def _row_extra(name: str, per_run: bool, inputs: Optional[Dict[str, Any]],
-               upstream: List[Dict[str, Any]]) -> Callable[[ResolvedRun], Dict[str, Any]]:
+               upstream: List[Upstream]) -> Callable[[ResolvedRun], Dict[str, Any]]:
+    """The fields a step adds to each row of its table (typed RunRow fields)."""
+    typed = Inputs.from_json(inputs) if inputs else None
+
     def extra(r: ResolvedRun) -> Dict[str, Any]:
         row: Dict[str, Any] = {"stage": name}
         if r.run.params:
             row["params_json"] = json.dumps(dict(r.run.params))
         if upstream:
-            row["upstream"] = upstream if not per_run else [{**upstream[0], "runs": [[r.run.index, r.run.run_id]]}]
-        if inputs:
-            row["inputs"] = inputs
+            row["upstream"] = tuple(upstream) if not per_run else (
+                replace(upstream[0], runs=((r.run.index, r.run.run_id),)),)
+        if typed:
+            row["inputs"] = typed
         return row
 
     return extra

@@ -31,7 +31,7 @@ from torchx_forge.experiment.spec import Experiment
 from torchx_forge.experiment.sweep import ResolvedRun, base_of, cluster_shape, space_of
 
 #: stores a run table and returns the path (or URL) tasks read it from
-TableSink = Callable[[Dict[str, Any]], str]
+TableSink = Callable[[runtable.RunTable], str]
 PROGRESS_AT = 500  # sweeps at least this big report their expansion (torchx shows INFO logs)
 TASK_MODULE = "torchx_forge.node.task"
 log = logging.getLogger("torchx_forge")
@@ -45,19 +45,15 @@ def shape_of(run: ResolvedRun) -> Shape:
 
 
 def build_table(exp: Experiment, runs: Sequence[ResolvedRun], roles: Mapping[str, List[int]],
-                extra: Optional[Mapping[int, Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The run table: ``runs`` stored by position; a role lists the run positions of its replicas."""
+                extra: Optional[Mapping[int, Dict[str, Any]]] = None) -> runtable.RunTable:
+    """The run table: ``runs`` stored by position; a role lists the run positions of its replicas.
+    ``extra``: more row fields by run index (typed :class:`~torchx_forge.core.runtable.RunRow` fields)."""
     rows = []
     position = {}
     for pos, r in enumerate(runs):
         position[r.run.index] = pos
-        rows.append({**r.to_json(), **(extra or {}).get(r.run.index, {})})
-    return {
-        "experiment": exp.name,
-        "source": exp.source.path,
-        "runs": rows,
-        "roles": {name: [position[i] for i in idx] for name, idx in roles.items()},
-    }
+        rows.append(r.row((extra or {}).get(r.run.index)))
+    return runtable.rows_table(exp.name, exp.source.path, rows, {name: [position[i] for i in idx] for name, idx in roles.items()})
 
 
 def role_name(exp: Experiment, k: int, n_shapes: int) -> str:
@@ -113,7 +109,7 @@ def build_appdef(
         extra_rows = {r.run.index: row_extra(r) for r in runs} if row_extra else {}
         if exp.artifact_globs:
             for r in runs:
-                extra_rows.setdefault(r.run.index, {})["artifacts"] = exp.artifact_globs
+                extra_rows.setdefault(r.run.index, {})["artifacts"] = tuple(exp.artifact_globs)
         table = sink(build_table(exp, runs, {name: list(idx) for name, _, idx in groups}, extra_rows))
         count = len(runs)
         by_index = {r.run.index: r for r in runs}

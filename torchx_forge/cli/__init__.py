@@ -29,6 +29,8 @@ from torchx.cli.cmd_cancel import CmdCancel as TorchxCancel
 from torchx.specs.api import parse_app_handle
 
 from torchx_forge.compat import withdraw_forge_entry_points
+from torchx_forge.core import envvars
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
 
@@ -73,7 +75,7 @@ class CmdCancel(TorchxCancel):
             return
         try:
             importlib.import_module("torchx_forge.cli.apps").cmd_cancel_app(args)
-        except (ForgeError, StoreError) as e:
+        except (ForgeError, StoreError, NewerFormatError) as e:
             print(f"torchx cancel: error: {e}", file=sys.stderr)
             sys.exit(1)
 
@@ -101,7 +103,8 @@ class CmdForge(SubCommand):
         r = sub.add_parser("retry", help="resubmit the failed or cancelled tasks of an app, resuming from checkpoints")
         r.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID")
         r.add_argument("--states", default=None, help="end states to resubmit, comma separated (default: all but COMPLETED)")
-        s = sub.add_parser("results", help="a table of every run's parameters, state and metrics (FORGE_RESULT_DIR/metrics.json)")
+        s = sub.add_parser("results", help="a table of every run's parameters, state and metrics"
+                              f" ({envvars.RESULT_DIR.name}/metrics.json)")
         s.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID")
         s.add_argument("--metric", default=None, help="show only this metric (default: every metric found)")
         s.add_argument("--stage", default=None, help="pipelines: the step to show (default: the last step with a run table)")
@@ -124,7 +127,7 @@ class CmdForge(SubCommand):
         try:
             module, func = COMMANDS[args.forge_cmd]
             getattr(importlib.import_module(module), func)(args)
-        except (ForgeError, StoreError) as e:
+        except (ForgeError, StoreError, NewerFormatError) as e:
             print(f"torchx forge {args.forge_cmd}: error: {e}", file=sys.stderr)
             sys.exit(1)
         except BrokenPipeError:  # e.g. `torchx forge preview ... | head`

@@ -9,6 +9,7 @@ from torchx.specs.api import parse_app_handle
 
 from torchx_forge import scheduler
 from torchx_forge.cli import results as rs
+from torchx_forge.core import envvars
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.report import format_table
 
@@ -67,7 +68,7 @@ def cmd_results(args: argparse.Namespace) -> None:
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
     if not res.metrics():
-        print(f"note: no run has written {rs.METRICS_JSON} (or {rs.METRICS_CSV}) in its FORGE_RESULT_DIR yet",
+        print(f"note: no run has written {rs.METRICS_JSON} (or {rs.METRICS_CSV}) in its {envvars.RESULT_DIR.name} yet",
               file=sys.stderr)
     rows = rs.rows_of(res, metrics)
     if args.csv:

@@ -83,8 +83,8 @@ def _pipeline_rows(args: argparse.Namespace) -> Iterator[Dict[str, Any]]:
     for name in pipe.order:
         for table in {ForgeMeta.from_role(r).table for r in pipe.steps[name].app.roles}:
             for run in runtable.iter_runs(read_table(table)):
-                yield {"stage": name, "index": run["index"], "id": run["run_id"], "case": run["case"],
-                       "params": dict(run["params"]), "command": lambda run=run: shlex.join(run["argv"])}
+                yield {"stage": name, "index": run.index, "id": run.run_id, "case": run.case,
+                       "params": dict(run.params), "command": lambda run=run: shlex.join(run.argv)}
 
 
 def _experiment_rows(exp: Experiment) -> Iterator[Dict[str, Any]]:

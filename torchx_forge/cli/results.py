@@ -34,11 +34,11 @@ from typing import (
     Tuple,
 )
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract
-from torchx_forge.node.summary import read_summary
+from torchx_forge.node.summary import RunSummary, read_summary
 from torchx_forge.state.files import read_file
 from torchx_forge.state.records import AppRecord, RoleRecord
 from torchx_forge.state.tables import read_table as read_run_table
@@ -111,7 +111,7 @@ def table_ref(role: RoleRecord, tables: Sequence[str]) -> Optional[Tuple[str, st
 def choose_stage(rec: AppRecord, wanted: Optional[str]) -> str:
     """The step to show: ``wanted``, else the last step with a run table ('' for non-pipelines)."""
     stages = rec.stages()
-    tables = list(rec.meta.get("tables") or [])
+    tables = list(rec.tables)
     if not stages:
         if wanted:
             raise ForgeError(f"--stage is for pipelines; app {rec.app_id} ({rec.name}) has no steps")
@@ -128,20 +128,20 @@ def choose_stage(rec: AppRecord, wanted: Optional[str]) -> str:
 
 def result_dir_of(rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, run_id: str) -> str:
     """Where the launcher put this run's results: the same template, filled with the same env."""
-    env = {**role.env, "FORGE_STATE_DIR": state_dir, "FORGE_APP_ID": rec.app_id}
+    env = {**role.env, envvars.STATE_DIR.name: state_dir, envvars.APP_ID.name: rec.app_id}
     if stage:
-        env.setdefault("FORGE_STAGE", stage)
+        env.setdefault(envvars.STAGE.name, stage)
     return contract.result_dir(env, run_id)
 
 
 def planned_runs(
-    rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], Dict[str, Any]]
+    rec: AppRecord, stage: str, state_dir: str, read_table: Callable[[str], runtable.RunTable]
 ) -> List[RunResult]:
     """Every run of the step (or app): table rows for sweep roles, one row per role otherwise
     (a role's replicas are one distributed run; replica 0 stands for it)."""
     names = dict(rec.stages()).get(stage) if stage else None
     roles = [r for r in rec.roles if names is None or r.name in names]
-    tables = list(rec.meta.get("tables") or [])
+    tables = list(rec.tables)
     out: List[RunResult] = []
     plain = 0
     for role in roles:
@@ -155,7 +155,7 @@ def planned_runs(
     return sorted(out, key=lambda r: r.index)
 
 
-def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[str, Any]:
+def _load_table(read_table: Callable[[str], runtable.RunTable], path: str) -> runtable.RunTable:
     try:
         return read_table(path)
     except StoreError:
@@ -165,7 +165,7 @@ def _load_table(read_table: Callable[[str], Dict[str, Any]], path: str) -> Dict[
 
 
 def _table_runs(
-    rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: Mapping[str, Any], key: str
+    rec: AppRecord, role: RoleRecord, stage: str, state_dir: str, table: runtable.RunTable, key: str
 ) -> List[RunResult]:
     out = []
     for k, pos in enumerate(runtable.role_positions(table, key)):
@@ -178,15 +178,15 @@ def _table_runs(
 # -- state and metrics ------------------------------------------------------------------------
 
 
-def status_of(view: Any, summary: Optional[Mapping[str, Any]]) -> Tuple[str, Optional[int], Optional[int]]:
+def status_of(view: Any, summary: Optional[RunSummary]) -> Tuple[str, Optional[int], Optional[int]]:
     """(state, attempts, exit code): the task view when it knows, else the run's summary.json."""
     if view is not None and view.slurm_state != "UNKNOWN":
         code = view.exit_code
         if code is None and view.final and summary:
-            code = summary.get("exit_code")
+            code = summary.exit_code
         return ("PENDING" if view.retry_pending else view.slurm_state), view.attempts, code
-    s = summary or {}
-    return str(s.get("state") or "UNKNOWN"), s.get("attempts"), s.get("exit_code")
+    s = summary or RunSummary()
+    return str(s.state or "UNKNOWN"), s.attempts, s.exit_code
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -252,7 +252,7 @@ def read_metrics(result_dir: str) -> Tuple[Dict[str, Any], str]:
 
 
 def collect(rec: AppRecord, state_dir: str, views: Optional[Iterable[Any]], stage: Optional[str] = None,
-            read_table: Optional[Callable[[str], Dict[str, Any]]] = None) -> Results:
+            read_table: Optional[Callable[[str], runtable.RunTable]] = None) -> Results:
     """Results of one app from its record, its task views (None: Slurm unavailable) and its result dirs."""
     chosen = choose_stage(rec, stage)
     runs = planned_runs(rec, chosen, state_dir, read_table or read_run_table)
@@ -273,7 +273,7 @@ def load(sched: Any, app_id: str, stage: Optional[str] = None) -> Results:
     if rec is None:
         raise UnknownAppError(
             f"no record of app {app_id!r} in state dir {records.store.url}"
-            " (submitted with another state_dir? set FORGE_STATE_DIR)"
+            f" (submitted with another state_dir? set {envvars.STATE_DIR.name})"
         )
     notes = []
     try:

@@ -21,6 +21,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from torchx_forge.core import envvars
 from torchx_forge.core.policy import parse_retry_on, parse_signal
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
@@ -297,7 +298,8 @@ OPTIONS: Tuple[Option, ...] = (
            minimum=1),
     Option(
         "checkpoint_dir", str,
-        "Template of each run's FORGE_CHECKPOINT_DIR; fields {state_dir} {job_dir} {app_id} {app_name}"
+        f"Template of each run's {envvars.CHECKPOINT_DIR.name};"
+        " fields {state_dir} {job_dir} {app_id} {app_name}"
         " {run_id} {role} {replica} (default {job_dir}/checkpoints/{run_id} with job_dir, else"
         " {state_dir}/checkpoints/{app_id}/{run_id}). May be an fsspec URL.",
         check=check_template,
@@ -327,7 +329,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("log_dir", str, "Directory for job logs (default: JOB_DIR/logs, else STATE_DIR/logs)."),
     Option(
         "state_dir", str,
-        "Where app records live (default $FORGE_STATE_DIR or ~/.torchx_forge; any fsspec URL)."
+        f"Where app records live (default ${envvars.STATE_DIR.name} or ~/.torchx_forge; any fsspec URL)."
         " describe/log/cancel read it too: set it in .torchxconfig or the env var, not only -cfg.",
     ),
     Option(

@@ -20,6 +20,7 @@ import signal as _signal
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
+from torchx_forge.core import envvars
 from torchx_forge.core.states import KILLED_FROM_OUTSIDE, Outcome, SlurmState
 
 REQUEUE_EXIT = 75  # EX_TEMPFAIL: "saved, run me again"
@@ -160,23 +161,23 @@ class RetryPolicy:
 
     def to_env(self) -> Mapping[str, str]:
         """The variables the batch script exports for the launcher and the requeue decision."""
-        env = {"FORGE_MAX_RETRIES": str(self.max_retries), "FORGE_RETRY_ON": ",".join(s.value for s in self.retry_on)}
+        env = {envvars.MAX_RETRIES.name: str(self.max_retries), envvars.RETRY_ON.name: ",".join(s.value for s in self.retry_on)}
         if self.extra_retries:
-            env["FORGE_EXTRA_RETRIES"] = str(self.extra_retries)
+            env[envvars.EXTRA_RETRIES.name] = str(self.extra_retries)
         if self.warning:
-            env.update(FORGE_WARN_SIGNAL=self.warning.name, FORGE_GRACE=str(self.grace))
+            env.update({envvars.WARN_SIGNAL.name: self.warning.name, envvars.GRACE.name: str(self.grace)})
         return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
         """The policy a task runs under (no retries when the job was submitted without them)."""
-        name = env.get("FORGE_WARN_SIGNAL", "")
+        name = env.get(envvars.WARN_SIGNAL.name, "")
         return cls(
-            max_retries=int(env.get("FORGE_MAX_RETRIES") or 0),
-            retry_on=parse_retry_on(env.get("FORGE_RETRY_ON") or None),
+            max_retries=int(env.get(envvars.MAX_RETRIES.name) or 0),
+            retry_on=parse_retry_on(env.get(envvars.RETRY_ON.name) or None),
             warning=Warning_(name, 0) if name and hasattr(_signal, f"SIG{name}") else None,
-            grace=int(float(env.get("FORGE_GRACE") or 60)),
-            extra_retries=int(env.get("FORGE_EXTRA_RETRIES") or 0),
+            grace=int(float(env.get(envvars.GRACE.name) or 60)),
+            extra_retries=int(env.get(envvars.EXTRA_RETRIES.name) or 0),
         )
 
 

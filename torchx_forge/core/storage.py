@@ -13,8 +13,10 @@ import os
 import re
 from typing import Mapping, Optional, Tuple
 
+from torchx_forge.core import envvars
+
 #: seconds the compute-node side (launcher, companion and wave jobs) keeps trying a store that does not answer
-WAIT_ENV = "FORGE_STORE_WAIT"
+WAIT_ENV = envvars.STORE_WAIT.name
 DEFAULT_WAIT = 120.0
 
 

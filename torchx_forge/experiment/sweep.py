@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from torchx_forge.core import runtable
 from torchx_forge.core.runtable import render_args, split_params
@@ -51,10 +51,10 @@ class ResolvedRun:
     resume_arg: str = ""
     checkpoint_dir: str = ""
 
-    def to_json(self) -> Dict[str, Any]:
-        """The run's row in a run table."""
+    def row(self, extra: Optional[Mapping[str, Any]] = None) -> runtable.RunRow:
+        """The run's row in a run table (``extra``: more of its fields, see :func:`runtable.row`)."""
         return runtable.row(self.run, runtable.Resolved(self.argv, self.env, self.workdir, self.resume_arg,
-                                                        self.checkpoint_dir))
+                                                        self.checkpoint_dir), extra)
 
 
 def _cluster_shape(cluster: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:

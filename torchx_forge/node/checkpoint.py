@@ -13,6 +13,10 @@ In a run's checkpoint directory (a local path or any fsspec URL):
 3. A single entry without a step number is used; several are an error, as is a
    tie between two names with the same step: we never guess.
 
+``checkpoint_state.json`` is a :class:`CheckpointState` (format 1, also when it has no ``format``
+key, as the files written before formats were numbered and by hand; see
+:mod:`torchx_forge.core.formats`).
+
 Standard library only unless the directory is a URL (then fsspec).
 """
 
@@ -21,8 +25,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
+from torchx_forge.core import formats
 from torchx_forge.core.storage import StoreError, StoreUnreachableError
 from torchx_forge.state.files import exists, is_url, list_names, modified, read_file, write_file
 
@@ -33,6 +39,33 @@ _STEP_RE = re.compile(
     re.IGNORECASE,
 )
 _TEMP_SUFFIXES = (".tmp", ".temp", ".partial", ".incomplete", ".lock", "~")
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """``checkpoint_state.json``: which checkpoint in the directory is the latest."""
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "checkpoint state"
+
+    latest: str  # relative to the directory, or absolute (a path or URL)
+    step: Optional[int] = None
+    format: int = FORMAT
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"latest": self.latest, "step": self.step, formats.KEY: self.FORMAT}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> CheckpointState:
+        """The state read from ``where``: ValueError when it is none, NewerFormatError when a newer
+        torchx-forge wrote it."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        formats.format_of(obj, cls.KIND, where, cls.FORMAT)
+        latest, step = obj["latest"], obj.get("step")
+        if not isinstance(latest, str) or not latest:
+            raise ValueError("'latest' must be a non-empty string")
+        return cls(latest, step if isinstance(step, int) and not isinstance(step, bool) else None)
 
 
 class CheckpointError(Exception):
@@ -114,12 +147,11 @@ def latest_checkpoint(directory: str) -> Optional[str]:
 def _from_state_file(directory: str) -> str:
     path = _join(directory, STATE_FILE)
     try:
-        state = json.loads(read_file(path))
-        latest = state["latest"]
-        if not isinstance(latest, str) or not latest:
-            raise ValueError("'latest' must be a non-empty string")
+        latest = CheckpointState.from_json(json.loads(read_file(path)), path).latest
     except StoreError as e:
         raise CheckpointError(f"cannot read the checkpoint state: {e}", isinstance(e, StoreUnreachableError)) from None
+    except formats.NewerFormatError as e:
+        raise CheckpointError(str(e)) from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"unreadable {path}: {e}; expected {{\"latest\": \"<file or dir in this directory>\", \"step\": N}}"
@@ -156,4 +188,4 @@ def commit(directory: str, checkpoint: str, step: Optional[int] = None) -> None:
         rel = checkpoint[len(prefix):] if checkpoint.startswith(prefix) else checkpoint
     else:
         rel = os.path.relpath(checkpoint, directory) if os.path.isabs(checkpoint) else checkpoint
-    write_file(directory.rstrip("/") + "/" + STATE_FILE, json.dumps({"latest": rel, "step": step}).encode())
+    write_file(directory.rstrip("/") + "/" + STATE_FILE, json.dumps(CheckpointState(rel, step).to_json()).encode())

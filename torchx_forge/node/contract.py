@@ -1,4 +1,5 @@
-"""The environment contract with the user's program (documented in docs/contract.md).
+"""The environment contract with the user's program (docs/contract.md; the variables are declared in
+:mod:`torchx_forge.core.envvars`).
 
 Every replica slurm_forge runs, and every sweep point on any scheduler, gets:
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Mapping, Optional
 
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.node.checkpoint import latest_checkpoint
 
 DEFAULT_RESUME_FLAG = "--resume_from_checkpoint"
@@ -37,15 +38,15 @@ def default_run_id(app_id: str, role: str, replica: int) -> str:
 
 
 def _fill(template: str, env: Mapping[str, str], run_id: str) -> str:
-    stage = env.get("FORGE_STAGE", "")
+    stage = env.get(envvars.STAGE.name, "")
     values = {
-        "state_dir": env.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge"),
-        "job_dir": env.get("FORGE_JOB_DIR", ""),
-        "app_id": env.get("FORGE_APP_ID", ""),
-        "app_name": env.get("FORGE_APP_NAME", ""),
+        "state_dir": env.get(envvars.STATE_DIR.name) or os.path.join(os.path.expanduser("~"), ".torchx_forge"),
+        "job_dir": env.get(envvars.JOB_DIR.name, ""),
+        "app_id": env.get(envvars.APP_ID.name, ""),
+        "app_name": env.get(envvars.APP_NAME.name, ""),
         "run_id": run_id,
-        "role": env.get("FORGE_ROLE", ""),
-        "replica": env.get("FORGE_REPLICA_ID", ""),
+        "role": env.get(envvars.ROLE.name, ""),
+        "replica": env.get(envvars.REPLICA_ID.name, ""),
         # the defaults write "{stage}{run_id}": a step's directory when there is a step, nothing otherwise
         "stage": f"{stage}/" if stage and "{stage}{run_id}" in template else stage,
     }
@@ -54,15 +55,15 @@ def _fill(template: str, env: Mapping[str, str], run_id: str) -> str:
 
 def checkpoint_dir(env: Mapping[str, str], run_id: str, template: Optional[str] = None) -> str:
     """Fill the checkpoint_dir template for one run (pipeline steps get a directory per step)."""
-    template = template or env.get("FORGE_CHECKPOINT_TEMPLATE") or (
-        layout.JOB_DIR_CHECKPOINT_TEMPLATE if env.get("FORGE_JOB_DIR") else layout.CHECKPOINT_TEMPLATE
+    template = template or env.get(envvars.CHECKPOINT_TEMPLATE.name) or (
+        layout.JOB_DIR_CHECKPOINT_TEMPLATE if env.get(envvars.JOB_DIR.name) else layout.CHECKPOINT_TEMPLATE
     )
     return _fill(template, env, run_id)
 
 
 def result_dir(env: Mapping[str, str], run_id: str) -> str:
     """Where a run's summary and collected artifacts go (FORGE_RESULT_DIR)."""
-    return _fill(env.get("FORGE_RESULT_TEMPLATE") or layout.RESULT_TEMPLATE, env, run_id)
+    return _fill(env.get(envvars.RESULT_TEMPLATE.name) or layout.RESULT_TEMPLATE, env, run_id)
 
 
 def apply(env: Dict[str, str], run_id: str, template: Optional[str] = None) -> Optional[str]:
@@ -70,11 +71,11 @@ def apply(env: Dict[str, str], run_id: str, template: Optional[str] = None) -> O
 
     Returns the checkpoint resumed from. Raises CheckpointError for an ambiguous directory.
     """
-    env["FORGE_RUN_ID"] = run_id
+    env[envvars.RUN_ID.name] = run_id
     directory = checkpoint_dir(env, run_id, template)
-    env["FORGE_CHECKPOINT_DIR"] = directory
-    env["FORGE_RESULT_DIR"] = result_dir(env, run_id)
-    for d in (directory, env["FORGE_RESULT_DIR"]):
+    env[envvars.CHECKPOINT_DIR.name] = directory
+    env[envvars.RESULT_DIR.name] = result_dir(env, run_id)
+    for d in (directory, env[envvars.RESULT_DIR.name]):
         if "://" not in d:
             try:  # a convenience for the program; saving will report a real problem
                 os.makedirs(d, exist_ok=True)
@@ -82,17 +83,17 @@ def apply(env: Dict[str, str], run_id: str, template: Optional[str] = None) -> O
                 pass
     found = latest_checkpoint(directory)
     if found:
-        env["FORGE_RESUME_FROM"] = found
+        env[envvars.RESUME_FROM.name] = found
     else:
-        env.pop("FORGE_RESUME_FROM", None)
-    env.setdefault("FORGE_ATTEMPT", "0")
+        env.pop(envvars.RESUME_FROM.name, None)
+    env.setdefault(envvars.ATTEMPT.name, "0")
     return found
 
 
 def resume_argv(argv: List[str], env: Mapping[str, str]) -> List[str]:
     """``argv`` plus ``--resume_from_checkpoint PATH`` when the program opted in via FORGE_RESUME_ARG."""
-    flag = env.get("FORGE_RESUME_ARG", "").strip()
-    resume = env.get("FORGE_RESUME_FROM")
+    flag = env.get(envvars.RESUME_ARG.name, "").strip()
+    resume = env.get(envvars.RESUME_FROM.name)
     if not flag or not resume:
         return argv
     if flag.lower() in ("1", "true", "yes"):

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import List, Mapping, Optional, Sequence
 
+from torchx_forge.core import envvars
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE, RetryPolicy, decide
 from torchx_forge.core.states import Outcome
 from torchx_forge.core.storage import store_wait
@@ -30,14 +32,18 @@ def run(tasks: Sequence[str], env: Mapping[str, str]) -> int:
     used = 1
     for task in tasks:
         role, _, replica = task.rpartition(":")
-        f = TaskFile(env.get("FORGE_STATE_DIR", ""), env.get("FORGE_APP_ID", ""), role, int(replica)).load()
+        try:
+            f = TaskFile(env.get(envvars.STATE_DIR.name, ""), env.get(envvars.APP_ID.name, ""), role, int(replica)).load()
+        except NewerFormatError as e:
+            print(f"torchx-forge: not requeueing ({e})", flush=True)
+            return 1
         files.append(f)
         try:
-            outcomes.append(Outcome(f.last.get("outcome")))
+            outcomes.append(Outcome(f.last.outcome))
         except ValueError:
             outcomes.append(Outcome.FAILED)  # the launcher never reported an end
-        used = max(used, int(f.last.get("attempt", 0)) + 1)
-        preempted |= f.last.get("warned_by") in STOPPED_FROM_OUTSIDE
+        used = max(used, (f.last.attempt or 0) + 1)
+        preempted |= f.last.warned_by in STOPPED_FROM_OUTSIDE
     d = decide(outcomes, used, policy, preempted)
     print(f"torchx-forge: {'requeueing' if d.requeue else 'not requeueing'} ({d.reason})", flush=True)
     if not d.requeue and d.reason.startswith("retries exhausted"):

@@ -23,8 +23,10 @@ import json
 import os
 import re
 import time
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
+from torchx_forge.core import envvars
+from torchx_forge.core.runtable import Inputs, RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError, latest_checkpoint
@@ -33,27 +35,27 @@ from torchx_forge.state.files import is_url, read_file
 
 
 def _env_for(env: Mapping[str, str], stage: str) -> Dict[str, str]:
-    return {**env, "FORGE_STAGE": stage}
+    return {**env, envvars.STAGE.name: stage}
 
 
-def upstream_runs(row: Mapping[str, Any], env: Mapping[str, str]) -> List[Tuple[str, int, str, str]]:
+def upstream_runs(row: RunRow, env: Mapping[str, str]) -> List[Tuple[str, int, str, str]]:
     """(stage, run index, run id, result dir) of every upstream run of this step."""
     out = []
-    for up in row.get("upstream", []):
-        e = _env_for(env, up["stage"])
-        for index, run_id in up["runs"]:
-            out.append((up["stage"], int(index), run_id, contract.result_dir(e, run_id)))
+    for up in row.upstream:
+        e = _env_for(env, up.stage)
+        for index, run_id in up.runs:
+            out.append((up.stage, index, run_id, contract.result_dir(e, run_id)))
     return out
 
 
-def upstream_status(row: Mapping[str, Any], env: Mapping[str, str]) -> Tuple[List[int], List[int], List[str], bool]:
+def upstream_status(row: RunRow, env: Mapping[str, str]) -> Tuple[List[int], List[int], List[str], bool]:
     """(indices ok, indices failed, result dirs of the ok runs, all ended?) from the summaries."""
     ok, failed, dirs, ended = [], [], [], True
     for _stage, index, _run_id, directory in upstream_runs(row, env):
         s = read_summary(directory)
-        if s is None or s.get("state") in (None, "RUNNING", "INTERRUPTED"):
+        if s is None or s.state in (None, "RUNNING", "INTERRUPTED"):
             ended = False
-        elif s.get("state") == "COMPLETED":
+        elif s.state == "COMPLETED":
             ok.append(index)
             dirs.append(directory)
         else:
@@ -67,27 +69,27 @@ def split_result_dirs(value: str) -> List[str]:
     return [d for d in re.split(r":(?!//)", value) if d]
 
 
-def upstream_env(row: Mapping[str, Any], env: Dict[str, str]) -> None:
-    if not row.get("upstream"):
+def upstream_env(row: RunRow, env: Dict[str, str]) -> None:
+    if not row.upstream:
         return
     ok, failed, dirs, _ = upstream_status(row, env)
-    env["FORGE_UPSTREAM_RUNS_OK"] = ",".join(map(str, sorted(ok)))
-    env["FORGE_UPSTREAM_RUNS_FAILED"] = ",".join(map(str, sorted(failed)))
-    env["FORGE_UPSTREAM_RESULT_DIRS"] = os.pathsep.join(dirs)
+    env[envvars.UPSTREAM_RUNS_OK.name] = ",".join(map(str, sorted(ok)))
+    env[envvars.UPSTREAM_RUNS_FAILED.name] = ",".join(map(str, sorted(failed)))
+    env[envvars.UPSTREAM_RESULT_DIRS.name] = os.pathsep.join(dirs)
 
 
-def choose_input(row: Mapping[str, Any], env: Mapping[str, str]) -> Optional[str]:
+def choose_input(row: RunRow, env: Mapping[str, str]) -> Optional[str]:
     """The upstream checkpoint a per-run step receives (None when the upstream run saved none)."""
-    inputs = row.get("inputs")
-    ups = row.get("upstream") or []
-    if not inputs or len(ups) != 1 or len(ups[0]["runs"]) != 1:
+    inputs = row.inputs
+    ups = row.upstream
+    if not inputs or len(ups) != 1 or len(ups[0].runs) != 1:
         return None
     up = ups[0]
-    run_id = up["runs"][0][1]
-    directory = contract.checkpoint_dir(_env_for(env, up["stage"]), run_id, up.get("checkpoint_dir"))
-    policy = inputs.get("checkpoint", "latest")
+    run_id = up.runs[0][1]
+    directory = contract.checkpoint_dir(_env_for(env, up.stage), run_id, up.checkpoint_dir)
+    policy = inputs.checkpoint
     if policy == "explicit":
-        return str(inputs["path"]).format(run_id=run_id, checkpoint_dir=directory)
+        return str(inputs.path).format(run_id=run_id, checkpoint_dir=directory)
     if policy == "latest":
         return latest_checkpoint(directory)
     return _best(directory, inputs)
@@ -100,9 +102,9 @@ def _in(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}"
 
 
-def _best(directory: str, inputs: Mapping[str, Any]) -> Optional[str]:
-    path = _in(directory, inputs.get("metric_file", "metrics.json"))
-    metric, mode = inputs["metric"], inputs.get("mode", "min")
+def _best(directory: str, inputs: Inputs) -> Optional[str]:
+    path = _in(directory, inputs.metric_file or "metrics.json")
+    metric, mode = str(inputs.metric), inputs.mode or "min"
     try:
         text = read_file(path).decode()
     except StoreError as e:
@@ -131,7 +133,7 @@ def _scores(text: str, metric: str) -> Dict[str, float]:
     return {str(rec["checkpoint"]): float(rec[metric]) for rec in records}
 
 
-def wait_for_upstream(row: Mapping[str, Any], env: Mapping[str, str], poll: float = 0.5) -> Tuple[List[int], List[int]]:
+def wait_for_upstream(row: RunRow, env: Mapping[str, str], poll: float = 0.5) -> Tuple[List[int], List[int]]:
     """Outside Slurm: block until every upstream run has a summary; returns (ok, failed) indices."""
     announced = False
     while True:
@@ -139,7 +141,7 @@ def wait_for_upstream(row: Mapping[str, Any], env: Mapping[str, str], poll: floa
         if ended:
             return ok, failed
         if not announced:
-            stages = ", ".join(sorted({u["stage"] for u in row.get("upstream", [])}))
+            stages = ", ".join(sorted({u.stage for u in row.upstream}))
             print(f"torchx-forge: waiting for {stages}", flush=True)
             announced = True
         time.sleep(poll)

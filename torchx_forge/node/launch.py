@@ -23,12 +23,15 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from dataclasses import replace
+from typing import Dict, Optional, Sequence
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
-from torchx_forge.core.states import Outcome
+from torchx_forge.core.runtable import RunRow
+from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, store_wait
 from torchx_forge.node import contract, task
 from torchx_forge.node.checkpoint import CheckpointError, saved_since
@@ -36,7 +39,7 @@ from torchx_forge.node.summary import job_key, report_run
 from torchx_forge.node.supervisor import Ending, Supervisor, say
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.tables import read_table
-from torchx_forge.state.taskfile import TaskFile
+from torchx_forge.state.taskfile import AttemptEntry, TaskFile
 
 MODULE = "torchx_forge.node.launch"
 LOG_LOST_EXIT = 74  # EX_IOERR: the program ran but its output was lost
@@ -71,15 +74,15 @@ def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
     for item in ns.env:
         key, _, value = item.partition("=")
         env[key] = value
-    replica = ns.replica if ns.replica is not None else int(base.get("FORGE_REPLICA_ID", "0"))
-    app_id = base.get("FORGE_APP_ID") or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
+    replica = ns.replica if ns.replica is not None else int(base.get(envvars.REPLICA_ID.name, "0"))
+    app_id = base.get(envvars.APP_ID.name) or base.get("SLURM_ARRAY_JOB_ID") or base.get("SLURM_JOB_ID", "")
     group0 = base.get("SLURM_JOB_NODELIST_HET_GROUP_0") or base.get("SLURM_JOB_NODELIST", "")
-    env.update(FORGE_APP_ID=app_id, FORGE_ROLE=ns.role, FORGE_REPLICA_ID=str(replica))
-    env.setdefault("FORGE_ATTEMPT", base.get("SLURM_RESTART_COUNT", "0") or "0")
+    env.update({envvars.APP_ID.name: app_id, envvars.ROLE.name: ns.role, envvars.REPLICA_ID.name: str(replica)})
+    env.setdefault(envvars.ATTEMPT.name, base.get("SLURM_RESTART_COUNT", "0") or "0")
     rank0 = first_host(group0) if group0 else ""
     if rank0:
-        env["FORGE_RANK0_HOST"] = rank0
-    env["FORGE_RDZV_PORT"] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
+        env[envvars.RANK0_HOST.name] = rank0
+    env[envvars.RDZV_PORT.name] = str(rdzv_port(base.get("SLURM_JOB_ID", "")))
     return env
 
 
@@ -107,7 +110,7 @@ def in_process(command: Sequence[str]) -> bool:
             and list(command[1:3]) == ["-m", "torchx_forge.node.task"])
 
 
-def sweep_run(command: Sequence[str]) -> Optional[Dict[str, Any]]:
+def sweep_run(command: Sequence[str]) -> Optional[RunRow]:
     """The run a ``python -m torchx_forge.node.task --table T --role R --replica K`` command will
     start (None for other commands). A run table the state dir's store does not give (after
     waiting ``$FORGE_STORE_WAIT`` for it) is a :class:`task.RunError` naming its URL."""
@@ -116,7 +119,7 @@ def sweep_run(command: Sequence[str]) -> Optional[Dict[str, Any]]:
     try:
         opt = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
         return runtable.find_run(read_table(opt["--table"]), opt["--role"], int(opt["--replica"]))
-    except StoreError as e:
+    except (StoreError, NewerFormatError) as e:
         raise task.RunError(f"cannot load run {opt['--role']}/{opt['--replica']}: {e}") from None
     except (OSError, ValueError, KeyError, LookupError):
         return None  # the task itself reports the problem
@@ -126,37 +129,42 @@ class Attempt:
     """This attempt of the task, reported in its state file by the task's first node."""
 
     def __init__(self, env: Dict[str, str], ns: argparse.Namespace, replica: int) -> None:
-        self.reporter = _is_first_task(env, ns.het_group) and bool(env.get("FORGE_STATE_DIR"))
-        self.file = TaskFile(env.get("FORGE_STATE_DIR", ""), env["FORGE_APP_ID"], ns.role, replica)
-        if env.get("FORGE_STATE_DIR"):
+        self.reporter = _is_first_task(env, ns.het_group) and bool(env.get(envvars.STATE_DIR.name))
+        self.file = TaskFile(env.get(envvars.STATE_DIR.name, ""), env[envvars.APP_ID.name], ns.role, replica)
+        if env.get(envvars.STATE_DIR.name):
             self.file.load()
         self.key = job_key(env)
         self.number, self.initial = self.file.attempt_for(self.key, env.get("SLURM_RESTART_COUNT", "0"))
         self.host = env.get("SLURMD_NODENAME") or socket.gethostname()
-        self.entry: Dict[str, Any] = {
-            "attempt": self.number, "job_key": self.key, "job_id": env.get("SLURM_JOB_ID", ""),
-            "restart": env.get("SLURM_RESTART_COUNT", "0"), "host": self.host, "start": time.time(),
-        }
+        self.entry = AttemptEntry(attempt=self.number, job_key=self.key, job_id=env.get("SLURM_JOB_ID", ""),
+                                  restart=env.get("SLURM_RESTART_COUNT", "0"), host=self.host, start=time.time())
 
     def started(self) -> None:
         if self.reporter:
-            self.file.write({**self.entry, "state": "RUNNING", "outcome": "running"})
+            self.file.write(replace(self.entry, state=FileState.RUNNING.value, outcome="running"))
 
-    def ended(self, outcome: Outcome, code: int, note: str = "", **extra: Any) -> None:
-        """The attempt's end, as the launcher saw it (``extra``: warned_by, saved, stopped_by)."""
+    def ended(self, outcome: Outcome, code: int, note: str = "", ran: Optional[Ending] = None, saved: bool = False) -> None:
+        """The attempt's end, as the launcher saw it (``ran``: how the program it ran ended)."""
         if self.reporter:
-            self.file.write({**self.entry, "end": time.time(), "outcome": outcome.value, "exit_code": code,
-                             "state": outcome.file_state.value, "note": note, **extra})
+            end = replace(self.entry, end=time.time(), outcome=outcome.value, exit_code=code,
+                          state=outcome.file_state.value, note=note)
+            if ran is not None:
+                end = replace(end, stopped_by=ran.stopped_by, warned_by=ran.warned_by, saved=saved)
+            self.file.write(end)
 
 
 def run(argv: Sequence[str]) -> int:
     ns = _parse(argv)
     env = task_env(ns, dict(os.environ))
-    replica = int(env["FORGE_REPLICA_ID"])
-    attempt = Attempt(env, ns, replica)
-    env["FORGE_ATTEMPT"], env["FORGE_INITIAL_JOB_ID"] = str(attempt.number), attempt.initial
+    replica = int(env[envvars.REPLICA_ID.name])
+    try:
+        attempt = Attempt(env, ns, replica)
+    except NewerFormatError as e:  # its state file is a newer torchx-forge's: neither count nor overwrite it
+        say(f"torchx-forge: {e}; not starting")
+        return 2
+    env[envvars.ATTEMPT.name], env[envvars.INITIAL_JOB_ID.name] = str(attempt.number), attempt.initial
     policy = RetryPolicy.from_env(env)
-    if env.get("FORGE_MAX_RETRIES") and not policy.attempts_left(attempt.number):
+    if env.get(envvars.MAX_RETRIES.name) and not policy.attempts_left(attempt.number):
         note = exhausted_note(attempt.number, policy)
         say(f"torchx-forge: {note}; not starting")
         attempt.ended(Outcome.EXHAUSTED, 1, note)
@@ -167,9 +175,9 @@ def run(argv: Sequence[str]) -> int:
         say(f"torchx-forge: {e}")
         attempt.ended(Outcome.FAILED, e.code, str(e))
         return e.code
-    run_id = run_row["run_id"] if run_row else contract.default_run_id(env["FORGE_APP_ID"], ns.role, replica)
+    run_id = run_row.run_id if run_row else contract.default_run_id(env[envvars.APP_ID.name], ns.role, replica)
     try:
-        resumed = contract.apply(env, run_id, (run_row or {}).get("checkpoint_dir"))
+        resumed = contract.apply(env, run_id, run_row.checkpoint_dir or None if run_row else None)
     except (CheckpointError, OSError) as e:
         note = f"cannot choose a checkpoint to resume from: {e}"
         say(f"torchx-forge: {note}")
@@ -177,7 +185,7 @@ def run(argv: Sequence[str]) -> int:
         down = isinstance(e, StoreUnreachableError) or getattr(e, "unreachable", False)
         attempt.ended(Outcome.FAILED if down else Outcome.BAD_CHECKPOINT, 2, note)
         return 2
-    attempt.entry["resumed_from"] = resumed or ""
+    attempt.entry = replace(attempt.entry, resumed_from=resumed or "")
     program = list(ns.command) if run_row else contract.resume_argv(list(ns.command), env)
     if attempt.number > 0:
         banner = f"==== torchx-forge: {run_id} attempt {attempt.number} (job {attempt.key} on {attempt.host})" + (
@@ -197,15 +205,15 @@ def run(argv: Sequence[str]) -> int:
         program, env, cwd = ready.argv, ready.env, ready.workdir
     ending = Supervisor(program, env, policy, cwd).run()
     finished = bool(done_file) and os.path.exists(done_file)
-    saved = ending.warned_at is not None and saved_since(env["FORGE_CHECKPOINT_DIR"], ending.warned_at, resumed)
+    saved = ending.warned_at is not None and saved_since(env[envvars.CHECKPOINT_DIR.name], ending.warned_at, resumed)
     outcome = outcome_of(ending.code, bool(ending.warned_by), ending.stopped_by, finished, saved)
     code, note = ending.code, warned_note(ending, outcome, finished, saved)
-    lost = output_lost(env["FORGE_LOG_DIR"]) if env.get("FORGE_LOG_DIR") else ""
+    lost = output_lost(env[envvars.LOG_DIR.name]) if env.get(envvars.LOG_DIR.name) else ""
     if lost:  # a run whose output is gone is no clean success
         say(f"torchx-forge: {lost}")
         outcome, code, note = (Outcome.FAILED, LOG_LOST_EXIT, lost) if outcome is Outcome.COMPLETED else (
             outcome, code, "; ".join(n for n in (note, lost) if n))
-    attempt.ended(outcome, code, note, stopped_by=ending.stopped_by, warned_by=ending.warned_by, saved=saved)
+    attempt.ended(outcome, code, note, ran=ending, saved=saved)
     if attempt.reporter and (run_row or replica == 0):  # a role's replicas are one run: replica 0 reports it
         report_run(env, run_row, run_id, ns.role, replica, outcome.file_state.value, code)
     return REQUEUE_EXIT if outcome == Outcome.INTERRUPTED else code
@@ -233,7 +241,7 @@ def output_lost(log_dir: str, settle: float = 1.0) -> str:
 
 def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:
     """FORGE_DONE_FILE: the program creates it to say it finished, even when warned (jobs with retries)."""
-    warn_file = env.get("FORGE_WARN_FILE", "")
+    warn_file = env.get(envvars.WARN_FILE.name, "")
     if not warn_file:
         return ""
     path = os.path.join(os.path.dirname(os.path.dirname(warn_file)), ".forge-done", f"{key}.{role}.{replica}")
@@ -244,7 +252,7 @@ def _done_file(env: Dict[str, str], key: str, role: str, replica: int) -> str:
         pass
     except OSError:
         return ""
-    env["FORGE_DONE_FILE"] = path
+    env[envvars.DONE_FILE.name] = path
     return path
 
 

@@ -2,9 +2,10 @@
 
 Written after every attempt by whatever ran the program (the slurm_forge launcher, or the
 sweep-point runner outside slurm_forge); read by later pipeline steps (:mod:`.handoff`) and by
-``torchx forge results``. Keys: ``run_id index case stage role replica params state exit_code
-attempts job app_id note artifacts``; ``state`` is a task file state (COMPLETED, FAILED, KILLED,
-INTERRUPTED) or CANCELLED for a pipeline run skipped because its upstream failed.
+``torchx forge results``. It is a :class:`RunSummary` (format 1: the layout of the summaries
+written before formats were numbered; see :mod:`torchx_forge.core.formats`); ``state`` is a task
+file state (COMPLETED, FAILED, KILLED, INTERRUPTED) or CANCELLED for a pipeline run skipped because
+its upstream failed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
+from torchx_forge.core import envvars, formats
+from torchx_forge.core.runtable import RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
 from torchx_forge.state.files import read_file, write_file
@@ -21,22 +25,64 @@ from torchx_forge.state.files import read_file, write_file
 SUMMARY = "summary.json"
 
 
-def write_summary(directory: str, summary: Mapping[str, Any]) -> None:
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended, and what it was: its ``summary.json``."""
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "run summary"
+
+    state: Optional[str] = None  # None: not known (no end written)
+    exit_code: Optional[int] = None
+    attempts: Optional[int] = None
+    run_id: str = ""
+    index: int = 0
+    case: str = ""
+    stage: str = ""
+    role: str = ""
+    replica: int = 0
+    params: Dict[str, Any] = field(default_factory=dict)
+    job: str = ""  # the Slurm job of the attempt (A_T for an array task)
+    app_id: str = ""
+    note: str = ""
+    artifacts: List[str] = field(default_factory=list)  # collected into the result dir's artifacts/
+    format: int = FORMAT  # see torchx_forge.core.formats
+
+    def to_json(self) -> Dict[str, Any]:
+        return {**asdict(self), formats.KEY: self.FORMAT}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> Optional[RunSummary]:
+        """The summary read from ``where`` (None when it is none; NewerFormatError when a newer
+        torchx-forge wrote it)."""
+        if not isinstance(obj, dict):
+            return None
+        formats.format_of(obj, cls.KIND, where, cls.FORMAT)
+        names = {f.name for f in fields(cls)} - {formats.KEY}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+def write_summary(directory: str, summary: RunSummary) -> None:
     """Atomically write ``summary.json`` into a result directory (a local path or URL)."""
-    payload = json.dumps(dict(summary), indent=1, sort_keys=True).encode()
+    payload = json.dumps(summary.to_json(), indent=1, sort_keys=True).encode()
     write_file(f"{directory.rstrip('/')}/{SUMMARY}", payload, mode=0o644)
 
 
-def read_summary(directory: str) -> Optional[Dict[str, Any]]:
+def read_summary(directory: str) -> Optional[RunSummary]:
     """The summary of the run whose result directory this is; None when missing or unreadable.
-    A store that does not answer is an error (StoreError), not a missing summary."""
+    A store that does not answer is an error (StoreError), not a missing summary; so is one a
+    newer torchx-forge wrote (NewerFormatError)."""
+    path = f"{directory.rstrip('/')}/{SUMMARY}"
     try:
-        data = json.loads(read_file(f"{directory.rstrip('/')}/{SUMMARY}"))
+        data = json.loads(read_file(path))
     except StoreError:
         raise
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        return RunSummary.from_json(data, path)
+    except (ValueError, TypeError):
+        return None
 
 
 def job_key(env: Mapping[str, str]) -> str:
@@ -46,7 +92,7 @@ def job_key(env: Mapping[str, str]) -> str:
     return env.get("SLURM_JOB_ID", "")
 
 
-def report_run(env: Mapping[str, str], row: Optional[Mapping[str, Any]], run_id: str, role: str, replica: int,
+def report_run(env: Mapping[str, str], row: Optional[RunRow], run_id: str, role: str, replica: int,
                state: str, exit_code: Optional[int], note: str = "") -> None:
     """Collect the run's artifacts and write its summary; a problem is a warning, never a failure.
 
@@ -54,18 +100,17 @@ def report_run(env: Mapping[str, str], row: Optional[Mapping[str, Any]], run_id:
         env: the program's environment (FORGE_RESULT_DIR, FORGE_ATTEMPT, FORGE_STAGE, ...).
         row: the run's row of its run table (None for a plain AppDef's role).
     """
-    directory = env.get("FORGE_RESULT_DIR")
+    directory = env.get(envvars.RESULT_DIR.name)
     if not directory:
         return
-    r = row or {}
-    globs = list(r.get("artifacts") or []) + globs_from_env(env.get("FORGE_ARTIFACTS", ""))
+    globs = list(row.artifacts if row else ()) + globs_from_env(env.get(envvars.ARTIFACTS.name, ""))
     try:
-        artifacts = collect(globs, str(r.get("workdir") or os.getcwd()), directory) if globs else []
-        write_summary(directory, {
-            "artifacts": artifacts, "run_id": run_id, "index": r.get("index", replica), "case": r.get("case", ""),
-            "stage": env.get("FORGE_STAGE", ""), "role": role, "replica": replica, "params": dict(r.get("params") or []),
-            "state": state, "exit_code": exit_code, "attempts": int(env.get("FORGE_ATTEMPT", "0") or 0) + 1,
-            "job": job_key(env), "app_id": env.get("FORGE_APP_ID", ""), "note": note,
-        })
+        artifacts = collect(globs, (row.workdir if row else "") or os.getcwd(), directory) if globs else []
+        write_summary(directory, RunSummary(
+            state=state, exit_code=exit_code, attempts=int(env.get(envvars.ATTEMPT.name, "0") or 0) + 1, run_id=run_id,
+            index=row.index if row else replica, case=row.case if row else "", stage=env.get(envvars.STAGE.name, ""),
+            role=role, replica=replica, params=dict(row.params if row else ()), job=job_key(env),
+            app_id=env.get(envvars.APP_ID.name, ""), note=note, artifacts=artifacts,
+        ))
     except OSError as e:
         print(f"torchx-forge: warning: cannot write the run summary: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, TextIO
 
+from torchx_forge.core import envvars
 from torchx_forge.core.policy import RetryPolicy
 
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -122,7 +123,7 @@ class Supervisor:
         self.env = env
         self.cwd = cwd
         self.warn_sig: Optional[int] = policy.warning.number if policy.warning else None
-        self.warn_file = env.get("FORGE_WARN_FILE") or None
+        self.warn_file = env.get(envvars.WARN_FILE.name) or None
         self.grace = float(policy.grace)
         self.warned = False
         self.warned_by = ""

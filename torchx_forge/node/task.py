@@ -20,9 +20,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from torchx_forge.core import runtable
+from torchx_forge.core import envvars, runtable
+from torchx_forge.core.formats import NewerFormatError
+from torchx_forge.core.runtable import RunRow
 from torchx_forge.core.states import DepKind
 from torchx_forge.core.storage import store_wait
 from torchx_forge.node import contract
@@ -45,16 +47,16 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def run_env(run: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
+def run_env(run: RunRow, base: Dict[str, str]) -> Dict[str, str]:
     env = dict(base)
-    env.update(run.get("env", {}))
-    env["FORGE_RUN_INDEX"] = str(run["index"])
-    env["FORGE_RUN_ID"] = run["run_id"]
-    env["FORGE_RUN_CASE"] = run.get("case", "")
-    if run.get("resume_arg"):
-        env["FORGE_RESUME_ARG"] = str(run["resume_arg"])
-    if run.get("params_json"):
-        env["FORGE_RUN_PARAMS"] = run["params_json"]
+    env.update(run.env)
+    env[envvars.RUN_INDEX.name] = str(run.index)
+    env[envvars.RUN_ID.name] = run.run_id
+    env[envvars.RUN_CASE.name] = run.case
+    if run.resume_arg:
+        env[envvars.RESUME_ARG.name] = run.resume_arg
+    if run.params_json:
+        env[envvars.RUN_PARAMS.name] = run.params_json
     return env
 
 
@@ -79,9 +81,9 @@ def acquire_slot(key: str, slots: int) -> int:
         time.sleep(0.2)
 
 
-def _gate(run: Dict[str, Any], env: Dict[str, str], wait_for: Optional[str]) -> Optional[str]:
+def _gate(run: RunRow, env: Dict[str, str], wait_for: Optional[str]) -> Optional[str]:
     """Outside Slurm, wait for the upstream steps; returns why this run is skipped, if it is."""
-    if not wait_for or "SLURM_JOB_ID" in os.environ or not run.get("upstream"):
+    if not wait_for or "SLURM_JOB_ID" in os.environ or not run.upstream:
         return None
     kind = DepKind(json.loads(wait_for)[0].get("type", DepKind.AFTEROK))
     ok, failed = wait_for_upstream(run, env)
@@ -92,13 +94,13 @@ def _gate(run: Dict[str, Any], env: Dict[str, str], wait_for: Optional[str]) -> 
     return None
 
 
-def _handoff(run: Dict[str, Any], env: Dict[str, str], argv: List[str]) -> List[str]:
+def _handoff(run: RunRow, env: Dict[str, str], argv: List[str]) -> List[str]:
     """Upstream results for pipeline steps: FORGE_UPSTREAM_* and, per run, FORGE_INPUT_CHECKPOINT."""
     upstream_env(run, env)
     chosen = choose_input(run, env)
     if chosen:
-        env["FORGE_INPUT_CHECKPOINT"] = chosen
-        flag = (run.get("inputs") or {}).get("arg")
+        env[envvars.INPUT_CHECKPOINT.name] = chosen
+        flag = run.inputs.arg if run.inputs else None
         if flag:
             argv = argv + [flag, chosen]
     return argv
@@ -122,27 +124,30 @@ class Prepared:
     skip: str = ""
 
 
-def prepare(run: Dict[str, Any], base: Dict[str, str], app_id: Optional[str] = None,
+def prepare(run: RunRow, base: Dict[str, str], app_id: Optional[str] = None,
             wait_for: Optional[str] = None) -> Prepared:
     """A run's command, ready to start: its env, the checkpoint contract (outside slurm_forge,
     whose launcher applies it), the pipeline handoff and its working directory (RunError if not)."""
     env = run_env(run, base)
-    if "FORGE_CHECKPOINT_DIR" not in base:  # e.g. local_cwd: no forge launcher around this run
-        env.setdefault("FORGE_APP_ID", app_id or "local")
+    if envvars.CHECKPOINT_DIR.name not in base:  # e.g. local_cwd: no forge launcher around this run
+        env.setdefault(envvars.APP_ID.name, app_id or "local")
         try:
-            contract.apply(env, run["run_id"], run.get("checkpoint_dir"))
+            contract.apply(env, run.run_id, run.checkpoint_dir or None)
         except (CheckpointError, OSError) as e:
-            raise RunError(f"run {run['run_id']}: cannot choose a checkpoint to resume from: {e}") from None
-    skip = _gate(run, env, wait_for)
+            raise RunError(f"run {run.run_id}: cannot choose a checkpoint to resume from: {e}") from None
+    try:
+        skip = _gate(run, env, wait_for)
+    except NewerFormatError as e:  # an upstream run's summary
+        raise RunError(f"run {run.run_id}: cannot tell how its upstream runs ended: {e}") from None
     if skip:
         return Prepared([], env, None, skip)
     try:
-        argv = _handoff(run, env, contract.resume_argv(list(run["argv"]), env))
-    except (CheckpointError, OSError, ValueError) as e:
-        raise RunError(f"run {run['run_id']}: cannot choose its input checkpoint: {e}") from None
-    workdir = run.get("workdir") or None
+        argv = _handoff(run, env, contract.resume_argv(list(run.argv), env))
+    except (CheckpointError, OSError, ValueError, NewerFormatError) as e:
+        raise RunError(f"run {run.run_id}: cannot choose its input checkpoint: {e}") from None
+    workdir = run.workdir or None
     if workdir and not os.path.isdir(workdir):
-        raise RunError(f"run {run['run_id']}: cannot enter workdir {workdir}: No such directory")
+        raise RunError(f"run {run.run_id}: cannot enter workdir {workdir}: No such directory")
     return Prepared(argv, env, workdir)
 
 
@@ -151,18 +156,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     be_patient(store_wait())  # run tables, checkpoints and summaries on an object store: ride out a short outage
     try:
         run = runtable.find_run(read_table(ns.table), ns.role, ns.replica)
-    except (OSError, ValueError, LookupError, KeyError) as e:
+    except (OSError, ValueError, LookupError, KeyError, NewerFormatError) as e:
         print(f"torchx-forge: cannot load run {ns.role}/{ns.replica} from {ns.table}: {e}", file=sys.stderr)
         sys.exit(2)
-    launched = "FORGE_CHECKPOINT_DIR" in os.environ  # slurm_forge's launcher already applied the contract
+    launched = envvars.CHECKPOINT_DIR.name in os.environ  # slurm_forge's launcher already applied the contract
     try:
         ready = prepare(run, dict(os.environ), ns.app_id, ns.wait_for)
     except RunError as e:
         print(f"torchx-forge: {e}", file=sys.stderr)
         sys.exit(e.code)
     if ready.skip:
-        print(f"torchx-forge: run {run['run_id']} skipped: {ready.skip}", file=sys.stderr)
-        report_run(ready.env, run, run["run_id"], ns.role, ns.replica, "CANCELLED", None, ready.skip)
+        print(f"torchx-forge: run {run.run_id} skipped: {ready.skip}", file=sys.stderr)
+        report_run(ready.env, run, run.run_id, ns.role, ns.replica, "CANCELLED", None, ready.skip)
         sys.exit(3)
     if ns.local_parallel and "SLURM_JOB_ID" not in os.environ:
         key = f"{ns.app_id or 'app'}-{os.path.basename(ns.table).split('.')[0][:16]}"
@@ -171,26 +176,26 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             os.chdir(ready.workdir)
         except OSError as e:
-            print(f"torchx-forge: run {run['run_id']}: cannot enter workdir {ready.workdir}: {e.strerror}", file=sys.stderr)
+            print(f"torchx-forge: run {run.run_id}: cannot enter workdir {ready.workdir}: {e.strerror}", file=sys.stderr)
             sys.exit(2)
     if launched:  # the launcher supervises the program and writes the summary
         try:
             os.execvpe(ready.argv[0], ready.argv, ready.env)
         except OSError as e:
-            print(f"torchx-forge: run {run['run_id']}: cannot start {ready.argv[0]!r}: {e.strerror}", file=sys.stderr)
+            print(f"torchx-forge: run {run.run_id}: cannot start {ready.argv[0]!r}: {e.strerror}", file=sys.stderr)
             sys.exit(127)
     sys.exit(_run_and_report(run, ready.env, ready.argv, ns.role, ns.replica))
 
 
-def _run_and_report(run: Dict[str, Any], env: Dict[str, str], argv: List[str], role: str, replica: int) -> int:
+def _run_and_report(run: RunRow, env: Dict[str, str], argv: List[str], role: str, replica: int) -> int:
     """Outside slurm_forge: run the program, then leave its summary for the steps that follow."""
     try:
         rc = subprocess.call(argv, env=env)
     except OSError as e:
-        print(f"torchx-forge: run {run['run_id']}: cannot start {argv[0]!r}: {e.strerror}", file=sys.stderr)
+        print(f"torchx-forge: run {run.run_id}: cannot start {argv[0]!r}: {e.strerror}", file=sys.stderr)
         rc = 127
     code = 128 - rc if rc < 0 else rc
-    report_run(env, run, run["run_id"], role, replica, "COMPLETED" if code == 0 else "FAILED", code)
+    report_run(env, run, run.run_id, role, replica, "COMPLETED" if code == 0 else "FAILED", code)
     return code
 
 

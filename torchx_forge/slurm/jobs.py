@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from torchx.specs import AppDef, Role, macros
 
 from torchx_forge.appdef.meta import ForgeMeta, tables_of
+from torchx_forge.core import envvars
 from torchx_forge.core.layout import safe_name
 from torchx_forge.core.policy import PolicyError, RetryPolicy, check_lead_time, retry_policy
 from torchx_forge.core.slurm_time import parse_slurm_time
@@ -52,7 +53,7 @@ def per_job_rdzv_port(role: Role) -> Tuple[str, ...]:
     if not port:
         return tuple(role.args)
     pattern = re.compile(rf"(\$\{{?{RANK0_ENV}[^}}\s]*\}}?):{int(port)}\b")
-    return tuple(pattern.sub(lambda m: m.group(1) + f":${{FORGE_RDZV_PORT:-{int(port)}}}", a) for a in role.args)
+    return tuple(pattern.sub(lambda m: m.group(1) + f":${{{envvars.RDZV_PORT.name}:-{int(port)}}}", a) for a in role.args)
 
 
 def component_for(role: Role, replica: Optional[int], opts: ForgeOpts, job_name: str, nodes: int) -> Component:

@@ -9,7 +9,8 @@
 
 They are read at submit time only (dry runs make no Slurm call; they use what the runopts say,
 else the last limits read, else the defaults), with three calls at most, and kept for
-``CACHE_TTL`` seconds in the state dir (``cluster/limits.json``). The runopts
+``CACHE_TTL`` seconds in the state dir (``cluster/limits.json``, a :class:`ClusterLimits` of format
+1; a cache a newer torchx-forge wrote is taken for a missing one). The runopts
 ``max_array_size``, ``max_job_count`` and ``max_submit_jobs`` override what Slurm says.
 """
 
@@ -19,8 +20,9 @@ import os
 import pwd
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
+from torchx_forge.core import formats
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.state.store import Store
@@ -89,6 +91,9 @@ class ClusterLimits:
         slurm_version: the controller's Slurm version (``22.05.8``).
     """
 
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "cluster limits cache"
+
     max_job_count: Optional[int] = None
     max_array_size: Optional[int] = None
     assoc_max_submit: Optional[int] = None
@@ -96,6 +101,7 @@ class ClusterLimits:
     default_qos: str = ""
     time: float = 0.0
     slurm_version: Optional[str] = None
+    format: int = FORMAT  # of the cache file (see torchx_forge.core.formats)
 
     def max_submit(self, qos: Optional[str]) -> Optional[int]:
         """How many jobs (array tasks) the user may have queued under ``qos`` (None: unlimited)."""
@@ -120,10 +126,12 @@ class ClusterLimits:
         return self.max_array_size or DEFAULT_ARRAY_SIZE
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), formats.KEY: self.FORMAT}
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> ClusterLimits:
+    def from_json(cls, obj: Mapping[str, Any], where: str = "") -> ClusterLimits:
+        """The limits read from ``where`` (NewerFormatError when a newer torchx-forge wrote them)."""
+        formats.format_of(obj, cls.KIND, where, cls.FORMAT)
         version = obj.get("slurm_version")
         return cls(obj.get("max_job_count"), obj.get("max_array_size"), obj.get("assoc_max_submit"),
                    dict(obj.get("qos_max_submit") or {}), str(obj.get("default_qos") or ""), float(obj.get("time", 0)),
@@ -135,11 +143,11 @@ class ClusterLimits:
         run takes them at any age (clusters seldom change their limits or their Slurm version)."""
         try:
             obj = store.read_json(cache_path(cluster))
-        except (OSError, ValueError):
+            if not isinstance(obj, dict):
+                return None
+            found = cls.from_json(obj, store.url_of(cache_path(cluster)))
+        except (OSError, ValueError, formats.NewerFormatError):  # a newer one: asked again, and written as this one reads it
             return None
-        if not isinstance(obj, dict):
-            return None
-        found = cls.from_json(obj)
         return found if ttl is None or time.time() - found.time < ttl else None
 
     @classmethod

@@ -24,7 +24,7 @@ from torchx.runner.config import find_configs
 from torchx.specs import CfgVal, runopts
 
 from torchx_forge.compat import add_option
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.options import BY_FIELD, BY_NAME, OPTIONS, Option, sbatch_flag, split_sbatch_args
 from torchx_forge.core.storage import StoreError, StoreUnreachableError
 from torchx_forge.errors import ConfigError
@@ -77,13 +77,13 @@ _LENIENT = {int: LenientInt, bool: LenientBool}
 
 
 def default_state_dir() -> str:
-    return os.environ.get("FORGE_STATE_DIR") or os.path.join(os.path.expanduser("~"), ".torchx_forge")
+    return os.environ.get(envvars.STATE_DIR.name) or os.path.join(os.path.expanduser("~"), ".torchx_forge")
 
 
 def configured_state_dir() -> str:
     """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
-    if os.environ.get("FORGE_STATE_DIR"):
-        return os.environ["FORGE_STATE_DIR"]
+    if os.environ.get(envvars.STATE_DIR.name):
+        return os.environ[envvars.STATE_DIR.name]
     for path in find_configs():
         parser = configparser.ConfigParser()
         try:
@@ -97,8 +97,8 @@ def configured_state_dir() -> str:
 
 def state_dir_origin(url: str) -> str:
     """Which setting chose the state dir ``url`` (for error messages)."""
-    if os.environ.get("FORGE_STATE_DIR") and absolute(os.environ["FORGE_STATE_DIR"]) == absolute(url):
-        return "$FORGE_STATE_DIR"
+    if os.environ.get(envvars.STATE_DIR.name) and absolute(os.environ[envvars.STATE_DIR.name]) == absolute(url):
+        return f"${envvars.STATE_DIR.name}"
     for path in find_configs():
         parser = configparser.ConfigParser()
         try:
@@ -108,7 +108,7 @@ def state_dir_origin(url: str) -> str:
         if parser.has_option(BACKEND, "state_dir") and absolute(parser.get(BACKEND, "state_dir")) == absolute(url):
             return f"[{BACKEND}] state_dir in {path}"
     if absolute(url) == absolute(default_state_dir()):
-        return "the default (~/.torchx_forge; set $FORGE_STATE_DIR or [slurm_forge] state_dir in .torchxconfig)"
+        return f"the default (~/.torchx_forge; set ${envvars.STATE_DIR.name} or [{BACKEND}] state_dir in .torchxconfig)"
     return "runopt 'state_dir'"
 
 

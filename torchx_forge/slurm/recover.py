@@ -20,7 +20,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.storage import StoreUnreachableError, store_wait
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
@@ -32,7 +32,7 @@ from torchx_forge.state.store import Store
 
 MODULE = "torchx_forge.slurm.recover"
 #: seconds a held job may outlive its client (the guard job's start delay)
-HOLD_LIMIT = int(os.environ.get("FORGE_HOLD_LIMIT", "300"))
+HOLD_LIMIT = int(os.environ.get(envvars.HOLD_LIMIT.name, "300"))
 #: an intent nobody touched for this long has lost its client (longer than an sbatch may retry)
 STALE_AFTER = min(HOLD_LIMIT, 180)
 

@@ -14,13 +14,13 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torchx
 from torchx.specs import AppDef, Role, macros
 
 from torchx_forge import __version__
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.options import gpu_flag_for
 from torchx_forge.core.policy import RetryPolicy
 from torchx_forge.core.secrets import MASK, is_secret
@@ -29,15 +29,18 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.preview import runs_preview
+from torchx_forge.state.records import AppMeta
 
 LAUNCHER = "torchx_forge.node.launch"
 DECIDE = "torchx_forge.node.decide"
 #: Shell variables the macros become inside a job.
 MACRO_VARS: Mapping[str, str] = {
-    macros.app_id: "FORGE_APP_ID",
-    macros.replica_id: "FORGE_REPLICA_ID",
+    macros.app_id: envvars.APP_ID.name,
+    macros.replica_id: envvars.REPLICA_ID.name,
 }
-RANK0_ENV = "FORGE_RANK0_HOST"
+RANK0_ENV = envvars.RANK0_HOST.name
+#: the names the batch script uses most
+_APP_ID, _REPLICA_ID, _WARN_FILE = envvars.APP_ID.name, envvars.REPLICA_ID.name, envvars.WARN_FILE.name
 #: flags a job's helpers (companion, guard and wave jobs) take from it, to run where it runs
 SAME_PLACE = ("--partition", "--account", "--qos", "--clusters")
 _MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
@@ -199,7 +202,7 @@ class JobRequest:
         """
         head = ["sbatch", "--parsable"] + (["--hold"] if hold else [])
         if ids:
-            head.append(f"--export=ALL,FORGE_APP_ID={app_id or ids[0]}")
+            head.append(f"--export=ALL,{envvars.APP_ID.name}={app_id or ids[0]}")
         return head + self.sbatch_flags(ids) + [script_path]
 
     def _header(self) -> List[str]:
@@ -229,27 +232,27 @@ class JobRequest:
             "set -u",
             "export PYTHONUNBUFFERED=1 SLURM_UNBUFFEREDIO=1",
             # the first job's id; CLUSTER:ID for an app sent to a named cluster (see layout.app_id_of)
-            'export FORGE_APP_ID="${FORGE_APP_ID:-' + ("${SLURM_CLUSTER_NAME}:" if o.cluster else "")
+            f'export {_APP_ID}="${{{_APP_ID}:-' + ("${SLURM_CLUSTER_NAME}:" if o.cluster else "")
             + '${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}"',
-            f"export FORGE_STATE_DIR={shlex.quote(o.state_dir)}",
-            f"export FORGE_APP_NAME={shlex.quote(self.app_name)}",
+            f"export {envvars.STATE_DIR.name}={shlex.quote(o.state_dir)}",
+            f"export {envvars.APP_NAME.name}={shlex.quote(self.app_name)}",
             f"forge_python={shlex.quote(o.python)}",
         ]
         if o.job_dir:
-            lines.append(f"export FORGE_JOB_DIR={shlex.quote(os.path.abspath(o.job_dir))}")
+            lines.append(f"export {envvars.JOB_DIR.name}={shlex.quote(os.path.abspath(o.job_dir))}")
         if o.checkpoint_dir:
-            lines.append(f"export FORGE_CHECKPOINT_TEMPLATE={shlex.quote(o.checkpoint_dir)}")
+            lines.append(f"export {envvars.CHECKPOINT_TEMPLATE.name}={shlex.quote(o.checkpoint_dir)}")
         p = self.policy
         if p.enabled:
             lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in p.to_env().items()))
             if p.warning:
-                lines.append(f"export FORGE_WARN_FILE={shlex.quote(layout.warn_file(o.logs))}" + '"$SLURM_JOB_ID"')
+                lines.append(f"export {_WARN_FILE}={shlex.quote(layout.warn_file(o.logs))}" + '"$SLURM_JOB_ID"')
         for key, value in self.extra_env:
             shown = MASK if mask and is_secret(key) else value
             lines.append(f"export {key}={shlex.quote(shown)}")
         if self.array:
-            lines.append(f'export FORGE_REPLICA_ID=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
-        lines.append(f"export FORGE_LOG_DIR={shlex.quote(o.logs)}")
+            lines.append(f'export {_REPLICA_ID}=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
+        lines.append(f"export {envvars.LOG_DIR.name}={shlex.quote(o.logs)}")
         lines.append(f"mkdir -p {shlex.quote(o.logs)}")
         return lines
 
@@ -257,7 +260,7 @@ class JobRequest:
         cmd = comp.command
         if self.array:
             stem = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"'
-            replica = '"$FORGE_REPLICA_ID"'
+            replica = f'"${_REPLICA_ID}"'
         else:
             stem = '"$SLURM_JOB_ID"'
             replica = str(cmd.replica)
@@ -292,7 +295,7 @@ class JobRequest:
 
     def _decide_args(self) -> str:
         if self.array:
-            return f"--task {shell_word(self.components[0].command.role)}:\"$FORGE_REPLICA_ID\""
+            return f"--task {shell_word(self.components[0].command.role)}:\"${_REPLICA_ID}\""
         return " ".join(f"--task {shell_word(c.command.role + ':' + str(c.command.replica))}" for c in self.components)
 
     def _retry_body(self, srun: str) -> List[str]:
@@ -304,7 +307,7 @@ class JobRequest:
                 "forge_warn() {",
                 "    forge_warned=1",
                 f'    echo "torchx-forge: $(date +%T) SIG{w.name}: telling the tasks to save and exit"',
-                '    mkdir -p "${FORGE_WARN_FILE%/*}" && : > "$FORGE_WARN_FILE"',
+                f'    mkdir -p "${{{_WARN_FILE}%/*}}" && : > "${_WARN_FILE}"',
                 "}",
                 f"trap forge_warn {w.name}",
             ]
@@ -318,7 +321,7 @@ class JobRequest:
             'echo "torchx-forge: tasks exited with code $rc"',
         ]
         if w:
-            lines.append('rm -f "$FORGE_WARN_FILE"')
+            lines.append(f'rm -f "${_WARN_FILE}"')
         lines += [
             '# requeue (same job id) when tasks were warned, or failed with FAILED in retry_on;',
             '# preemption is requeued by Slurm, a TIMEOUT or NODE_FAIL by the companion job',
@@ -374,12 +377,9 @@ class ForgeBatchRequest:
 
         return replace(self, opts=resolve(self.opts), jobs=tuple(replace(j, opts=resolve(j.opts)) for j in self.jobs))
 
-    def meta(self) -> Dict[str, object]:
+    def meta(self) -> AppMeta:
         """What the app record keeps of the request beyond its jobs."""
-        out: Dict[str, object] = {"tables": list(self.tables)}
-        if self.stages:
-            out["stages"] = [[s, list(r)] for s, r in self.stages]  # a list: records sort dict keys
-        return out
+        return AppMeta(list(self.tables), [(s, list(r)) for s, r in self.stages])
 
     def __repr__(self) -> str:
         out = []

@@ -31,7 +31,8 @@ import uuid
 from dataclasses import replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import StoreError, store_wait
@@ -88,7 +89,8 @@ def _resubmit_argv(argv: Sequence[str], app_id: str, tasks: Optional[List[int]],
                    dependency: Optional[str] = None) -> List[str]:
     drop = ("--hold", "--parsable", "--array", "--export", "--dependency")
     flags = [a for a in argv[1:-1] if a.split("=", 1)[0] not in drop]
-    export = f"--export=ALL,FORGE_APP_ID={app_id}" + (f",FORGE_EXTRA_RETRIES={extra_retries}" if extra_retries else "")
+    export = f"--export=ALL,{envvars.APP_ID.name}={app_id}" + (
+        f",{envvars.EXTRA_RETRIES.name}={extra_retries}" if extra_retries else "")
     out = ["sbatch", "--parsable", "--hold", export]
     if tasks is not None:
         out.append(f"--array={ranges(tasks)}")
@@ -207,7 +209,7 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     records = Records(Store(state_dir))
     try:
         return _companion(records, state_dir, app_id, job_id)
-    except (StoreError, ForgeError) as e:  # a state dir that stayed unreachable, a script gone: one line in its log
+    except (StoreError, ForgeError, NewerFormatError) as e:  # an unreachable state dir, a script gone: one line in its log
         print(f"torchx-forge: companion of job {job_id}: {e}", file=sys.stderr, flush=True)
         return 1
 

@@ -177,7 +177,7 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
             log_dir=req.opts.logs,
             job_dir=req.opts.job_dir,
             submission=submission,
-            meta={**req.meta(), "code": code_version(os.getcwd(), records.store)},
+            meta=replace(req.meta(), code=code_version(os.getcwd(), records.store)),
         )
         records.save(rec)
         intent.app_id = rec.app_id

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import replace
 from typing import List, Optional, Sequence
 
+from torchx_forge.core import envvars
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError, store_wait
 from torchx_forge.errors import SlurmError
@@ -82,7 +84,7 @@ class WaveJob:
 
     def submit(self, planned: JobRecord) -> str:
         """One planned job, and its companion; linked to the app as it goes."""
-        argv = [*planned.argv[:2], f"--export=ALL,FORGE_APP_ID={self.rec.app_id}", *planned.argv[2:]]
+        argv = [*planned.argv[:2], f"--export=ALL,{envvars.APP_ID.name}={self.rec.app_id}", *planned.argv[2:]]
         tag = f"{self.rec.submission}-{planned.job_id}"
         job_id = sbatch_script(self.cli, argv, env=self.env, tag=tag)  # its script, from the state dir
         self.added.append(job_id)
@@ -127,7 +129,7 @@ def run_wave(state_dir: str, app_id: str, wave: int) -> int:
             print(f"torchx-forge: no record of app {app_id} in {state_dir}", file=sys.stderr)
             return 1
         return WaveJob(SlurmCli(cluster=rec.cluster or None), records, rec, wave, sys.executable).run()
-    except (StoreError, ScriptMissingError) as e:  # one line in the wave log; `torchx forge retry` submits the wave
+    except (StoreError, ScriptMissingError, NewerFormatError) as e:  # one line in the wave log; `torchx forge retry` submits it
         print(f"torchx-forge: wave {wave + 1} of app {app_id}: {e}", file=sys.stderr, flush=True)
         return 1
 

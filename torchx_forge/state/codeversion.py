@@ -8,9 +8,10 @@ stores it once. Outside a git work tree nothing is recorded.
 from __future__ import annotations
 
 import subprocess
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from torchx_forge.core import layout
+from torchx_forge.state.records import CodeVersion
 from torchx_forge.state.store import Store
 
 
@@ -22,15 +23,14 @@ def _git(cwd: str, *args: str) -> Optional[str]:
     return p.stdout if p.returncode == 0 else None
 
 
-def code_version(cwd: str, store: Store) -> Dict[str, Any]:
-    """``{"commit", "dirty", "diff"}`` for the git tree at ``cwd``; empty when it is not one."""
+def code_version(cwd: str, store: Store) -> Optional[CodeVersion]:
+    """The commit of the git tree at ``cwd`` and, when it is dirty, its diff; None outside a git tree."""
     commit = _git(cwd, "rev-parse", "HEAD")
     if commit is None:
-        return {}
-    out: Dict[str, Any] = {"commit": commit.strip(), "dirty": False}
+        return None
     status = _git(cwd, "status", "--porcelain", "--untracked-files=no")
-    if status:
-        diff = _git(cwd, "diff", "HEAD", "--binary") or ""
-        _, path = store.put_content_addressed(layout.DIFFS, diff.encode(), suffix=".patch")
-        out.update(dirty=True, diff=path)
-    return out
+    if not status:
+        return CodeVersion(commit.strip())
+    diff = _git(cwd, "diff", "HEAD", "--binary") or ""
+    _, path = store.put_content_addressed(layout.DIFFS, diff.encode(), suffix=".patch")
+    return CodeVersion(commit.strip(), dirty=True, diff=path)

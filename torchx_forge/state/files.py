@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
+from torchx_forge.core import envvars
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, describe, store_wait
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ _OURS = (ValueError, TypeError, AttributeError, KeyError, NotImplementedError, I
 #: seconds a call on a URL is tried again while the store does not answer (see :func:`be_patient`)
 _patience = 0.0
 #: seconds one call on an async file system (s3fs) may take, whatever its own timeouts and retries
-TIMEOUT_ENV = "FORGE_STORE_TIMEOUT"
+TIMEOUT_ENV = envvars.STORE_TIMEOUT.name
 DEFAULT_TIMEOUT = 20.0
 
 
@@ -210,7 +211,7 @@ def call(url: str, action: Callable[[], T], wait: Optional[float] = None) -> T:
             if left <= 0:
                 raise
             if not told:
-                _say(f"torchx-forge: {e}; trying again for up to {left:.0f} s (FORGE_STORE_WAIT)")
+                _say(f"torchx-forge: {e}; trying again for up to {left:.0f} s ({envvars.STORE_WAIT.name})")
                 told = True
             time.sleep(min(pause, left))
             pause = min(pause * 2, 15.0)

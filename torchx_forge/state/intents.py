@@ -5,6 +5,9 @@ the jobs it submitted (and the tag each carries in its ``--comment``, for the on
 never heard). Whoever finds a stale intent (a later forge command, or the submission's guard
 job) finishes it when the app record was written (releases the jobs) or rolls it back (cancels
 them): a held job never outlives its submission for long.
+
+An intent file carries its format (:mod:`torchx_forge.core.formats`; format 1 is the layout of the
+files written before formats were numbered).
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Dict, List, Optional
 
-from torchx_forge.core import layout
+from torchx_forge.core import formats, layout
 from torchx_forge.state.store import Store
 
 
 @dataclass
 class Intent:
     """One submission: its id, what it has submitted so far, and who is submitting it."""
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "intent"
 
     submission: str
     app_name: str
@@ -35,6 +41,20 @@ class Intent:
     pid: int = field(default_factory=os.getpid)
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    format: int = FORMAT  # see torchx_forge.core.formats
+
+    def to_json(self) -> Dict[str, Any]:
+        return {**asdict(self), formats.KEY: self.FORMAT}
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> Optional[Intent]:
+        """The intent read from ``where`` (None when it is not one; NewerFormatError when a newer
+        torchx-forge wrote it)."""
+        if not isinstance(obj, dict):
+            return None
+        formats.format_of(obj, cls.KIND, where, cls.FORMAT)
+        names = {f.name for f in fields(cls)} - {formats.KEY}
+        return cls(**{k: v for k, v in obj.items() if k in names})
 
     @property
     def tag(self) -> str:
@@ -63,20 +83,25 @@ class Intents:
 
     def save(self, intent: Intent) -> None:
         intent.updated = time.time()
-        self.store.write_json(layout.intent(intent.submission), asdict(intent))
+        self.store.write_json(layout.intent(intent.submission), intent.to_json())
 
     def load(self, submission: str) -> Optional[Intent]:
-        obj = self.store.read_json(layout.intent(submission))
-        return Intent(**obj) if isinstance(obj, dict) else None
+        rel = layout.intent(submission)
+        return Intent.from_json(self.store.read_json(rel), self.store.url_of(rel))
 
     def done(self, intent: Intent) -> None:
         self.store.remove(layout.intent(intent.submission))
 
     def pending(self) -> List[Intent]:
+        """The submissions in flight. One a newer torchx-forge makes is left to it (its guard job
+        recovers it if its client dies): this one cannot read it, and must not block on it."""
         out = []
         for name in self.store.listdir(layout.INTENTS):
             if name.endswith(".json"):
-                found = self.load(name[: -len(".json")])
+                try:
+                    found = self.load(name[: -len(".json")])
+                except formats.NewerFormatError:
+                    continue
                 if found:
                     out.append(found)
         return out

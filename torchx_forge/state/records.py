@@ -3,6 +3,10 @@
 An :class:`AppRecord` lists the app's Slurm jobs (:class:`JobRecord`, one per sbatch call) and
 roles; jobs added later by retries live in files of their own next to it, so a companion job and
 the client never write the same file. Paths come from :mod:`torchx_forge.core.layout`.
+
+Each file carries its format (:mod:`torchx_forge.core.formats`): ``record.json`` is an
+:class:`AppRecord`, ``jobs/<id>.json`` a :class:`JobRecord`, ``cancelled.json`` a
+:class:`CancelMark`, all format 1 (the files written before formats were numbered).
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar
 
-from torchx_forge.core import layout
+from torchx_forge.core import formats, layout
 from torchx_forge.core.policy import RetryPolicy, parse_retry_on, parse_signal
 from torchx_forge.core.states import JobKind
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskReport
 
+#: the ``version`` every record has carried (kept as it was; the ``format`` field is what readers check)
 RECORD_VERSION = 1
 T = TypeVar("T")
 
@@ -26,7 +31,13 @@ T = TypeVar("T")
 def _known(cls: Type[T], obj: Mapping[str, Any]) -> T:
     """``cls(**obj)`` keeping only the fields ``cls`` has (records written by other versions)."""
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in obj.items() if k in names})
+    return cls(**{k: v for k, v in obj.items() if k in names and k != formats.KEY})
+
+
+def _object(obj: Any, kind: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{kind} {where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,7 +62,12 @@ class JobRecord:
     tasks 0 .. size-1) or ``wave`` (the job that submits wave ``wave`` of a sweep; no tasks).
     A *planned* job belongs to a wave not submitted yet: its ``job_id`` is a placeholder
     (``wave<k>.<n>``) that no Slurm command is given; the job that submits it ``replaces`` it.
+    A job added after the submission has a file of its own (``apps/<app>/jobs/<id>.json``), which
+    carries ``format``; in the record's list of jobs, the record's format is theirs.
     """
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "job record"
 
     job_id: str
     kind: str
@@ -75,6 +91,23 @@ class JobRecord:
     planned: bool = False  # not submitted yet: job_id is a placeholder
     replaces: Optional[str] = None  # the planned job this one is the submission of
     linked: bool = False  # added after the submission (a retry, a later wave): kept in a file of its own
+    format: int = FORMAT  # the layout of its own file (see torchx_forge.core.formats)
+
+    def to_json(self) -> Dict[str, Any]:
+        """The job as it is listed in its app record (no format: the record's is)."""
+        out = asdict(self)
+        del out[formats.KEY]
+        return out
+
+    def to_file(self) -> Dict[str, Any]:
+        """The job as its own file holds it (jobs added after the submission)."""
+        return {**self.to_json(), formats.KEY: self.FORMAT}
+
+    @classmethod
+    def from_file(cls, obj: Any, where: str) -> JobRecord:
+        """A job from its own file at ``where`` (NewerFormatError when a newer torchx-forge wrote it)."""
+        formats.format_of(_object(obj, cls.KIND, where), cls.KIND, where, cls.FORMAT)
+        return _known(cls, obj)
 
     @property
     def job_kind(self) -> JobKind:
@@ -115,9 +148,50 @@ class RoleRecord:
     max_retries: int = 0  # the effective max_retries of the role's jobs
 
 
+@dataclass(frozen=True)
+class CodeVersion:
+    """The git commit an app was submitted from, and where the diff of a dirty tree is kept."""
+
+    commit: str
+    dirty: bool = False
+    diff: str = ""  # the content-addressed patch in the state dir, when dirty
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"commit": self.commit, "dirty": self.dirty, **({"diff": self.diff} if self.diff else {})}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Optional[CodeVersion]:
+        return cls(str(obj["commit"]), bool(obj.get("dirty")), str(obj.get("diff") or "")) if obj.get("commit") else None
+
+
+@dataclass
+class AppMeta:
+    """What the record keeps of the submission beyond its jobs and roles."""
+
+    tables: List[str] = field(default_factory=list)  # the run tables of the app's sweep roles
+    stages: List[Tuple[str, List[str]]] = field(default_factory=list)  # a pipeline's steps: (step, role names)
+    code: Optional[CodeVersion] = None  # None outside a git work tree
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"tables": list(self.tables), "code": self.code.to_json() if self.code else {}}
+        if self.stages:
+            out["stages"] = [[s, list(r)] for s, r in self.stages]  # a list: records sort dict keys
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AppMeta:
+        raw = obj.get("stages") or []
+        items = raw.items() if isinstance(raw, dict) else raw  # early records kept a dict
+        return cls([str(t) for t in obj.get("tables") or []], [(str(s), [str(r) for r in roles]) for s, roles in items],
+                   CodeVersion.from_json(obj.get("code") or {}))
+
+
 @dataclass
 class AppRecord:
     """Everything needed to describe, log and cancel an app later, from any directory."""
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "app record"
 
     app_id: str
     name: str
@@ -129,20 +203,32 @@ class AppRecord:
     user: str = field(default_factory=lambda: os.environ.get("USER", ""))
     submission: str = ""
     cfg: Dict[str, Any] = field(default_factory=dict)
-    meta: Dict[str, Any] = field(default_factory=dict)
-    final: Optional[Dict[str, Any]] = None
+    meta: AppMeta = field(default_factory=AppMeta)
+    final: Optional[Dict[str, Any]] = None  # a settled status, as torchx_forge.slurm.status freezes it
     version: int = RECORD_VERSION
     cluster: str = ""  # the Slurm cluster every job of the app runs on ("" for the local one)
+    format: int = FORMAT  # see torchx_forge.core.formats
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(jobs=[j.to_json() for j in self.jobs], roles=[asdict(r) for r in self.roles], meta=self.meta.to_json(),
+                   cfg=dict(self.cfg), format=self.FORMAT)
+        return out
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> AppRecord:
+    def from_json(cls, obj: Any, where: str = "") -> AppRecord:
+        """The record read from ``where`` (NewerFormatError when a newer torchx-forge wrote it)."""
+        formats.format_of(_object(obj, cls.KIND, where), cls.KIND, where, cls.FORMAT)
         rec = _known(cls, obj)
         rec.jobs = [_known(JobRecord, j) for j in obj.get("jobs", [])]
         rec.roles = [_known(RoleRecord, r) for r in obj.get("roles", [])]
+        rec.meta = AppMeta.from_json(obj.get("meta") or {})
         return rec
+
+    @property
+    def tables(self) -> List[str]:
+        """The run tables of the app's sweep roles."""
+        return self.meta.tables
 
     def job_ids(self, companions: bool = False) -> List[str]:
         """Slurm ids of the app's jobs (wave jobs included; planned jobs, not submitted yet, are not),
@@ -191,9 +277,7 @@ class AppRecord:
 
     def stages(self) -> List[Tuple[str, List[str]]]:
         """A pipeline's steps as (step, role names) in pipeline order; empty for other apps."""
-        raw = self.meta.get("stages") or []
-        items = raw.items() if isinstance(raw, dict) else raw  # early records kept a dict
-        return [(str(s), [str(r) for r in roles]) for s, roles in items]
+        return list(self.meta.stages)
 
     def log_path(self, role: str, replica: int, stream: str) -> str:
         """Where replica ``replica`` of ``role`` writes ``stream`` ("out" or "err") in its first job."""
@@ -227,16 +311,19 @@ class Records:
     def add_job(self, app_id: str, job: JobRecord) -> None:
         """Link a job to its app after the submission (a resubmission, a later wave): written by
         whoever submits it (the client, a companion or a wave job), in a file of its own."""
-        self.store.write_json(layout.added_job(app_id, job.job_id), asdict(replace(job, linked=True)))
+        self.store.write_json(layout.added_job(app_id, job.job_id), replace(job, linked=True).to_file())
 
     def load(self, app_id: str) -> Optional[AppRecord]:
+        """The app's record with the jobs added since (None when there is none; NewerFormatError
+        naming the file when a newer torchx-forge wrote one)."""
         if not layout.valid_app_id(app_id):
             return None
         obj = self.store.read_json(layout.record(app_id))
         if obj is None:
             return None
-        rec = AppRecord.from_json(obj)
-        added = [_known(JobRecord, j) for j in self.store.read_many_json(layout.added_jobs(app_id)).values()]
+        rec = AppRecord.from_json(obj, self.store.url_of(layout.record(app_id)))
+        added = [JobRecord.from_file(j, self.store.url_of(layout.added_job(app_id, name)))
+                 for name, j in self.store.read_many_json(layout.added_jobs(app_id)).items()]
         if added:
             added.sort(key=lambda j: j.created)
             rec.jobs.extend(added)
@@ -250,10 +337,30 @@ class Records:
     def task_reports(self, app_id: str) -> Dict[str, TaskReport]:
         """What the launchers wrote, by ``<role>.<replica>`` (see :func:`layout.task_key`)."""
         raw = self.store.read_many_json(layout.task_files(app_id))
-        return {k: TaskReport.from_json(v) for k, v in raw.items() if isinstance(v, dict)}
+        out = {}
+        for key, obj in raw.items():
+            try:
+                out[key] = TaskReport.from_json(obj, self.store.url_of(f"{layout.task_files(app_id)}/{key}.json"))
+            except (ValueError, TypeError):  # not a task state file: as if missing (NewerFormatError is raised)
+                continue
+        return out
 
     def mark_cancelled(self, app_id: str) -> None:
-        self.store.write_json(layout.cancelled(app_id), {"time": time.time()})
+        self.store.write_json(layout.cancelled(app_id), CancelMark().to_json())
 
     def cancelled(self, app_id: str) -> bool:
         return self.store.exists(layout.cancelled(app_id))
+
+
+@dataclass(frozen=True)
+class CancelMark:
+    """``cancelled.json``: the app was cancelled (for clusters without accounting). Only its
+    existence is read."""
+
+    FORMAT: ClassVar[int] = 1
+
+    time: float = field(default_factory=time.time)
+    format: int = FORMAT
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"time": self.time, formats.KEY: self.FORMAT}

@@ -164,7 +164,7 @@ class Store:
             self.write_bytes(rel, data, mode=0o400)
         return digest, self.url_of(rel)
 
-    def put_table(self, table: runtable.Table) -> str:
+    def put_table(self, table: runtable.RunTable) -> str:
         """Store a run table (see :mod:`torchx_forge.core.runtable`), content-addressed; returns
         where the tasks read it (a local path or a URL with its scheme)."""
         _, data = runtable.encode(table)

@@ -12,15 +12,16 @@ from typing import Dict
 from torchx_forge.core import runtable
 from torchx_forge.state.files import read_file
 
-_WRITTEN: Dict[str, runtable.Table] = {}
+_WRITTEN: Dict[str, runtable.RunTable] = {}
 
 
-def remember(path: str, table: runtable.Table) -> None:
+def remember(path: str, table: runtable.RunTable) -> None:
     """Keep ``table``, just written to ``path``, for :func:`read_table` in this process."""
     _WRITTEN[path] = table
 
 
-def read_table(path: str) -> runtable.Table:
-    """The run table at ``path`` (a local path or URL); OSError or ValueError when unreadable."""
+def read_table(path: str) -> runtable.RunTable:
+    """The run table at ``path`` (a local path or URL); OSError or ValueError when unreadable,
+    NewerFormatError when a newer torchx-forge wrote it."""
     hit = _WRITTEN.get(path)
-    return hit if hit is not None else runtable.decode(read_file(path))
+    return hit if hit is not None else runtable.decode(read_file(path), path)

@@ -5,6 +5,10 @@ latest attempt at the top level, every attempt in ``history``. It is how status 
 without accounting (and during sacct's lag), how attempts are counted across requeues and
 resubmissions, and where notes such as "retries exhausted" reach the user.
 
+The file is a :class:`TaskState` (format 1: the layout of the files written before formats were
+numbered; see :mod:`torchx_forge.core.formats`), each attempt an :class:`AttemptEntry`; readers
+get the typed :class:`TaskReport`.
+
 Standard library only (fsspec for URL state dirs): the launcher imports this on every node.
 """
 
@@ -13,17 +17,112 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from torchx_forge.core import layout
+from torchx_forge.core import formats, layout
 from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.core.storage import StoreError
 from torchx_forge.state.files import read_file, write_file
 
+
+def _opt(cast: Any, value: Any) -> Any:
+    return None if value is None else cast(value)
+
+
+@dataclass(frozen=True)
+class AttemptEntry:
+    """One attempt as its launcher writes it. Every field is optional in the file: None here is a
+    key the file does not have (a start writes what it knows, the end adds the rest), except that
+    ``stopped_by`` is written, null or not, with ``warned_by`` (the end of a program that ran)."""
+
+    attempt: Optional[int] = None
+    job_key: Optional[str] = None  # the Slurm key: A_T for an array task, else the job id
+    job_id: Optional[str] = None
+    restart: Optional[str] = None  # SLURM_RESTART_COUNT (requeues of the same job id)
+    host: Optional[str] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
+    state: Optional[str] = None  # a FileState
+    outcome: Optional[str] = None  # an Outcome, or "running"
+    exit_code: Optional[int] = None
+    note: Optional[str] = None
+    resumed_from: Optional[str] = None
+    stopped_by: Optional[int] = None  # the signal that killed the program
+    warned_by: Optional[str] = None  # the signal that warned it ("" when none did)
+    saved: Optional[bool] = None  # a checkpoint was saved after the warning
+
+    _CASTS: ClassVar[Dict[str, Any]] = {
+        "attempt": int, "job_key": str, "job_id": str, "restart": str, "host": str, "start": float, "end": float,
+        "state": str, "outcome": str, "exit_code": int, "note": str, "resumed_from": str, "stopped_by": int,
+        "warned_by": str, "saved": bool,
+    }
+
+    def to_json(self, keys: Optional[Tuple[str, ...]] = None) -> Dict[str, Any]:
+        """The keys this attempt has (``keys``: only these)."""
+        out = {}
+        for name in keys or tuple(self._CASTS):
+            value = getattr(self, name)
+            if value is not None or (name == "stopped_by" and self.warned_by is not None):
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> AttemptEntry:
+        return cls(**{name: _opt(cast, obj.get(name)) for name, cast in cls._CASTS.items()})
+
+    def updated(self, later: AttemptEntry) -> AttemptEntry:
+        """This attempt with what ``later`` (a later write of the same attempt) says on top."""
+        return replace(self, **later.to_json())
+
+
 #: keys of the latest attempt copied to the top level of the file
 _TOP_KEYS = ("state", "exit_code", "host", "attempt", "job_id", "outcome", "note", "resumed_from", "stopped_by",
              "warned_by", "start", "end")
+
+
+@dataclass
+class TaskState:
+    """What a task's state file holds: every attempt, and the latest one's keys at the top level
+    (``latest``: they stay from earlier attempts where the latest has not written them yet)."""
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "task state file"
+
+    role: Optional[str] = None
+    replica: Optional[int] = None
+    history: List[AttemptEntry] = field(default_factory=list)
+    latest: AttemptEntry = field(default_factory=AttemptEntry)
+    time: Optional[float] = None  # of the last write
+    format: int = FORMAT  # see torchx_forge.core.formats
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"role": self.role, "replica": self.replica, "history": [h.to_json() for h in self.history],
+                               **self.latest.to_json(_TOP_KEYS), formats.KEY: self.FORMAT}
+        if self.time is not None:
+            out["time"] = self.time
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> TaskState:
+        """The file read from ``where``: ValueError when it is no task state, NewerFormatError when
+        a newer torchx-forge wrote it."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"{cls.KIND} {where}: expected a JSON object, got {type(obj).__name__}")
+        formats.format_of(obj, cls.KIND, where, cls.FORMAT)
+        return cls(_opt(str, obj.get("role")), _opt(int, obj.get("replica")),
+                   [AttemptEntry.from_json(h) for h in obj.get("history") or [] if isinstance(h, dict)],
+                   AttemptEntry.from_json({k: obj[k] for k in _TOP_KEYS if k in obj}), _opt(float, obj.get("time")))
+
+    def record(self, attempt: AttemptEntry) -> None:
+        """Add ``attempt`` (a new one, or an update of the latest with the same number and job) and
+        copy its keys to the top level."""
+        hist = self.history
+        if hist and hist[-1].attempt == attempt.attempt and hist[-1].job_key == attempt.job_key:
+            hist[-1] = hist[-1].updated(attempt)
+        else:
+            hist.append(attempt)
+        self.latest = self.latest.updated(AttemptEntry.from_json(hist[-1].to_json(_TOP_KEYS)))
 
 
 class TaskFile:
@@ -37,7 +136,7 @@ class TaskFile:
     def __init__(self, state_dir: str, app_id: str, role: str, replica: int) -> None:
         self.rel = layout.task_file(app_id, role, replica)
         self.state_dir = state_dir
-        self.data: Dict[str, Any] = {"role": role, "replica": replica, "history": []}
+        self.data = TaskState(role, replica)
         #: False while the file is unknown because the store did not answer: then a write merges
         #: with what the store holds instead of replacing it (no attempt is ever lost)
         self.loaded = True
@@ -45,21 +144,28 @@ class TaskFile:
     def _path(self) -> str:
         return layout.join(self.state_dir, self.rel)
 
-    def _stored(self) -> Optional[Dict[str, Any]]:
-        """The file as stored ({} when missing or unreadable); None when the store did not answer."""
+    def _stored(self) -> Optional[TaskState]:
+        """The file as stored (an empty one when missing or unreadable); None when the store did not
+        answer. NewerFormatError when a newer torchx-forge wrote it: never written over."""
         try:
             found = json.loads(read_file(self._path()))
         except StoreError as e:
             print(f"torchx-forge: warning: cannot read task state {self.rel}: {e}", file=sys.stderr)
             return None
         except (OSError, ValueError):
-            return {}
-        return found if isinstance(found, dict) else {}
+            return TaskState()
+        try:
+            return TaskState.from_json(found, self._path())
+        except (ValueError, TypeError):
+            return TaskState()
 
     def load(self) -> TaskFile:
         stored = self._stored()
         self.loaded = stored is not None
-        self.data.update(stored or {})
+        if stored is not None:
+            mine = self.data
+            self.data = replace(stored, role=stored.role if stored.role is not None else mine.role,
+                                replica=stored.replica if stored.replica is not None else mine.replica)
         return self
 
     def _merge_stored(self) -> None:
@@ -67,57 +173,51 @@ class TaskFile:
         stored = self._stored()
         if stored is None:
             return
-        mine = {(h.get("attempt"), h.get("job_key")): h for h in self.history}
-        hist = [mine.pop((h.get("attempt"), h.get("job_key")), h) for h in stored.get("history") or []]
+        mine = {(h.attempt, h.job_key): h for h in self.history}
+        hist = [mine.pop((h.attempt, h.job_key), h) for h in stored.history]
         hist += list(mine.values())
-        self.data = {**stored, **{k: v for k, v in self.data.items() if k != "history"}, "history": hist}
+        self.data = replace(self.data, history=hist, latest=stored.latest.updated(self.data.latest))
         self.loaded = True
 
     @property
-    def history(self) -> List[Dict[str, Any]]:
-        return list(self.data.get("history") or [])
+    def history(self) -> List[AttemptEntry]:
+        return list(self.data.history)
 
     @property
-    def last(self) -> Dict[str, Any]:
+    def last(self) -> AttemptEntry:
         hist = self.history
-        return hist[-1] if hist else {}
+        return hist[-1] if hist else AttemptEntry()
 
     def attempt_for(self, key: str, restart: str) -> Tuple[int, str]:
         """(attempt number, initial job) of the current attempt: 0 for the first start of this task."""
         hist = self.history
-        initial = str(hist[0].get("job_key", key)) if hist else key
-        if hist and hist[-1].get("job_key") == key and str(hist[-1].get("restart")) == restart:
-            return int(hist[-1].get("attempt", len(hist) - 1)), initial  # written by this attempt's first node
+        initial = hist[0].job_key if hist and hist[0].job_key is not None else key
+        if hist and hist[-1].job_key == key and str(hist[-1].restart) == restart:
+            last = hist[-1].attempt
+            return (last if last is not None else len(hist) - 1), initial  # written by this attempt's first node
         # Slurm's restart count is a floor when the history is missing (state dir not shared)
         return max(len(hist), int(restart or 0)), initial
 
-    def write(self, attempt: Mapping[str, Any]) -> None:
+    def write(self, attempt: AttemptEntry) -> None:
         """Record ``attempt`` (a new one, or an update of the latest with the same number and job)."""
-        hist = self.history
-        if hist and hist[-1].get("attempt") == attempt.get("attempt") and hist[-1].get("job_key") == attempt.get("job_key"):
-            hist[-1] = {**hist[-1], **attempt}
-        else:
-            hist.append(dict(attempt))
-        self.data.update(history=hist, time=time.time())
+        self.data.record(attempt)
+        self.data.time = time.time()
         if not self.loaded:  # never replace a history the store could not show us
             self._merge_stored()
             if not self.loaded:
                 print(f"torchx-forge: warning: task state {self.rel} not written: the store did not answer"
                       " (status comes from Slurm meanwhile)", file=sys.stderr)
                 return
-        hist = self.history
-        for k in _TOP_KEYS:
-            if k in hist[-1]:
-                self.data[k] = hist[-1][k]
+            self.data.latest = self.data.latest.updated(AttemptEntry.from_json(self.last.to_json(_TOP_KEYS)))
         try:
-            write_file(self._path(), json.dumps(self.data, sort_keys=True).encode(), mode=0o600, dir_mode=0o700)
+            write_file(self._path(), json.dumps(self.data.to_json(), sort_keys=True).encode(), mode=0o600, dir_mode=0o700)
         except OSError as e:  # status degrades, the task itself must not fail
             print(f"torchx-forge: warning: cannot write task state {self.rel}: {e}", file=sys.stderr)
 
     def note(self, text: str) -> None:
         """Add a note to the latest attempt (e.g. why it will not be retried)."""
         if self.history:
-            self.write({**self.last, "note": text})
+            self.write(replace(self.last, note=text))
 
 
 @dataclass(frozen=True)
@@ -130,9 +230,8 @@ class AttemptReport:
     warned_by: str = ""  # the signal that warned the program: USR1 (time limit), TERM (preemption, cancel)
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> AttemptReport:
-        return cls(int(obj.get("attempt", 0)), str(obj.get("job_key", "")), _outcome(obj.get("outcome")),
-                   str(obj.get("warned_by") or ""))
+    def of(cls, entry: AttemptEntry) -> AttemptReport:
+        return cls(entry.attempt or 0, entry.job_key or "", _outcome(entry.outcome), entry.warned_by or "")
 
 
 def _outcome(raw: object) -> Optional[Outcome]:
@@ -157,16 +256,21 @@ class TaskReport:
     history: Tuple[AttemptReport, ...] = ()
 
     @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TaskReport:
-        code = obj.get("exit_code")
+    def of(cls, task: TaskState) -> TaskReport:
+        top = task.latest
         return cls(
-            state=FileState.parse(obj.get("state")),
-            outcome=_outcome(obj.get("outcome")),
-            exit_code=int(code) if code is not None else None,
-            host=str(obj.get("host") or ""),
-            attempts=max(int(obj.get("attempt", 0)) + 1, len(obj.get("history") or [])),
-            note=str(obj.get("note") or ""),
-            resumed_from=str(obj.get("resumed_from") or ""),
-            stopped_by=obj.get("stopped_by"),
-            history=tuple(AttemptReport.from_json(h) for h in obj.get("history") or [] if isinstance(h, dict)),
+            state=FileState.parse(top.state),
+            outcome=_outcome(top.outcome),
+            exit_code=top.exit_code,
+            host=top.host or "",
+            attempts=max((top.attempt or 0) + 1, len(task.history)),
+            note=top.note or "",
+            resumed_from=top.resumed_from or "",
+            stopped_by=top.stopped_by,
+            history=tuple(AttemptReport.of(h) for h in task.history),
         )
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "") -> TaskReport:
+        """The report of the task state file read from ``where`` (see :meth:`TaskState.from_json`)."""
+        return cls.of(TaskState.from_json(obj, where))

@@ -247,7 +247,8 @@ def build(tmp_path):
 
 
 def table(step):
-    return read_table(step.app.metadata["forge/table"])
+    """The step's run table as it is stored."""
+    return read_table(step.app.metadata["forge/table"]).to_json()
 
 
 def run_ids(step):

@@ -14,9 +14,10 @@ import pytest
 from torchx_forge.cli import CmdForge
 from torchx_forge.cli import results as rs
 from torchx_forge.errors import ForgeError
+from torchx_forge.node.summary import RunSummary
 from torchx_forge.slurm.report import format_table
 from torchx_forge.slurm.status import TaskView
-from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
+from torchx_forge.state.records import AppMeta, AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,7 +57,7 @@ def save(store: Store, rec: AppRecord) -> AppRecord:
 def sweep_app(store: Store, app_id: str = "100") -> AppRecord:
     table = put_table(store, "lrs", {"lrs": [0, 1, 2, 3]})
     return save(store, AppRecord(app_id, "lrs", [JobRecord(app_id, "array", role="lrs", size=4)],
-                                 [sweep_role("lrs", 4, table)], log_dir="/logs", meta={"tables": [table]}))
+                                 [sweep_role("lrs", 4, table)], log_dir="/logs", meta=AppMeta([table])))
 
 
 def result_dir(state: Path, app_id: str, run_id: str, stage: str = "") -> Path:
@@ -146,7 +147,7 @@ def test_state_attempts_and_exit_fall_back_to_summary_json(store: Store, state: 
 
 def test_a_pending_retry_shows_as_pending():
     v = TaskView("r", 0, "1_0", "FAILED", exit_code=1, attempts=1, retry_pending=True)
-    assert rs.status_of(v, {"state": "FAILED"}) == ("PENDING", 1, 1)
+    assert rs.status_of(v, RunSummary("FAILED")) == ("PENDING", 1, 1)
 
 
 def test_metric_picks_one_column_and_an_unknown_one_lists_those_found(store: Store, state: Path):
@@ -191,8 +192,8 @@ def pipeline_app(store: Store, app_id: str = "200") -> AppRecord:
              sweep_role("eval", 4, evals, "eval"), RoleRecord("report", 1, entrypoint="sh", env={"FORGE_STAGE": "report"})]
     for r, key in zip(roles[:2], ["train-0", "train-1"]):
         r.args[r.args.index("--role") + 1] = key  # what the pipeline AppDef does to roles of multi-shape steps
-    meta = {"tables": sorted([train, evals]),
-            "stages": [["train", ["train.train-0", "train.train-1"]], ["eval", ["eval"]], ["report", ["report"]]]}
+    meta = AppMeta(sorted([train, evals]),
+                   [("train", ["train.train-0", "train.train-1"]), ("eval", ["eval"]), ("report", ["report"])])
     return save(store, AppRecord(app_id, "pipe", [JobRecord(app_id, "array", role="eval", size=4)], roles,
                                  log_dir="/logs", meta=meta))
 
@@ -349,7 +350,7 @@ def test_cli_errors_are_one_line_and_exit_1(monkeypatch, capsys, store: Store, s
 
 def test_a_missing_run_table_is_a_clear_error(store: Store, state: Path):
     rec = sweep_app(store)
-    table = Path(rec.meta["tables"][0])
+    table = Path(rec.tables[0])
     table.chmod(0o600)
     table.unlink()
     with pytest.raises(ForgeError, match="cannot read the run table .*removed from the state dir"):

@@ -620,7 +620,7 @@ def test_resolve_default_workdir_and_json(write, tmp_path):
     assert r.workdir == str(tmp_path / "wd")
     assert r.argv == ("a", "--n")
     assert r.resume_arg == "--resume_from_checkpoint"
-    j = r.to_json()
+    j = r.row().to_json()
     assert j["run_id"] == run.run_id and j["argv"] == ["a", "--n"] and j["index"] == 0
     assert j["resume_arg"] == "--resume_from_checkpoint"
     assert resolve(exp, run).workdir == os.getcwd()

@@ -215,7 +215,7 @@ def test_commit_writes_the_pointer_and_latest_follows_it(tmp_path):
     touch(tmp_path / "step_200.pt")
     commit(d, str(tmp_path / "step_100.pt"), step=100)
     state = json.loads((tmp_path / STATE_FILE).read_text())
-    assert state == {"latest": "step_100.pt", "step": 100}  # stored relative to the directory
+    assert state == {"latest": "step_100.pt", "step": 100, "format": 1}  # stored relative to the directory
     assert latest_checkpoint(d) == f"{d}/step_100.pt"
     commit(d, "step_200.pt", step=200)
     assert latest_checkpoint(d) == f"{d}/step_200.pt"
@@ -294,7 +294,7 @@ def test_memory_url_commit_and_follow(mem_dir):
     for n in ("step_3.pt", "step_12.pt"):
         fs.pipe_file(f"{root}/{n}", b"x")
     commit(url, "step_3.pt", step=3)
-    assert json.loads(fs.cat_file(f"{root}/{STATE_FILE}")) == {"latest": "step_3.pt", "step": 3}
+    assert json.loads(fs.cat_file(f"{root}/{STATE_FILE}")) == {"latest": "step_3.pt", "step": 3, "format": 1}
     assert latest_checkpoint(url) == f"{url}/step_3.pt"
 
 
@@ -327,7 +327,7 @@ def test_memory_url_commit_of_a_full_url_is_kept_relative(mem_dir):
     url, fs, root = mem_dir
     fs.pipe_file(f"{root}/step_7.json", b"x")
     commit(url, f"{url}/step_7.json", step=7)
-    assert json.loads(fs.cat_file(f"{root}/{STATE_FILE}")) == {"latest": "step_7.json", "step": 7}
+    assert json.loads(fs.cat_file(f"{root}/{STATE_FILE}")) == {"latest": "step_7.json", "step": 7, "format": 1}
     assert latest_checkpoint(url) == f"{url}/step_7.json"
 
 

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from torchx_forge.core.runtable import RunRow
 from torchx_forge.node import contract
 from torchx_forge.node.artifacts import collect, globs_from_env, matches
 from torchx_forge.node.checkpoint import STATE_FILE, CheckpointError
@@ -16,7 +17,7 @@ from torchx_forge.node.handoff import (
     upstream_status,
     wait_for_upstream,
 )
-from torchx_forge.node.summary import SUMMARY, read_summary, write_summary
+from torchx_forge.node.summary import SUMMARY, RunSummary, read_summary, write_summary
 
 
 @pytest.fixture
@@ -37,12 +38,12 @@ def ckpt_dir(tmp_path, stage, run_id):
 
 def test_summary_round_trip(tmp_path):
     d = str(tmp_path / "r" / "new")
-    s = {"state": "COMPLETED", "exit_code": 0, "attempts": 2, "run_id": "a-1", "params": {"lr": 0.1}, "artifacts": ["x"]}
+    s = RunSummary("COMPLETED", 0, 2, run_id="a-1", params={"lr": 0.1}, artifacts=["x"])
     write_summary(d, s)
     assert read_summary(d) == s
     assert sorted(os.listdir(d)) == [SUMMARY]  # no temporary file left
-    write_summary(d, {"state": "FAILED"})
-    assert read_summary(d) == {"state": "FAILED"}
+    write_summary(d, RunSummary("FAILED"))
+    assert read_summary(d) == RunSummary("FAILED")
 
 
 def test_read_summary_missing_or_broken(tmp_path):
@@ -53,15 +54,20 @@ def test_read_summary_missing_or_broken(tmp_path):
 
 def test_summary_on_memory_url():
     d = f"memory://forge-handoff-{uuid.uuid4().hex}/res"
-    write_summary(d, {"state": "COMPLETED", "n": 1})
-    assert read_summary(d) == {"state": "COMPLETED", "n": 1}
+    write_summary(d, RunSummary("COMPLETED", replica=1))
+    assert read_summary(d) == RunSummary("COMPLETED", replica=1)
     assert read_summary(f"memory://forge-handoff-{uuid.uuid4().hex}/none") is None
 
 
 # -- upstream status -----------------------------------------------------------------------------
 
 
-ROW = {"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"], [2, "r2"], [3, "r3"]], "checkpoint_dir": None}]}
+def as_row(obj):
+    """A run table row with these fields (as the table's JSON gives them)."""
+    return RunRow.from_json({"index": 0, "run_id": "r", **obj})
+
+
+ROW = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"], [2, "r2"], [3, "r3"]], "checkpoint_dir": None}]})
 
 
 def test_upstream_runs_use_the_upstream_stage(tmp_path, env):
@@ -72,15 +78,15 @@ def test_upstream_runs_use_the_upstream_stage(tmp_path, env):
 
 
 def test_upstream_status(tmp_path, env):
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "FAILED", "exit_code": 1})
-    write_summary(result_dir(tmp_path, "train", "r3"), {"state": "OUT_OF_MEMORY"})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("FAILED", 1))
+    write_summary(result_dir(tmp_path, "train", "r3"), RunSummary("OUT_OF_MEMORY"))
     ok, failed, dirs, ended = upstream_status(ROW, env)
     assert ok == [0]
     assert failed == [1, 3]
     assert dirs == [result_dir(tmp_path, "train", "r0")]
     assert ended is False  # r2 has no summary yet
-    write_summary(result_dir(tmp_path, "train", "r2"), {"state": "COMPLETED"})
+    write_summary(result_dir(tmp_path, "train", "r2"), RunSummary("COMPLETED"))
     ok, failed, dirs, ended = upstream_status(ROW, env)
     assert ok == [0, 2] and failed == [1, 3] and ended is True
     assert dirs == [result_dir(tmp_path, "train", "r0"), result_dir(tmp_path, "train", "r2")]
@@ -88,20 +94,20 @@ def test_upstream_status(tmp_path, env):
 
 @pytest.mark.parametrize("state", ["RUNNING", "INTERRUPTED", None])
 def test_upstream_not_ended(tmp_path, env, state):
-    row = {"upstream": [{"stage": "train", "runs": [[0, "r0"]], "checkpoint_dir": None}]}
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": state} if state else {"exit_code": 0})
+    row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"]], "checkpoint_dir": None}]})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary(state) if state else RunSummary(exit_code=0))
     ok, failed, dirs, ended = upstream_status(row, env)
     assert (ok, failed, dirs, ended) == ([], [], [], False)
 
 
 def test_upstream_status_without_upstream(env):
-    assert upstream_status({}, env) == ([], [], [], True)
+    assert upstream_status(as_row({}), env) == ([], [], [], True)
 
 
 def test_upstream_env(tmp_path, env):
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "FAILED"})
-    write_summary(result_dir(tmp_path, "train", "r2"), {"state": "COMPLETED"})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("FAILED"))
+    write_summary(result_dir(tmp_path, "train", "r2"), RunSummary("COMPLETED"))
     e = dict(env)
     upstream_env(ROW, e)
     assert e["FORGE_UPSTREAM_RUNS_OK"] == "0,2"
@@ -110,14 +116,14 @@ def test_upstream_env(tmp_path, env):
         result_dir(tmp_path, "train", "r0"), result_dir(tmp_path, "train", "r2"),
     ]
     e2 = dict(env)
-    upstream_env({}, e2)
+    upstream_env(as_row({}), e2)
     assert e2 == env
 
 
 def test_wait_for_upstream_returns_when_all_ended(tmp_path, env):
-    row = {"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"]], "checkpoint_dir": None}]}
-    write_summary(result_dir(tmp_path, "train", "r0"), {"state": "COMPLETED"})
-    write_summary(result_dir(tmp_path, "train", "r1"), {"state": "TIMEOUT"})
+    row = as_row({"upstream": [{"stage": "train", "runs": [[0, "r0"], [1, "r1"]], "checkpoint_dir": None}]})
+    write_summary(result_dir(tmp_path, "train", "r0"), RunSummary("COMPLETED"))
+    write_summary(result_dir(tmp_path, "train", "r1"), RunSummary("TIMEOUT"))
     assert wait_for_upstream(row, env, poll=0.01) == ([0], [1])
 
 
@@ -125,7 +131,8 @@ def test_wait_for_upstream_returns_when_all_ended(tmp_path, env):
 
 
 def per_run_row(inputs, run_id="r5", index=5, checkpoint_dir=None):
-    return {"upstream": [{"stage": "train", "runs": [[index, run_id]], "checkpoint_dir": checkpoint_dir}], "inputs": inputs}
+    return as_row({"upstream": [{"stage": "train", "runs": [[index, run_id]], "checkpoint_dir": checkpoint_dir}],
+                   "inputs": inputs})
 
 
 def make_ckpts(directory, *names):
@@ -158,7 +165,7 @@ def test_choose_input_latest_none_saved(env):
 def test_choose_input_uses_the_upstream_checkpoint_template(tmp_path, env):
     tmpl = str(tmp_path / "ck" / "{run_id}")
     make_ckpts(str(tmp_path / "ck" / "r5"), "ckpt_3.pt")
-    assert choose_input(per_run_row({}, checkpoint_dir=tmpl) | {"inputs": {"checkpoint": "latest"}}, env) == \
+    assert choose_input(per_run_row({"checkpoint": "latest"}, checkpoint_dir=tmpl), env) == \
         f"{tmp_path}/ck/r5/ckpt_3.pt"
 
 
@@ -173,7 +180,7 @@ def test_choose_input_uses_the_upstream_checkpoint_template(tmp_path, env):
     ],
 )
 def test_choose_input_only_for_per_run_steps(env, row):
-    assert choose_input(row, env) is None
+    assert choose_input(as_row(row), env) is None
 
 
 def test_choose_input_explicit(tmp_path, env):
@@ -206,7 +213,7 @@ def test_choose_input_best_json_object_of_numbers_and_default_mode(tmp_path, env
         json.dump({"a.pt": 3, "b.pt": 1.5, "/abs/c.pt": 2}, f)
     row = per_run_row({"checkpoint": "best", "metric": "loss", "metric_file": "scores.json"})
     assert choose_input(row, env) == os.path.join(d, "b.pt")
-    row["inputs"]["mode"] = "max"
+    row = per_run_row({"checkpoint": "best", "metric": "loss", "metric_file": "scores.json", "mode": "max"})
     assert choose_input(row, env) == os.path.join(d, "a.pt")
     with open(os.path.join(d, "scores.json"), "w") as f:
         json.dump({"a.pt": 3, "/abs/c.pt": 9}, f)

@@ -13,7 +13,9 @@ from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.state.files import private_makedirs
 from torchx_forge.state.records import (
+    AppMeta,
     AppRecord,
+    CodeVersion,
     JobRecord,
     Records,
     RoleRecord,
@@ -127,7 +129,8 @@ def test_memory_store(mem_store):
 
 
 def test_app_record_json_round_trip():
-    rec = record(cfg={"nodes": 2}, meta={"k": "v"}, final={"tasks": []})
+    rec = record(cfg={"nodes": 2}, meta=AppMeta(["t.json"], [("train", ["a"])], CodeVersion("c0ffee", True, "d.patch")),
+                 final={"tasks": []})
     back = AppRecord.from_json(json.loads(json.dumps(rec.to_json())))
     assert back == rec
 

@@ -40,8 +40,8 @@ def test_the_launcher_reads_its_run_table_from_s3_and_writes_its_state_there(s3_
     store = Store(s3_state)
     base = runtable.Base(command=(sys.executable, "-c", "import os; print('ran', os.environ['FORGE_RUN_ID'])"),
                          workdir=str(tmp_path))
-    row = {"index": 0, "run_id": "r-0", "case": "", "params": [], "argv": list(base.command), "env": {}, "workdir": str(tmp_path)}
-    table_url = store.put_table({"experiment": "t", "source": "", "runs": [row], "roles": {"r": [0]}})
+    row = runtable.RunRow(0, "r-0", argv=base.command, workdir=str(tmp_path))
+    table_url = store.put_table(runtable.rows_table("t", "", [row], {"r": [0]}))
     assert table_url.startswith("s3://")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "FORGE"))}
     env.update(FORGE_APP_ID="77", FORGE_STATE_DIR=s3_state, PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")

@@ -16,7 +16,7 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from torchx_forge.core import layout
+from torchx_forge.core import layout, runtable
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, describe
 from torchx_forge.errors import _is_forge
 from torchx_forge.slurm.options import state_dir_error
@@ -25,7 +25,7 @@ from torchx_forge.state.files import guarded, read_file, url_fs, write_file
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 from torchx_forge.state.tables import read_table
-from torchx_forge.state.taskfile import TaskFile
+from torchx_forge.state.taskfile import AttemptEntry, TaskFile
 
 
 class EndpointConnectionError(Exception):
@@ -87,8 +87,7 @@ def flaky():
 
 def test_urls_keep_their_scheme_so_a_node_can_open_what_the_record_names(flaky):
     store = Store(flaky)
-    table = {"experiment": "x", "source": "", "runs": [], "roles": {"r": []}}
-    path = store.put_table(table)
+    path = store.put_table(runtable.rows_table("x", "", [], {"r": []}))
     assert path.startswith("flaky://") and "/tables/" in path  # not "forge-.../state/tables/...": the node-side bug
     where = store.write_json("apps/1/record.json", {"a": 1})
     assert where.startswith("flaky://") and where.endswith("/state/apps/1/record.json")
@@ -96,7 +95,7 @@ def test_urls_keep_their_scheme_so_a_node_can_open_what_the_record_names(flaky):
     from torchx_forge.state import tables
 
     tables._WRITTEN.clear()  # as on a compute node: from the store, not this process's memory
-    assert read_table(path)["roles"] == {"r": []}
+    assert read_table(path).roles == {"r": []}
 
 
 def test_a_store_that_does_not_answer_is_one_line_naming_the_url(flaky):
@@ -171,14 +170,14 @@ def test_the_node_side_waits_for_the_store_to_come_back(flaky, capsys):
 
 def test_a_task_file_never_replaces_a_history_it_could_not_read(flaky, capsys):
     f = TaskFile(flaky, "7", "train", 0)
-    f.write({"attempt": 0, "job_key": "7_0", "state": "FAILED", "outcome": "failed"})
+    f.write(AttemptEntry(attempt=0, job_key="7_0", state="FAILED", outcome="failed"))
     Flaky.down = True
     later = TaskFile(flaky, "7", "train", 0).load()  # attempt 1 starts while the store is down
     assert not later.loaded
-    later.write({"attempt": 1, "job_key": "7_0", "state": "RUNNING", "outcome": "running"})
+    later.write(AttemptEntry(attempt=1, job_key="7_0", state="RUNNING", outcome="running"))
     assert "not written" in capsys.readouterr().err
     Flaky.down = False
-    later.write({"attempt": 1, "job_key": "7_0", "state": "COMPLETED", "outcome": "completed"})  # back: merged
+    later.write(AttemptEntry(attempt=1, job_key="7_0", state="COMPLETED", outcome="completed"))  # back: merged
     stored = json.loads(read_file(f"{flaky}/{layout.task_file('7', 'train', 0)}"))
     assert [(h["attempt"], h["state"]) for h in stored["history"]] == [(0, "FAILED"), (1, "COMPLETED")]
     assert stored["state"] == "COMPLETED"

@@ -198,13 +198,14 @@ def handle_of(p: subprocess.CompletedProcess) -> str:
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     """Poll ``pred`` until it holds. A predicate that runs a command (a torchx CLI takes about half a
-    CPU second) is polled at most a third of the time: tests run side by side on 2 CPUs."""
+    CPU second) is polled about a third of the time, with at most 2.5 s between polls: tests run
+    side by side on 2 CPUs."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         t0 = time.monotonic()
         if pred():
             return
-        time.sleep(max(interval, 2 * (time.monotonic() - t0)))
+        time.sleep(max(interval, min(2 * (time.monotonic() - t0), 2.5)))
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -247,6 +248,15 @@ def _state_in_process(handle: str) -> str:
     with get_runner() as runner:
         status = runner.status(handle)
     return status.state.name if status is not None else "?"
+
+
+def ledger_lines(path: Path) -> int:
+    """Lines the example training (examples/train_steps.py --ledger) has written: one per step, before
+    the step's checkpoint. Tests wait on it, a local file, rather than on the log through the CLI."""
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
 
 
 def wait_end(handle: str, timeout: float = 240, states: tuple = ("SUCCEEDED", "FAILED", "CANCELLED")) -> str:

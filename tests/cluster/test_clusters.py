@@ -81,7 +81,7 @@ def test_cancel_and_companions_stay_on_the_cluster_of_the_app(state_dir: Path):
     wait_for(lambda: app_state(sleepy) == "RUNNING", 180, "the job to run on forge2")
     c = run_torchx("cancel", sleepy)
     assert c.returncode == 0, c.stderr  # scancel without -M would do nothing and exit 0: the job would live on
-    wait_for(lambda: app_state(sleepy) == "CANCELLED", 60, "the job to be cancelled on forge2")
+    wait_for(lambda: app_state(sleepy) == "CANCELLED", 120, "the job to be cancelled on forge2")
     job_id = sleepy.rsplit(":", 1)[1]
     assert sacct(OTHER, job_id)[job_id][0].startswith("CANCELLED")
 

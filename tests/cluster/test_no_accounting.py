@@ -38,7 +38,7 @@ def test_finished_jobs_keep_their_status_without_accounting(no_accounting, state
     ok = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.echo", "--msg", "fine"))
     bad = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", "exit 4"))
     long = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "300"))
-    wait_for(lambda: "RUNNING" in run_torchx("status", long).stdout, 60, "the sleeper to run")
+    wait_for(lambda: "RUNNING" in run_torchx("status", long).stdout, 180, "the sleeper to run")
     assert run_torchx("cancel", long).returncode == 0
     for handle in (ok, bad, long):
         wait_for(lambda h=handle: job_gone_from_squeue(h.rsplit("/", 1)[1]), 120, "squeue to forget the job")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, LabCluster, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import REPO, LabCluster, handle_of, ledger_lines, run_torchx, task_row, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -41,15 +41,16 @@ def sacct_states(job: str) -> list:
     return out.split()
 
 
-def running_log(handle: str, text: str, timeout: float = 180) -> None:
-    wait_for(lambda: text in run_torchx("log", f"{handle}/python/0").stdout, timeout, f"{text!r} in the log")
+def running(ledger: Path, steps: int, timeout: float = 180) -> None:
+    """Wait until the training has done ``steps`` steps (its ledger, a local file: quick to poll)."""
+    wait_for(lambda: ledger_lines(ledger) >= steps, timeout, f"{steps} steps in {ledger}")
 
 
 def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2", "--steps", "30", "--ledger", str(ledger))
     job = handle.rsplit("/", 1)[1]
-    running_log(handle, "step 5 saved")
+    running(ledger, 5)
     # the path a real pre-timeout warning takes: the signal reaches the batch shell
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     assert wait_end(handle) == "SUCCEEDED"
@@ -99,7 +100,7 @@ def test_preemption_by_the_high_partition_saves_and_resumes(fault_cluster: LabCl
     node = fault_cluster.nodes[-1]
     handle = submit(f"max_retries=2,exclusive=true,sbatch_args=--nodelist={node}", "--steps", "40", "--ledger", str(ledger))
     job = handle.rsplit("/", 1)[1]
-    running_log(handle, "step 3 saved")
+    running(ledger, 3)
     high = subprocess.run(["sbatch", "--parsable", "-p", "high", f"--nodelist={node}", "--exclusive", "-o", "/dev/null",
                            "--wrap", "sleep 5"], capture_output=True, text=True, check=True).stdout.strip()
     try:
@@ -121,13 +122,13 @@ def test_node_failure_resumes_on_another_node(flood_cluster: LabCluster, state_d
     # on the flood cluster: a node set down would fail other tests' jobs on it
     ledger = tmp_path / "ledger"
     handle = submit("max_retries=2", "--steps", "40", "--ledger", str(ledger))
-    running_log(handle, "step 3 saved")
+    running(ledger, 3)
     node = task_row(handle, "python[0]")[4]
     assert node in flood_cluster.nodes
     try:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=forge-test"], check=True)
-        wait_for(lambda: task_row(handle, "python[0]")[4] not in (node, "-") and "RUNNING" in status(handle), 180,
-                 "the task to run on another node")
+        # the new attempt may be short (the old one's steps went on until Slurm killed it): its node, not RUNNING
+        wait_for(lambda: task_row(handle, "python[0]")[4] not in (node, "-"), 180, "the task to run on another node")
     finally:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"])
     assert wait_end(handle, timeout=300) == "SUCCEEDED"
@@ -148,9 +149,16 @@ def test_only_the_interrupted_tasks_of_an_array_run_again(state_dir: Path, tmp_p
     handle = handle_of(p)
     job = handle.rsplit("/", 1)[1]
     hit = [2, 5, 7]
-    wait_for(lambda: all((tmp_path / f"l.{k}").exists() for k in hit), 90, "tasks 2, 5, 7 to start")
-    for k in hit:
-        subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_{k}"], check=True)
+    waiting = set(hit)
+
+    def warn_the_started() -> bool:  # each as soon as it has done a step: the others need not run beside it
+        for k in sorted(waiting):
+            if ledger_lines(tmp_path / f"l.{k}"):
+                subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_{k}"], check=True)
+                waiting.discard(k)
+        return not waiting
+
+    wait_for(warn_the_started, 300, "tasks 2, 5, 7 to start")
     assert wait_end(handle, timeout=300) == "SUCCEEDED"
     out = status(handle)
     attempts = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"arr\[(\d)\]\s+\S+\s+COMPLETED\s+0\s+\S+\s+(\d+)", out)}

@@ -152,7 +152,7 @@ def test_cancel_stops_the_waves_not_submitted_yet(capped_qos: str, state_dir: Pa
     wave_job = next(j.job_id for j in rec.jobs if j.kind == "wave")
     c = run_torchx("cancel", handle)
     assert c.returncode == 0, c.stderr
-    wait_for(lambda: app_state(handle) == "CANCELLED", 60, "the app to be cancelled")
+    wait_for(lambda: app_state(handle) == "CANCELLED", 120, "the app to be cancelled")
     out = run_torchx("status", handle).stdout
     assert "waves: 1 of 3 submitted" in out and "stop[249]:CANCELLED" in out, out
     with get_runner() as runner:

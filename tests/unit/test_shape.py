@@ -20,7 +20,8 @@ def test_import_contracts_are_kept():
 def test_what_runs_on_every_task_loads_neither_torchx_nor_yaml_nor_fsspec():
     code = (
         "import json, sys\n"
-        "import torchx_forge.node.launch, torchx_forge.node.task, torchx_forge.node.decide, torchx_forge.runtime\n"
+        "import torchx_forge.node.launch, torchx_forge.node.task, torchx_forge.node.decide, torchx_forge.node.runtime\n"
+        "import torchx_forge.runtime\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torchx', 'yaml', 'fsspec'))))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

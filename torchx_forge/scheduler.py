@@ -48,7 +48,7 @@ from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import StoreError
-from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
@@ -62,6 +62,7 @@ from torchx_forge.slurm.status import TaskView, app_state, gather, task_views_fr
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
+from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
 
 #: End states `torchx forge retry` resubmits by default.
 RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
@@ -394,7 +395,8 @@ def masked_app(app: AppDef) -> AppDef:
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:
-    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``."""
+    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``.
+    Inside the ``torchx`` program, forge's errors are then printed as one line (:mod:`torchx_forge.torchx_errors`)."""
     if in_torchx_cli():
         install_cli_excepthook()
     return SlurmForgeScheduler(session_name=session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))

@@ -29,11 +29,8 @@ from torchx.cli.cmd_cancel import CmdCancel as TorchxCancel
 from torchx.specs.api import parse_app_handle
 
 from torchx_forge.compat import withdraw_forge_entry_points
-from torchx_forge.core.storage import StoreError
-from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.errors import ForgeError
 
-if in_torchx_cli():  # torchx imports this module for every command: keep user errors to one line
-    install_cli_excepthook()
 withdraw_forge_entry_points()  # TorchX main: before it reads the schedulers (no effect on torchx 0.7)
 
 #: subcommand -> (module, function)
@@ -73,7 +70,7 @@ class CmdCancel(TorchxCancel):
             return
         try:
             importlib.import_module("torchx_forge.cli.apps").cmd_cancel_app(args)
-        except (ForgeError, StoreError) as e:
+        except ForgeError as e:
             print(f"torchx cancel: error: {e}", file=sys.stderr)
             sys.exit(1)
 
@@ -124,7 +121,7 @@ class CmdForge(SubCommand):
         try:
             module, func = COMMANDS[args.forge_cmd]
             getattr(importlib.import_module(module), func)(args)
-        except (ForgeError, StoreError) as e:
+        except ForgeError as e:
             print(f"torchx forge {args.forge_cmd}: error: {e}", file=sys.stderr)
             sys.exit(1)
         except BrokenPipeError:  # e.g. `torchx forge preview ... | head`

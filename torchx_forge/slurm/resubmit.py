@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from torchx_forge.core import layout
 from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.states import JobKind, SlurmState
-from torchx_forge.core.storage import StoreError, store_wait
+from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
@@ -207,7 +207,7 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     records = Records(Store(state_dir))
     try:
         return _companion(records, state_dir, app_id, job_id)
-    except (StoreError, ForgeError) as e:  # a state dir that stayed unreachable, a script gone: one line in its log
+    except ForgeError as e:  # a state dir that stayed unreachable, a script gone: one line in its log
         print(f"torchx-forge: companion of job {job_id}: {e}", file=sys.stderr, flush=True)
         return 1
 

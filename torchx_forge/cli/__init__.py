@@ -13,7 +13,7 @@
 
 TorchX's own verbs (run, status, log, cancel, list) are left as they are. TorchX imports this
 module for every command it runs, so it holds only the argument parser; each subcommand's module
-(:mod:`.experiments`, :mod:`.apps`, :mod:`.starters`) is imported when that subcommand runs.
+(:mod:`.experiments`, :mod:`.apps`, :mod:`.results`, :mod:`.watch`, :mod:`.starters`) is imported when that subcommand runs.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "plan": ("torchx_forge.cli.experiments", "cmd_plan"),
     "cancel": ("torchx_forge.cli.apps", "cmd_cancel"),
     "retry": ("torchx_forge.cli.apps", "cmd_retry"),
-    "results": ("torchx_forge.cli.apps", "cmd_results"),
+    "results": ("torchx_forge.cli.results", "cmd_results"),
     "watch": ("torchx_forge.cli.watch", "cmd_watch"),
     "init": ("torchx_forge.cli.starters", "cmd_init"),
     "examples": ("torchx_forge.cli.starters", "cmd_examples"),

@@ -53,12 +53,13 @@ from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
+from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import follow_dependents, resubmit
-from torchx_forge.slurm.status import TaskView, app_state, gather, task_views_from_rows
+from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
@@ -193,6 +194,13 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 self._cache[app_id] = (time.monotonic(), *found)
             return found
 
+    def _gather(self, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
+        """The task views of ``recs`` (one or two Slurm calls for all of them: :func:`~torchx_forge.slurm.status.gather`),
+        then the write-back: the apps whose answer is final now are frozen into their records."""
+        found = gather(self.cli, records, recs, one_call=one_call)
+        write_back(records, found)
+        return found
+
     def load(self, app_id: str) -> Optional[AppRecord]:
         """The record of ``app_id`` (``ID`` or ``CLUSTER:ID``): an app sent to the local cluster by
         name (``-cfg cluster=forge``) is found by its plain id too, as handles of old versions are."""
@@ -213,7 +221,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             return alone
         if rec is None:
             return self._describe_unrecorded(app_id)
-        found = gather(self.cli, records, [rec])
+        found = self._gather(records, [rec])
         views = found.views[rec.app_id]
         return describe_response(rec, views, found.notes), views
 
@@ -296,7 +304,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
-        views = gather(self.cli, records, [rec]).views[rec.app_id]
+        views = self._gather(records, [rec]).views[rec.app_id]
         by_key = {(v.role, v.replica): v for v in views}
         out = []
         followed: Set[str] = set()
@@ -323,7 +331,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         records = self.records(state_dir)
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
-        views = gather(self.cli, records, recs).views
+        views = self._gather(records, recs).views
         return [list_response(rec.app_id, app_state(views[rec.app_id]), rec.name) for rec in recs]
 
     def poll(self, app_ids: Optional[Sequence[str]] = None) -> Tuple[List[Tuple[AppRecord, List[TaskView]]], List[str]]:
@@ -340,7 +348,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                     raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}"
                                           " (see `torchx list -s slurm_forge`)")
                 recs.append(rec)
-        found = gather(self.cli, records, recs, one_call=True)
+        found = self._gather(records, recs, one_call=True)
         return [(rec, found.views[rec.app_id]) for rec in recs], found.notes
 
     # -- logs ----------------------------------------------------------------------------

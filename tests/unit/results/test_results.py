@@ -14,8 +14,8 @@ import pytest
 from torchx_forge import results as rs
 from torchx_forge.cli import CmdForge
 from torchx_forge.errors import ForgeError
+from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.report import format_table
-from torchx_forge.slurm.status import TaskView
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 

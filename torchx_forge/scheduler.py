@@ -46,7 +46,7 @@ from torchx.specs import (
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
-from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
@@ -58,15 +58,12 @@ from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, config
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
-from torchx_forge.slurm.resubmit import follow_dependents, resubmit
+from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
-
-#: End states `torchx forge retry` resubmits by default.
-RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
 
 log = logging.getLogger("torchx_forge")
 
@@ -299,30 +296,12 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         Each resumes from its checkpoint and gets one more attempt whatever its budget;
         the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
         """
-        wanted = set(states or RETRY_BY_HAND)
         records = self.records()
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
         views = self._gather(records, [rec]).views[rec.app_id]
-        by_key = {(v.role, v.replica): v for v in views}
-        out = []
-        followed: Set[str] = set()
-        for job in list(rec.jobs):
-            if job.job_id in followed:  # already resubmitted behind the step it waits for
-                continue
-            picked = [(role, k, key) for key, role, k, j in rec.tasks()
-                      if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state.value in wanted]
-            if not picked:
-                continue
-            used = max(by_key[(r, k)].attempts for r, k, _ in picked)
-            tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.job_kind is JobKind.ARRAY else None
-            cli = self.cli.on(rec.cluster or None)
-            new = resubmit(cli, records, rec, job, tasks, sys.executable, extra_retries=used)
-            out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
-            for dep in follow_dependents(cli, records, rec, job.job_id, new, sys.executable):
-                followed.add(dep.retry_of or "")
-                out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
+        out = retry_by_hand(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
         self._cache.pop(app_id, None)
         return out
 

@@ -8,7 +8,8 @@ Run them with any scheduler; on ``slurm_forge`` every role becomes a job array::
     torchx run --scheduler slurm_forge forge.pipeline --config pipe.yaml
 
 (This file must not use ``from __future__ import annotations``: TorchX reads the
-real annotations to build each component's command line.)
+real annotations to build each component's command line.) Each component builds its AppDef
+inside ``component_errors()``: TorchX reports a bad argument or experiment file in one line.
 """
 
 import os
@@ -24,6 +25,7 @@ from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment, validate
 from torchx_forge.sweeps import table_sink
+from torchx_forge.torchx_errors import component_errors
 
 
 def sweep(*overrides: str, config: str, set: Optional[str] = None, local_parallel: int = 0) -> specs.AppDef:
@@ -36,9 +38,10 @@ def sweep(*overrides: str, config: str, set: Optional[str] = None, local_paralle
         local_parallel: outside Slurm (e.g. local_cwd), run at most this many points at once
             (default: cluster.array_parallelism, else all)
     """
-    texts = ([set] if set else []) + list(overrides)
-    exp = load_experiment(config, texts)
-    return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
+    with component_errors():
+        texts = ([set] if set else []) + list(overrides)
+        exp = load_experiment(config, texts)
+        return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
 
 
 def grid(
@@ -78,25 +81,26 @@ def grid(
         samples: random search: how many draws of the random keys (with each grid point)
         seed: random search: the seed (the same seed gives the same runs and run ids)
     """
-    if not command:
-        raise ConfigError("forge.grid", "give the command to sweep after --, e.g. -- python train.py")
-    shared = _keyed("axes", axes, lambda v: v if isinstance(v, list) or is_call(v) else [v])
-    sweep_section: Dict[str, Any] = {"shared_axes": shared} if shared else {}
-    if random or samples:
-        if not (random and samples):
-            raise ConfigError("forge.grid --random/--samples", "a random search needs both: the keys to draw"
-                              " (--random 'lr=tag(log,interval(1e-5,1e-1))') and how many draws (--samples N)")
-        sweep_section["random"] = {"samples": samples, "seed": seed, "params": _keyed("random", random, lambda v: v)}
-    cluster: Dict[str, Any] = {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes}
-    if mem:
-        cluster["mem"] = mem
-    if time:
-        cluster["time_limit"] = time
-    if max_runs:
-        sweep_section["max_runs"] = max_runs
-    cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
-    exp = validate(cfg, Source("forge.grid"), os.getcwd())
-    return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
+    with component_errors():
+        if not command:
+            raise ConfigError("forge.grid", "give the command to sweep after --, e.g. -- python train.py")
+        shared = _keyed("axes", axes, lambda v: v if isinstance(v, list) or is_call(v) else [v])
+        sweep_section: Dict[str, Any] = {"shared_axes": shared} if shared else {}
+        if random or samples:
+            if not (random and samples):
+                raise ConfigError("forge.grid --random/--samples", "a random search needs both: the keys to draw"
+                                  " (--random 'lr=tag(log,interval(1e-5,1e-1))') and how many draws (--samples N)")
+            sweep_section["random"] = {"samples": samples, "seed": seed, "params": _keyed("random", random, lambda v: v)}
+        cluster: Dict[str, Any] = {"cpus_per_task": cpus, "gpus_per_node": gpus, "nodes": nodes}
+        if mem:
+            cluster["mem"] = mem
+        if time:
+            cluster["time_limit"] = time
+        if max_runs:
+            sweep_section["max_runs"] = max_runs
+        cfg = {"name": name, "run": {"command": list(command)}, "cluster": cluster, "sweep": sweep_section}
+        exp = validate(cfg, Source("forge.grid"), os.getcwd())
+        return build_appdef(exp, table_sink(), local_parallel=local_parallel or None)
 
 
 def _keyed(option: str, text: str, value: Callable[[Any], Any]) -> Dict[str, Any]:
@@ -122,5 +126,6 @@ def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_para
         set: overrides separated by ';'
         local_parallel: outside Slurm, run at most this many runs of a step at once
     """
-    texts = ([set] if set else []) + list(overrides)
-    return pipeline_appdef(config, texts, table_sink(), local_parallel=local_parallel or None)
+    with component_errors():
+        texts = ([set] if set else []) + list(overrides)
+        return pipeline_appdef(config, texts, table_sink(), local_parallel=local_parallel or None)

@@ -1,154 +1,25 @@
-"""Helpers for training scripts: resume, save, and stop cleanly when warned.
+"""Helpers for training scripts: resume, save, and stop cleanly when warned (``from torchx_forge import runtime``).
 
-    from torchx_forge import runtime
-
-    stop = runtime.install_warning_handler()   # USR1 (the pre-timeout warning) and SIGTERM
-    state = runtime.load_latest(torch.load)    # None on the first attempt
-    step = state["step"] if state else 0
-    while step < total:
-        train_one_step()
-        step += 1
-        runtime.save(lambda path: torch.save({"step": step, ...}, path), step)
-        if stop.is_set():
-            runtime.exit_for_requeue()         # exit code 75: "saved, run me again"
-
-Everything reads the environment slurm_forge sets (see :mod:`torchx_forge.node.contract`):
-it works the same under local_cwd, where nothing ever warns.
-Standard library only (fsspec for URL checkpoint dirs).
+The name users' programs import; the helpers live on the node side, in
+:mod:`torchx_forge.node.runtime`, under its import contract: loading this module loads neither
+torchx nor yaml nor fsspec (fsspec only when a checkpoint path is a URL).
 """
 
-from __future__ import annotations
+from torchx_forge.node.runtime import (
+    attempt,
+    checkpoint_dir,
+    commit_checkpoint,
+    exit_for_requeue,
+    finished,
+    install_warning_handler,
+    load_latest,
+    open_path,
+    resume_from,
+    save,
+    upstream_result_dirs,
+)
 
-import builtins
-import os
-import signal
-import sys
-import threading
-from typing import IO, Any, Callable, List, Optional
-
-from torchx_forge.core import envvars
-from torchx_forge.core.policy import REQUEUE_EXIT
-from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
-from torchx_forge.node.handoff import split_result_dirs
-
-
-def checkpoint_dir() -> str:
-    """This run's checkpoint directory (FORGE_CHECKPOINT_DIR; ./checkpoints outside forge)."""
-    return os.environ.get(envvars.CHECKPOINT_DIR.name) or os.path.abspath("checkpoints")
-
-
-def attempt() -> int:
-    """0 on the first attempt, then 1, 2 ... on retries."""
-    return int(os.environ.get(envvars.ATTEMPT.name, "0") or 0)
-
-
-def resume_from() -> Optional[str]:
-    """The checkpoint the launcher chose to resume from (FORGE_RESUME_FROM), else the latest one found."""
-    return os.environ.get(envvars.RESUME_FROM.name) or latest_checkpoint(checkpoint_dir())
-
-
-def load_latest(loader: Callable[[str], Any]) -> Any:
-    """``loader(path)`` of the checkpoint to resume from, or None when starting fresh."""
-    path = resume_from()
-    return loader(path) if path else None
-
-
-def open_path(path: str, mode: str = "rb") -> IO[Any]:
-    """Open a checkpoint (or any file) given as a local path or an fsspec URL such as
-    ``s3://bucket/ckpt/step_3.pt``: FORGE_CHECKPOINT_DIR, FORGE_RESUME_FROM and
-    FORGE_INPUT_CHECKPOINT are URLs when the checkpoint dir is on an object store. Close it (a
-    ``with`` block) to finish a write: on an object store that is the one atomic PUT."""
-    if "://" in path and not path.startswith("file://"):
-        import fsspec  # noqa: PLC0415 (only for URLs: the program may not need it otherwise)
-
-        opened: IO[Any] = fsspec.open(path, mode).open()  # type: ignore[no-untyped-call]
-        return opened
-    return builtins.open(path.replace("file://", "", 1), mode)
-
-
-def save(writer: Callable[[str], None], step: int, name: str = "step_{step}.pt", keep: int = 2) -> str:
-    """Write a checkpoint atomically and make it the latest: ``writer(tmp_path)``, rename, commit.
-
-    On an object store ``writer`` gets the final URL (one PUT is atomic; open it with
-    :func:`open_path`). ``keep`` most recent ``step_*`` checkpoints are kept in a local
-    directory (0 keeps all). Returns the path.
-    """
-    directory = checkpoint_dir()
-    final = f"{directory.rstrip('/')}/{name.format(step=step)}"
-    if "://" in directory:
-        writer(final)  # object stores: one PUT is atomic
-    else:
-        os.makedirs(directory, exist_ok=True)
-        tmp = final + ".tmp"
-        writer(tmp)
-        os.replace(tmp, final)
-    commit_checkpoint(final, step)
-    if keep and "://" not in directory:
-        _prune(directory, name, keep)
-    return final
-
-
-def commit_checkpoint(path: str, step: Optional[int] = None) -> None:
-    """Record ``path`` (a checkpoint in this run's checkpoint dir) as the one to resume from.
-
-    For programs that save their own way (Lightning, Accelerate, ``torch.save``): after the
-    checkpoint is complete, call this and resume picks it whatever the other names in the
-    directory (it writes ``checkpoint_state.json``, atomically).
-    """
-    commit(checkpoint_dir(), path, step)
-
-
-def _prune(directory: str, name: str, keep: int) -> None:
-    prefix = name.split("{step}", maxsplit=1)[0]
-    steps = sorted((s, n) for n in os.listdir(directory) if n.startswith(prefix) and (s := step_of(n)) is not None)
-    for _, n in steps[:-keep]:
-        try:
-            os.remove(os.path.join(directory, n))
-        except OSError:
-            pass
-
-
-def install_warning_handler(*extra: int) -> threading.Event:
-    """An Event set when the pre-timeout warning (FORGE_WARN_SIGNAL, default USR1) or SIGTERM arrives.
-
-    Check it between steps; save and call :func:`exit_for_requeue`. Without this
-    handler the warning's default action ends the program, which slurm_forge
-    also treats as "resume from the last checkpoint".
-    """
-    event = threading.Event()
-    name = os.environ.get(envvars.WARN_SIGNAL.name, "USR1")
-    sigs = {getattr(signal, f"SIG{name}", signal.SIGUSR1), signal.SIGTERM, *extra}
-
-    def handler(signum: int, _frame: object) -> None:
-        print(f"torchx-forge runtime: got {signal.Signals(signum).name}, will save and stop", file=sys.stderr, flush=True)
-        event.set()
-
-    for sig in sigs:
-        signal.signal(sig, handler)
-    return event
-
-
-def upstream_result_dirs() -> List[str]:
-    """Pipelines: the result dirs of the upstream runs that finished (``FORGE_UPSTREAM_RESULT_DIRS``),
-    split right when they are URLs (``s3://...``, whose ``://`` a plain split on ``:`` would cut)."""
-    return split_result_dirs(os.environ.get(envvars.UPSTREAM_RESULT_DIRS.name, ""))
-
-
-def finished() -> None:
-    """Say this run is complete, so an exit after the pre-timeout warning is not taken for an
-    interruption (shell: ``touch "$FORGE_DONE_FILE"``). Call it once the work is done, before exiting.
-
-    Without it, a program warned before its time limit that saved a checkpoint and exited (with
-    any code, 0 included) is resumed from that checkpoint on its next attempt.
-    """
-    path = os.environ.get(envvars.DONE_FILE.name)
-    if path:
-        with open(path, "w"):
-            pass
-
-
-def exit_for_requeue() -> None:
-    """Exit with code 75: the launcher requeues the task, which resumes from the latest checkpoint."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(REQUEUE_EXIT)
+__all__ = [
+    "attempt", "checkpoint_dir", "commit_checkpoint", "exit_for_requeue", "finished", "install_warning_handler",
+    "load_latest", "open_path", "resume_from", "save", "upstream_result_dirs",
+]

@@ -46,25 +46,24 @@ from torchx.specs import (
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
-from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError
-from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
+from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
-from torchx_forge.slurm.resubmit import follow_dependents, resubmit
-from torchx_forge.slurm.status import TaskView, app_state, gather, task_views_from_rows
+from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
+from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
-
-#: End states `torchx forge retry` resubmits by default.
-RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
+from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
 
 log = logging.getLogger("torchx_forge")
 
@@ -192,6 +191,13 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 self._cache[app_id] = (time.monotonic(), *found)
             return found
 
+    def _gather(self, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
+        """The task views of ``recs`` (one or two Slurm calls for all of them: :func:`~torchx_forge.slurm.status.gather`),
+        then the write-back: the apps whose answer is final now are frozen into their records."""
+        found = gather(self.cli, records, recs, one_call=one_call)
+        write_back(records, found)
+        return found
+
     def load(self, app_id: str) -> Optional[AppRecord]:
         """The record of ``app_id`` (``ID`` or ``CLUSTER:ID``): an app sent to the local cluster by
         name (``-cfg cluster=forge``) is found by its plain id too, as handles of old versions are."""
@@ -212,7 +218,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             return alone
         if rec is None:
             return self._describe_unrecorded(app_id)
-        found = gather(self.cli, records, [rec])
+        found = self._gather(records, [rec])
         views = found.views[rec.app_id]
         return describe_response(rec, views, found.notes), views
 
@@ -290,30 +296,12 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         Each resumes from its checkpoint and gets one more attempt whatever its budget;
         the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
         """
-        wanted = set(states or RETRY_BY_HAND)
         records = self.records()
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
-        views = gather(self.cli, records, [rec]).views[rec.app_id]
-        by_key = {(v.role, v.replica): v for v in views}
-        out = []
-        followed: Set[str] = set()
-        for job in list(rec.jobs):
-            if job.job_id in followed:  # already resubmitted behind the step it waits for
-                continue
-            picked = [(role, k, key) for key, role, k, j in rec.tasks()
-                      if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state.value in wanted]
-            if not picked:
-                continue
-            used = max(by_key[(r, k)].attempts for r, k, _ in picked)
-            tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.job_kind is JobKind.ARRAY else None
-            cli = self.cli.on(rec.cluster or None)
-            new = resubmit(cli, records, rec, job, tasks, sys.executable, extra_retries=used)
-            out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
-            for dep in follow_dependents(cli, records, rec, job.job_id, new, sys.executable):
-                followed.add(dep.retry_of or "")
-                out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
+        views = self._gather(records, [rec]).views[rec.app_id]
+        out = retry_by_hand(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
         self._cache.pop(app_id, None)
         return out
 
@@ -322,7 +310,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         records = self.records(state_dir)
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
-        views = gather(self.cli, records, recs).views
+        views = self._gather(records, recs).views
         return [list_response(rec.app_id, app_state(views[rec.app_id]), rec.name) for rec in recs]
 
     def poll(self, app_ids: Optional[Sequence[str]] = None) -> Tuple[List[Tuple[AppRecord, List[TaskView]]], List[str]]:
@@ -339,7 +327,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                     raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}"
                                           " (see `torchx list -s slurm_forge`)")
                 recs.append(rec)
-        found = gather(self.cli, records, recs, one_call=True)
+        found = self._gather(records, recs, one_call=True)
         return [(rec, found.views[rec.app_id]) for rec in recs], found.notes
 
     # -- logs ----------------------------------------------------------------------------
@@ -394,7 +382,8 @@ def masked_app(app: AppDef) -> AppDef:
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:
-    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``."""
+    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.scheduler:create_scheduler``.
+    Inside the ``torchx`` program, forge's errors are then printed as one line (:mod:`torchx_forge.torchx_errors`)."""
     if in_torchx_cli():
         install_cli_excepthook()
     return SlurmForgeScheduler(session_name=session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))

@@ -36,8 +36,9 @@ from torchx import specs
 
 from torchx_forge.appdef.stages import build_steps
 from torchx_forge.appdef.sweep import build_appdef
+from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
 from torchx_forge.core.runtable import RunTable
-from torchx_forge.core.space import Dist, IntRange, Linspace, Listed, Logspace, Values
+from torchx_forge.core.sampling import Dist
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import Experiment as ValidExperiment

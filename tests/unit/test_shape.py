@@ -1,4 +1,4 @@
-"""The package's shape holds: its import contracts (pyproject.toml), and a task's start-up stays light."""
+"""The package's shape holds: its import contracts (pyproject.toml), modules of a readable size, and a task's start-up stays light."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 from conftest import REPO
+
+#: the most lines a module of the package may have: a longer one does more than one thing
+MAX_LINES = 400
 
 
 def test_import_contracts_are_kept():
@@ -20,8 +23,16 @@ def test_import_contracts_are_kept():
 def test_what_runs_on_every_task_loads_neither_torchx_nor_yaml_nor_fsspec():
     code = (
         "import json, sys\n"
-        "import torchx_forge.node.launch, torchx_forge.node.task, torchx_forge.node.decide, torchx_forge.runtime\n"
+        "import torchx_forge.node.launch, torchx_forge.node.task, torchx_forge.node.decide, torchx_forge.node.runtime\n"
+        "import torchx_forge.runtime\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torchx', 'yaml', 'fsspec'))))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(p.stdout) == []
+
+
+def test_no_module_is_over_400_lines():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in (REPO / "torchx_forge").rglob("*.py")}
+    assert len(sizes) > 50
+    too_long = {path: n for path, n in sizes.items() if n > MAX_LINES}
+    assert not too_long, f"split these by responsibility (at most {MAX_LINES} lines each): {too_long}"

@@ -13,7 +13,7 @@
 
 TorchX's own verbs (run, status, log, cancel, list) are left as they are. TorchX imports this
 module for every command it runs, so it holds only the argument parser; each subcommand's module
-(:mod:`.experiments`, :mod:`.apps`, :mod:`.starters`) is imported when that subcommand runs.
+(:mod:`.experiments`, :mod:`.apps`, :mod:`.results`, :mod:`.watch`, :mod:`.starters`) is imported when that subcommand runs.
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ from torchx.specs.api import parse_app_handle
 
 from torchx_forge.compat import withdraw_forge_entry_points
 from torchx_forge.core import envvars
-from torchx_forge.core.formats import NewerFormatError
-from torchx_forge.core.storage import StoreError
-from torchx_forge.errors import ForgeError, in_torchx_cli, install_cli_excepthook
+from torchx_forge.errors import ForgeError
 
-if in_torchx_cli():  # torchx imports this module for every command: keep user errors to one line
-    install_cli_excepthook()
 withdraw_forge_entry_points()  # TorchX main: before it reads the schedulers (no effect on torchx 0.7)
 
 #: subcommand -> (module, function)
@@ -45,7 +41,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "plan": ("torchx_forge.cli.experiments", "cmd_plan"),
     "cancel": ("torchx_forge.cli.apps", "cmd_cancel"),
     "retry": ("torchx_forge.cli.apps", "cmd_retry"),
-    "results": ("torchx_forge.cli.apps", "cmd_results"),
+    "results": ("torchx_forge.cli.results", "cmd_results"),
     "watch": ("torchx_forge.cli.watch", "cmd_watch"),
     "init": ("torchx_forge.cli.starters", "cmd_init"),
     "examples": ("torchx_forge.cli.starters", "cmd_examples"),
@@ -75,7 +71,7 @@ class CmdCancel(TorchxCancel):
             return
         try:
             importlib.import_module("torchx_forge.cli.apps").cmd_cancel_app(args)
-        except (ForgeError, StoreError, NewerFormatError) as e:
+        except ForgeError as e:
             print(f"torchx cancel: error: {e}", file=sys.stderr)
             sys.exit(1)
 
@@ -127,7 +123,7 @@ class CmdForge(SubCommand):
         try:
             module, func = COMMANDS[args.forge_cmd]
             getattr(importlib.import_module(module), func)(args)
-        except (ForgeError, StoreError, NewerFormatError) as e:
+        except ForgeError as e:
             print(f"torchx forge {args.forge_cmd}: error: {e}", file=sys.stderr)
             sys.exit(1)
         except BrokenPipeError:  # e.g. `torchx forge preview ... | head`

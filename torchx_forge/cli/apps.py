@@ -1,17 +1,13 @@
-"""``torchx forge cancel | retry | results``: acting on apps slurm_forge submitted."""
+"""``torchx forge cancel | retry``: acting on apps slurm_forge submitted."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from torchx.specs.api import parse_app_handle
 
 from torchx_forge import scheduler
-from torchx_forge.cli import results as rs
-from torchx_forge.core import envvars
 from torchx_forge.errors import ForgeError
-from torchx_forge.slurm.report import format_table
 
 
 def cmd_cancel(args: argparse.Namespace) -> None:
@@ -51,32 +47,3 @@ def cmd_retry(args: argparse.Namespace) -> None:
     for job_id, tasks in done:
         print(f"resubmitted {', '.join(tasks)} as job {job_id}")
     print(f"follow them with: torchx status {args.app_handle}")
-
-
-def cmd_results(args: argparse.Namespace) -> None:
-    """One row per run: parameters, state, attempts, exit code and the metrics in each result dir."""
-    app_id = app_id_of(args.app_handle)
-    if bool(args.plot) != bool(args.x):
-        raise ForgeError("--plot FILE.png and --x PARAM go together (e.g. --plot lr.png --x run.args.lr)")
-    res = rs.load(scheduler.create_scheduler("torchx"), app_id, args.stage)
-    metrics = rs.select_metrics(res, args.metric)
-    if args.plot:  # check before writing anything
-        metric = rs.plot_metric(res, args.metric)
-        rs.check_param(res, args.x)
-    print(f"{res.title}: {len(res.runs)} run(s)")
-    print(format_table(rs.table_rows(res, metrics)))
-    for note in res.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if not res.metrics():
-        print(f"note: no run has written {rs.METRICS_JSON} (or {rs.METRICS_CSV}) in its {envvars.RESULT_DIR.name} yet",
-              file=sys.stderr)
-    rows = rs.rows_of(res, metrics)
-    if args.csv:
-        rs.write_csv(args.csv, rows)
-        print(f"wrote {args.csv}")
-    if args.json:
-        rs.write_json(args.json, rows)
-        print(f"wrote {args.json}")
-    if args.plot:
-        n = rs.plot(res, metric, args.x, args.plot)
-        print(f"wrote {args.plot} ({metric} vs {args.x}, {n} point(s))")

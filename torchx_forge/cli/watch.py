@@ -23,8 +23,8 @@ from torchx.specs import AppState
 
 from torchx_forge import scheduler
 from torchx_forge.cli.apps import app_id_of
+from torchx_forge.slurm.merge import TaskView, app_state
 from torchx_forge.slurm.report import format_table
-from torchx_forge.slurm.status import TaskView, app_state
 from torchx_forge.state.records import AppRecord
 
 COLUMNS = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")

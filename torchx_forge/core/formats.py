@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Tuple
 
+from torchx_forge.core.errors import ForgeError
+
 KEY = "format"
 #: the format of a file without a ``format`` key (written before formats were numbered)
 UNNUMBERED = 1
 
 
-class NewerFormatError(Exception):
+class NewerFormatError(ForgeError):
     """A file written by a newer torchx-forge than this one: upgrade to read it.
 
-    Deliberately neither OSError nor ValueError: readers that take an unreadable file for a
-    missing one (and would write over it) must not swallow it. The ``torchx`` command line prints
-    it as one line (:mod:`torchx_forge.errors`); the node side reports it as a task's failure.
+    A :class:`ForgeError` (the ``torchx`` command line prints it as one line), deliberately neither
+    OSError nor ValueError: readers that take an unreadable file for a missing one (and would
+    write over it) must not swallow it. The node side reports it as a task's failure.
     """
 
     def __init__(self, kind: str, path: str, found: int, known: int) -> None:

@@ -3,8 +3,8 @@
 A store that *answers* says what is wrong in the usual Python way (FileNotFoundError,
 PermissionError); these are for a store that does not: an endpoint down, a network fault, a
 timeout, or a URL whose scheme has no fsspec backend installed. Both are OSErrors, so every
-caller that copes with an unwritable disk copes with them too, and the ``torchx`` command line
-prints them as one line (:mod:`torchx_forge.errors`). Standard library only.
+caller that copes with an unwritable disk copes with them too, and ForgeErrors, so the ``torchx``
+command line prints them as one line (:mod:`torchx_forge.core.errors`). Standard library only.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import re
 from typing import Mapping, Optional, Tuple
 
 from torchx_forge.core import envvars
+from torchx_forge.core.errors import ForgeError
 
 #: seconds the compute-node side (launcher, companion and wave jobs) keeps trying a store that does not answer
 WAIT_ENV = envvars.STORE_WAIT.name
 DEFAULT_WAIT = 120.0
 
 
-class StoreError(OSError):
+class StoreError(ForgeError, OSError):
     """A state, checkpoint or result dir on a URL that forge cannot use: the message names the URL,
     what went wrong and, where it can, what to do."""
 

@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple, Union
 
-from torchx_forge.core.space import Dist, IntRange, Linspace, Listed, Logspace, Values
+from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
+from torchx_forge.core.sampling import Dist
 
 GRID = ("range", "linspace", "logspace", "choice")
 RANDOM = ("interval", "tag", "int", "choice", "range")

@@ -36,7 +36,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from torchx_forge.core.space import CaseSpace, Dist, Listed, RandomSpec, Space, Values, merged_axes
+from torchx_forge.core.axes import Listed, Values
+from torchx_forge.core.sampling import Dist, RandomSpec
+from torchx_forge.core.space import CaseSpace, Space, merged_axes
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.generators import FLOW_HINT, distribution, grid_values, is_call, parse_call
 from torchx_forge.experiment.overrides import parse_overrides, set_path

@@ -24,14 +24,8 @@ from torchx_forge.core.states import DepKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
-from torchx_forge.slurm.request import (
-    RANK0_ENV,
-    ArraySpec,
-    Component,
-    ForgeBatchRequest,
-    JobRequest,
-    TaskCommand,
-)
+from torchx_forge.slurm.request import RANK0_ENV, ArraySpec, ForgeBatchRequest, JobRequest
+from torchx_forge.slurm.srun import Component, TaskCommand
 from torchx_forge.slurm.waves import WAVE_OVERHEAD, cost, pack
 
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence
 from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppState, ReplicaStatus, Resource, Role, RoleStatus
 
-from torchx_forge.slurm.status import TaskView, app_state
+from torchx_forge.slurm.merge import TaskView, app_state
 from torchx_forge.state.records import AppRecord
 
 #: Tasks listed one by one in the status message; bigger apps get counts plus the odd ones.

@@ -1,23 +1,22 @@
 """The sbatch request of an app: frozen dataclasses with a pure ``materialize()``.
 
 An AppDef becomes a :class:`ForgeBatchRequest` of one or more :class:`JobRequest` (one ``sbatch``
-call each; :mod:`torchx_forge.slurm.jobs` decides which). Every task runs the program through
+call each; :mod:`torchx_forge.slurm.jobs` decides which): its command line, its dependencies and
+its batch script, whose header, environment and retry logic are here and whose srun groups are
+:mod:`torchx_forge.slurm.srun`. Every task runs the program through
 ``python -m torchx_forge.node.launch``, which sets the forge environment, forwards signals and
-reports the task's end state. Every word of the script is shell quoted: arguments and env values
-reach the program byte for byte, and env is passed as launcher arguments (``--env K=V``), never
-through ``srun --export``, which cuts values at commas.
+reports the task's end state.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from dataclasses import dataclass, field, replace
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torchx
-from torchx.specs import AppDef, Role, macros
+from torchx.specs import AppDef, Role
 
 from torchx_forge import __version__
 from torchx_forge.core import envvars, layout
@@ -29,100 +28,15 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.preview import runs_preview
+from torchx_forge.slurm.srun import Component, shell_word, srun_path
 from torchx_forge.state.records import AppMeta
 
-LAUNCHER = "torchx_forge.node.launch"
 DECIDE = "torchx_forge.node.decide"
-#: Shell variables the macros become inside a job.
-MACRO_VARS: Mapping[str, str] = {
-    macros.app_id: envvars.APP_ID.name,
-    macros.replica_id: envvars.REPLICA_ID.name,
-}
 RANK0_ENV = envvars.RANK0_HOST.name
 #: the names the batch script uses most
 _APP_ID, _REPLICA_ID, _WARN_FILE = envvars.APP_ID.name, envvars.REPLICA_ID.name, envvars.WARN_FILE.name
 #: flags a job's helpers (companion, guard and wave jobs) take from it, to run where it runs
 SAME_PLACE = ("--partition", "--account", "--qos", "--clusters")
-_MACRO_RE = re.compile("(" + "|".join(re.escape(m) for m in MACRO_VARS) + ")")
-
-
-def shell_word(text: str) -> str:
-    """Quote ``text`` for bash; ``${app_id}``/``${replica_id}`` become ``"$FORGE_..."``."""
-    parts = _MACRO_RE.split(text)
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2:
-            out.append(f'"${MACRO_VARS[part]}"')
-        elif part:
-            out.append(shlex.quote(part))
-    return "".join(out) or "''"
-
-
-def _srun_path(text: str) -> str:
-    """Escape a literal path for sbatch/srun --output, where % starts a pattern."""
-    return text.replace("%", "%%")
-
-
-@dataclass(frozen=True)
-class TaskCommand:
-    """What one srun group runs: the forge launcher wrapping a role's program."""
-
-    role: str
-    replica: Optional[int]  # None: computed from the array task id
-    entrypoint: str
-    args: Tuple[str, ...]
-    env: Tuple[Tuple[str, str], ...]
-    workdir: Optional[str] = None
-    nodes: int = 1
-    container: Tuple[str, ...] = ()  # words before the program: e.g. apptainer exec IMAGE
-
-    def launcher_words(self, python_var: str, mask: bool, het_group: Optional[int] = None) -> List[str]:
-        words = [f'"${python_var}"', "-m", LAUNCHER, "--role", shell_word(self.role)]
-        if self.replica is not None:
-            words += ["--replica", str(self.replica)]
-        if het_group is not None:
-            words += ["--het-group", str(het_group)]
-        for key, value in self.env:
-            shown = MASK if mask and is_secret(key) else value
-            words += ["--env", shell_word(f"{key}={shown}")]
-        words += ["--"] + [shell_word(w) for w in self.container]
-        words += [shell_word(self.entrypoint)] + [shell_word(a) for a in self.args]
-        return words
-
-
-@dataclass(frozen=True)
-class Component:
-    """One ``#SBATCH`` group: the resource shape of one het component or of an array."""
-
-    job_name: str
-    command: TaskCommand
-    nodes: int = 1
-    cpus: int = 0
-    mem_mb: int = 0
-    gpus: int = 0
-    srun_container: Tuple[str, ...] = ()  # pyxis: --container-image=... on srun
-
-    def sbatch_lines(self, opts: ForgeOpts) -> List[str]:
-        flags = [f"--job-name={self.job_name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
-        if self.cpus > 0:
-            flags.append(f"--cpus-per-task={self.cpus}")
-        if self.mem_mb > 0 and not opts.nomem:
-            flags.append(f"--mem={self.mem_mb}")
-        if self.gpus > 0:
-            flags.append(gpu_flag(opts.gpu_flag, self.gpus))
-        return [f"#SBATCH {f}" for f in flags]
-
-
-def gpu_flag(form: str, gpus: int) -> str:
-    """The GPU request in the form the cluster wants (see runopt gpu_flag; ``auto`` not yet resolved
-    for the cluster, see :meth:`ForgeBatchRequest.for_slurm`, is the form of a recent Slurm)."""
-    if form == "auto":
-        form = gpu_flag_for(None)
-    if form == "gres":
-        return f"--gres=gpu:{gpus}"
-    if form == "gpus-per-task":
-        return f"--gpus-per-task={gpus}"
-    return f"--gpus-per-node={gpus}"
 
 
 @dataclass(frozen=True)
@@ -214,7 +128,7 @@ class JobRequest:
             f"# retries: {p.max_retries} on {','.join(s.value for s in p.retry_on)}" if p.enabled else "# retries: off",
             "#SBATCH --requeue" if p.enabled else "#SBATCH --no-requeue",
             "#SBATCH --open-mode=append",
-            f'#SBATCH --output="{layout.batch_log(_srun_path(self.opts.logs), self.app_name, stem)}"',
+            f'#SBATCH --output="{layout.batch_log(srun_path(self.opts.logs), self.app_name, stem)}"',
         ]
         if p.enabled and p.warning:
             lines.append(f"#SBATCH {p.warning.sbatch_flag}")
@@ -264,8 +178,8 @@ class JobRequest:
         else:
             stem = '"$SLURM_JOB_ID"'
             replica = str(cmd.replica)
-        prefix = shlex.quote(_srun_path(layout.log_prefix(self.opts.logs, self.app_name))) + stem
-        suffix = "-" + shell_word(_srun_path(cmd.role)) + "-" + replica
+        prefix = shlex.quote(srun_path(layout.log_prefix(self.opts.logs, self.app_name))) + stem
+        suffix = "-" + shell_word(srun_path(cmd.role)) + "-" + replica
         words = [
             f"--output={prefix}{suffix}.out",
             f"--error={prefix}{suffix}.err",

@@ -13,7 +13,7 @@ Three paths bring a task back, each counted against its retry budget
   end state is in ``retry_on`` and that have retries left, linked to the same app
   (``apps/<app>/jobs/<new id>.json``), each with its own companion.
 - **By hand**: ``torchx forge retry slurm_forge://SESSION/APP`` resubmits the failed or
-  cancelled tasks of an app (:func:`resubmit`), granting each one more attempt.
+  cancelled tasks of an app (:func:`retry_by_hand`, :func:`resubmit`), granting each one more attempt.
 
 Resubmitted tasks keep their replica ids (the same array task ids) and resume from their
 checkpoint through the launcher; ``torchx log`` shows the logs of every job that ran them.
@@ -29,15 +29,15 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.states import JobKind, SlurmState
-from torchx_forge.core.storage import StoreError, store_wait
+from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
 from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.scripts import ScriptMissingError, sbatch_script
@@ -49,6 +49,8 @@ from torchx_forge.state.taskfile import TaskFile, TaskReport
 MODULE = "torchx_forge.slurm.resubmit"
 COMPANION_TIME = "00:10:00"
 SACCT_WAIT = 180  # seconds the companion waits for sacct to show every task's end
+#: End states `torchx forge retry` resubmits by default.
+RETRY_BY_HAND = tuple(s.value for s in SlurmState if s.final and s is not SlurmState.COMPLETED)
 
 
 def ranges(ids: Iterable[int]) -> str:
@@ -167,6 +169,32 @@ def follow_dependents(cli: SlurmCli, records: Records, rec: AppRecord, old: str,
 # -- the companion job ---------------------------------------------------------------------
 
 
+def retry_by_hand(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequence[TaskView], states: Iterable[str],
+                  python: str) -> List[Tuple[str, List[str]]]:
+    """``torchx forge retry``: resubmit the tasks of ``rec`` that ended (``views``: their status) in
+    one of ``states``, job by job, each granted one more attempt whatever its budget, and the
+    pipeline steps that wait for them. Returns (new job id, tasks) pairs."""
+    wanted = set(states)
+    by_key = {(v.role, v.replica): v for v in views}
+    out = []
+    followed: Set[str] = set()
+    for job in list(rec.jobs):
+        if job.job_id in followed:  # already resubmitted behind the step it waits for
+            continue
+        picked = [(role, k, key) for key, role, k, j in rec.tasks()
+                  if j is job and by_key[(role, k)].final and by_key[(role, k)].slurm_state.value in wanted]
+        if not picked:
+            continue
+        used = max(by_key[(r, k)].attempts for r, k, _ in picked)
+        tasks = sorted(int(key.rsplit("_", 1)[1]) for _, _, key in picked) if job.job_kind is JobKind.ARRAY else None
+        new = resubmit(cli, records, rec, job, tasks, python, extra_retries=used)
+        out.append((new.job_id, [f"{r}[{k}]" for r, k, _ in picked]))
+        for dep in follow_dependents(cli, records, rec, job.job_id, new, python):
+            followed.add(dep.retry_of or "")
+            out.append((dep.job_id, [f"{dep.role or dep.components[0][0]} (waits for {new.job_id})"]))
+    return out
+
+
 def _wait_for_ends(cli: SlurmCli, job: JobRecord, keys: List[str]) -> Optional[Dict[str, TaskHistory]]:
     deadline = time.monotonic() + SACCT_WAIT
     while True:
@@ -209,7 +237,7 @@ def companion(state_dir: str, app_id: str, job_id: str) -> int:
     records = Records(Store(state_dir))
     try:
         return _companion(records, state_dir, app_id, job_id)
-    except (StoreError, ForgeError, NewerFormatError) as e:  # an unreachable state dir, a script gone: one line in its log
+    except ForgeError as e:  # a state dir that stayed unreachable, a script gone: one line in its log
         print(f"torchx-forge: companion of job {job_id}: {e}", file=sys.stderr, flush=True)
         return 1
 

@@ -9,8 +9,9 @@ each tagged in its ``--comment`` so a retried sbatch never makes a second job. O
 is written, one ``scontrol release`` lets them run and the guard is cancelled. If any step fails,
 every job already submitted is cancelled, so a failed submission leaves nothing in the queue and
 the user sees Slurm's own message; if the client is killed, the guard (or the next forge command)
-finishes or rolls back what it left. Jobs of later waves are recorded as planned, their scripts
-written, and the first wave job is submitted with the first wave (:mod:`torchx_forge.slurm.waves`).
+finishes or rolls back what it left (:class:`Submission` names each step). Jobs of later waves
+are recorded as planned, their scripts written, and the first wave job is submitted with the
+first wave (:mod:`torchx_forge.slurm.waves`).
 Every script is kept in the state dir, local or on an object store (:mod:`torchx_forge.slurm.scripts`),
 so a companion job, a wave job or ``torchx forge retry`` can submit it again from anywhere.
 """
@@ -118,95 +119,183 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     where it starts soonest; every other job of the app (its guard, companions, later waves and
     pipeline steps: Slurm dependencies do not cross clusters) then goes to that cluster.
     """
-    cli = cli.on(req.opts.cluster)
-    req = fitted(cli, records, req)
-    several = "," in (req.opts.cluster or "")
-    submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    intents = Intents(records.store)
-    intent = Intent(submission, req.app_name, records.store.url, req.opts.logs, cluster=req.opts.cluster or "")
+    sub = Submission.begin(cli, records, req)  # the intent written, the request checked: nothing queued yet
     try:
-        intents.save(intent)  # durable before the first sbatch
-    except OSError as e:
-        raise state_dir_error(records.store.url, e) from None
-    try:
-        check(req)
-    except BaseException:
-        _forget(intents, intent)
+        sub.submit_held()
+        rec = sub.write_record()
+        sub.release()
+    except BaseException as e:
+        sub.roll_back()
+        if isinstance(e, OSError):  # the state dir (scripts, record): nothing is left queued, and one line says why
+            raise state_dir_error(records.store.url, e) from None
         raise
-    jobs: List[JobRecord] = []
-    app_id = ""
-    try:
-        if not several:
-            intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, submission, req.opts.logs,
-                                                 req.app_name, req.jobs[0].argv("x")), tag=f"{submission}-guard")
-            intents.save(intent)
-        for index in range(len(req.jobs)):
-            job = req.jobs[index]
-            if job.wave:
-                continue
-            path = save_script(records.store, submission, job.index, job.materialize())
-            argv = job.argv(path, hold=True, ids=[j.job_id for j in jobs] or None, app_id=app_id or None)
-            job_id, where = submit_script(cli, argv, tag=f"{submission}-{job.index}")
-            intent.jobs.append(job_id)
-            intents.save(intent)
-            if not jobs:  # the first job: the app has its id, and its cluster
-                app_id = layout.app_id_of(job_id, where if req.opts.cluster else "")
-                if several:
-                    req, cli, job, argv = _placed(cli, records, req, intent, where, path)
-            if len(req.jobs) > 1 or job.array:
-                what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
-                log.info(f"submitted job {job.index + 1}/{len(req.jobs)} ({job.stage or job.components[0].command.role}:"
-                         f" {what}) as {job_id}, held")
-            companion = None
-            if job.policy.enabled:
-                companion = cli.sbatch(companion_argv(
-                    req.opts.python, records.store.url, app_id, job_id, req.opts.logs, req.app_name, argv
-                ), tag=f"{submission}-{job.index}c")
-                intent.jobs.append(companion)
-                intents.save(intent)
-            jobs.append(_job_record(job, job_id, path, argv, companion))
-        if req.waves > 1:
-            jobs += _plan_later_waves(cli, records, req, intent, jobs, app_id)
-            intents.save(intent)
-        rec = AppRecord(
-            app_id=app_id,
-            cluster=(cli.cluster or "") if req.opts.cluster else "",
-            name=req.app_name,
-            jobs=jobs,
-            roles=_role_records(req),
-            log_dir=req.opts.logs,
-            job_dir=req.opts.job_dir,
-            submission=submission,
-            meta=replace(req.meta(), code=code_version(os.getcwd(), records.store)),
-        )
-        records.save(rec)
-        intent.app_id = rec.app_id
-        intents.save(intent)
-        cli.release(intent.jobs)
-        if len(intent.jobs) > 1:
-            log.info(f"released {len(intent.jobs)} job(s) of app {rec.app_id} together")
-    except OSError as e:  # the state dir (scripts, record): nothing is left queued, and one line says why
-        _roll_back(cli, intent)
-        _forget(intents, intent)
-        raise state_dir_error(records.store.url, e) from None
-    except BaseException:
-        _roll_back(cli, intent)
-        _forget(intents, intent)
-        raise
-    _finish(cli, intents, intent)
+    sub.finish()
     return rec
 
 
-def _placed(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, cluster: str,
-            path: str) -> Tuple[ForgeBatchRequest, SlurmCli, JobRequest, List[str]]:
-    """Slurm put the first job on ``cluster`` (one of several): the rest of the app goes there too,
-    starting with its guard; the first job's own command (kept to resubmit it) names that cluster."""
-    req, cli = req.on_cluster(cluster), cli.on(cluster)
-    intent.cluster = cluster
-    intent.guard = cli.sbatch(guard_argv(req.opts.python, records.store.url, intent.submission, req.opts.logs,
-                                         req.app_name, req.jobs[0].argv("x")), tag=f"{intent.submission}-guard")
-    log.info(f"Slurm chose cluster {cluster} for app {req.app_name!r}: all its jobs go there")
-    return req, cli, req.jobs[0], req.jobs[0].argv(path, hold=True)
+class Submission:
+    """One app's submission in flight, a transaction in four steps: :meth:`begin` (the intent, written
+    before any sbatch), :meth:`submit_held` (the guard and every job of the first wave, held),
+    :meth:`write_record` (from here on the app exists) and :meth:`release`; or :meth:`roll_back`
+    (cancel whatever was submitted, clear the intent).
+
+    Its state: the request and the Slurm runner (both pinned to one cluster once Slurm has chosen
+    it, with ``cluster=a,b``), the intent (every job id submitted so far, the guard), and the records
+    of the jobs submitted so far, the first of which gives the app its id.
+    """
+
+    def __init__(self, cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> None:
+        self.cli = cli.on(req.opts.cluster)
+        self.records = records
+        self.req = fitted(self.cli, records, req)
+        #: Slurm picks the cluster from a list: the first job's answer says which
+        self.several = "," in (self.req.opts.cluster or "")
+        self.intents = Intents(records.store)
+        self.intent = Intent(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}", self.req.app_name,
+                             records.store.url, self.req.opts.logs, cluster=self.req.opts.cluster or "")
+        self.jobs: List[JobRecord] = []
+        self.app_id = ""
+
+    @property
+    def submission(self) -> str:
+        return self.intent.submission
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> Submission:
+        """The request fitted to the cluster's limits, its intent durable, and checked: ready for the first sbatch."""
+        sub = cls(cli, records, req)
+        try:
+            sub.intents.save(sub.intent)
+        except OSError as e:
+            raise state_dir_error(records.store.url, e) from None
+        try:
+            check(sub.req)
+        except BaseException:
+            sub._forget()
+            raise
+        return sub
+
+    def submit_held(self) -> None:
+        """The guard, then every job of the first wave with ``--hold``, each followed by its companion;
+        then the later waves' scripts and planned records, and the held job that submits wave 2.
+        With several clusters the first job goes first: the guard and the rest follow it to its cluster."""
+        first, *rest = [i for i, job in enumerate(self.req.jobs) if not job.wave]
+        if self.several:
+            self._submit_first_and_place(first)
+        else:
+            self._submit_guard()
+            self._submit_job(first)
+        for index in rest:
+            self._submit_job(index)
+        if self.req.waves > 1:
+            self.jobs += _plan_later_waves(self.cli, self.records, self.req, self.intent, self.jobs, self.app_id)
+            self.intents.save(self.intent)
+
+    def write_record(self) -> AppRecord:
+        """The app record: from here on the app exists, and finishing an interrupted submission means releasing it."""
+        rec = AppRecord(
+            app_id=self.app_id,
+            cluster=(self.cli.cluster or "") if self.req.opts.cluster else "",
+            name=self.req.app_name,
+            jobs=self.jobs,
+            roles=_role_records(self.req),
+            log_dir=self.req.opts.logs,
+            job_dir=self.req.opts.job_dir,
+            submission=self.submission,
+            meta=replace(self.req.meta(), code=code_version(os.getcwd(), self.records.store)),
+        )
+        self.records.save(rec)
+        self.intent.app_id = rec.app_id
+        self.intents.save(self.intent)
+        return rec
+
+    def release(self) -> None:
+        """One ``scontrol release`` lets every held job run."""
+        self.cli.release(self.intent.jobs)
+        if len(self.intent.jobs) > 1:
+            log.info(f"released {len(self.intent.jobs)} job(s) of app {self.app_id} together")
+
+    def finish(self) -> None:
+        """The submission went through: its guard is not needed any more, nor its intent."""
+        try:
+            self.cli.cancel([self.intent.guard])
+        except Exception:  # the guard finds no intent and exits: harmless
+            pass
+        self._forget()
+
+    def roll_back(self) -> None:
+        """A step failed: cancel every job submitted so far (the guard too), and clear the intent."""
+        ids = self.intent.jobs + ([self.intent.guard] if self.intent.guard else [])
+        if ids:
+            try:
+                self.cli.cancel(ids)
+            except Exception:  # the original error is the one worth showing; the guard cleans up later
+                pass
+        self._forget()
+
+    # -- inside submit_held ----------------------------------------------------------------------
+
+    def _submit_guard(self) -> None:
+        """The guard job, which finishes or rolls back this submission if its client dies."""
+        self.intent.guard = self.cli.sbatch(
+            guard_argv(self.req.opts.python, self.records.store.url, self.submission, self.req.opts.logs,
+                       self.req.app_name, self.req.jobs[0].argv("x")), tag=f"{self.submission}-guard")
+        self.intents.save(self.intent)
+
+    def _submit_first_and_place(self, index: int) -> None:
+        """Several clusters: ``sbatch -M a,b`` puts the first job where it starts soonest; the rest of
+        the app goes there too, starting with its guard, and the first job's own command (kept to
+        resubmit it) names that cluster."""
+        path, _, job_id, where = self._sbatch_held(self.req.jobs[index])
+        self.req, self.cli = self.req.on_cluster(where), self.cli.on(where)
+        self.intent.cluster = where
+        self._submit_guard()
+        log.info(f"Slurm chose cluster {where} for app {self.req.app_name!r}: all its jobs go there")
+        placed = self.req.jobs[index]
+        self._with_companion(placed, job_id, path, placed.argv(path, hold=True))
+
+    def _submit_job(self, index: int) -> None:
+        job = self.req.jobs[index]
+        path, argv, job_id, _ = self._sbatch_held(job)
+        self._with_companion(job, job_id, path, argv)
+
+    def _sbatch_held(self, job: JobRequest) -> Tuple[str, List[str], str, str]:
+        """Its script saved in the state dir and the job submitted held: (script, argv, job id, the
+        cluster it went to). The first job gives the app its id."""
+        path = save_script(self.records.store, self.submission, job.index, job.materialize())
+        argv = job.argv(path, hold=True, ids=[j.job_id for j in self.jobs] or None, app_id=self.app_id or None)
+        job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{job.index}")
+        self._submitted(job_id)
+        if not self.jobs:
+            self.app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
+        return path, argv, job_id, where
+
+    def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str]) -> None:
+        """Its companion job (when it may be retried), then its record."""
+        if len(self.req.jobs) > 1 or job.array:
+            what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
+            log.info(f"submitted job {job.index + 1}/{len(self.req.jobs)} ({job.stage or job.components[0].command.role}:"
+                     f" {what}) as {job_id}, held")
+        companion = None
+        if job.policy.enabled:
+            companion = self.cli.sbatch(companion_argv(
+                self.req.opts.python, self.records.store.url, self.app_id, job_id, self.req.opts.logs, self.req.app_name,
+                argv), tag=f"{self.submission}-{job.index}c")
+            self._submitted(companion)
+        self.jobs.append(_job_record(job, job_id, path, argv, companion))
+
+    def _submitted(self, job_id: str) -> None:
+        """A job is in the queue: the intent says so before the next sbatch."""
+        self.intent.jobs.append(job_id)
+        self.intents.save(self.intent)
+
+    def _forget(self) -> None:
+        try:
+            self.intents.done(self.intent)
+        except OSError:  # the guard finds the jobs gone (or released) and only removes it
+            pass
 
 
 def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, intent: Intent, wave0: List[JobRecord],
@@ -224,28 +313,3 @@ def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, i
     intent.jobs.append(wave_job)
     log.info(f"wave 2 of {req.waves} will be submitted by job {wave_job} once the {len(wave0)} job(s) of wave 1 have ended")
     return [JobRecord(job_id=wave_job, kind=JobKind.WAVE.value, argv=argv, wave=1), *planned]
-
-
-def _roll_back(cli: SlurmCli, intent: Intent) -> None:
-    ids = intent.jobs + ([intent.guard] if intent.guard else [])
-    if ids:
-        try:
-            cli.cancel(ids)
-        except Exception:  # the original error is the one worth showing; the guard cleans up later
-            pass
-
-
-def _finish(cli: SlurmCli, intents: Intents, intent: Intent) -> None:
-    """The submission went through: its guard is not needed any more, nor its intent."""
-    try:
-        cli.cancel([intent.guard])
-    except Exception:  # the guard finds no intent and exits: harmless
-        pass
-    _forget(intents, intent)
-
-
-def _forget(intents: Intents, intent: Intent) -> None:
-    try:
-        intents.done(intent)
-    except OSError:  # the guard finds the jobs gone (or released) and only removes it
-        pass

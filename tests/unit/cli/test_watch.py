@@ -3,7 +3,7 @@
 import io
 
 from torchx_forge.cli.watch import Watcher, bar, lines_of, render
-from torchx_forge.slurm.status import TaskView
+from torchx_forge.slurm.merge import TaskView
 from torchx_forge.state.records import AppRecord, JobRecord, RoleRecord
 
 

@@ -8,19 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchx_forge.core.space import (
-    BLOCK,
-    CaseSpace,
-    Dist,
-    IntRange,
-    Linspace,
-    Listed,
-    Logspace,
-    RandomSpec,
-    Space,
-    merged_axes,
-    run_id_of,
-)
+from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace
+from torchx_forge.core.sampling import BLOCK, Dist, RandomSpec
+from torchx_forge.core.space import CaseSpace, Space, merged_axes, run_id_of
 
 
 def test_generators_compute_their_values_without_listing_them():
@@ -132,7 +122,8 @@ def test_json_round_trip_keeps_every_point():
 
 SCRIPT = """
 import hashlib, sys
-from torchx_forge.core.space import CaseSpace, Dist, RandomSpec, Space
+from torchx_forge.core.sampling import Dist, RandomSpec
+from torchx_forge.core.space import CaseSpace, Space
 space = Space((CaseSpace(""),), RandomSpec(100000, 42, (("run.args.bs", Dist("choice", choices=(16, 32, 64))),
     ("run.args.layers", Dist("int", 1, 12)), ("run.args.lr", Dist("loguniform", 1e-5, 1e-1)),
     ("run.args.wd", Dist("uniform", 0, 0.1)))))

@@ -8,7 +8,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchx_forge.core.space import Dist, IntRange, Linspace, Listed, Logspace
+from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace
+from torchx_forge.core.sampling import Dist
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.generators import Call, distribution, grid_values, parse_call
 from torchx_forge.experiment.spec import load_experiment

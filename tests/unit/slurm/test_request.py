@@ -15,7 +15,8 @@ from torchx.specs import AppDef, Resource, Role
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.jobs import build_request, component_for, het_job
 from torchx_forge.slurm.options import ForgeOpts
-from torchx_forge.slurm.request import ArraySpec, JobRequest, TaskCommand, shell_word
+from torchx_forge.slurm.request import ArraySpec, JobRequest
+from torchx_forge.slurm.srun import TaskCommand, shell_word
 
 NASTY = [
     "plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "$(id)", "a;b", "a,b", "k=v=w", "line1\nline2",

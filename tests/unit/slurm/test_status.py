@@ -4,17 +4,10 @@ import json
 
 from torchx.specs import AppState
 
+from torchx_forge.slurm.merge import TaskView, app_state, freeze, is_settled, task_views, thaw
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.slurm.report import describe_response, status_message
-from torchx_forge.slurm.status import (
-    TaskView,
-    app_state,
-    freeze,
-    gather,
-    is_settled,
-    task_views,
-    thaw,
-)
+from torchx_forge.slurm.status import gather, write_back
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskReport
@@ -317,6 +310,8 @@ def test_with_slurmdbd_down_status_comes_from_squeue_and_state_files(tmp_path):
     assert got.notes == ["accounting (slurmdbd) is unreachable: states come from squeue and the tasks' state files"
                          " (sacct: sacct: error: slurm_persist_conn_open_without_init: failed to open persistent"
                          " connection to host:localhost:6819: Connection refused)"]
+    assert got.settled == []
+    write_back(records, got)
     assert records.load("10").final is None  # nothing frozen while a source is missing
 
 
@@ -364,3 +359,58 @@ def test_a_report_of_an_earlier_job_of_the_replica_does_not_override_accounting(
                      "history": [{"attempt": 0, "job_key": "9", "outcome": "completed"}]}}
     (v,) = views_of(rec, None, [row("10", "PENDING")], files)
     assert v.state == AppState.PENDING
+
+
+# -- a settled answer: decided by the pure merge, listed by the gatherer, frozen by the write-back ----
+
+
+def test_an_answer_settles_only_when_every_source_answered_and_a_lasting_one_told_every_end():
+    from torchx_forge.slurm.merge import settles
+
+    rec = het_record(["a", 0])
+    done = [row("10", "COMPLETED", exit_code=0)]
+    views = views_of(rec, [], done, {})
+    assert settles(rec, views, done, asked_live=False, complete=True)  # sacct alone told the end
+    assert settles(rec, views, done, asked_live=True, complete=True)
+    assert not settles(rec, views, done, asked_live=True, complete=False)  # a source did not answer
+    running = views_of(rec, [row("10", "RUNNING")], [row("10", "RUNNING")], {})
+    assert not settles(rec, running, [row("10", "RUNNING")], asked_live=True, complete=True)
+
+
+class AnsweringCli(FakeSlurm):
+    """Job 10 has left squeue and sacct says it completed; every sacct is counted."""
+
+    def __init__(self) -> None:
+        super().__init__(fixtures=False)
+        self.asked = 0
+
+    def sacct(self, job_ids, clusters=None):
+        self.asked += 1
+        return [row("10", "COMPLETED", exit_code=0)]
+
+
+def test_gather_only_reads_and_the_write_back_freezes_what_settled(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = het_record(["a", 0])
+    records.save(rec)
+    cli = AnsweringCli()
+    found = gather(cli, records, [rec])
+    assert [r.app_id for r in found.settled] == ["10"] and found.views["10"][0].slurm_state == "COMPLETED"
+    assert records.load("10").final is None and rec.final is None  # reading wrote nothing
+    write_back(records, found)
+    assert thaw(records.load("10").final) == found.views["10"]
+    again = gather(cli, records, [records.load("10")])  # answered from the record: no Slurm call
+    assert cli.asked == 1 and again.views["10"] == found.views["10"] and again.settled == []
+
+
+def test_the_scheduler_writes_a_settled_status_back_after_reading_it(tmp_path):
+    from torchx_forge.scheduler import SlurmForgeScheduler
+
+    records = Records(Store(str(tmp_path)))
+    records.save(het_record(["a", 0]))
+    cli = AnsweringCli()
+    sched = SlurmForgeScheduler("torchx", cli=cli, state_dir=str(tmp_path))
+    assert sched.describe("10").state == AppState.SUCCEEDED
+    assert records.load("10").final is not None
+    fresh = SlurmForgeScheduler("torchx", cli=cli, state_dir=str(tmp_path))
+    assert fresh.describe("10").state == AppState.SUCCEEDED and cli.asked == 1

@@ -10,7 +10,7 @@ import pytest
 
 from torchx_forge.core.storage import StoreUnreachableError
 from torchx_forge.scheduler import SlurmForgeScheduler
-from torchx_forge.slurm.status import gather
+from torchx_forge.slurm.status import gather, write_back
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 from unit.fakeslurm import FakeSlurm
@@ -53,6 +53,7 @@ def test_unreadable_task_files_are_a_note_and_nothing_is_frozen(tmp_path: Path, 
     saved: List[str] = []
     monkeypatch.setattr(Records, "save", lambda self, r: saved.append(r.app_id))
     found = gather(slurm(), records, [rec])
+    write_back(records, found)
     assert [v.slurm_state.value for v in found.views["10"]] == ["COMPLETED", "COMPLETED"]
     assert any("the tasks' state files cannot be read (s3://bucket/state" in n for n in found.notes), found.notes
     assert saved == [] and rec.final is None

@@ -18,7 +18,6 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from torchx_forge.core import layout, runtable
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, describe
-from torchx_forge.errors import _is_forge
 from torchx_forge.slurm.options import state_dir_error
 from torchx_forge.state import files
 from torchx_forge.state.files import guarded, read_file, url_fs, write_file
@@ -26,6 +25,7 @@ from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 from torchx_forge.state.tables import read_table
 from torchx_forge.state.taskfile import AttemptEntry, TaskFile
+from torchx_forge.torchx_errors import is_user_error
 
 
 class EndpointConnectionError(Exception):
@@ -108,7 +108,7 @@ def test_a_store_that_does_not_answer_is_one_line_naming_the_url(flaky):
     assert "\n" not in text and "apps/1/record.json" in text and text.startswith("flaky://")
     assert "EndpointConnectionError: Could not connect to the endpoint URL" in text
     assert '"http://127.0.0.1:9"' in text  # the endpoint, without the request's path
-    assert isinstance(e.value, OSError) and _is_forge(e.value)  # every OSError handler copes; the CLI prints one line
+    assert isinstance(e.value, OSError) and is_user_error(e.value)  # every OSError handler copes; the CLI prints one line
 
 
 def test_answers_are_not_silence(flaky):

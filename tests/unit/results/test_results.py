@@ -1,4 +1,4 @@
-"""`torchx forge results` on a handmade state dir: records, run tables and result dirs built in tmp (no Slurm)."""
+"""`torchx forge results` (torchx_forge.results, and the command) on a handmade state dir: records, run tables and result dirs built in tmp (no Slurm)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from torchx_forge import results as rs
 from torchx_forge.cli import CmdForge
-from torchx_forge.cli import results as rs
 from torchx_forge.errors import ForgeError
 from torchx_forge.node.summary import RunSummary
+from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.report import format_table
-from torchx_forge.slurm.status import TaskView
 from torchx_forge.state.records import AppMeta, AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
 
@@ -363,6 +363,6 @@ def test_a_store_that_does_not_answer_is_an_error_not_a_run_without_metrics(monk
     def down(path):
         raise StoreUnreachableError(path, "EndpointConnectionError: no")
 
-    monkeypatch.setattr(rs, "read_file", down)
+    monkeypatch.setattr(rs.metrics, "read_file", down)
     with pytest.raises(StoreUnreachableError, match=r"s3://b/results/1/r/metrics\.json: the store did not answer"):
         rs.read_metrics("s3://b/results/1/r")

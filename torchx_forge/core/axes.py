@@ -1,0 +1,146 @@
+"""The values of a sweep's axes: a list, or a generator (:class:`IntRange`, :class:`Linspace`,
+:class:`Logspace`) that computes its ``k``-th value without listing the others (pure).
+
+Floats are kept to 12 significant digits (:func:`tidy`), so a one-ulp difference between two C
+libraries cannot change a value or a run id. Standard library only: compute nodes import it for
+every task.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Tuple, Union
+
+#: the (dot-path key, value) pairs one run sets
+Params = Tuple[Tuple[str, Any], ...]
+DIGITS = 12
+
+
+def tidy(x: float) -> float:
+    """``x`` to :data:`DIGITS` significant digits (0.1 + 0.2 -> 0.3): stable, readable values."""
+    return float(f"{x:.{DIGITS}g}")
+
+
+class Values:
+    """The values of one axis: a sized, indexable sequence that may never be listed in full."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, k: int) -> Any:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[k] for k in range(len(self)))
+
+    def to_json(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Listed(Values):
+    """Values written out: ``[1, 2, 3]`` or ``choice(1, 2, 3)``."""
+
+    items: Tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> Any:
+        return self.items[k]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"list": list(self.items)}
+
+
+@dataclass(frozen=True)
+class IntRange(Values):
+    """``range(start, stop[, step])``: Python's range; floats allowed (``range(0, 1, 0.25)``)."""
+
+    start: Union[int, float]
+    stop: Union[int, float]
+    step: Union[int, float] = 1
+
+    def __post_init__(self) -> None:
+        if self.step == 0:
+            raise ValueError("step must not be 0")
+        if len(self) == 0:
+            raise ValueError(f"range({self.start}, {self.stop}, {self.step}) is empty"
+                             + (": the step goes away from stop" if self.start != self.stop else ""))
+
+    @property
+    def ints(self) -> bool:
+        return all(isinstance(v, int) for v in (self.start, self.stop, self.step))
+
+    def __len__(self) -> int:
+        if self.ints:
+            return len(range(int(self.start), int(self.stop), int(self.step)))
+        return max(0, math.ceil((self.stop - self.start) / self.step - 1e-9))
+
+    def __getitem__(self, k: int) -> Any:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        value = self.start + k * self.step
+        return value if self.ints else tidy(value)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"range": [self.start, self.stop, self.step]}
+
+
+@dataclass(frozen=True)
+class Linspace(Values):
+    """``linspace(start, stop, num)``: ``num`` evenly spaced values, both ends included (numpy's)."""
+
+    start: float
+    stop: float
+    num: int
+
+    #: evenly spaced on a log scale instead (Logspace)
+    LOG: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.LOG and (self.start <= 0 or self.stop <= 0):
+            raise ValueError(f"both bounds must be > 0 (they are values, not exponents), got {self.start} and {self.stop}")
+        if self.num < 1:
+            raise ValueError(f"num must be at least 1, got {self.num}")
+
+    def __len__(self) -> int:
+        return self.num
+
+    def __getitem__(self, k: int) -> Any:
+        if not 0 <= k < self.num:
+            raise IndexError(k)
+        if self.num == 1:
+            return tidy(self.start)
+        low, high = (math.log(self.start), math.log(self.stop)) if self.LOG else (self.start, self.stop)
+        x = low + (high - low) * k / (self.num - 1)
+        return tidy(math.exp(x) if self.LOG else x)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"logspace" if self.LOG else "linspace": [self.start, self.stop, self.num]}
+
+
+@dataclass(frozen=True)
+class Logspace(Linspace):
+    """``logspace(start, stop, num)``: ``num`` values evenly spaced on a log scale from ``start`` to
+    ``stop`` (the bounds are values, not exponents: numpy's geomspace), both ends included."""
+
+    LOG: ClassVar[bool] = True
+
+
+def values_from_json(obj: Mapping[str, Any]) -> Values:
+    if "list" in obj:
+        return Listed(tuple(obj["list"]))
+    if "range" in obj:
+        return IntRange(*obj["range"])
+    if "linspace" in obj:
+        return Linspace(*obj["linspace"])
+    if "logspace" in obj:
+        return Logspace(*obj["logspace"])
+    raise ValueError(f"unknown axis values {sorted(obj)}")
+
+

@@ -145,8 +145,10 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabClu
     assert wait_end(handle) == "SUCCEEDED" and "unreachable" not in run_torchx("status", handle).stdout
 
 
-def test_status_answers_from_records_while_slurmctld_is_down(fault_cluster: LabCluster, state_dir: Path):
-    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", "echo out-ctld; sleep 45"))
+def test_status_answers_from_records_while_slurmctld_is_down(fault_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    go = tmp_path / "go"  # the program runs until the test has seen it RUNNING with the controller down
+    handle = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c",
+                                  f"echo out-ctld; while [ ! -e {go} ]; do sleep 0.5; done"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the job to run")
     with daemon_down(FAULTS.slurmctld_pid):
         t0 = time.monotonic()
@@ -162,6 +164,7 @@ def test_status_answers_from_records_while_slurmctld_is_down(fault_cluster: LabC
         assert time.monotonic() - t0 < 90  # one wait for the controller, not one per state lookup (was > 180 s)
         # the program ends while the controller is still down: accounting never hears of it, the
         # launcher's report tells the end (sacct's stale PENDING kept `torchx log` waiting in CI)
+        go.touch()
         assert wait_end(handle, timeout=150) == "SUCCEEDED"
         assert "as of its last report" in run_torchx("status", handle, timeout=180).stdout
     assert wait_end(handle, timeout=180) == "SUCCEEDED"

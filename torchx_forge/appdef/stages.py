@@ -16,7 +16,7 @@ from torchx import specs
 from torchx_forge.appdef.pipeline import Pipeline, Step
 from torchx_forge.appdef.sweep import Group, TableSink, build_appdef, group_by_shape
 from torchx_forge.core import envvars
-from torchx_forge.core.runtable import Inputs, Upstream
+from torchx_forge.core.runrow import Inputs, Upstream
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 from torchx_forge.experiment.spec import Experiment

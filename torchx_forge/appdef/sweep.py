@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from torchx import specs
 
 from torchx_forge.appdef.meta import ForgeMeta, RetrySpec
-from torchx_forge.core import options, runtable
+from torchx_forge.core import options, runrow, runtable
 from torchx_forge.core.space import Space
 from torchx_forge.experiment.spec import Experiment
 from torchx_forge.experiment.sweep import ResolvedRun, base_of, cluster_shape, space_of
@@ -47,7 +47,7 @@ def shape_of(run: ResolvedRun) -> Shape:
 def build_table(exp: Experiment, runs: Sequence[ResolvedRun], roles: Mapping[str, List[int]],
                 extra: Optional[Mapping[int, Dict[str, Any]]] = None) -> runtable.RunTable:
     """The run table: ``runs`` stored by position; a role lists the run positions of its replicas.
-    ``extra``: more row fields by run index (typed :class:`~torchx_forge.core.runtable.RunRow` fields)."""
+    ``extra``: more row fields by run index (typed :class:`~torchx_forge.core.runrow.RunRow` fields)."""
     rows = []
     position = {}
     for pos, r in enumerate(runs):
@@ -103,7 +103,7 @@ def build_appdef(
         extra = {"artifacts": exp.artifact_globs} if exp.artifact_globs else {}
         table = sink(runtable.space_table(exp.name, exp.source.path, space, base, {n: idx for n, _, idx in groups}, extra))
         count = len(space)
-        workdirs = {name: runtable.resolve(base, space.point(idx[0]).params).workdir for name, _, idx in groups}
+        workdirs = {name: runrow.resolve(base, space.point(idx[0]).params).workdir for name, _, idx in groups}
     else:
         groups = groups if groups is not None else group_by_shape(exp, runs)
         extra_rows = {r.run.index: row_extra(r) for r in runs} if row_extra else {}

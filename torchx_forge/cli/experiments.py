@@ -18,7 +18,7 @@ from torchx_forge.appdef.pipeline import Pipeline
 from torchx_forge.appdef.stages import StepInfo, build_pipeline
 from torchx_forge.appdef.sweep import space_groups
 from torchx_forge.cli.plan import render_tree
-from torchx_forge.core import runtable
+from torchx_forge.core import runrow, runtable
 from torchx_forge.experiment.source import read_yaml
 from torchx_forge.experiment.spec import Experiment, load_experiment
 from torchx_forge.experiment.stages import is_pipeline_file
@@ -92,7 +92,7 @@ def _experiment_rows(exp: Experiment) -> Iterator[Dict[str, Any]]:
     base = base_of(exp)
     for p in space_of(exp):
         yield {"index": p.index, "id": p.run_id, "case": p.case, "params": dict(p.params),
-               "command": lambda p=p: shlex.join(runtable.resolve(base, p.params).argv)}
+               "command": lambda p=p: shlex.join(runrow.resolve(base, p.params).argv)}
 
 
 def cmd_preview(args: argparse.Namespace) -> None:

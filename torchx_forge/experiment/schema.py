@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from torchx_forge.core import options
 from torchx_forge.core.policy import PolicyError, parse_retry_on, parse_signal
-from torchx_forge.core.runtable import render_value
+from torchx_forge.core.runrow import render_value
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.source import Source, split_path
 

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from torchx_forge.core import runtable
-from torchx_forge.core.runtable import render_args, split_params
+from torchx_forge.core import runrow
+from torchx_forge.core.runrow import render_args, split_params
 from torchx_forge.core.space import Point, Space, run_id_of, single
 from torchx_forge.experiment.spec import Experiment
 
@@ -51,9 +51,9 @@ class ResolvedRun:
     resume_arg: str = ""
     checkpoint_dir: str = ""
 
-    def row(self, extra: Optional[Mapping[str, Any]] = None) -> runtable.RunRow:
-        """The run's row in a run table (``extra``: more of its fields, see :func:`runtable.row`)."""
-        return runtable.row(self.run, runtable.Resolved(self.argv, self.env, self.workdir, self.resume_arg,
+    def row(self, extra: Optional[Mapping[str, Any]] = None) -> runrow.RunRow:
+        """The run's row in a run table (``extra``: more of its fields, see :func:`runrow.row`)."""
+        return runrow.row(self.run, runrow.Resolved(self.argv, self.env, self.workdir, self.resume_arg,
                                                         self.checkpoint_dir), extra)
 
 
@@ -62,13 +62,13 @@ def _cluster_shape(cluster: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cluster.items() if v is not None))
 
 
-def base_of(exp: Experiment, default_workdir: Optional[str] = None) -> runtable.Base:
+def base_of(exp: Experiment, default_workdir: Optional[str] = None) -> runrow.Base:
     """The base run every point starts from: the ``run:`` section, with its paths made absolute."""
     run = exp.run
     workdir = run.get("workdir")
     if workdir:
         workdir = os.path.normpath(os.path.join(exp.base_dir, os.path.expanduser(str(workdir))))
-    return runtable.Base(
+    return runrow.Base(
         command=tuple(run.get("command") or ()), args=tuple((run.get("args") or {}).items()),
         env=tuple(sorted((run.get("env") or {}).items())), workdir=workdir or default_workdir or os.getcwd(),
         base_dir=exp.base_dir, resume_arg=str(run.get("resume_arg", "") or ""),
@@ -82,10 +82,10 @@ def cluster_shape(exp: Experiment, params: Tuple[Tuple[str, Any], ...]) -> Tuple
     return _cluster_shape({**exp.cluster, **cluster_p})
 
 
-_BASES: Dict[Tuple[int, Optional[str]], Tuple[Experiment, runtable.Base]] = {}
+_BASES: Dict[Tuple[int, Optional[str]], Tuple[Experiment, runrow.Base]] = {}
 
 
-def _base(exp: Experiment, default_workdir: Optional[str]) -> runtable.Base:
+def _base(exp: Experiment, default_workdir: Optional[str]) -> runrow.Base:
     """base_of, kept while one experiment is being expanded (resolve is called once per run)."""
     hit = _BASES.get((id(exp), default_workdir))
     if hit is None or hit[0] is not exp:
@@ -97,5 +97,5 @@ def _base(exp: Experiment, default_workdir: Optional[str]) -> runtable.Base:
 
 def resolve(exp: Experiment, run: Run, default_workdir: Optional[str] = None) -> ResolvedRun:
     """Apply a run's parameters to the base config and render its command line."""
-    r = runtable.resolve(_base(exp, default_workdir), run.params)
+    r = runrow.resolve(_base(exp, default_workdir), run.params)
     return ResolvedRun(run, r.argv, r.env, r.workdir, cluster_shape(exp, run.params), r.resume_arg, r.checkpoint_dir)

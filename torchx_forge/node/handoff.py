@@ -26,7 +26,7 @@ import time
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from torchx_forge.core import envvars
-from torchx_forge.core.runtable import Inputs, RunRow
+from torchx_forge.core.runrow import Inputs, RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node import contract
 from torchx_forge.node.checkpoint import CheckpointError, latest_checkpoint

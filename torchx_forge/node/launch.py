@@ -30,7 +30,7 @@ from torchx_forge.core import envvars, runtable
 from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
-from torchx_forge.core.runtable import RunRow
+from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, store_wait
 from torchx_forge.node import contract, task

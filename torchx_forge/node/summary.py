@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torchx_forge.core import envvars, formats
-from torchx_forge.core.runtable import RunRow
+from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
 from torchx_forge.state.files import read_file, write_file

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 from torchx_forge.core import envvars, runtable
 from torchx_forge.core.formats import NewerFormatError
-from torchx_forge.core.runtable import RunRow
+from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.states import DepKind
 from torchx_forge.core.storage import store_wait
 from torchx_forge.node import contract

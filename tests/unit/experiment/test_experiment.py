@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from torchx_forge.core.axes import Listed
-from torchx_forge.core.runtable import render_value
+from torchx_forge.core.runrow import render_value
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.overrides import get_path, parse_overrides, set_path
 from torchx_forge.experiment.source import Source, read_yaml, split_path

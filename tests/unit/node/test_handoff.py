@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from torchx_forge.core.runtable import RunRow
+from torchx_forge.core.runrow import RunRow
 from torchx_forge.node import contract
 from torchx_forge.node.artifacts import collect, globs_from_env, matches
 from torchx_forge.node.checkpoint import STATE_FILE, CheckpointError

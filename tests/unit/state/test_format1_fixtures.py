@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, Tuple
 import pytest
 
 from conftest import REPO
-from torchx_forge.core import layout, runtable
+from torchx_forge.core import layout, runrow, runtable
 from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.node.checkpoint import STATE_FILE, CheckpointState, latest_checkpoint
 from torchx_forge.node.handoff import choose_input, upstream_status
@@ -161,8 +161,8 @@ def test_local_tables_both_forms_with_pipeline_links(local: Path):
     train = runtable.find_run(tables["train"], "train", 1)
     assert (train.stage, train.artifacts, json.loads(train.params_json)) == ("train", ("*.log",), {"run.args.lr": 0.01})
     ev = runtable.find_run(tables["eval"], "eval", 0)
-    assert ev.inputs == runtable.Inputs("best", metric="val_loss", mode="min", arg="--ckpt")
-    assert ev.upstream == (runtable.Upstream("train", ((0, "run-098d99f0"),)),)
+    assert ev.inputs == runrow.Inputs("best", metric="val_loss", mode="min", arg="--ckpt")
+    assert ev.upstream == (runrow.Upstream("train", ((0, "run-098d99f0"),)),)
     compare = runtable.find_run(tables["compare"], "compare", 0)
     assert compare.upstream[0].runs == ((0, "run-098d99f0"), (1, "run-1587c4e9"))
 

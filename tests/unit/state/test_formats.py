@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchx_forge.core import formats, layout
+from torchx_forge.core import formats, layout, runrow
 from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.state.intents import Intent, Intents
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
@@ -44,9 +44,9 @@ def test_format_of_reads_unnumbered_files_as_format_1_and_refuses_newer_ones():
 
 
 def test_the_command_line_prints_it_as_one_line():
-    from torchx_forge.errors import _is_forge
+    from torchx_forge.torchx_errors import is_user_error
 
-    assert _is_forge(NewerFormatError("app record", "/s/apps/1/record.json", 2, 1))
+    assert is_user_error(NewerFormatError("app record", "/s/apps/1/record.json", 2, 1))
 
 
 def record(app_id: str = "10") -> AppRecord:
@@ -147,7 +147,7 @@ def test_run_tables_are_format_2_and_a_newer_one_is_one_clear_line(tmp_path: Pat
     from torchx_forge.state import tables
 
     store = Store(str(tmp_path))
-    row = runtable.RunRow(0, "r-0", argv=(sys.executable, "-c", "print('ran')"), workdir=str(tmp_path))
+    row = runrow.RunRow(0, "r-0", argv=(sys.executable, "-c", "print('ran')"), workdir=str(tmp_path))
     url = store.put_table(runtable.rows_table("t", "", [row], {"r": [0]}))
     obj = json.loads(Path(url).read_text())
     assert obj["format"] == runtable.RunTable.FORMAT == 2 and "space" not in obj

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import REPO, S3Server
-from torchx_forge.core import layout, runtable
+from torchx_forge.core import layout, runrow, runtable
 from torchx_forge.core.storage import StoreUnreachableError
 from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
@@ -38,9 +38,9 @@ def test_records_round_trip_on_s3(s3_state: str):
 
 def test_the_launcher_reads_its_run_table_from_s3_and_writes_its_state_there(s3_state: str, tmp_path):
     store = Store(s3_state)
-    base = runtable.Base(command=(sys.executable, "-c", "import os; print('ran', os.environ['FORGE_RUN_ID'])"),
+    base = runrow.Base(command=(sys.executable, "-c", "import os; print('ran', os.environ['FORGE_RUN_ID'])"),
                          workdir=str(tmp_path))
-    row = runtable.RunRow(0, "r-0", argv=base.command, workdir=str(tmp_path))
+    row = runrow.RunRow(0, "r-0", argv=base.command, workdir=str(tmp_path))
     table_url = store.put_table(runtable.rows_table("t", "", [row], {"r": [0]}))
     assert table_url.startswith("s3://")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "FORGE"))}

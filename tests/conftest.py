@@ -147,9 +147,9 @@ def ddp_slot() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """Mark tests/cluster as ``slurm``; put the serial groups in their xdist group; order the
-    collection so the longest chains start first (xdist hands out work in this order): the fault
-    cluster's group, then tests marked ``slow``, then the other cluster tests, then unit tests."""
+    """Mark tests/cluster as ``slurm``; put the tests of each serial group (SERIAL_GROUPS) in its
+    xdist group; order the collection so the longest chains start first (xdist hands out work in
+    this order): the groups, then tests marked ``slow``, then the other cluster tests, then unit tests."""
     # tests of what only TorchX main has (.ci/nightly runs them there): deselected, not skipped
     other_torchx = [i for i in items if not all(m.kwargs["available"] for m in i.iter_markers("torchx_main"))]
     if other_torchx:

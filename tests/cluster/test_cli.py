@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from torchx.runner import Runner
 
 from conftest import (
     REPO,
+    TORCHX,
     app_state,
     handle_of,
     job_gone_from_squeue,
@@ -52,12 +54,18 @@ def test_echo_runs_and_logs_byte_for_byte_from_another_directory(state_dir: Path
     assert run_torchx("log", "--regex", "no such text", handle).stdout == ""
 
 
-def test_log_tail_follows_a_running_job_until_it_ends(state_dir: Path):
+def test_log_tail_follows_a_running_job_until_it_ends(state_dir: Path, tmp_path: Path):
+    go = tmp_path / "go"  # the job runs (and prints nothing) until `torchx log -t` follows it
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c",
-                   "for i in 1 2 3 4 5; do echo tick $i; sleep 1; done; echo done >&2")
+                   f"while [ ! -e {go} ]; do sleep 0.2; done; for i in 1 2 3 4 5; do echo tick $i; sleep 1; done; echo done >&2")
     handle = handle_of(p)
     wait_for(lambda: app_state(handle) == "RUNNING", 180, "the job to run")
-    tail = run_torchx("log", "-t", f"{handle}/sh/0", timeout=120)  # returns only once the job ended
+    follow = subprocess.Popen([TORCHX, "log", "-t", f"{handle}/sh/0"], cwd=str(REPO), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    go.touch()
+    out, err = follow.communicate(timeout=120)  # returns only once the job ended
+    tail = subprocess.CompletedProcess(follow.args, follow.returncode, out, err)
     assert tail.returncode == 0, tail.stderr
     lines = [line.split(" ", 1)[1] for line in tail.stdout.splitlines()]
     assert lines[:5] == [f"tick {i}" for i in range(1, 6)] and "done" in lines

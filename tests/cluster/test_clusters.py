@@ -106,11 +106,14 @@ def test_several_clusters_let_slurm_choose_and_forge_follows(state_dir: Path, tm
         subprocess.run(["scancel", filler])
 
 
-def test_list_and_watch_cover_every_cluster_in_one_sacct(state_dir: Path):
-    here = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sleep", "15"))
-    # both live at the first poll: an app that already ended has its answer in its record, asks no cluster
+def test_list_and_watch_cover_every_cluster_in_one_sacct(state_dir: Path, tmp_path: Path):
+    # both live at the first poll (an app that already ended has its answer in its record and asks no
+    # cluster): they run until that poll has been made
+    go = tmp_path / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.5; done"
+    here = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "utils.sh", "sh", "-c", wait))
     there = handle_of(run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"cluster={OTHER}", "utils.sh",
-                                 "sleep", "15"))
+                                 "sh", "-c", wait))
     listed = run_torchx("list", "-s", "slurm_forge").stdout
     assert here in listed and there in listed, listed
     with get_runner() as runner:
@@ -122,6 +125,7 @@ def test_list_and_watch_cover_every_cluster_in_one_sacct(state_dir: Path):
             before = len(sched.cli.calls)
             found = sched.poll(ids)
             calls.append(sched.cli.calls[before:])
+            go.touch()
             return found
 
         Watcher(poll, lambda: len(sched.cli.calls), open("/dev/null", "w"), interval=1, max_interval=2).run()

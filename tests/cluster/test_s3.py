@@ -134,7 +134,7 @@ def test_a_warned_task_resumes_from_its_checkpoint_on_s3(s3_server: S3Server, s3
     assert row[1] == job and row[5] == "2" and row[7] == "warned", row
     assert re.fullmatch(rf"{job}-python/step_\d+\.json", row[6]), row  # resumed from a checkpoint (the table shortens it)
     state = s3_json(s3_server, f"{run_dir}/checkpoint_state.json")
-    assert state == {"latest": "step_25.json", "step": 25}
+    assert state == {"format": 1, "latest": "step_25.json", "step": 25}
     log = forge("log", f"{handle}/python/0", cwd=tmp_path).stdout
     assert f"resuming from {run_dir}/step_" in log  # the one in S3
 

@@ -1,7 +1,7 @@
 """Every ``FORGE_*`` environment variable, declared once: its name, what it means, who sets it.
 
 Code everywhere uses these constants (``env[envvars.RUN_ID.name]``), never the name as a string;
-docs/contract.md documents each of them with who sets it (tests/unit/test_envvars.py checks
+docs/contract.md documents each of them with who sets it (tests/unit/core/test_envvars.py checks
 both). Three parties set them:
 
 - the **submit side**: the batch script slurm_forge writes (``export FORGE_...``), the ``--export``

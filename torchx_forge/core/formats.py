@@ -12,11 +12,13 @@ Standard library only: the launcher on every node reads task files, run tables a
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Tuple
+from dataclasses import asdict, fields
+from typing import Any, Dict, Mapping, Tuple, Type, TypeVar
 
 from torchx_forge.core.errors import ForgeError
 
 KEY = "format"
+T = TypeVar("T")
 #: the format of a file without a ``format`` key (written before formats were numbered)
 UNNUMBERED = 1
 
@@ -48,3 +50,16 @@ def format_of(obj: Mapping[str, Any], kind: str, path: str, known: int) -> int:
     if found > known:
         raise NewerFormatError(kind, path, found, known)
     return found
+
+
+def dump(obj: Any) -> Dict[str, Any]:
+    """``obj``, a dataclass of a file kind (its class says its ``FORMAT``), as the JSON object its
+    file holds: every field, and the format this torchx-forge writes."""
+    return {**asdict(obj), KEY: type(obj).FORMAT}
+
+
+def known_fields(cls: Type[T], obj: Mapping[str, Any]) -> T:
+    """``cls(**obj)`` with only the fields ``cls`` has: a file written by another version may hold
+    more (and its ``format`` is the class's own once read)."""
+    names = {f.name for f in fields(cls)} - {KEY}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in obj.items() if k in names})

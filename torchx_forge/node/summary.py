@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torchx_forge.core import envvars, formats
@@ -49,7 +49,7 @@ class RunSummary:
     format: int = FORMAT  # see torchx_forge.core.formats
 
     def to_json(self) -> Dict[str, Any]:
-        return {**asdict(self), formats.KEY: self.FORMAT}
+        return formats.dump(self)
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Optional[RunSummary]:
@@ -58,8 +58,7 @@ class RunSummary:
         if not isinstance(obj, dict):
             return None
         formats.format_of(obj, cls.KIND, where, cls.FORMAT)
-        names = {f.name for f in fields(cls)} - {formats.KEY}
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        return formats.known_fields(cls, obj)
 
 
 def write_summary(directory: str, summary: RunSummary) -> None:

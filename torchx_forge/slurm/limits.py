@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torchx_forge.core import formats
@@ -126,7 +126,7 @@ class ClusterLimits:
         return self.max_array_size or DEFAULT_ARRAY_SIZE
 
     def to_json(self) -> Dict[str, Any]:
-        return {**asdict(self), formats.KEY: self.FORMAT}
+        return formats.dump(self)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], where: str = "") -> ClusterLimits:

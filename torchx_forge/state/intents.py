@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Optional
 
 from torchx_forge.core import formats, layout
@@ -44,7 +44,7 @@ class Intent:
     format: int = FORMAT  # see torchx_forge.core.formats
 
     def to_json(self) -> Dict[str, Any]:
-        return {**asdict(self), formats.KEY: self.FORMAT}
+        return formats.dump(self)
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Optional[Intent]:
@@ -53,8 +53,7 @@ class Intent:
         if not isinstance(obj, dict):
             return None
         formats.format_of(obj, cls.KIND, where, cls.FORMAT)
-        names = {f.name for f in fields(cls)} - {formats.KEY}
-        return cls(**{k: v for k, v in obj.items() if k in names})
+        return formats.known_fields(cls, obj)
 
     @property
     def tag(self) -> str:

@@ -15,7 +15,7 @@ import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from torchx_forge.core import formats, layout
 from torchx_forge.core.policy import RetryPolicy, parse_retry_on, parse_signal
@@ -25,13 +25,6 @@ from torchx_forge.state.taskfile import TaskReport
 
 #: the ``version`` every record has carried (kept as it was; the ``format`` field is what readers check)
 RECORD_VERSION = 1
-T = TypeVar("T")
-
-
-def _known(cls: Type[T], obj: Mapping[str, Any]) -> T:
-    """``cls(**obj)`` keeping only the fields ``cls`` has (records written by other versions)."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in obj.items() if k in names and k != formats.KEY})
 
 
 def _object(obj: Any, kind: str, where: str) -> Mapping[str, Any]:
@@ -107,7 +100,7 @@ class JobRecord:
     def from_file(cls, obj: Any, where: str) -> JobRecord:
         """A job from its own file at ``where`` (NewerFormatError when a newer torchx-forge wrote it)."""
         formats.format_of(_object(obj, cls.KIND, where), cls.KIND, where, cls.FORMAT)
-        return _known(cls, obj)
+        return formats.known_fields(cls, obj)
 
     @property
     def job_kind(self) -> JobKind:
@@ -219,9 +212,9 @@ class AppRecord:
     def from_json(cls, obj: Any, where: str = "") -> AppRecord:
         """The record read from ``where`` (NewerFormatError when a newer torchx-forge wrote it)."""
         formats.format_of(_object(obj, cls.KIND, where), cls.KIND, where, cls.FORMAT)
-        rec = _known(cls, obj)
-        rec.jobs = [_known(JobRecord, j) for j in obj.get("jobs", [])]
-        rec.roles = [_known(RoleRecord, r) for r in obj.get("roles", [])]
+        rec = formats.known_fields(cls, obj)
+        rec.jobs = [formats.known_fields(JobRecord, j) for j in obj.get("jobs", [])]
+        rec.roles = [formats.known_fields(RoleRecord, r) for r in obj.get("roles", [])]
         rec.meta = AppMeta.from_json(obj.get("meta") or {})
         return rec
 

@@ -102,9 +102,10 @@ class LabCluster:
     def use(self, monkeypatch: pytest.MonkeyPatch) -> LabCluster:
         """Send every Slurm command of the test (its own, the torchx CLI's, the jobs') to this cluster."""
         monkeypatch.setenv("SLURM_CONF", self.conf)
-        if _cluster_up():
-            self.up()  # a test before this one may have left it down
         problem = _cluster_up()
+        if problem:
+            self.up()  # a test before this one may have left it down
+            problem = _cluster_up()
         if problem:
             pytest.fail(f"the {self.name} cluster is not up ({problem}); run `scripts/local-slurm up --clusters 3`")
         return self

@@ -37,6 +37,12 @@ def test_dist_ddp_2x2_trains_across_two_nodes(ddp_slot: None, state_dir: Path):
     assert len(losses) == 20 and losses[-1] < losses[0] / 4  # the loss goes down
 
 
+def started(job: str) -> bool:
+    """True once every component of the heterogeneous job ``job`` is RUNNING (squeue lists one line each)."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.split()
+    return bool(out) and set(out) == {"RUNNING"}
+
+
 @pytest.mark.slow
 def test_warned_ddp_run_resumes_with_every_step_once(ddp_slot: None, state_dir: Path, tmp_path: Path):
     ledger = tmp_path / "ledger"
@@ -44,7 +50,9 @@ def test_warned_ddp_run_resumes_with_every_step_once(ddp_slot: None, state_dir: 
                    "--", "--steps", "30", "--step-seconds", "0.5", "--ledger", str(ledger))
     handle = handle_of(p)
     job = handle.rsplit("/", 1)[1]
-    wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 5, 120, "5 steps")
+    # the queue (other tests hold nodes) and torch's cold import come first: wait for the start, then the steps
+    wait_for(lambda: started(job), 600, f"job {job} to start on both nodes")
+    wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 5, 180, "5 steps")
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     assert wait_end(handle) == "SUCCEEDED"
     steps = Counter(int(line.split()[1]) for line in ledger.read_text().splitlines())

@@ -242,7 +242,7 @@ def app_state(handle: str) -> str:
     return m.group(1) if m else "?"
 
 
-def _state_in_process(handle: str) -> str:
+def state_in_process(handle: str) -> str:
     """The app's state from the Runner API in this process ("?" when there is none yet)."""
     from torchx.runner import get_runner
 
@@ -267,7 +267,7 @@ def wait_end(handle: str, timeout: float = 240, states: tuple = ("SUCCEEDED", "F
     starting an interpreter every 2 s: tests run side by side on 2 CPUs); the answer returned, and
     the one that ends the wait, come from the real `torchx status`."""
     def reached() -> bool:
-        return _state_in_process(handle) in states and app_state(handle) in states
+        return state_in_process(handle) in states and app_state(handle) in states
 
     wait_for(reached, timeout, f"{handle} to reach {states}", interval=2)
     return app_state(handle)

@@ -59,7 +59,7 @@ from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
-from torchx_forge.slurm.status import Gathered, gather, write_back
+from torchx_forge.slurm.status import Gathered, gather, own_queued, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
@@ -264,7 +264,9 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             ids = [j for j in rec.job_ids(companions=True) if j not in done]
             if not ids:
                 break
-            cli.cancel(ids, ended_ok=True)
+            mine = own_queued(cli, rec, ids)  # not a job of another app under an id Slurm gave again
+            if mine:
+                cli.cancel(mine, ended_ok=True)
             done.update(ids)
             rec = records.load(rec.app_id) or rec
         self._cache.pop(app_id, None)

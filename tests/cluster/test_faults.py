@@ -36,6 +36,7 @@ from conftest import (
     ledger_lines,
     queued_jobs_of,
     run_torchx,
+    state_in_process,
     task_row,
     wait_end,
     wait_for,
@@ -142,6 +143,14 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabClu
         assert task_row(handle, "nodb[1]")[3] == "0"
         log = run_torchx("log", f"{handle}/nodb/1")
         assert log.returncode == 0 and "out-1" in log.stdout, log.stderr
+    # slurmdbd is back, and for a while says RUNNING (it has not taken the ends the controller kept
+    # for it yet) while squeue has forgotten the tasks: status never goes back from SUCCEEDED
+    seen = []
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        seen.append(state_in_process(handle))
+        time.sleep(1)
+    assert set(seen) == {"SUCCEEDED"}, seen
     assert wait_end(handle) == "SUCCEEDED" and "unreachable" not in run_torchx("status", handle).stdout
 
 

@@ -259,7 +259,7 @@ class _Slurm:
     def add_acct(self, text: str, cluster: str) -> None:
         for line in text.splitlines():
             if line.strip():
-                self.acct.append({**dict(zip(SACCT_LINE, line.split("|"))), "Cluster": cluster})
+                self.acct.append({"SubmitLine": "", **dict(zip(SACCT_LINE, line.split("|"))), "Cluster": cluster})
 
     # -- commands --------------------------------------------------------------------------
 
@@ -417,7 +417,7 @@ class _Slurm:
                                "q": _opt(opts, "--qos", "-q") or "normal", "cluster": cluster})
             self.acct.append({"JobID": job_id, "JobName": name, "State": "PENDING", "ExitCode": "0:0",
                               "NodeList": "None assigned", "Start": "Unknown", "End": "Unknown", "Reason": reason,
-                              "Cluster": cluster})
+                              "Cluster": cluster, "SubmitLine": " ".join(argv)})
         self.waits[(cluster, base)] = bool(_opt(opts, "--dependency", "-d"))
         call.job_id = base
         where = f";{cluster}" if _opt(argv, "--clusters", "-M") else ""

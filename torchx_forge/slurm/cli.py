@@ -27,6 +27,8 @@ from torchx_forge.errors import SlurmError, SlurmNotFoundError
 from torchx_forge.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
+    SUBMIT_LINE,
+    TAG_PREFIX,
     JobRow,
     parse_sacct,
     parse_squeue,
@@ -314,7 +316,7 @@ class SlurmCli:
         ids = sorted(set(job_ids), key=lambda s: (len(s), s))
         if not ids or self.accounting is False:
             return None if self.accounting is False else []
-        fields = (("Cluster", *SACCT_FIELDS) if clusters else SACCT_FIELDS)
+        fields = (*(("Cluster",) if clusters else ()), *SACCT_FIELDS, SUBMIT_LINE)
         where = [f"--clusters={','.join(clusters)}"] if clusters else self._m()
         argv = [
             "sacct", *where, "--allocations", "--duplicates", "--parsable2", "--noheader",
@@ -332,9 +334,6 @@ class SlurmCli:
             return None
         self.accounting = True
         return parse_sacct(out, fields, "" if clusters else (self.cluster or ""))
-
-
-TAG_PREFIX = "forge:"
 
 
 def _clusters_of(argv: Sequence[str]) -> Optional[str]:

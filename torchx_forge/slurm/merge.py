@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from torchx.specs import AppState
@@ -77,18 +78,22 @@ def task_views(
     sacct: Optional[Iterable[JobRow]],
     reports: Mapping[str, TaskReport],
     cancelled: bool = False,
+    lost: Mapping[str, str] = MappingProxyType({}),
 ) -> List[TaskView]:
     """One TaskView per replica, in role/replica order (a resubmitted replica: its newest job).
 
     ``squeue`` None: the controller did not answer, so a task whose state file says it runs is
-    taken as running (its last report), not as lost.
+    taken as running (its last report), not as lost. A task squeue does not list while accounting
+    does not show it ended takes its launcher's report of an end (accounting lags, or was down).
+    ``lost``: key -> why, for tasks Slurm lost (:mod:`torchx_forge.slurm.identity`); their launcher's
+    report of an end still wins.
     """
     live_known = squeue is not None
     live = {r.key: r for r in squeue or []}
     history = group_attempts(sacct or [])
     every_key = rec.all_keys() if rec.resubmitted else {}
     views = []
-    waves = WaveStates(rec, live, history)
+    waves = WaveStates(rec, live, history, lost)
     for key, role, replica, job in rec.tasks():
         if job.planned:
             views.append(waves.planned_view(key, role, replica, job, cancelled))
@@ -96,8 +101,10 @@ def task_views(
         report = reports.get(layout.task_key(role, replica)) if reports else None
         hist = history.get(key)
         view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
-        if report is not None and not live_known:
-            _fresher_than_accounting(view, key, report, job)
+        if report is not None and (not live_known or key not in live):
+            _fresher_than_accounting(view, key, report, job, AS_REPORTED if not live_known else AS_ENDED)
+        if key in lost and (not view.final or view.slurm_state is SlurmState.LOST):  # not an end its launcher reported
+            _mark_lost(view, lost[key], cancelled)
         keys = every_key.get((role, replica), [key])
         if len(keys) > 1:  # attempts under earlier job ids (resubmissions) count too
             earlier = sum(history[k].attempts for k in keys if k != key and k in history)
@@ -114,7 +121,8 @@ def task_views(
 class WaveStates:
     """Where the waves of an app stand: the newest wave job of each wave, and its state."""
 
-    def __init__(self, rec: AppRecord, live: Mapping[str, JobRow], history: Mapping[str, TaskHistory]) -> None:
+    def __init__(self, rec: AppRecord, live: Mapping[str, JobRow], history: Mapping[str, TaskHistory],
+                 lost: Mapping[str, str] = MappingProxyType({})) -> None:
         self.rec = rec
         self.jobs: Dict[int, JobRecord] = {}
         for job in rec.jobs:  # in submission order: a later try of a wave replaces the earlier
@@ -124,6 +132,8 @@ class WaveStates:
         for job in self.jobs.values():
             row = live.get(job.job_id)
             self.states[job.job_id] = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
+            if job.job_id in lost and not (self.states[job.job_id] or SlurmState.PENDING).final:
+                self.states[job.job_id] = SlurmState.LOST
 
     def planned_view(self, key: str, role: str, replica: int, job: JobRecord, cancelled: bool) -> TaskView:
         """A task of a wave not submitted yet: pending behind its wave job, or failed with it."""
@@ -229,9 +239,20 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
 
 
 AS_REPORTED = "as of its last report (Slurm did not answer)"
+AS_ENDED = "as its launcher reported (accounting has not recorded the end yet)"
 
 
-def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, job: JobRecord) -> None:
+def _mark_lost(view: TaskView, why: str, cancelled: bool) -> None:
+    """A task Slurm lost: it will never run or end, unless retried (or it is over: cancelled)."""
+    view.exit_code = view.signal = None
+    view.source = "lost"
+    if cancelled:
+        view.slurm_state, view.reason = SlurmState.CANCELLED, "cancelled (Slurm had lost its job)"
+    else:
+        view.slurm_state, view.reason = SlurmState.LOST, why
+
+
+def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, job: JobRecord, why: str = AS_REPORTED) -> None:
     """With the controller silent, accounting stops where the controller last told it (a task still
     PENDING or RUNNING there may have started or ended since); the launcher's own report of this
     job is then the fresher word. A start lifts PENDING to RUNNING; an end the retry policy would
@@ -241,17 +262,17 @@ def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, job: 
         return
     if report.state is FileState.RUNNING:
         if view.slurm_state.waiting:
-            view.slurm_state, view.reason = SlurmState.RUNNING, AS_REPORTED
+            view.slurm_state, view.reason = SlurmState.RUNNING, why
         return
     if report.state not in (FileState.COMPLETED, FileState.FAILED):
         return  # stopped by a signal: a requeue, a time limit or a cancel; only Slurm can say which
     ended = SlurmState(report.state.value)
     policy = job.policy() if ended is SlurmState.FAILED else None  # (built only when needed: 100,000 tasks)
     if policy is not None and policy.retries(ended) and policy.attempts_left(view.attempts):
-        view.slurm_state, view.reason = SlurmState.RUNNING, f"attempt {view.attempts} failed; a retry may follow ({AS_REPORTED})"
+        view.slurm_state, view.reason = SlurmState.RUNNING, f"attempt {view.attempts} failed; a retry may follow ({why})"
         return
     view.slurm_state, view.exit_code, view.source = ended, report.exit_code, "state file"
-    view.reason = report.note or AS_REPORTED
+    view.reason = report.note or why
 
 
 def _reports_on(report: TaskReport, key: str) -> bool:
@@ -304,8 +325,9 @@ def app_state(views: List[TaskView]) -> AppState:
 
 
 def is_settled(views: List[TaskView]) -> bool:
-    """Every task ended for good and the end came from sacct or a state file (not a lagging squeue)."""
-    return bool(views) and all(v.final and not v.retry_pending and v.source != "squeue" for v in views)
+    """Every task ended for good and the end came from sacct or a state file (not a lagging squeue);
+    a task Slurm lost is not settled (a retry or a cancel ends it)."""
+    return bool(views) and all(v.final and not v.retry_pending and v.source not in ("squeue", "lost") for v in views)
 
 
 def freeze(views: List[TaskView]) -> Dict[str, Any]:

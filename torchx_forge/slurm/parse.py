@@ -52,6 +52,9 @@ class JobRow:
     start: str = ""
     end: str = ""
     cluster: str = ""  # the Slurm cluster it runs on ("" for the local one)
+    #: the forge tags the job carries (``forge:SUBMISSION-0 ...``, "" for none): its identity, since
+    #: Slurm reuses the id of a job it lost; None when the source did not say
+    tags: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.state, SlurmState):  # a state as Slurm prints it
@@ -105,26 +108,49 @@ def ids_of(job_id: str) -> Ids:
     return [(base, t, None) for t in expand_ranges(task)]
 
 
-#: squeue --format used by :func:`parse_squeue`; name last since it is free text.
-SQUEUE_FORMAT = "%i|%T|%r|%N|%j"
+#: squeue --format used by :func:`parse_squeue`; the free texts last: the job name, then the comment.
+SQUEUE_FORMAT = "%i|%T|%r|%N|%j|%k"
+#: the tag every job forge submits carries in its --comment (``forge:<submission>-<n>``)
+TAG_PREFIX = "forge:"
+
+
+class Tags:
+    """The forge tags in a comment or a submit line, each text read once (a 100,000-task array
+    repeats one submit line on every row)."""
+
+    def __init__(self) -> None:
+        self.seen: Dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        found = self.seen.get(text)
+        if found is None:
+            words = (w.rpartition("=")[2] if w.startswith("--comment=") else w for w in text.split())
+            found = self.seen[text] = " ".join(w for w in words if w.startswith(TAG_PREFIX))
+        return found
 
 
 def parse_squeue(text: str, cluster: str = "") -> List[JobRow]:
-    """Parse ``squeue -h -o SQUEUE_FORMAT`` output (of ``cluster``); collapsed ``ID_[a-b]`` rows are expanded."""
+    """Parse ``squeue -h -o SQUEUE_FORMAT`` output (of ``cluster``); collapsed ``ID_[a-b]`` rows are
+    expanded. A line without the comment (``%k``) leaves the rows' tags unknown."""
     rows: List[JobRow] = []
+    tags_of = Tags()
     for line in text.splitlines():
-        parts = line.split("|", 4)
+        parts = line.split("|", 5)
         if len(parts) < 5:
             continue
-        job_id, state, reason, nodes, name = parts
+        job_id, state, reason, nodes, name = parts[:5]
+        tags = tags_of(parts[5]) if len(parts) > 5 else None
         parsed = SlurmState.parse(state)
-        rows.extend(JobRow(base, task, het, parsed, reason=reason, nodes=nodes, name=name, cluster=cluster)
+        rows.extend(JobRow(base, task, het, parsed, reason=reason, nodes=nodes, name=name, cluster=cluster, tags=tags)
                     for base, task, het in ids_of(job_id))
     return rows
 
 
 #: sacct fields used by :func:`parse_sacct`: present in every Slurm since 20.x.
 SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Start", "End", "Reason")
+#: the sbatch command line (since 21.08; kept by accounting, comment included, so it carries the
+#: job's forge tag): always asked last, since it is free text that may hold ``|``
+SUBMIT_LINE = "SubmitLine"
 
 
 def _exit_code(text: str) -> Tuple[Optional[int], Optional[int]]:
@@ -144,6 +170,9 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = 
     after tasks were split off into records of their own (``12_0``): a task with a record of its own
     is not also taken from such a range, or a task that ran would look like the remainder that
     Slurm cancelled (seen on Slurm 22.05 when a pipeline step's dependency failed for one run).
+
+    With :data:`SUBMIT_LINE` (last), each row carries the forge tags of its job; an empty submit
+    line (a Slurm that does not keep it) leaves them unknown.
     """
     names = list(fields)
     at = {name: i for i, name in enumerate(names)}
@@ -154,8 +183,10 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = 
 
     parsed: List[Tuple[bool, List[JobRow]]] = []
     states: Dict[str, SlurmState] = {}
+    tags_of = Tags()
+    with_line = bool(names) and names[-1] == SUBMIT_LINE
     for line in text.splitlines():
-        parts = line.split("|")
+        parts = line.split("|", len(names) - 1) if with_line else line.split("|")
         if len(parts) < len(names):
             continue
         parts = parts[: len(names)] + [""]  # extra fields (a later Slurm) are ignored
@@ -167,8 +198,10 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = 
         nodes = nodes if nodes != "None assigned" else ""
         name, reason, start, end = col(parts, "JobName"), col(parts, "Reason"), col(parts, "Start"), col(parts, "End")
         where = col(parts, "Cluster") or cluster
+        submitted = col(parts, SUBMIT_LINE)
+        tags = tags_of(submitted) if submitted else None
         parsed.append(("_[" in job_id, [
-            JobRow(base, task, het, state, code, sig, nodes, name, reason, start, end, where)
+            JobRow(base, task, het, state, code, sig, nodes, name, reason, start, end, where, tags)
             for base, task, het in ids_of(job_id)
         ]))
     own = {r.key for spread, rows in parsed if not spread for r in rows}

@@ -13,8 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from torchx_forge.core import layout
+from torchx_forge.core.states import FileState
 from torchx_forge.errors import SlurmError
+from torchx_forge.slurm import identity
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
+from torchx_forge.slurm.limits import parse_config
 from torchx_forge.slurm.merge import TaskView, freeze, needs_reports, settled_in_accounting, settles, task_views, thaw
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.state.records import AppRecord, Records
@@ -50,6 +54,8 @@ class Answers:
         self.squeue_rows: Optional[List[JobRow]] = []
         self.several = len(by_cluster) > 1
         self.local = local_cluster() if self.several else ""
+        self.owners: Dict[str, identity.Owner] = {}
+        self.boots: Dict[str, Optional[float]] = {}
 
     def ids(self, cluster: Optional[str] = None) -> List[str]:
         groups = [self.by_cluster[cluster]] if cluster is not None else list(self.by_cluster.values())
@@ -90,6 +96,32 @@ class Answers:
         notes[:] = notes[said:] + notes[:said]  # the controller's silence first: everything may be stale
         self.squeue_rows = rows
 
+    def own(self, rec: AppRecord, rows: Optional[List[JobRow]]) -> Optional[List[JobRow]]:
+        """The rows that are ``rec``'s own jobs: a job of another submission under a reused id is left
+        out, with a note."""
+        if rows is None:
+            return None
+        owner = self.owners.get(rec.app_id)
+        if owner is None:
+            owner = self.owners[rec.app_id] = identity.Owner(rec)
+        found = identity.own_rows(owner, rows)
+        if found.foreign:
+            note = identity.foreign_note(rec.app_id, found.foreign)
+            if note not in self.notes:
+                self.notes.append(note)
+        return found.rows
+
+    def booted(self, cluster: str) -> Optional[float]:
+        """When the cluster's controller last started (asked once, and only when a job is missing)."""
+        if cluster not in self.boots:
+            try:
+                config = parse_config(self.cli.on(cluster or None).run(
+                    ["scontrol", *([f"--clusters={cluster}"] if cluster else []), "show", "config"]))
+                self.boots[cluster] = identity.boot_time(config)
+            except SlurmError:
+                self.boots[cluster] = None
+        return self.boots[cluster]
+
     def of(self, rec: AppRecord, rows: Optional[List[JobRow]]) -> Optional[List[JobRow]]:
         """The rows of ``rec``'s cluster (job ids collide between clusters)."""
         if rows is None or not self.several:
@@ -126,21 +158,42 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         if rec.final:
             out[rec.app_id] = thaw(rec.final)
             continue
-        history, live = answers.of(rec, accounted), answers.of(rec, answers.squeue_rows)
+        history, live = answers.own(rec, answers.of(rec, accounted)), answers.own(rec, answers.of(rec, answers.squeue_rows))
+        # squeue not asked (accounting said enough, or one call only): a task's absence from it means nothing
+        unseen = identity.unseen(rec, live if asked_live else None, history)
         reports: Mapping[str, TaskReport] = {}
         cancelled = False
-        if (asked_live and live is None) or needs_reports(rec, history):  # no squeue: the reports are the freshest
+        if (asked_live and live is None) or unseen or needs_reports(rec, history):  # the reports are the freshest
             try:
                 reports = records.task_reports(rec.app_id)
                 cancelled = records.cancelled(rec.app_id)
             except OSError as e:  # a state dir that does not answer: Slurm's view alone, not frozen
                 notes.append(f"the tasks' state files cannot be read ({e}): states come from Slurm alone")
                 complete = False
-        # squeue not asked (accounting said enough, or one call only): a task's absence from it means nothing
-        views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled)
+        lost: Dict[str, str] = {}
+        if unseen:
+            task_of = {k: layout.task_key(role, replica) for k, role, replica, _ in rec.tasks()}
+            ended = [k for k, _ in unseen if k in task_of and _ended(reports.get(task_of[k]))]
+            lost = identity.lost(identity.unseen(rec, live, history, ended), answers.booted(rec.cluster))
+            if lost and not cancelled:
+                notes.append(identity.lost_note(rec.app_id, lost))
+        views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled, lost)
         if settles(rec, views, history, asked_live, complete):
             settled.append(rec)
     return Gathered(out, notes, settled)
+
+
+def _ended(report: Optional[TaskReport]) -> bool:
+    return report is not None and report.state in (FileState.COMPLETED, FileState.FAILED)
+
+
+def own_queued(cli: SlurmCli, rec: AppRecord, job_ids: Sequence[str]) -> List[str]:
+    """The ids among ``job_ids`` that squeue lists as ``rec``'s own jobs (one squeue): what a cancel
+    may touch. An id Slurm gave to another submission after losing the app's job is left alone."""
+    owner = identity.Owner(rec)
+    wanted = set(job_ids)
+    mine = {r.base for r in cli.squeue(job_ids) if owner(r.tags)}
+    return [j for j in job_ids if j in mine and j in wanted]
 
 
 def write_back(records: Records, found: Gathered) -> None:

@@ -226,13 +226,23 @@ class Submission:
         self._forget()
 
     def roll_back(self) -> None:
-        """A step failed: cancel every job submitted so far (the guard too), and clear the intent."""
+        """A step failed: take back the record if it was written (a rolled-back app is not listed),
+        cancel every job submitted so far (the guard too), and clear the intent. When the cancel
+        fails too (the controller is down), the intent stays: the guard job, or the next forge
+        command, rolls the submission back once Slurm answers (no record: it cancels, never releases)."""
+        if self.intent.app_id:
+            try:
+                self.records.forget(self.intent.app_id)
+                self.intent.app_id = ""
+                self.intents.save(self.intent)
+            except OSError:
+                pass
         ids = self.intent.jobs + ([self.intent.guard] if self.intent.guard else [])
         if ids:
             try:
-                self.cli.cancel(ids)
-            except Exception:  # the original error is the one worth showing; the guard cleans up later
-                pass
+                self.cli.cancel(ids, ended_ok=True)
+            except Exception:  # the original error is the one worth showing; the guard rolls back later
+                return
         self._forget()
 
     # -- inside submit_held ----------------------------------------------------------------------
@@ -269,8 +279,25 @@ class Submission:
         job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{job.index}")
         self._submitted(job_id)
         if not self.jobs:
+            job_id, where = self._unique_first(path, argv, job_id, where, job.index)
             self.app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
         return path, argv, job_id, where
+
+    def _unique_first(self, path: str, argv: List[str], job_id: str, where: str, index: int) -> Tuple[str, str]:
+        """The first job's id names the app: when an app of this state dir has it already (Slurm gave
+        the id again after losing that app's job in a crash), the held job is cancelled and submitted
+        again, under a new id."""
+        for again in range(1, 6):
+            app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
+            if not self.records.store.exists(layout.record(app_id)):
+                break
+            log.info(f"Slurm gave job id {job_id} again (app {app_id} had it before Slurm lost its job):"
+                     " submitting this app's first job once more, for an id of its own")
+            self.cli.on(where or None).cancel([job_id], ended_ok=True)
+            self.intent.jobs.remove(job_id)
+            job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{index}r{again}")
+            self._submitted(job_id)
+        return job_id, where
 
     def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str]) -> None:
         """Its companion job (when it may be retried), then its record."""

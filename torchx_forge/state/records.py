@@ -324,6 +324,11 @@ class Records:
                 rec.final = None  # a retry came after the app had settled
         return rec
 
+    def forget(self, app_id: str) -> None:
+        """Remove the app's record (a submission rolled back): the app is no longer listed or known."""
+        if layout.valid_app_id(app_id):
+            self.store.remove(layout.record(app_id))
+
     def app_ids(self) -> List[str]:
         return self.store.listdir(layout.APPS)
 

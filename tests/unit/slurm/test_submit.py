@@ -34,6 +34,7 @@ class FakeSlurm(SlurmCli):
         self.intent_jobs: List[List[str]] = []  # what the intent listed at each call
         self.ids = itertools.count(100)
         self.sbatches = itertools.count(1)
+        self.fail_cancel = False
 
     def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
             backoff: object = None) -> str:
@@ -60,6 +61,8 @@ class FakeSlurm(SlurmCli):
             return ""
         if words[0] == "scancel":
             self.log.append(("scancel", where, ",".join(words[1:])))
+            if self.fail_cancel:
+                raise SlurmError(argv, 1, "scancel: error: Unable to contact slurm controller (connect failure)")
             return ""
         raise AssertionError(f"unexpected Slurm call: {list(argv)}")
 
@@ -111,8 +114,33 @@ def test_a_failure_rolls_back_what_was_submitted_and_clears_the_intent(tmp_path:
     scancels = [detail for kind, _, detail in cli.log if kind == "scancel"]
     assert scancels == ([cancelled] if cancelled else [])
     assert Intents(store).pending() == []
-    written = Records(store).load("101")
-    assert (written is not None) == (fail == "release")  # a record written before the release stays (nothing runs)
+    assert Records(store).load("101") is None  # a record written before the release is taken back: not listed
+
+
+def test_a_rollback_whose_cancel_fails_too_is_left_to_the_guard_without_a_record(tmp_path: Path):
+    cli, store, req = go(tmp_path, app(replicas=2), fail="release")
+    cli.fail_cancel = True  # the controller went down between the record and the release
+    with pytest.raises(SlurmError):
+        submit(cli, Records(store), req)
+    (left,) = Intents(store).pending()  # the guard, or the next command, rolls it back once Slurm answers
+    assert left.jobs == ["101"] and left.app_id == ""  # no record: recovery cancels, never releases
+    assert Records(store).load("101") is None and Records(store).app_ids() in ([], ["101"])
+
+
+def test_a_first_job_id_that_names_an_app_already_is_submitted_again(tmp_path: Path):
+    """After a crash, Slurm hands out again the ids of jobs it lost: the app whose job had the id
+    keeps its record, and the new app gets an id of its own."""
+    cli, store, req = go(tmp_path, app(replicas=2))
+    first = submit(cli, Records(store), req)  # guard 100, job 101
+    cli.ids = itertools.count(100)  # the controller restarted from a state saved before the first submission
+    cli.log.clear()
+    _, _, req = go(tmp_path, app(replicas=2))
+    second = submit(cli, Records(store), req)
+    assert first.app_id == "101" and second.app_id == "102"
+    # the guard (100 again), the first job (101 again: cancelled while held), the first job once more
+    assert [(k, d) for k, _, d in cli.log] == [("sbatch", "guard"), ("sbatch", "0"), ("scancel", "101"), ("sbatch", "0r1"),
+                                             ("release", "102"), ("scancel", "100")]
+    assert Records(store).load("101").submission == first.submission  # the first app's record is untouched
 
 
 def test_a_state_dir_that_fails_mid_way_is_one_line_and_rolls_back(tmp_path: Path, monkeypatch):

@@ -103,7 +103,7 @@ def task_views(
         view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
         if report is not None and (not live_known or key not in live):
             _fresher_than_accounting(view, key, report, job, AS_REPORTED if not live_known else AS_ENDED)
-        if key in lost and (not view.final or view.slurm_state is SlurmState.LOST):  # not an end its launcher reported
+        if key in lost:  # (no end its launcher reported: those are not called lost)
             _mark_lost(view, lost[key], cancelled)
         keys = every_key.get((role, replica), [key])
         if len(keys) > 1:  # attempts under earlier job ids (resubmissions) count too
@@ -245,11 +245,10 @@ AS_ENDED = "as its launcher reported (accounting has not recorded the end yet)"
 def _mark_lost(view: TaskView, why: str, cancelled: bool) -> None:
     """A task Slurm lost: it will never run or end, unless retried (or it is over: cancelled)."""
     view.exit_code = view.signal = None
-    view.source = "lost"
-    if cancelled:
-        view.slurm_state, view.reason = SlurmState.CANCELLED, "cancelled (Slurm had lost its job)"
-    else:
-        view.slurm_state, view.reason = SlurmState.LOST, why
+    if cancelled:  # over for good: frozen with the app
+        view.slurm_state, view.reason, view.source = SlurmState.CANCELLED, "cancelled (Slurm had lost its job)", "record"
+    else:  # not frozen: a retry brings it back
+        view.slurm_state, view.reason, view.source = SlurmState.LOST, why, "lost"
 
 
 def _fresher_than_accounting(view: TaskView, key: str, report: TaskReport, job: JobRecord, why: str = AS_REPORTED) -> None:

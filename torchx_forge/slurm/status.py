@@ -184,7 +184,11 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
 
 
 def _ended(report: Optional[TaskReport]) -> bool:
-    return report is not None and report.state in (FileState.COMPLETED, FileState.FAILED)
+    """Did the launcher report an end of its own: a success, or a failure that is not a death by a
+    signal (a program killed when Slurm lost its job exits 128 + 9)?"""
+    if report is None or report.state not in (FileState.COMPLETED, FileState.FAILED):
+        return False
+    return report.state is FileState.COMPLETED or not (report.exit_code or 0) > 128
 
 
 def own_queued(cli: SlurmCli, rec: AppRecord, job_ids: Sequence[str]) -> List[str]:

@@ -106,6 +106,9 @@ class SlurmCli:
         cluster: the Slurm cluster every command goes to (``-M``); None: the local one.
     """
 
+    #: sacct takes ``SubmitLine`` (Slurm 21.08 and later); learnt once per process
+    submit_line: bool = True
+
     def __init__(self, progress: Optional[Callable[[str], None]] = None, sleep: Callable[[float], None] = time.sleep,
                  cluster: Optional[str] = None) -> None:
         self.calls: List[List[str]] = []
@@ -316,7 +319,7 @@ class SlurmCli:
         ids = sorted(set(job_ids), key=lambda s: (len(s), s))
         if not ids or self.accounting is False:
             return None if self.accounting is False else []
-        fields = (*(("Cluster",) if clusters else ()), *SACCT_FIELDS, SUBMIT_LINE)
+        fields = (*(("Cluster",) if clusters else ()), *SACCT_FIELDS, *((SUBMIT_LINE,) if self.submit_line else ()))
         where = [f"--clusters={','.join(clusters)}"] if clusters else self._m()
         argv = [
             "sacct", *where, "--allocations", "--duplicates", "--parsable2", "--noheader",
@@ -328,6 +331,9 @@ class SlurmCli:
             if NO_ACCOUNTING in (e.stderr + e.stdout):
                 self.accounting = False
                 return None
+            if self.submit_line and SUBMIT_LINE in e.stderr:  # a Slurm before 21.08: jobs' tags unknown to sacct
+                SlurmCli.submit_line = False
+                return self.sacct(job_ids, clusters)
             raise
         if NO_ACCOUNTING in out:  # some versions print it on stdout and exit 0
             self.accounting = False

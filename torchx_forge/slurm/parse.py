@@ -171,8 +171,8 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = 
     is not also taken from such a range, or a task that ran would look like the remainder that
     Slurm cancelled (seen on Slurm 22.05 when a pipeline step's dependency failed for one run).
 
-    With :data:`SUBMIT_LINE` (last), each row carries the forge tags of its job; an empty submit
-    line (a Slurm that does not keep it) leaves them unknown.
+    With :data:`SUBMIT_LINE` (last), each row carries the forge tags of its job (none for a job
+    without a submit line: salloc and srun allocations); without it, the tags are unknown.
     """
     names = list(fields)
     at = {name: i for i, name in enumerate(names)}
@@ -198,8 +198,7 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS, cluster: str = 
         nodes = nodes if nodes != "None assigned" else ""
         name, reason, start, end = col(parts, "JobName"), col(parts, "Reason"), col(parts, "Start"), col(parts, "End")
         where = col(parts, "Cluster") or cluster
-        submitted = col(parts, SUBMIT_LINE)
-        tags = tags_of(submitted) if submitted else None
+        tags = tags_of(col(parts, SUBMIT_LINE)) if with_line else None  # (salloc/srun jobs: no line, no tag)
         parsed.append(("_[" in job_id, [
             JobRow(base, task, het, state, code, sig, nodes, name, reason, start, end, where, tags)
             for base, task, het in ids_of(job_id)

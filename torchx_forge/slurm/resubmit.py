@@ -122,6 +122,12 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
     new_id = sbatch_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
     submitted = [new_id]
     try:
+        taken = set(rec.job_ids(companions=True))
+        for again in range(1, 6):  # after a crash Slurm gives again the ids of jobs it lost, this app's too
+            if new_id not in taken:
+                break
+            cli.cancel([new_id], ended_ok=True)  # held: nothing ran
+            new_id = submitted[0] = sbatch_script(cli, argv, env=env, tag=f"{tag}r{again}", job=job.job_id)
         companion = None
         if job.max_retries > 0:
             flags = [a for a in job.argv if a.startswith("--")]

@@ -36,7 +36,9 @@ def test_tags_come_from_squeue_comments_and_sacct_submit_lines():
     assert old.tags is None
     rows = sacct(sacct_line("20_0", "PENDING", f"sbatch --parsable --comment=forge:{SUB}-0 --wrap a|b /s.sh"),
                  sacct_line("20_1", "PENDING", ""))
-    assert [r.tags for r in rows] == [f"forge:{SUB}-0", None]  # a | in the command line does not shift fields
+    assert [r.tags for r in rows] == [f"forge:{SUB}-0", ""]  # a | in the command line does not shift fields
+    # (a job without a submit line is a salloc or srun allocation: no tag; without the field, tags are unknown)
+    assert parse_sacct(sacct_line("20_0", "PENDING", "").rsplit("|", 1)[0])[0].tags is None
     assert rows[0].state is SlurmState.PENDING and rows[0].reason == "None"
 
 

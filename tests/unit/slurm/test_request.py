@@ -45,10 +45,11 @@ def bash_words(script: str, env: Dict[str, str]) -> List[str]:
 
 
 def srun_words(tmp_path, text: str, **env: str) -> List[List[str]]:
-    """Run a materialized batch script with a fake srun; the words of each srun group."""
+    """Run a materialized batch script with a fake srun; the words of each srun group. (The made-up
+    interpreter, runopt python, passes the script's check that it exists: a fake ``type``.)"""
     script, out = tmp_path / "job.sh", tmp_path / "srun.words"
     script.write_text(text)
-    driver = 'srun() { printf "%s\\0" "$@" > "$SRUN_OUT"; }; source "$1"'
+    driver = 'srun() { printf "%s\\0" "$@" > "$SRUN_OUT"; }; type() { :; }; source "$1"'
     subprocess.run(["bash", "-c", driver, "bash", str(script)], env={"PATH": os.environ["PATH"], "SRUN_OUT": str(out), **env},
                    capture_output=True, check=True)
     words = out.read_bytes().decode().split("\0")[:-1]

@@ -128,3 +128,17 @@ def test_the_python_api_counts_ranges_and_reads_iterators_only_up_to_the_limit()
     as_ints = sweeps.experiment(exp([1], sweeps.Random(50, {"run.args.k": "int(interval(0, 4))"})))
     from torchx_forge.experiment.sweep import expand
     assert [r.params for r in expand(listed)] == [r.params for r in expand(as_ints)]
+
+
+def test_a_pipeline_is_bounded_in_runs_and_in_the_upstream_runs_its_tables_list(tmp_path):
+    path = tmp_path / "pipe.yaml"
+    head = "name: p\nstages:\n  a:\n    run: {command: [python3]}\n    sweep: {shared_axes: {run.args.s: 'range(0, 10000)'}}\n"
+    path.write_text(head + "  b:\n    after: [a]\n    run: {command: [python3]}\n    sweep: {shared_axes: {run.args.t: 'range(0, 1000)'}}\n")
+    refused(lambda: load_stages(str(path)), f"{path}:7: stages.b.after: each of its 1,000 runs waits for all 10,000 runs of a",
+            "more than the 1,000,000 such links", "per_run")
+    path.write_text(head + "  b: {after: [a], per_run: true, run: {command: [python3]}}\n"
+                           "  c: {after: [b], run: {command: [python3]}}\n")
+    assert [s.name for s in load_stages(str(path))[1]] == ["a", "b", "c"]
+    path.write_text(head.replace("10000", "60000") + "  b: {after: [a], per_run: true, run: {command: [python3]}}\n")
+    refused(lambda: load_stages(str(path)), f"{path}:2: stages: the pipeline has 120,000 runs (a: 60,000, b: 60,000),"
+                                            " more than the 100,000 a pipeline may have")

@@ -132,13 +132,13 @@ def _nodes(node: yaml.Node) -> List[yaml.Node]:
 def _sizes(root: yaml.Node, where: Where) -> Tuple[Dict[int, Tuple[int, int]], int]:
     """(nodes, depth) of every mapping and list with its aliases expanded, each measured once (a
     flat depth-first walk: the graph may be deeper than Python's recursion limit), and how many
-    distinct nodes there are."""
+    distinct nodes there are. Depth counts mappings and lists, as nesting does (a scalar: 0)."""
     sizes: Dict[int, Tuple[int, int]] = {}
     scalars = set()
     open_ = {id(root)}
     stack: List[Tuple[yaml.Node, List[yaml.Node], Iterator[yaml.Node]]] = []
     if isinstance(root, yaml.ScalarNode):
-        return {id(root): (1, 1)}, 1
+        return {id(root): (1, 0)}, 1
     kids = _nodes(root)
     stack.append((root, kids, iter(kids)))
     while stack:
@@ -158,7 +158,7 @@ def _sizes(root: yaml.Node, where: Where) -> Tuple[Dict[int, Tuple[int, int]], i
             open_.discard(id(node))
             size, depth = 1, 0
             for c in kids:
-                n, d = (1, 1) if isinstance(c, yaml.ScalarNode) else sizes[id(c)]
+                n, d = (1, 0) if isinstance(c, yaml.ScalarNode) else sizes[id(c)]
                 size += n
                 depth = max(depth, d)
             sizes[id(node)] = (size, depth + 1)
@@ -185,7 +185,7 @@ def check_node(root: yaml.Node, where: Where) -> None:
         key, node, key_line = child
         child_path = f"{path}.{key}" if path else key
         child_line = key_line or line  # a list item: the line of the key holding the list
-        nodes, deep = sizes.get(id(node), (1, 1))  # a scalar: (1, 1)
+        nodes, deep = sizes.get(id(node), (1, 0))  # a scalar: one node, no nesting
         if id(node) in seen:
             added += nodes
             if added > ALIAS_NODES:
@@ -194,7 +194,7 @@ def check_node(root: yaml.Node, where: Where) -> None:
                 raise ConfigError(where(child_path, child_line), _too_deep(" with its aliases expanded"))
             continue
         seen.add(id(node))
-        if level + 1 > MAX_DEPTH:
+        if deep and level + 1 > MAX_DEPTH:
             raise ConfigError(where(child_path, child_line), _too_deep())
         stack.append((child_path, child_line if key_line else node.start_mark.line + 1, level + 1,
                       iter(_children(node))))

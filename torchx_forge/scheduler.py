@@ -150,6 +150,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     ) -> AppDryRunInfo[ForgeBatchRequest]:
         self.check_app(app)
         opts = ForgeOpts.from_cfg(cfg)
+        opts.check_python()
         # no Slurm call: the cluster's limits as last read (submit reads them again and cuts again if they
         # changed); gpu_flag=auto is shown for the Slurm version last seen
         limits = ClusterLimits.cached(Store(opts.state_dir))

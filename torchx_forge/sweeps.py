@@ -28,17 +28,20 @@ interval(1e-5, 1e-1))"``). :func:`pipeline` takes a pipeline (``stages:``) the s
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sized, TypeVar, Union
 
 from torchx import specs
 
 from torchx_forge.appdef.stages import build_steps
 from torchx_forge.appdef.sweep import build_appdef
+from torchx_forge.core import envvars
 from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
 from torchx_forge.core.runtable import RunTable
 from torchx_forge.core.sampling import Dist
+from torchx_forge.core.space import check_size, sweep_limit
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import Experiment as ValidExperiment
@@ -101,16 +104,34 @@ def _made(make: Callable[[], T], what: str) -> T:
         raise ConfigError(what, str(e)) from None
 
 
-def _axis(values: Any) -> Any:
+def _axis(values: Any, where: str) -> Any:
     """Python axis values as the validator reads them: generators and strings as they are, a
-    ``range`` as a generator, any other iterable as a list."""
+    ``range`` as a generator, any other iterable as a list (no longer than the sweep limit: a
+    generator that never ends is refused, not listed forever)."""
     if isinstance(values, (Values, str, list)):
         return values
-    if isinstance(values, range):
-        return IntRange(values.start, values.stop, values.step) if len(values) else list(values)
+    if isinstance(values, range):  # bool(), not len(): len() fails above sys.maxsize
+        return IntRange(values.start, values.stop, values.step) if values else list(values)
     if isinstance(values, Iterable):
-        return [v.item() if hasattr(v, "item") else v for v in values]  # numpy scalars as Python numbers
+        if isinstance(values, Sized):
+            check_size(len(values), where, f"the {type(values).__name__}")
+        limit = sweep_limit()
+        listed = list(itertools.islice(values, limit + 1))
+        if len(listed) > limit:
+            raise ConfigError(where, f"the {type(values).__name__} gives more than the {limit:,} values a sweep may"
+                                     f" have (${envvars.SWEEP_LIMIT.name}); give a list, a range or sweeps.linspace()")
+        return [v.item() if hasattr(v, "item") else v for v in listed]  # numpy scalars as Python numbers
     return values  # the validator names what is wrong with it
+
+
+def _random_param(values: Any, where: str) -> Any:
+    """A random-search key given in Python: a ``range`` as whole numbers (never listed), a tuple or
+    Listed as its choices; anything else as it is (the validator reads it)."""
+    if isinstance(values, range) and values and values.step == 1:
+        return Dist("int", values.start, values.stop - 1)
+    if isinstance(values, range):
+        check_size(IntRange(values.start, values.stop, values.step).size if values else 0, where, str(values))
+    return list(values) if isinstance(values, (Listed, tuple, range)) else values
 
 
 # -- the experiment as dataclasses -------------------------------------------------------------
@@ -196,13 +217,13 @@ def to_config(exp: Union[Experiment, Mapping[str, Any]]) -> Dict[str, Any]:
     sweep = cfg.get("sweep")
     if isinstance(sweep, dict):
         if isinstance(sweep.get("shared_axes"), dict):
-            sweep["shared_axes"] = {k: _axis(v) for k, v in sweep["shared_axes"].items()}
-        for case in sweep.get("cases") or []:
+            sweep["shared_axes"] = {k: _axis(v, f"sweep.shared_axes.{k}") for k, v in sweep["shared_axes"].items()}
+        for i, case in enumerate(sweep.get("cases") or []):
             if isinstance(case, dict) and isinstance(case.get("axes"), dict):
-                case["axes"] = {k: _axis(v) for k, v in case["axes"].items()}
+                case["axes"] = {k: _axis(v, f"sweep.cases.{i}.axes.{k}") for k, v in case["axes"].items()}
         rnd = sweep.get("random")
         if isinstance(rnd, dict) and isinstance(rnd.get("params"), dict):
-            rnd["params"] = {k: (list(v) if isinstance(v, (Listed, tuple, range)) else v) for k, v in rnd["params"].items()}
+            rnd["params"] = {k: _random_param(v, f"sweep.random.params.{k}") for k, v in rnd["params"].items()}
     return cfg
 
 

@@ -23,9 +23,11 @@ from torchx_forge.experiment.source import read_yaml
 from torchx_forge.experiment.spec import Experiment, load_experiment
 from torchx_forge.experiment.stages import is_pipeline_file
 from torchx_forge.experiment.sweep import base_of, count_runs, space_of
-from torchx_forge.slurm.report import format_table
 from torchx_forge.state.store import Store
 from torchx_forge.state.tables import read_table
+
+#: preview prints its table of runs this many rows at a time (a 1,000,000-run sweep starts at once)
+BLOCK = 1000
 
 
 def overrides(args: argparse.Namespace) -> List[str]:
@@ -70,12 +72,25 @@ def _print_runs(rows: Iterable[Dict[str, Any]], as_json: bool) -> int:
             n += 1
         return n
     table = [["RUN", "RUN ID", "CASE", "PARAMETERS", "COMMAND"]]
+    widths = [0] * len(table[0])
+    n = 0
     for r in rows:
         params = " ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
         run = (f"{r['stage']}/" if r.get("stage") else "") + str(r["index"])
         table.append([run, r["id"], r["case"] or "-", params, r["command"]()])
-    print(format_table(table))
-    return len(table) - 1
+        n += 1
+        if len(table) >= BLOCK:  # a big sweep prints as it goes, a block at a time
+            print(_aligned(table, widths), flush=True)
+            table = []
+    if table:
+        print(_aligned(table, widths))
+    return n
+
+
+def _aligned(rows: List[List[str]], widths: List[int]) -> str:
+    """Rows as aligned columns, for one block of a table printed in blocks: columns widen, never narrow."""
+    widths[:] = [max(w, *(len(r[i]) for r in rows)) for i, w in enumerate(widths)]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def _pipeline_rows(args: argparse.Namespace) -> Iterator[Dict[str, Any]]:

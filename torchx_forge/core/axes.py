@@ -23,10 +23,17 @@ def tidy(x: float) -> float:
 
 
 class Values:
-    """The values of one axis: a sized, indexable sequence that may never be listed in full."""
+    """The values of one axis: a sized, indexable sequence that may never be listed in full.
+
+    :attr:`size` is the number of values, computed (never by listing them) and unbounded:
+    ``len()`` fails above ``sys.maxsize``, so sizes are checked through ``size`` first."""
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return self.size
 
     def __getitem__(self, k: int) -> Any:
         raise NotImplementedError
@@ -44,7 +51,8 @@ class Listed(Values):
 
     items: Tuple[Any, ...]
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return len(self.items)
 
     def __getitem__(self, k: int) -> Any:
@@ -68,7 +76,11 @@ class IntRange(Values):
     def __post_init__(self) -> None:
         if self.step == 0:
             raise ValueError("step must not be 0")
-        if len(self) == 0:
+        if not self.ints and not all(math.isfinite(v) for v in (self.start, self.stop, self.step)):
+            raise ValueError(f"range({self.start}, {self.stop}, {self.step}): start, stop and step must be finite numbers")
+        if not self.ints and not math.isfinite((self.stop - self.start) / self.step):
+            raise ValueError(f"range({self.start}, {self.stop}, {self.step}) has more values than can be counted")
+        if self.size == 0:
             raise ValueError(f"range({self.start}, {self.stop}, {self.step}) is empty"
                              + (": the step goes away from stop" if self.start != self.stop else ""))
 
@@ -76,13 +88,15 @@ class IntRange(Values):
     def ints(self) -> bool:
         return all(isinstance(v, int) for v in (self.start, self.stop, self.step))
 
-    def __len__(self) -> int:
-        if self.ints:
-            return len(range(int(self.start), int(self.stop), int(self.step)))
+    @property
+    def size(self) -> int:
+        if self.ints:  # len(range(...)), by arithmetic: len() fails above sys.maxsize
+            start, stop, step = int(self.start), int(self.stop), int(self.step)
+            return max(0, (stop - start + step - (1 if step > 0 else -1)) // step)
         return max(0, math.ceil((self.stop - self.start) / self.step - 1e-9))
 
     def __getitem__(self, k: int) -> Any:
-        if not 0 <= k < len(self):
+        if not 0 <= k < self.size:
             raise IndexError(k)
         value = self.start + k * self.step
         return value if self.ints else tidy(value)
@@ -108,7 +122,8 @@ class Linspace(Values):
         if self.num < 1:
             raise ValueError(f"num must be at least 1, got {self.num}")
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return self.num
 
     def __getitem__(self, k: int) -> Any:

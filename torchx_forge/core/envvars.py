@@ -91,6 +91,8 @@ RESUME_ARG = EnvVar("FORGE_RESUME_ARG", "also pass FORGE_RESUME_FROM as this arg
                     (SetBy.USER, SetBy.LAUNCHER))
 ARTIFACTS = EnvVar("FORGE_ARTIFACTS", "globs (separated by ;) of files collected into the result dir", _USER)
 RESULT_TEMPLATE = EnvVar("FORGE_RESULT_TEMPLATE", "the template of FORGE_RESULT_DIR", _USER)
+SWEEP_LIMIT = EnvVar("FORGE_SWEEP_LIMIT", "the most runs a sweep (values an axis, samples a random search) may have"
+                     " (1000000)", _USER)
 HOLD_LIMIT = EnvVar("FORGE_HOLD_LIMIT", "seconds a held job may outlive a submitting client that died (300)", _USER)
 
 # -- internal: from the submit side to the launcher --------------------------------------------------

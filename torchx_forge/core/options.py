@@ -335,7 +335,9 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "python", str,
         "Python interpreter on the compute nodes that has torchx_forge installed"
-        " (default: the one running torchx).",
+        " (default: the one running torchx). An absolute path is checked before anything is submitted"
+        " (the nodes share this file system); a bare name is looked up on the nodes' PATH, and if it is"
+        " not there every task fails with a line naming it in its log.",
     ),
 )
 

@@ -19,11 +19,41 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from torchx_forge.core import envvars
 from torchx_forge.core.axes import Params, Values, values_from_json
+from torchx_forge.core.errors import ConfigError
 from torchx_forge.core.sampling import RandomSpec
+
+#: the most runs a sweep may have (and values an axis, samples a random search), unless
+#: ``FORGE_SWEEP_LIMIT`` says otherwise: ten times the biggest sweeps forge is planned for
+#: (100,000 points, submitted in waves)
+SWEEP_LIMIT = 1_000_000
+
+
+def sweep_limit() -> int:
+    """The most runs a sweep may have: ``$FORGE_SWEEP_LIMIT``, else :data:`SWEEP_LIMIT`."""
+    name = envvars.SWEEP_LIMIT.name
+    raw = os.environ.get(name, "").strip().replace("_", "").replace(",", "")
+    if not raw:
+        return SWEEP_LIMIT
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"${name}", f"expected a whole number >= 1 (the most runs a sweep may have;"
+                                      f" default {SWEEP_LIMIT:,}), got {os.environ[name]!r}")
+    return int(raw)
+
+
+def check_size(size: int, where: str, what: str, unit: str = "values",
+               hint: str = "use fewer values, or split it into several sweeps") -> None:
+    """ConfigError when ``size`` (of ``what``, e.g. ``range(0, 1000000000000)``) is above
+    :func:`sweep_limit`; sizes are counted, never listed, so this answers at once."""
+    limit = sweep_limit()
+    if size > limit:
+        raise ConfigError(where, f"{what} has {size:,} {unit}, more than the {limit:,} runs a sweep may have"
+                                 f" (${envvars.SWEEP_LIMIT.name}); {hint}")
 
 
 def run_id_of(case: str, params: Params, sample: Optional[int] = None) -> str:
@@ -57,14 +87,14 @@ class CaseSpace:
     def grid_size(self) -> int:
         n = 1
         for _, values in self.axes:
-            n *= len(values)
+            n *= values.size
         return n
 
     def grid_point(self, j: int) -> Params:
         """Grid point ``j``: the first axis outermost (the last one changes fastest)."""
         out = []
         for key, values in reversed(self.axes):
-            j, k = divmod(j, len(values))
+            j, k = divmod(j, values.size)
             out.append((key, values[k]))
         return tuple(reversed(out))
 
@@ -96,14 +126,19 @@ class Space:
         """Points before ``max_runs``."""
         return sum(self.case_sizes())
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Points after ``max_runs``, counted (``len()`` fails above ``sys.maxsize``)."""
         total = self.total()
         return min(total, self.max_runs) if self.max_runs is not None else total
 
+    def __len__(self) -> int:
+        return self.size
+
     def locate(self, i: int) -> Tuple[int, int, Optional[int]]:
         """(case number, grid point, sample) of point ``i``."""
-        if not 0 <= i < len(self):
-            raise IndexError(f"the sweep has {len(self)} run(s); there is no run {i}")
+        if not 0 <= i < self.size:
+            raise IndexError(f"the sweep has {self.size} run(s); there is no run {i}")
         starts = list(itertools.accumulate(self.case_sizes(), initial=0))
         c = bisect.bisect_right(starts, i) - 1
         j = i - starts[c]

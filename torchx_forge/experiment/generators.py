@@ -31,8 +31,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple, Union
 
+from torchx_forge.core import envvars
 from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
 from torchx_forge.core.sampling import Dist
+from torchx_forge.core.space import sweep_limit
 
 GRID = ("range", "linspace", "logspace", "choice")
 RANDOM = ("interval", "tag", "int", "choice", "range")
@@ -251,6 +253,11 @@ def _dist(call: Call, log: bool) -> Dist:
         values = grid_values(call)
         if isinstance(values, IntRange) and values.ints and values.step == 1:  # no need to list them
             return Dist("int", values.start, values.stop - 1)
+        limit = sweep_limit()
+        if values.size > limit:  # counted before anything is listed
+            raise ValueError(f"{call} has {values.size:,} values to choose from, more than the {limit:,} runs a sweep"
+                             f" may have (${envvars.SWEEP_LIMIT.name}); use a step of 1 (an int(interval(...)))"
+                             " or fewer values")
         return Dist("choice", choices=tuple(values))
     if call.name in GRID:
         raise ValueError(f"{call} is a grid of values: put it under sweep.shared_axes (or a case's axes)")

@@ -1,7 +1,9 @@
 """Where an experiment's values came from: the file, and the line of every key path.
 
 :func:`read_yaml` parses a file once into plain data plus the line of each key path, so every
-error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...``.
+error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...``. The file must be UTF-8 text
+of at most :data:`MAX_BYTES`; its YAML is read with bounds on aliases and nesting
+(:mod:`torchx_forge.experiment.yamlload`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from typing import Any, Dict, List, Tuple
 import yaml
 
 from torchx_forge.errors import ConfigError
+from torchx_forge.experiment import yamlload
 
 FREE_MAPS = ("run.args", "run.env", "sweep.shared_axes")
-#: libyaml's parser where PyYAML was built with it (several times faster on big axis lists)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: the largest experiment file read (a 100,000-value axis written out is about 1 MB)
+MAX_BYTES = 16 * 2**20
 
 
 def split_path(path: str) -> List[str]:
@@ -73,24 +76,45 @@ def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str)
             _collect_lines(item, path, out, file)
 
 
-def read_yaml(path: str) -> Tuple[Dict[str, Any], Source]:
-    """Parse a YAML file into a dict plus the line of every key path."""
+def _line_of(raw: bytes, pos: int) -> int:
+    return raw.count(b"\n", 0, pos) + 1
+
+
+def read_text(path: str) -> str:
+    """An experiment file's text: UTF-8, at most :data:`MAX_BYTES`; anything else is a ConfigError
+    naming the file and the byte (a binary file, one saved as Latin-1, ``/dev/zero``)."""
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(path, f"cannot read the experiment file: {e.strerror}") from None
-    loader = _LOADER(text)
-    try:  # one parse: the node tree gives the lines, then the values
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{path}{line}", f"YAML syntax error: {problem}") from None
-    finally:
-        loader.dispose()
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(path, f"the file is larger than {MAX_BYTES // 2**20} MB, too big for an experiment file:"
+                                " write long axes as range(...), linspace(...) or logspace(...)")
+    nul = raw.find(b"\0")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = raw[e.start:e.end].hex(" ")
+        raise ConfigError(f"{path}:{_line_of(raw, e.start)}",
+                          f"not UTF-8 text: byte {e.start:,} (0x{bad}) {e.reason}; experiment files are UTF-8 YAML"
+                          + (": this looks like a binary file" if nul >= 0 else
+                             ": convert it, e.g. iconv -f latin1 -t utf-8 FILE > NEW.yaml")) from None
+    if nul >= 0:
+        raise ConfigError(f"{path}:{_line_of(raw, nul)}",
+                          f"byte {nul:,} is a NUL: this looks like a binary file, not YAML text")
+    return text
+
+
+def read_yaml(path: str) -> Tuple[Dict[str, Any], Source]:
+    """Parse a YAML file into a dict plus the line of every key path."""
+    text = read_text(path)
+
+    def where(key_path: str, line: int) -> str:
+        at = f"{path}:{line}" if line else path
+        return f"{at}: {key_path}" if key_path else at
+
+    data, node = yamlload.load(text, where)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchx_forge.core.axes import Listed, Values
 from torchx_forge.core.sampling import Dist, RandomSpec
-from torchx_forge.core.space import CaseSpace, Space, merged_axes
+from torchx_forge.core.space import CaseSpace, Space, check_size, merged_axes
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.generators import FLOW_HINT, distribution, grid_values, is_call, parse_call
 from torchx_forge.experiment.overrides import parse_overrides, set_path
@@ -107,8 +107,9 @@ def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
             gen = values if isinstance(values, Values) else grid_values(parse_call(values))
         except ValueError as e:
             raise ConfigError(s.where(where), str(e)) from None
+        check_size(gen.size, s.where(where), str(values) if isinstance(values, str) else "the axis")
         if not isinstance(gen, Listed):
-            for k in {0, len(gen) - 1}:
+            for k in {0, gen.size - 1}:
                 check(gen[k], where, s)
             return gen
         values = list(gen)
@@ -118,6 +119,7 @@ def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
             f"expected a non-empty list of values or a generator such as range(0, 10), linspace(0, 1, 5),"
             f" logspace(1e-5, 1e-1, 5) or choice(a, b), got {type_name(values)} {values!r}",
         )
+    check_size(len(values), s.where(where), "the list")
     return Listed(tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values)))
 
 
@@ -146,6 +148,7 @@ def _check_random(v: Any, p: str, s: Source) -> RandomSpec:
     raw = check_mapping(v, p, s, {"samples": t_int(1), "seed": t_int(0), "params": lambda x, q, t: x})
     if "samples" not in raw:
         raise ConfigError(s.where(p), "missing key 'samples' (how many runs to draw)")
+    check_size(raw["samples"], s.where(f"{p}.samples"), "the random search", "samples")
     params = raw.get("params")
     if not isinstance(params, dict) or not params:
         raise ConfigError(s.where(f"{p}.params"), "expected a mapping of dot-path key to a distribution such as"
@@ -214,7 +217,11 @@ def check_sweep(v: Any, p: str, s: Source) -> SweepSpec:
             )
     if not shared and not cases and rnd is None and raw.get("enabled", True):
         raise ConfigError(s.where(p), "a sweep needs shared_axes, cases or random (or enabled: false)")
-    return SweepSpec(raw.get("enabled", True), raw.get("max_runs"), shared, tuple(cases), rnd)
+    spec = SweepSpec(raw.get("enabled", True), raw.get("max_runs"), shared, tuple(cases), rnd)
+    size = spec.space().size  # counted from the axis sizes: nothing is listed
+    check_size(size, s.where(p), "the sweep", "runs", "use fewer values, keep the first N runs (sweep.max_runs),"
+               " or split it into several sweeps")
+    return spec
 
 
 @dataclass(frozen=True)

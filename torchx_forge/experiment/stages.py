@@ -36,12 +36,19 @@ from torchx_forge.experiment.overrides import parse_overrides, set_path
 from torchx_forge.experiment.schema import RETRY_SCHEMA, Check, check_mapping, t_bool, t_str, type_name
 from torchx_forge.experiment.source import Source, read_yaml
 from torchx_forge.experiment.spec import Experiment, validate
+from torchx_forge.experiment.sweep import space_of
 
 WHEN = {"all_ok": DepKind.AFTEROK, "afterok": DepKind.AFTEROK, "any_done": DepKind.AFTERANY,
         "afterany": DepKind.AFTERANY, "afternotok": DepKind.AFTERNOTOK}
 CHECKPOINT_POLICIES = ("latest", "best", "explicit")
 STAGE_KEYS = ("run", "cluster", "retry", "artifacts", "sweep", "after", "per_run", "when", "inputs")
 STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: the most runs a pipeline may have in all: its run tables list every run, and it is submitted
+#: whole (the job records of all its runs at once: Slurm's default MaxJobCount is 10,000)
+PIPELINE_RUNS = 100_000
+#: the most (run, upstream run) pairs its tables may list: each run of a step that waits for a whole
+#: step (not per run) lists every run of it
+PIPELINE_LINKS = 1_000_000
 
 
 def t_after(v: Any, p: str, s: Source) -> List[str]:
@@ -168,7 +175,33 @@ def stages_of(cfg: Dict[str, Any], source: Source, base_dir: str) -> Tuple[str, 
             raise ConfigError(where, "per_run follows exactly one step (the sweep it evaluates)")
         if spec.per_run and spec.exp.sweep is not None:
             raise ConfigError(where, "a per_run step takes its runs from the step it follows; remove its sweep")
+    check_pipeline_size([specs[n] for n in order], source)
     return str(cfg["name"]), [specs[n] for n in order]
+
+
+def check_pipeline_size(stages: Sequence[StageSpec], source: Source) -> None:
+    """A pipeline's run tables list every run (a step that waits for a whole step lists all of its runs
+    in each of its own): refuse, before any is built, more than :data:`PIPELINE_RUNS` runs or
+    :data:`PIPELINE_LINKS` such links. Sizes are counted from the axes, never listed."""
+    runs: Dict[str, int] = {}
+    links = 0
+    for spec in stages:
+        runs[spec.name] = runs[spec.after[0]] if spec.per_run else space_of(spec.exp).size
+        if not spec.per_run and spec.after:
+            upstream = sum(runs[a] for a in spec.after)
+            links += runs[spec.name] * upstream
+            if links > PIPELINE_LINKS:
+                raise ConfigError(
+                    source.under(f"stages.{spec.name}.").where("after"),
+                    f"each of its {runs[spec.name]:,} runs waits for all {upstream:,} runs of {', '.join(spec.after)},"
+                    f" which its run table lists for each: more than the {PIPELINE_LINKS:,} such links a pipeline may"
+                    " have; make the step per_run (run i follows run i), put a one-run step between them, or run fewer")
+    total = sum(runs.values())
+    if total > PIPELINE_RUNS:
+        counts = ", ".join(f"{n}: {k:,}" for n, k in runs.items())
+        raise ConfigError(source.where("stages"), f"the pipeline has {total:,} runs ({counts}), more than the"
+                                                  f" {PIPELINE_RUNS:,} a pipeline may have: it is submitted whole (only"
+                                                  " a sweep goes in waves); run fewer, or the big sweep as an app of its own")
 
 
 def topological_order(after: Dict[str, List[str]], where: str) -> List[str]:

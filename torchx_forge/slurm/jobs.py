@@ -20,6 +20,7 @@ from torchx_forge.core import envvars
 from torchx_forge.core.layout import safe_name
 from torchx_forge.core.policy import PolicyError, RetryPolicy, check_lead_time, retry_policy
 from torchx_forge.core.slurm_time import parse_slurm_time
+from torchx_forge.core.space import check_size
 from torchx_forge.core.states import DepKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
@@ -27,6 +28,9 @@ from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import RANK0_ENV, ArraySpec, ForgeBatchRequest, JobRequest
 from torchx_forge.slurm.srun import Component, TaskCommand
 from torchx_forge.slurm.waves import WAVE_OVERHEAD, cost, pack
+
+#: Slurm's MAX_HET_JOB_COMPONENTS (slurm.h): sbatch refuses a heterogeneous job of more components
+MAX_HET_COMPONENTS = 128
 
 
 def role_env(role: Role) -> Tuple[Tuple[str, str], ...]:
@@ -139,6 +143,14 @@ def job_policy(roles: Sequence[Role], opts: ForgeOpts, where: str) -> RetryPolic
 
 def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> JobRequest:
     """One heterogeneous job: a component per replica of each role (TorchX's layout)."""
+    replicas = sum(r.num_replicas for r in roles)
+    if replicas > MAX_HET_COMPONENTS:  # counted before a component is built
+        raise ConfigError(
+            f"app {app.name!r}", f"its role(s) {', '.join(repr(r.name) for r in roles)} have {replicas:,} replicas:"
+            f" they run as one heterogeneous job, a component per replica, and Slurm takes at most"
+            f" {MAX_HET_COMPONENTS}; use fewer replicas (a multi-node run is one replica per node), or a forge"
+            " sweep (forge.grid, forge.sweep: job arrays) for many independent runs",
+        )
     comps: List[Component] = []
     for role in roles:
         for replica in range(role.num_replicas):
@@ -152,6 +164,7 @@ def het_job(app: AppDef, roles: Sequence[Role], opts: ForgeOpts, index: int) -> 
 
 def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int, max_size: int) -> List[JobRequest]:
     """A sweep role as job arrays of at most ``max_size`` tasks (replica = offset + task id)."""
+    check_size(role.num_replicas, f"app {app.name!r} role {role.name!r}", "the role", "replicas")
     meta = ForgeMeta.from_role(role)
     shape = opts.overlay(dict(meta.sbatch))
     nodes = meta.nodes or opts.nodes or 1

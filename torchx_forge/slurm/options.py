@@ -253,6 +253,26 @@ class ForgeOpts:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", absolute(self.state_dir))
+        object.__setattr__(self, "python", os.path.expanduser(self.python))  # the batch script quotes it: no ~ there
+
+    def check_python(self) -> None:
+        """Refuse runopt ``python`` where this machine can tell no task could start: a path (the
+        compute nodes see the file system this one does) that is missing or not an executable
+        file. A bare name (``python3.11``) is looked up on the nodes' PATH, which may differ from
+        this one's (modules, conda): the batch script checks it there, and if it is missing every
+        task's log says so. With pyxis the interpreter is the container image's: not checked."""
+        python = self.python
+        if "/" not in python or not os.path.isabs(python) or self.container_runtime == "pyxis":
+            return
+        if not os.path.exists(python):
+            problem = "does not exist"
+        elif os.path.isdir(python) or not os.access(python, os.X_OK):
+            problem = "is not an executable file"
+        else:
+            return
+        raise ConfigError("runopt 'python'", f"{python} {problem} (on this machine, which shares its file system with"
+                                             " the compute nodes); give the path of a Python that has torchx_forge"
+                                             " installed, or leave python unset for the one running torchx")
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, CfgVal]) -> ForgeOpts:

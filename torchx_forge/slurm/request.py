@@ -170,19 +170,36 @@ class JobRequest:
         lines.append(f"mkdir -p {shlex.quote(o.logs)}")
         return lines
 
+    def _task_log(self, comp: Component, ext: str, for_srun: bool) -> str:
+        """A task's log file in shell words: for srun's ``--output``/``--error`` (``%`` escaped), or for the shell."""
+        escape = srun_path if for_srun else str
+        if self.array:
+            stem, replica = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"', f'"${_REPLICA_ID}"'
+        else:
+            stem, replica = '"$SLURM_JOB_ID"', str(comp.command.replica)
+        prefix = shlex.quote(escape(layout.log_prefix(self.opts.logs, self.app_name))) + stem
+        return f"{prefix}-{shell_word(escape(comp.command.role))}-{replica}{ext}"
+
+    def _python_check(self) -> List[str]:
+        """Runopt python must be an executable on the node: otherwise every task's error log (and the
+        batch log) says so, where srun alone would say only that execve failed (exit code 2)."""
+        if any(c.srun_container for c in self.components):
+            return []  # pyxis: the interpreter is the container image's
+        errors = " ".join(self._task_log(c, ".err", for_srun=False) for c in self.components)
+        message = ('"torchx-forge: runopt python: $forge_python is not an executable on $(hostname) (nor a name on its PATH);'
+                   ' set -cfg python=PATH to a Python that has torchx_forge installed on the compute nodes"')
+        return [
+            'if ! type -P "$forge_python" >/dev/null; then',
+            f"    echo {message} | tee -a {errors} >&2",
+            "    exit 127",
+            "fi",
+        ]
+
     def _srun_group(self, comp: Component, mask: bool, het_group: Optional[int]) -> List[str]:
         cmd = comp.command
-        if self.array:
-            stem = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"'
-            replica = f'"${_REPLICA_ID}"'
-        else:
-            stem = '"$SLURM_JOB_ID"'
-            replica = str(cmd.replica)
-        prefix = shlex.quote(srun_path(layout.log_prefix(self.opts.logs, self.app_name))) + stem
-        suffix = "-" + shell_word(srun_path(cmd.role)) + "-" + replica
         words = [
-            f"--output={prefix}{suffix}.out",
-            f"--error={prefix}{suffix}.err",
+            f"--output={self._task_log(comp, '.out', for_srun=True)}",
+            f"--error={self._task_log(comp, '.err', for_srun=True)}",
             "--open-mode=append",
             "--kill-on-bad-exit=1",
             "--wait=60",
@@ -205,7 +222,7 @@ class JobRequest:
             'echo "torchx-forge: tasks exited with code $rc"',
             "exit $rc",
         ]
-        return "\n".join(self._header() + [""] + self._prologue(mask) + [""] + body) + "\n"
+        return "\n".join(self._header() + [""] + self._prologue(mask) + self._python_check() + [""] + body) + "\n"
 
     def _decide_args(self) -> str:
         if self.array:

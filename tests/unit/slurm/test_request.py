@@ -7,13 +7,15 @@ function that prints its arguments; nothing here calls Slurm.
 import os
 import shlex
 import subprocess
+import sys
+import time
 from typing import Dict, List
 
 import pytest
 from torchx.specs import AppDef, Resource, Role
 
 from torchx_forge.errors import ConfigError
-from torchx_forge.slurm.jobs import build_request, component_for, het_job
+from torchx_forge.slurm.jobs import MAX_HET_COMPONENTS, build_request, component_for, het_job
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import ArraySpec, JobRequest
 from torchx_forge.slurm.srun import TaskCommand, shell_word
@@ -43,10 +45,11 @@ def bash_words(script: str, env: Dict[str, str]) -> List[str]:
 
 
 def srun_words(tmp_path, text: str, **env: str) -> List[List[str]]:
-    """Run a materialized batch script with a fake srun; the words of each srun group."""
+    """Run a materialized batch script with a fake srun; the words of each srun group. (The made-up
+    interpreter, runopt python, passes the script's check that it exists: a fake ``type``.)"""
     script, out = tmp_path / "job.sh", tmp_path / "srun.words"
     script.write_text(text)
-    driver = 'srun() { printf "%s\\0" "$@" > "$SRUN_OUT"; }; source "$1"'
+    driver = 'srun() { printf "%s\\0" "$@" > "$SRUN_OUT"; }; type() { :; }; source "$1"'
     subprocess.run(["bash", "-c", driver, "bash", str(script)], env={"PATH": os.environ["PATH"], "SRUN_OUT": str(out), **env},
                    capture_output=True, check=True)
     words = out.read_bytes().decode().split("\0")[:-1]
@@ -285,3 +288,25 @@ def test_array_throttle_only_when_smaller_than_size():
     assert ArraySpec(size=3).flag == "--array=0-2"
     assert ArraySpec(size=3, throttle=3).flag == "--array=0-2"
     assert ArraySpec(size=3, throttle=1).flag == "--array=0-2%1"
+
+
+def test_a_het_job_over_slurms_component_limit_is_refused_before_it_is_built(tmp_path):
+    o = ForgeOpts.of(state_dir=str(tmp_path), python=sys.executable)
+    build_request(AppDef("ok", roles=[role("a", MAX_HET_COMPONENTS - 1), role("b", 1)]), o)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        build_request(AppDef("ddp", roles=[role("trainer", 100_000_000)]), o)
+    assert time.monotonic() - start < 0.5
+    assert str(err.value).startswith("app 'ddp': its role(s) 'trainer' have 100,000,000 replicas: they run as one"
+                                     " heterogeneous job, a component per replica, and Slurm takes at most 128")
+
+
+def test_an_array_role_over_the_sweep_limit_is_refused_before_its_arrays_are_cut(tmp_path, monkeypatch):
+    from torchx_forge.appdef.meta import ForgeMeta
+
+    monkeypatch.delenv("FORGE_SWEEP_LIMIT", raising=False)
+    o = ForgeOpts.of(state_dir=str(tmp_path), python=sys.executable)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"^app 'big' role 'sweep': the role has 1,000,000,000,000 replicas, more than"):
+        build_request(AppDef("big", roles=[ForgeMeta(array=True).apply(role("sweep", 10**12))]), o)
+    assert time.monotonic() - start < 0.5

@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -158,7 +159,7 @@ def test_log_path_for_het_and_array_jobs():
 
 def test_log_path_matches_what_the_script_writes(tmp_path):
     app = AppDef("my app", roles=[Role("a", image="img", entrypoint="prog", resource=Resource(cpu=1, gpu=0, memMB=0))])
-    req = build_request(app, ForgeOpts(state_dir=str(tmp_path), log_dir=str(tmp_path / "logs"), python="py"))
+    req = build_request(app, ForgeOpts(state_dir=str(tmp_path), log_dir=str(tmp_path / "logs"), python=sys.executable))
     script = tmp_path / "job.sh"
     script.write_text(req.jobs[0].materialize())
     out = subprocess.run(["bash", "-c", 'srun() { printf "%s\\n" "$@"; }; source "$1"', "bash", str(script)],

@@ -37,6 +37,7 @@ from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.identity import Owner
 from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
 from torchx_forge.slurm.request import SAME_PLACE
@@ -201,13 +202,16 @@ def retry_by_hand(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequen
     return out
 
 
-def _wait_for_ends(cli: SlurmCli, job: JobRecord, keys: List[str]) -> Optional[Dict[str, TaskHistory]]:
+def _wait_for_ends(cli: SlurmCli, rec: AppRecord, job: JobRecord, keys: List[str]) -> Optional[Dict[str, TaskHistory]]:
+    """The job's attempts as accounting has them once every task's end is there (or after SACCT_WAIT);
+    only rows of the app's own jobs (an id Slurm gave again is another job's)."""
     deadline = time.monotonic() + SACCT_WAIT
+    owner = Owner(rec)
     while True:
         rows = cli.sacct([job.job_id])
         if rows is None:
             return None
-        hist = group_attempts(rows)
+        hist = group_attempts(r for r in rows if owner(r.tags))
         if all(k in hist and hist[k].last.state.final for k in keys) or time.monotonic() > deadline:
             return hist
         time.sleep(3)
@@ -262,7 +266,7 @@ def _companion(records: Records, state_dir: str, app_id: str, job_id: str) -> in
         return 0
     cli = SlurmCli(cluster=rec.cluster or None)
     print(f"torchx-forge: job {job.job_id} ended badly; retry policy {job.policy().describe()}", flush=True)
-    hist = _wait_for_ends(cli, job, [k for k, _, _, _ in job.task_keys()])
+    hist = _wait_for_ends(cli, rec, job, [k for k, _, _, _ in job.task_keys()])
     chosen, notes = select_tasks(job, hist, records.task_reports(rec.app_id), records.cancelled(rec.app_id))
     for role, replica, note in notes:
         print(f"torchx-forge: {role}[{replica}] {note}", flush=True)

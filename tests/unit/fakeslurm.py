@@ -237,6 +237,8 @@ class _Slurm:
     def __init__(self, version: str, first_id: int) -> None:
         self.version = version
         self.next_id = first_id
+        #: hand out ids from next_id even if accounting has them (a controller restarted from an old state)
+        self.reuse_ids = False
         self.queue: List[Dict[str, str]] = []  # squeue rows: %-code -> text, and "cluster"
         self.acct: List[Dict[str, str]] = []  # sacct rows: field -> text, and "Cluster"
         self.waits: Dict[Tuple[str, str], bool] = {}  # (cluster, id) of a job sbatch submitted -> has a --dependency
@@ -400,8 +402,8 @@ class _Slurm:
             if part is not None and part not in PARTITIONS:  # slurmctld's message, then sbatch's
                 return fail(f"sbatch: error: invalid partition specified: {part}\n"
                             "sbatch: error: Batch job submission failed: Invalid partition name specified")
-        base = str(max([self.next_id, *(int(_base(r["i"])) + 1 for r in self.queue),
-                        *(int(_base(r["JobID"])) + 1 for r in self.acct)]))
+        base = str(self.next_id if self.reuse_ids else max([self.next_id, *(int(_base(r["i"])) + 1 for r in self.queue),
+                                                             *(int(_base(r["JobID"])) + 1 for r in self.acct)]))
         self.next_id = int(base) + 1
         cluster = clusters[0]
         default_name = "wrap" if path is None else os.path.basename(path)

@@ -75,3 +75,17 @@ def test_a_script_that_is_gone_is_one_clear_line(url_state, tmp_path):
         pass
     with pytest.raises(ScriptMissingError, match=r"its script /nowhere/job-0.sh is gone"):
         sbatch_script(FakeSlurm(), ["sbatch", "--parsable", "/nowhere/job-0.sh"], job="12")
+
+
+def test_a_resubmission_never_takes_an_id_the_app_had(tmp_path):
+    """After a crash Slurm gives again the ids of jobs it lost: a retried job that gets one of its
+    app's own earlier ids (its records would mix them up) is cancelled while held and submitted again."""
+    cli, state = FakeSlurm(), tmp_path / "state"
+    records = Records(Store(str(state)))
+    rec = submit(cli, records, build_request(app(), ForgeOpts.of(state_dir=str(state))))
+    lost = rec.jobs[0].job_id
+    cli.slurm.queue.clear()  # the controller restarted from a state saved before the submission
+    cli.slurm.next_id, cli.slurm.reuse_ids = int(lost), True
+    new = resubmit(cli, records, rec, rec.jobs[0], None, "python3", extra_retries=1)
+    assert new.job_id not in rec.job_ids(companions=True) and new.companion not in rec.job_ids(companions=True) + [None]
+    assert any(c.argv[0] == "scancel" and lost in c.argv for c in cli.log)

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
 
 from torchx.schedulers.api import (
     DescribeAppResponse,
@@ -46,9 +46,9 @@ from torchx.specs import (
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
-from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
+from torchx_forge.slurm.cancel import cancel_app, cancel_tasks
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
@@ -59,7 +59,7 @@ from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
-from torchx_forge.slurm.status import Gathered, gather, own_queued, write_back
+from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
@@ -251,24 +251,12 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         self._cancel_existing(app_id)
 
     def _cancel_existing(self, app_id: str) -> None:
-        records = self.records()
         rec = self.load(app_id)
         if rec is None:
             cluster, job_id = layout.split_app_id(app_id)
             self.cli.on(cluster or None).cancel([job_id], ended_ok=True)
             return
-        records.mark_cancelled(rec.app_id)  # first: a companion job that runs now resubmits nothing
-        cli = self.cli.on(rec.cluster or None)
-        done: Set[str] = set()
-        while True:  # again with jobs a companion added while we cancelled
-            ids = [j for j in rec.job_ids(companions=True) if j not in done]
-            if not ids:
-                break
-            mine = own_queued(cli, rec, ids)  # not a job of another app under an id Slurm gave again
-            if mine:
-                cli.cancel(mine, ended_ok=True)
-            done.update(ids)
-            rec = records.load(rec.app_id) or rec
+        cancel_app(self.cli.on(rec.cluster or None), self.records(), rec)
         self._cache.pop(app_id, None)
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
@@ -276,19 +264,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}")
-        keys = {(r, k): (key, job) for key, r, k, job in rec.tasks()}
-        ids = []
-        for k in replicas:
-            if (role, k) not in keys:
-                raise UnknownAppError(f"app {app_id} has no replica {role}/{k}")
-            key, job = keys[(role, k)]
-            if job.job_kind is not JobKind.ARRAY:
-                raise ConfigError(
-                    f"{role}/{k}", "is part of a heterogeneous job, whose components Slurm cannot cancel one by one;"
-                    " cancel the whole app with `torchx cancel`"
-                )
-            ids.append(key)
-        self.cli.on(rec.cluster or None).cancel(ids)
+        ids = cancel_tasks(self.cli.on(rec.cluster or None), rec, role, replicas)
         self._cache.pop(app_id, None)
         return ids
 

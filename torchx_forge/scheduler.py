@@ -48,7 +48,7 @@ from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
-from torchx_forge.slurm.cancel import cancel_app, cancel_tasks
+from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
@@ -254,6 +254,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         rec = self.load(app_id)
         if rec is None:
             cluster, job_id = layout.split_app_id(app_id)
+            check_answering(self.cli.on(cluster or None), app_id)
             self.cli.on(cluster or None).cancel([job_id], ended_ok=True)
             return
         cancel_app(self.cli.on(rec.cluster or None), self.records(), rec)

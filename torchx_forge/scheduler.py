@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 from torchx.schedulers.api import (
     DescribeAppResponse,
@@ -63,7 +63,7 @@ from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
-from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
+from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook, torchx_verb
 
 log = logging.getLogger("torchx_forge")
 
@@ -92,6 +92,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         self._records: Dict[str, Records] = {}
         self._cache: Dict[str, Tuple[float, DescribeAppResponse, List[TaskView]]] = {}
         self._lock = threading.Lock()
+        self._recorded: Set[str] = set()  # app ids whose record `torchx log` found
 
     # -- options and records -------------------------------------------------------------
 
@@ -173,6 +174,11 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     # -- status --------------------------------------------------------------------------
 
     def describe(self, app_id: str) -> Optional[DescribeAppResponse]:
+        if torchx_verb() == "log" and app_id not in self._recorded:
+            # `torchx log` asks for the app's state until it gets one (an app without a record: for ever),
+            # then shows the roles' logs, which only the record names: without one, say why at once
+            self._record_for_logs(app_id)
+            self._recorded.add(app_id)
         found = self._describe(app_id)
         return found[0] if found else None
 
@@ -311,6 +317,17 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     # -- logs ----------------------------------------------------------------------------
 
+    def _record_for_logs(self, app_id: str) -> AppRecord:
+        """The record of ``app_id``, which names its logs; UnknownAppError without one, the store's
+        error (naming its URL) when it cannot be read."""
+        rec = self.load(app_id)
+        if rec is None:
+            raise UnknownAppError(
+                f"no logs of app {app_id!r}: slurm_forge has no record of it in {self.records().store.url}"
+                f" (submitted with another state dir? set ${envvars.STATE_DIR.name}; see `torchx list -s slurm_forge`)"
+            )
+        return rec
+
     def log_iter(
         self,
         app_id: str,
@@ -323,12 +340,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         streams: Optional[Stream] = None,
     ) -> Iterable[str]:
         """Lines of replica ``k`` of ``role_name``: stdout and stderr unless ``streams`` picks one."""
-        rec = self.load(app_id)
-        if rec is None:
-            raise UnknownAppError(
-                f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
-                f" (submitted with another state_dir? set {envvars.STATE_DIR.name})"
-            )
+        rec = self._record_for_logs(app_id)
         kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
         try:
             paths = [p for kind in kinds for p in rec.log_paths(role_name, k, kind)]

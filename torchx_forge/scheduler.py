@@ -54,7 +54,7 @@ from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
-from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
+from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir, state_dir_error
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
@@ -293,6 +293,10 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
         """Apps this user submitted through slurm_forge (from the records in ``state_dir``), newest first."""
         records = self.records(state_dir)
+        try:  # a state dir that is not there and cannot be made lists nothing: an error, not an empty table
+            records.store.make_root()
+        except OSError as e:
+            raise state_dir_error(records.store.url, e) from None
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
         views = self._gather(records, recs).views

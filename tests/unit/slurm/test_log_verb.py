@@ -46,9 +46,12 @@ def test_log_of_a_job_only_slurm_knows_is_an_error_not_a_role_nobody_has(tmp_pat
 
 
 def test_log_while_the_store_does_not_answer_names_its_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sched = SlurmForgeScheduler("torchx", cli=FakeSlurm().add_job("10", "RUNNING", name="sweep"), state_dir=str(tmp_path))
+    sched = SlurmForgeScheduler("torchx", cli=FakeSlurm(fixtures=False).add_job("10", "RUNNING", name="sweep"),
+                                state_dir=str(tmp_path))
     monkeypatch.setattr(Records, "load", lambda self, app_id: (_ for _ in ()).throw(DOWN))
-    assert "shown from Slurm alone" in sched.describe("10").msg  # status: Slurm alone, naming the URL
+    msg = sched.describe("10").msg  # status: Slurm alone, naming the URL; the counts are Slurm's
+    assert "shown from Slurm alone" in msg and "s3://bucket/state/apps/10/record.json" in msg
+    assert msg.startswith("sweep: 1 task(s) in 1 Slurm job(s) (1 RUNNING); its logs are not known without its record"), msg
     verb(monkeypatch, "log")
     with pytest.raises(StoreUnreachableError, match="s3://bucket/state/apps/10/record.json: the store did not answer"):
         sched.describe("10")

@@ -129,9 +129,7 @@ class SlurmCli:
         # (cluster, command) -> (when, error) of a query that did not answer; shared by the copies on()
         # makes, so every part of one process knows
         self._unanswered: Dict[Tuple[str, str], Tuple[float, SlurmError]] = {}
-        # the clusters accounting knows (``sacctmgr show cluster``), asked once per process, and only
-        # after a command with -M failed for a cluster Slurm could not resolve
-        self._known_clusters: Dict[str, List[str]] = {}
+        self._known_clusters: Dict[str, List[str]] = {}  # "": what sacctmgr lists (check_clusters), shared too
 
     def on(self, cluster: Optional[str]) -> SlurmCli:
         """This runner, sending every command to ``cluster`` (None or "": the local one); the calls
@@ -201,14 +199,13 @@ class SlurmCli:
             self.sleep(pause)
 
     def unanswered(self, command: str) -> Optional[SlurmError]:
-        """The error of ``command`` (a query) that did not answer this process in the last
-        :data:`QUIET_FOR` seconds on this runner's cluster, if any: Slurm is not answering now."""
+        """The error of a query that got no answer on this runner's cluster in the last :data:`QUIET_FOR` s."""
         hit = self._unanswered.get((self.cluster or "", command))
         return hit[1] if hit and time.monotonic() - hit[0] < QUIET_FOR else None
 
     def check_clusters(self) -> None:
-        """Raise ConfigError when accounting knows no cluster of this runner's name (``-M a,b``:
-        each). Asked once per process; nothing is raised when sacctmgr does not answer either."""
+        """ConfigError when accounting knows no cluster of this runner's name (``-M a,b``: each); sacctmgr
+        is asked once per process, and only after Slurm could not resolve a ``-M`` name (see :meth:`run`)."""
         if "" not in self._known_clusters:
             p = self._once(["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"], None)
             if p.returncode != 0:

@@ -46,24 +46,24 @@ from torchx.specs import (
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
-from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
+from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
-from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir
+from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir, state_dir_error
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
-from torchx_forge.slurm.status import Gathered, gather, own_queued, write_back
+from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
-from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
+from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook, torchx_verb
 
 log = logging.getLogger("torchx_forge")
 
@@ -92,6 +92,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         self._records: Dict[str, Records] = {}
         self._cache: Dict[str, Tuple[float, DescribeAppResponse, List[TaskView]]] = {}
         self._lock = threading.Lock()
+        self._recorded: Set[str] = set()  # app ids whose record `torchx log` found
 
     # -- options and records -------------------------------------------------------------
 
@@ -174,6 +175,11 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     # -- status --------------------------------------------------------------------------
 
     def describe(self, app_id: str) -> Optional[DescribeAppResponse]:
+        if torchx_verb() == "log" and app_id not in self._recorded:
+            # `torchx log` asks for the app's state until it gets one (an app without a record: for ever),
+            # then shows the roles' logs, which only the record names: without one, say why at once
+            self._record_for_logs(app_id)
+            self._recorded.add(app_id)
         found = self._describe(app_id)
         return found[0] if found else None
 
@@ -252,24 +258,13 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         self._cancel_existing(app_id)
 
     def _cancel_existing(self, app_id: str) -> None:
-        records = self.records()
         rec = self.load(app_id)
         if rec is None:
             cluster, job_id = layout.split_app_id(app_id)
+            check_answering(self.cli.on(cluster or None), app_id)
             self.cli.on(cluster or None).cancel([job_id], ended_ok=True)
             return
-        records.mark_cancelled(rec.app_id)  # first: a companion job that runs now resubmits nothing
-        cli = self.cli.on(rec.cluster or None)
-        done: Set[str] = set()
-        while True:  # again with jobs a companion added while we cancelled
-            ids = [j for j in rec.job_ids(companions=True) if j not in done]
-            if not ids:
-                break
-            mine = own_queued(cli, rec, ids)  # not a job of another app under an id Slurm gave again
-            if mine:
-                cli.cancel(mine, ended_ok=True)
-            done.update(ids)
-            rec = records.load(rec.app_id) or rec
+        cancel_app(self.cli.on(rec.cluster or None), self.records(), rec)
         self._cache.pop(app_id, None)
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
@@ -277,19 +272,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}")
-        keys = {(r, k): (key, job) for key, r, k, job in rec.tasks()}
-        ids = []
-        for k in replicas:
-            if (role, k) not in keys:
-                raise UnknownAppError(f"app {app_id} has no replica {role}/{k}")
-            key, job = keys[(role, k)]
-            if job.job_kind is not JobKind.ARRAY:
-                raise ConfigError(
-                    f"{role}/{k}", "is part of a heterogeneous job, whose components Slurm cannot cancel one by one;"
-                    " cancel the whole app with `torchx cancel`"
-                )
-            ids.append(key)
-        self.cli.on(rec.cluster or None).cancel(ids)
+        ids = cancel_tasks(self.cli.on(rec.cluster or None), rec, role, replicas)
         self._cache.pop(app_id, None)
         return ids
 
@@ -311,6 +294,10 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
     def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
         """Apps this user submitted through slurm_forge (from the records in ``state_dir``), newest first."""
         records = self.records(state_dir)
+        try:  # a state dir that is not there and cannot be made lists nothing: an error, not an empty table
+            records.store.make_root()
+        except OSError as e:
+            raise state_dir_error(records.store.url, e) from None
         recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None]
         recs.sort(key=lambda r: r.created, reverse=True)
         views = self._gather(records, recs).views
@@ -335,6 +322,17 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     # -- logs ----------------------------------------------------------------------------
 
+    def _record_for_logs(self, app_id: str) -> AppRecord:
+        """The record of ``app_id``, which names its logs; UnknownAppError without one, the store's
+        error (naming its URL) when it cannot be read."""
+        rec = self.load(app_id)
+        if rec is None:
+            raise UnknownAppError(
+                f"no logs of app {app_id!r}: slurm_forge has no record of it in {self.records().store.url}"
+                f" (submitted with another state dir? set ${envvars.STATE_DIR.name}; see `torchx list -s slurm_forge`)"
+            )
+        return rec
+
     def log_iter(
         self,
         app_id: str,
@@ -347,12 +345,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         streams: Optional[Stream] = None,
     ) -> Iterable[str]:
         """Lines of replica ``k`` of ``role_name``: stdout and stderr unless ``streams`` picks one."""
-        rec = self.load(app_id)
-        if rec is None:
-            raise UnknownAppError(
-                f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
-                f" (submitted with another state_dir? set {envvars.STATE_DIR.name})"
-            )
+        rec = self._record_for_logs(app_id)
         kinds = {Stream.STDOUT: ["out"], Stream.STDERR: ["err"]}.get(streams, ["out", "err"])  # type: ignore[arg-type]
         try:
             paths = [p for kind in kinds for p in rec.log_paths(role_name, k, kind)]

@@ -52,6 +52,20 @@ def in_torchx_cli() -> bool:
     return os.path.basename(prog) == "torchx" or prog.endswith(os.path.join("torchx", "cli", "main.py"))
 
 
+def torchx_verb() -> str:
+    """The ``torchx`` subcommand this process runs (``log``, ``status``, ...); "" outside the ``torchx`` program.
+    TorchX's own options come before it (``torchx --log_level DEBUG log ...``)."""
+    if not in_torchx_cli():
+        return ""
+    args = iter(sys.argv[1:])
+    for arg in args:
+        if arg == "--log_level":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return ""
+
+
 def install_cli_excepthook() -> None:
     """Print ForgeErrors as ``torchx: error: ...`` (exit 1) instead of a traceback.
 

@@ -57,3 +57,14 @@ def test_inside_the_torchx_program_importing_forge_leaves_the_excepthook_alone_u
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert p.stdout.split() == ["True", "True"], p.stderr
     assert p.returncode == 1 and p.stderr == "torchx: error: no app 12\n"
+
+
+def test_the_torchx_verb_is_read_past_torchx_own_options(monkeypatch):
+    from torchx_forge.torchx_errors import torchx_verb
+
+    for argv, verb in ((["/usr/bin/torchx", "log", "slurm_forge://torchx/1"], "log"),
+                       (["torchx", "--log_level", "DEBUG", "status", "h"], "status"),
+                       (["torchx", "--log_level=DEBUG", "log", "h"], "log"), (["torchx"], ""),
+                       (["/usr/bin/python3", "log"], "")):  # not the torchx program
+        monkeypatch.setattr(sys, "argv", argv)
+        assert torchx_verb() == verb, argv

@@ -40,6 +40,7 @@ class SlurmError(ForgeError):
     """A Slurm command failed; carries the command and Slurm's own message.
 
     ``transient``: Slurm's message says the failure may pass (a daemon down, restarting or busy).
+    ``message``: the whole text, one line, where forge says better than Slurm what failed and what to do.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class SlurmError(ForgeError):
         stdout: str = "",
         hint: Optional[str] = None,
         transient: bool = False,
+        message: Optional[str] = None,
     ) -> None:
         self.argv = list(argv)
         self.returncode = returncode
@@ -57,6 +59,7 @@ class SlurmError(ForgeError):
         self.stdout = stdout
         self.transient = transient
         self.hint = hint
+        self.message = message
         super().__init__(self._text())
 
     @property
@@ -69,6 +72,8 @@ class SlurmError(ForgeError):
         self.args = (self._text(),)
 
     def _text(self) -> str:
+        if self.message:
+            return self.message
         message = (self.stderr.strip() or self.stdout.strip() or "(no output)").replace("\n", "\n  ")
         text = f"`{self.argv[0]}` failed (exit code {self.returncode}): {message}"
         return f"{text}\n{self.hint}" if self.hint else text

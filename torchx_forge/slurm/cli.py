@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from torchx_forge.errors import SlurmError, SlurmNotFoundError
+from torchx_forge.errors import ConfigError, SlurmError, SlurmNotFoundError
 from torchx_forge.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -79,8 +79,20 @@ QUIET_FOR = 30.0
 CHANGE = Backoff(tries=5, first=2.0, budget=60.0)
 
 HINT_REQUEST = "Nothing was left queued. Fix the request above, check it with --dryrun, and submit again."
-HINT_TRANSIENT = ("Slurm did not answer in time (a daemon down, restarting or overloaded) although the request may be"
-                  " right; nothing was left queued: submit again once `sinfo` answers.")
+#: Slurm's words for a ``-M`` cluster it cannot resolve: an unknown name, or a slurmdbd that does not answer
+NO_SUCH_CLUSTER = ("known by database", "invalid entry for --cluster")
+
+
+def transient_hint(command: str, cluster: Optional[str] = None) -> str:
+    """What to do when ``command`` kept failing because Slurm did not answer: the words depend on
+    what was asked (a submission left nothing queued, a cancel cancelled nothing)."""
+    sinfo = f"`sinfo{f' -M {cluster}' if cluster else ''}`"
+    slow = "Slurm did not answer in time (a daemon down, restarting or overloaded)"
+    if command == "sbatch":
+        return f"{slow} although the request may be right; nothing was left queued: submit again once {sinfo} answers."
+    if command == "scancel":
+        return f"{slow}: nothing was cancelled yet; run the same cancel again once {sinfo} answers."
+    return f"{slow}: try again once {sinfo} answers."
 
 
 def local_cluster() -> str:
@@ -120,6 +132,7 @@ class SlurmCli:
         # (cluster, command) -> (when, error) of a query that did not answer; shared by the copies on()
         # makes, so every part of one process knows
         self._unanswered: Dict[Tuple[str, str], Tuple[float, SlurmError]] = {}
+        self._known_clusters: Dict[str, List[str]] = {}  # "": what sacctmgr lists (check_clusters), shared too
 
     def on(self, cluster: Optional[str]) -> SlurmCli:
         """This runner, sending every command to ``cluster`` (None or "": the local one); the calls
@@ -173,9 +186,11 @@ class SlurmCli:
             if p.returncode == 0:
                 return p.stdout
             transient = is_transient(p.stderr + p.stdout)
+            if transient and tries == 1 and self.cluster and any(w in p.stderr for w in NO_SUCH_CLUSTER):
+                self.check_clusters()  # an unknown name is not worth a minute of retries
             pause = next(pauses, None) if transient else None
             if pause is None or time.monotonic() - start + pause > backoff.budget:
-                why = hint or (HINT_TRANSIENT if transient else None)
+                why = hint or (transient_hint(argv[0], self.cluster) if transient else None)
                 if transient and tries > 1:
                     why = f"(tried {tries} times over {time.monotonic() - start:.0f} s) " + (why or "")
                 err = SlurmError(argv, p.returncode, p.stderr, p.stdout, hint=why, transient=transient)
@@ -185,6 +200,25 @@ class SlurmCli:
             first = ((p.stderr or p.stdout).strip().splitlines() or ["?"])[0]
             self.progress(f"`{argv[0]}` failed ({first}); trying again in {pause:g} s")
             self.sleep(pause)
+
+    def unanswered(self, command: str) -> Optional[SlurmError]:
+        """The error of a query that got no answer on this runner's cluster in the last :data:`QUIET_FOR` s."""
+        hit = self._unanswered.get((self.cluster or "", command))
+        return hit[1] if hit and time.monotonic() - hit[0] < QUIET_FOR else None
+
+    def check_clusters(self) -> None:
+        """ConfigError when accounting knows no cluster of this runner's name (``-M a,b``: each); sacctmgr
+        is asked once per process, and only after Slurm could not resolve a ``-M`` name (see :meth:`run`)."""
+        if "" not in self._known_clusters:
+            p = self._once(["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"], None)
+            if p.returncode != 0:
+                return
+            self._known_clusters[""] = sorted({ln.strip() for ln in p.stdout.splitlines() if ln.strip()})
+        known = self._known_clusters[""]
+        unknown = [c for c in (self.cluster or "").split(",") if c and c not in known]
+        if known and unknown:
+            raise ConfigError(f"cluster {unknown[0]!r}", f"Slurm knows no such cluster; it knows {', '.join(known)}"
+                              " (`sacctmgr show cluster`): pick one of them (-cfg cluster=NAME)")
 
     # -- submission ---------------------------------------------------------------------
 
@@ -216,7 +250,7 @@ class SlurmCli:
                 pause = next(pauses, None) if e.transient else None
                 if pause is None or time.monotonic() - start + pause > CHANGE.budget:
                     if e.transient:
-                        e.set_hint(f"(tried {tries} times over {time.monotonic() - start:.0f} s) {HINT_TRANSIENT}")
+                        e.set_hint(f"(tried {tries} times over {time.monotonic() - start:.0f} s) {transient_hint('sbatch')}")
                     raise
                 self.progress(f"sbatch failed ({e.first_line}); trying again in {pause:g} s"
                               + (", unless it went through after all" if tag else ""))

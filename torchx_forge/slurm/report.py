@@ -10,6 +10,7 @@ from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppState, ReplicaStatus, Resource, Role, RoleStatus
 
 from torchx_forge.slurm.merge import TaskView, app_state
+from torchx_forge.slurm.parse import split_job_id
 from torchx_forge.state.records import AppRecord
 
 #: Tasks listed one by one in the status message; bigger apps get counts plus the odd ones.
@@ -95,8 +96,9 @@ def status_message(rec: AppRecord, views: List[TaskView], notes: Sequence[str] =
     """The app message: counts per state (per step in a pipeline), the waves, what Slurm could not
     tell, the retry policy, then a table of tasks."""
     where = f" on cluster {rec.cluster}" if rec.cluster else ""
-    head = (f"{rec.name}: {len(views)} task(s) in {len(rec.job_ids())} Slurm job(s){where} ({_counts(views)});"
-            f" logs in {rec.log_dir}")
+    jobs = len(rec.job_ids()) or len({split_job_id(v.key)[0] for v in views})  # no record (or none readable): Slurm's
+    logs = f"logs in {rec.log_dir}" if rec.log_dir else "its logs are not known without its record (see the note)"
+    head = f"{rec.name}: {len(views)} task(s) in {jobs} Slurm job(s){where} ({_counts(views)}); {logs}"
     extra = [f"note: {n}" for n in notes] + wave_lines(rec, views) + step_lines(rec, views) + policy_lines(rec)
     if extra:
         head += "\n" + "\n".join(extra)

@@ -12,6 +12,7 @@ again (except where :func:`~torchx_forge.state.files.be_patient` made the proces
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -69,6 +70,18 @@ class Store:
             raise
         self._down = None
         return found
+
+    def make_root(self) -> None:
+        """Create the state dir if it is not there (a local one: object stores have no directories).
+        OSError when it cannot be used: it cannot be made (under /proc, a read-only disk), or it is
+        not a directory this user can read."""
+        if not self.local:
+            return
+        private_makedirs(self.root)
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), self.root)
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.root)
 
     def _ensure_dir(self, path: str) -> None:
         if self.local:

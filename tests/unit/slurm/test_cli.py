@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from torchx_forge.errors import SlurmError
-from torchx_forge.slurm.cli import Backoff, is_transient, tag_in, with_tag
+from torchx_forge.errors import ConfigError, SlurmError
+from torchx_forge.slurm.cli import Backoff, is_transient, tag_in, transient_hint, with_tag
 from unit.fakeslurm import FakeSlurm, fail, lost, ok, unreachable
 
 TIMEOUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
@@ -139,3 +139,47 @@ def test_the_local_cluster_is_read_from_slurm_conf(tmp_path, monkeypatch):
     assert local_cluster() == "home"
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing"))
     assert local_cluster() == ""
+
+
+# -- a cluster Slurm does not know, and what to do when Slurm does not answer ------------------
+
+#: what 22.05 prints for ``-M nosuch`` (any command)
+NO_CLUSTER = ("scontrol: error: No cluster 'nosuch' known by database.\n"
+              "scontrol: error: 'nosuch' can't be reached now, or it is an invalid entry for --cluster.  Use 'sacctmgr"
+              " list clusters' to see available clusters.")
+
+
+def test_an_unknown_cluster_is_named_after_the_first_failure_not_retried():
+    cli = FakeSlurm().always("scontrol", fail(NO_CLUSTER)).answer("sacctmgr show cluster", ok("forge\nforge2\n"))
+    with pytest.raises(ConfigError) as e:
+        cli.on("nosuch").run(["scontrol", "--clusters=nosuch", "show", "config"])
+    assert str(e.value).startswith("cluster 'nosuch': Slurm knows no such cluster; it knows forge, forge2")
+    assert cli.pauses == [] and [c[0] for c in cli.calls] == ["scontrol", "sacctmgr"]
+    with pytest.raises(ConfigError):  # the clusters are asked once per process
+        cli.on("forge2,nosuch").run(["scontrol", "--clusters=forge2,nosuch", "show", "config"])
+    assert [c[0] for c in cli.calls].count("sacctmgr") == 1
+
+
+def test_a_cluster_slurm_cannot_resolve_while_accounting_is_down_is_retried_as_before():
+    cli = FakeSlurm().always("scontrol", fail(NO_CLUSTER)).answer("sacctmgr show cluster", unreachable(["sacctmgr"]))
+    with pytest.raises(SlurmError) as e:
+        cli.on("forge2").run(["scontrol", "--clusters=forge2", "show", "config"])
+    assert e.value.transient and cli.pauses == [0.5, 1.0] and "try again once `sinfo -M forge2` answers" in str(e.value)
+
+
+def test_no_cluster_check_costs_a_call_when_commands_succeed(tmp_path):
+    cli = FakeSlurm(first_id=1000004).on("forge2")
+    cli.submit(["sbatch", "--parsable", script(tmp_path)])
+    cli.squeue(["1000004"])
+    assert not any(c[0] == "sacctmgr" for c in cli.calls)
+
+
+def test_what_to_do_when_slurm_does_not_answer_depends_on_the_command():
+    assert "nothing was left queued: submit again" in transient_hint("sbatch")
+    assert "nothing was cancelled yet; run the same cancel again" in transient_hint("scancel")
+    for command in ("squeue", "sacct", "scontrol"):
+        assert "queued" not in transient_hint(command) and "submit" not in transient_hint(command)
+    cli = FakeSlurm().down("slurmctld")
+    with pytest.raises(SlurmError) as e:
+        cli.cancel(["12"])
+    assert "nothing was cancelled yet" in str(e.value) and "submit" not in str(e.value)

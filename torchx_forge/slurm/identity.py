@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core.states import JobKind
 from torchx_forge.slurm.parse import TAG_PREFIX, JobRow
@@ -24,21 +24,31 @@ from torchx_forge.state.records import AppRecord, JobRecord
 
 
 class Owner:
-    """Says whether a row is one of ``rec``'s jobs: its tags name the app's submission (the first
-    jobs, companions, waves) or a resubmission of the app (``<app id>-again-``). A row whose tags are
-    unknown (an older Slurm without SubmitLine) or a record without a submission is taken as the app's."""
+    """Says whether a row is one of ``rec``'s jobs. A job whose record keeps its tag is its own only
+    with that very tag (within an app too: a resubmission may get an id an earlier job of the app
+    had); any other id, with a tag that names the app's submission (first jobs, companions, waves)
+    or a resubmission of the app (``<app id>-again-``). A row whose tags are unknown (a Slurm
+    without SubmitLine) or a record without a submission is taken as the app's."""
 
     def __init__(self, rec: AppRecord) -> None:
         self.prefixes = (f"{TAG_PREFIX}{rec.submission}-", f"{TAG_PREFIX}{rec.app_id}-again-")
         self.checked = bool(rec.submission)
-        self.seen: Dict[str, bool] = {}
+        self.exact: Dict[str, Set[str]] = {}
+        for job in rec.jobs:
+            if job.tag and not job.planned:
+                self.exact.setdefault(job.job_id, set()).add(f"{TAG_PREFIX}{job.tag}")
+        self.seen: Dict[Tuple[str, str], bool] = {}
 
-    def __call__(self, tags: Optional[str]) -> bool:
+    def __call__(self, row: JobRow) -> bool:
+        tags = row.tags
         if tags is None or not self.checked:
             return True
-        mine = self.seen.get(tags)
+        mine = self.seen.get((row.base, tags))
         if mine is None:
-            mine = self.seen[tags] = any(t.startswith(self.prefixes) for t in tags.split())
+            exact = self.exact.get(row.base)
+            words = tags.split()
+            mine = any(w in exact for w in words) if exact else any(w.startswith(self.prefixes) for w in words)
+            self.seen[(row.base, tags)] = mine
         return mine
 
 
@@ -57,7 +67,7 @@ def own_rows(owner: Owner, rows: Optional[Sequence[JobRow]]) -> Sorted:
     mine: List[JobRow] = []
     foreign: Dict[str, None] = {}
     for row in rows:
-        if owner(row.tags):
+        if owner(row):
             mine.append(row)
         else:
             foreign[row.base] = None

@@ -123,12 +123,13 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
     new_id = sbatch_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
     submitted = [new_id]
     try:
-        taken = set(rec.job_ids(companions=True))
+        taken, job_tag = set(rec.job_ids(companions=True)), tag
         for again in range(1, 6):  # after a crash Slurm gives again the ids of jobs it lost, this app's too
             if new_id not in taken:
                 break
             cli.cancel([new_id], ended_ok=True)  # held: nothing ran
             new_id = submitted[0] = sbatch_script(cli, argv, env=env, tag=f"{tag}r{again}", job=job.job_id)
+            job_tag = f"{tag}r{again}"
         companion = None
         if job.max_retries > 0:
             flags = [a for a in job.argv if a.startswith("--")]
@@ -139,7 +140,7 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
             submitted.append(companion)
         new = replace(
             job, job_id=new_id, argv=argv, tasks=list(tasks) if job.job_kind is JobKind.ARRAY and tasks is not None else None,
-            retry_of=job.job_id, companion=companion, extra_retries=extra, created=time.time(),
+            retry_of=job.job_id, companion=companion, extra_retries=extra, created=time.time(), tag=job_tag,
         )
         records.add_job(rec.app_id, new)
         cli.release(submitted)
@@ -211,7 +212,7 @@ def _wait_for_ends(cli: SlurmCli, rec: AppRecord, job: JobRecord, keys: List[str
         rows = cli.sacct([job.job_id])
         if rows is None:
             return None
-        hist = group_attempts(r for r in rows if owner(r.tags))
+        hist = group_attempts(r for r in rows if owner(r))
         if all(k in hist and hist[k].last.state.final for k in keys) or time.monotonic() > deadline:
             return hist
         time.sleep(3)

@@ -196,7 +196,7 @@ def own_queued(cli: SlurmCli, rec: AppRecord, job_ids: Sequence[str]) -> List[st
     may touch. An id Slurm gave to another submission after losing the app's job is left alone."""
     owner = identity.Owner(rec)
     wanted = set(job_ids)
-    mine = {r.base for r in cli.squeue(job_ids) if owner(r.tags)}
+    mine = {r.base for r in cli.squeue(job_ids) if owner(r)}
     return [j for j in job_ids if j in mine and j in wanted]
 
 

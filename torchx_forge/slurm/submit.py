@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from dataclasses import replace
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
@@ -48,12 +48,12 @@ log = logging.getLogger("torchx_forge")
 
 
 def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], companion: Optional[str],
-                planned: bool = False) -> JobRecord:
+                planned: bool = False, tag: str = "") -> JobRecord:
     p = job.policy
     rec = JobRecord(
         job_id=job_id, kind=job.kind.value, script=script, argv=argv, companion=companion, max_retries=p.max_retries,
         retry_on=[s.value for s in p.retry_on], signal=str(p.warning) if p.warning else "", grace=p.grace,
-        extra_retries=p.extra_retries, wave=job.wave, planned=planned,
+        extra_retries=p.extra_retries, wave=job.wave, planned=planned, tag=tag,
     )
     if job.array:
         comp = job.components[0]
@@ -154,6 +154,7 @@ class Submission:
         self.intent = Intent(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}", self.req.app_name,
                              records.store.url, self.req.opts.logs, cluster=self.req.opts.cluster or "")
         self.jobs: List[JobRecord] = []
+        self.tags: Dict[str, str] = {}  # job id -> the tag it was submitted with
         self.app_id = ""
 
     @property
@@ -278,6 +279,7 @@ class Submission:
         argv = job.argv(path, hold=True, ids=[j.job_id for j in self.jobs] or None, app_id=self.app_id or None)
         job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{job.index}")
         self._submitted(job_id)
+        self.tags[job_id] = f"{self.submission}-{job.index}"
         if not self.jobs:
             job_id, where = self._unique_first(path, argv, job_id, where, job.index)
             self.app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
@@ -297,6 +299,7 @@ class Submission:
             self.intent.jobs.remove(job_id)
             job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{index}r{again}")
             self._submitted(job_id)
+            self.tags[job_id] = f"{self.submission}-{index}r{again}"
         return job_id, where
 
     def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str]) -> None:
@@ -311,7 +314,7 @@ class Submission:
                 self.req.opts.python, self.records.store.url, self.app_id, job_id, self.req.opts.logs, self.req.app_name,
                 argv), tag=f"{self.submission}-{job.index}c")
             self._submitted(companion)
-        self.jobs.append(_job_record(job, job_id, path, argv, companion))
+        self.jobs.append(_job_record(job, job_id, path, argv, companion, tag=self.tags.get(job_id, "")))
 
     def _submitted(self, job_id: str) -> None:
         """A job is in the queue: the intent says so before the next sbatch."""
@@ -336,7 +339,8 @@ def _plan_later_waves(cli: SlurmCli, records: Records, req: ForgeBatchRequest, i
     after = [j.job_id for j in wave0]
     argv = wave_argv(req.opts.python, records.store.url, app_id, 1, req.opts.logs, req.app_name, req.jobs[0].argv("x"),
                      after)
-    wave_job = cli.sbatch(argv, tag=f"{intent.submission}-wave1")
+    tag = f"{intent.submission}-wave1"
+    wave_job = cli.sbatch(argv, tag=tag)
     intent.jobs.append(wave_job)
     log.info(f"wave 2 of {req.waves} will be submitted by job {wave_job} once the {len(wave0)} job(s) of wave 1 have ended")
-    return [JobRecord(job_id=wave_job, kind=JobKind.WAVE.value, argv=argv, wave=1), *planned]
+    return [JobRecord(job_id=wave_job, kind=JobKind.WAVE.value, argv=argv, wave=1, tag=tag), *planned]

@@ -97,7 +97,7 @@ class WaveJob:
             self.added.append(companion)
         self.records.add_job(self.rec.app_id, replace(
             planned, job_id=job_id, argv=argv, planned=False, replaces=planned.job_id, companion=companion,
-            created=time.time(),
+            created=time.time(), tag=tag,
         ))
         return job_id
 
@@ -105,10 +105,10 @@ class WaveJob:
         flags = next((j.argv for j in self.rec.jobs if j.planned), [])
         argv = wave_argv(self.python, self.records.store.url, self.rec.app_id, wave, self.rec.log_dir, self.rec.name,
                          flags, after, begin)
-        job_id = self.cli.sbatch([a for a in argv if a != "--hold"], env=self.env,
-                                 tag=f"{self.rec.submission}-wave{wave}-{uuid.uuid4().hex[:6]}")
+        tag = f"{self.rec.submission}-wave{wave}-{uuid.uuid4().hex[:6]}"
+        job_id = self.cli.sbatch([a for a in argv if a != "--hold"], env=self.env, tag=tag)
         self.added.append(job_id)
-        self.records.add_job(self.rec.app_id, JobRecord(job_id=job_id, kind=JobKind.WAVE.value, argv=argv, wave=wave))
+        self.records.add_job(self.rec.app_id, JobRecord(job_id=job_id, kind=JobKind.WAVE.value, argv=argv, wave=wave, tag=tag))
         return job_id
 
     def next_wave(self, ids: Sequence[str]) -> None:

@@ -84,12 +84,16 @@ class JobRecord:
     planned: bool = False  # not submitted yet: job_id is a placeholder
     replaces: Optional[str] = None  # the planned job this one is the submission of
     linked: bool = False  # added after the submission (a retry, a later wave): kept in a file of its own
+    tag: str = ""  # the tag in its --comment (forge:<tag>): the job's identity, since Slurm may give its id again
     format: int = FORMAT  # the layout of its own file (see torchx_forge.core.formats)
 
     def to_json(self) -> Dict[str, Any]:
-        """The job as it is listed in its app record (no format: the record's is)."""
+        """The job as it is listed in its app record (no format: the record's is; no tag for a job
+        submitted before jobs kept theirs, so such a record reads and writes the same)."""
         out = asdict(self)
         del out[formats.KEY]
+        if not out["tag"]:
+            del out["tag"]
         return out
 
     def to_file(self) -> Dict[str, Any]:

@@ -97,3 +97,15 @@ def test_an_end_the_launcher_reported_beats_accounting_that_has_not_caught_up():
 def test_boot_time_is_read_from_scontrol_show_config():
     assert identity.boot_time({"BOOT_TIME": "2026-12-05T11:53:06"}) == datetime(2026, 12, 5, 11, 53, 6).timestamp()
     assert identity.boot_time({}) is None
+
+
+def test_a_job_that_keeps_its_tag_is_known_by_that_tag_alone():
+    """A resubmission of the app may get the id of an earlier job of the same app (a lost one): its
+    rows are not that job's rows, though both carry the app's tags."""
+    rec = sweep()
+    rec.jobs[0].tag = f"{SUB}-0"
+    owner = identity.Owner(rec)
+    mine, again = parse_squeue(f"20_0|PENDING|None||s|forge:{SUB}-0\n20_1|PENDING|None||s|forge:20-again-1234abcd")
+    assert owner(mine) and not owner(again)
+    (elsewhere,) = parse_squeue("31|PENDING|None||s|forge:20-again-1234abcd")  # a job without a tag on record
+    assert owner(elsewhere)

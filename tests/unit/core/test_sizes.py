@@ -12,6 +12,10 @@ from torchx_forge.core.errors import ConfigError
 from torchx_forge.core.sampling import Dist, RandomSpec
 from torchx_forge.core.space import SWEEP_LIMIT, CaseSpace, Space, check_size, sweep_limit
 
+#: seconds: the refusals are instant, expanding what they refuse takes minutes; a hang guard under a loaded
+#: machine, not a speed target (speed is measured in benchmarks/)
+HANG = 10.0
+
 ints = st.integers(min_value=-10**30, max_value=10**30)
 
 
@@ -67,7 +71,7 @@ def test_check_size_names_the_place_the_thing_and_the_limit(monkeypatch):
     start = time.monotonic()
     with pytest.raises(ConfigError) as err:
         check_size(IntRange(0, 10**12).size, "exp.yaml:3: sweep.shared_axes.x", "range(0, 10**12)")
-    assert time.monotonic() - start < 0.1
+    assert time.monotonic() - start < HANG
     text = str(err.value)
     assert text.startswith("exp.yaml:3: sweep.shared_axes.x: range(0, 10**12) has 1,000,000,000,000 values")
     assert "1,000,000 runs a sweep may have ($FORGE_SWEEP_LIMIT)" in text and "\n" not in text

@@ -17,6 +17,10 @@ from torchx_forge.experiment.spec import load_experiment
 from torchx_forge.experiment.stages import load_stages
 from torchx_forge.experiment.sweep import count_runs
 
+#: seconds: the refusals are instant, expanding what they refuse takes minutes; a hang guard under a loaded
+#: machine, not a speed target (speed is measured in benchmarks/)
+HANG = 10.0
+
 HUGE = "range(0, 1000000000000)"
 
 
@@ -30,7 +34,7 @@ def refused(make, *expected: str) -> str:
     start = time.monotonic()
     with pytest.raises((ConfigError, ComponentValidationException)) as err:
         make()
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < HANG
     text = str(err.value)
     assert "\n" not in text, text
     for part in expected:

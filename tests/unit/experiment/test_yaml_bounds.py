@@ -17,6 +17,10 @@ from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import read_yaml
 from torchx_forge.experiment.spec import load_experiment
 
+#: seconds: the refusals are instant, expanding what they refuse takes minutes; a hang guard under a loaded
+#: machine, not a speed target (speed is measured in benchmarks/)
+HANG = 10.0
+
 HEAD = "name: x\nrun: {command: [python3, train.py]}\n"
 
 
@@ -32,7 +36,7 @@ def refused(path: Path, *expected: str) -> str:
     start = time.monotonic()
     with pytest.raises(ConfigError) as err:
         load_experiment(str(path))
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < HANG
     text = str(err.value)
     assert "\n" not in text, text
     for part in expected:
@@ -148,7 +152,7 @@ def test_an_endless_or_huge_file_is_refused_after_max_bytes(tmp_path, monkeypatc
     start = time.monotonic()
     with pytest.raises(ConfigError, match=r"^/dev/zero: the file is larger than 16 MB"):
         read_yaml("/dev/zero")
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < HANG
     monkeypatch.setattr(source, "MAX_BYTES", 100)
     path = tmp_path / "big.yaml"
     path.write_text(HEAD + "#" * 100)

@@ -20,6 +20,10 @@ from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import ArraySpec, JobRequest
 from torchx_forge.slurm.srun import TaskCommand, shell_word
 
+#: seconds: the refusals are instant, expanding what they refuse takes minutes; a hang guard under a loaded
+#: machine, not a speed target (speed is measured in benchmarks/)
+HANG = 10.0
+
 NASTY = [
     "plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "$(id)", "a;b", "a,b", "k=v=w", "line1\nline2",
     "tab\there", "ünïcödé ✓", "", "--leading-dash", "-x", "*", "~", "back\\slash", "%j %x", "!", "a' \"b",
@@ -296,7 +300,7 @@ def test_a_het_job_over_slurms_component_limit_is_refused_before_it_is_built(tmp
     start = time.monotonic()
     with pytest.raises(ConfigError) as err:
         build_request(AppDef("ddp", roles=[role("trainer", 100_000_000)]), o)
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < HANG
     assert str(err.value).startswith("app 'ddp': its role(s) 'trainer' have 100,000,000 replicas: they run as one"
                                      " heterogeneous job, a component per replica, and Slurm takes at most 128")
 
@@ -309,4 +313,4 @@ def test_an_array_role_over_the_sweep_limit_is_refused_before_its_arrays_are_cut
     start = time.monotonic()
     with pytest.raises(ConfigError, match=r"^app 'big' role 'sweep': the role has 1,000,000,000,000 replicas, more than"):
         build_request(AppDef("big", roles=[ForgeMeta(array=True).apply(role("sweep", 10**12))]), o)
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < HANG

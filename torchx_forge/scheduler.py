@@ -53,6 +53,7 @@ from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
+from torchx_forge.slurm.lost import retry_lost
 from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir, state_dir_error
 from torchx_forge.slurm.recover import recover_stale
@@ -198,11 +199,17 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 self._cache[app_id] = (time.monotonic(), *found)
             return found
 
-    def _gather(self, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
+    def _gather(self, records: Records, recs: Sequence[AppRecord], one_call: bool = False,
+                retry: bool = True) -> Gathered:
         """The task views of ``recs`` (one or two Slurm calls for all of them: :func:`~torchx_forge.slurm.status.gather`),
-        then the write-back: the apps whose answer is final now are frozen into their records."""
+        then the write-back: the apps whose answer is final now are frozen into their records; and
+        (``retry``) tasks Slurm lost that their retry policy takes back are resubmitted (:mod:`~torchx_forge.slurm.lost`)."""
         found = gather(self.cli, records, recs, one_call=one_call)
         write_back(records, found)
+        for rec in recs if retry else ():
+            if any(v.source == "lost" for v in found.views.get(rec.app_id, ())):
+                found.notes += retry_lost(self.cli.on(rec.cluster or None), records, rec, found.views[rec.app_id],
+                                          sys.executable, found.booted.get(rec.cluster))
         return found
 
     def load(self, app_id: str) -> Optional[AppRecord]:
@@ -286,7 +293,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         rec = self.load(app_id)
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
-        views = self._gather(records, [rec]).views[rec.app_id]
+        views = self._gather(records, [rec], retry=False).views[rec.app_id]
         out = retry_by_hand(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
         self._cache.pop(app_id, None)
         return out

@@ -20,7 +20,7 @@ from typing import List
 
 import pytest
 
-from conftest import FAULTS, LabCluster, handle_of, run_torchx, wait_end, wait_for
+from conftest import FAULTS, TORCHX, LabCluster, handle_of, read_json, run_torchx, wait_end, wait_for
 
 pytestmark = [pytest.mark.slurm]
 
@@ -42,12 +42,20 @@ def save_controller_state(to: Path) -> Path:
     return to
 
 
-def crash_back_to(saved: Path) -> None:
-    """Kill slurmctld and start it from ``saved``: every job submitted since is lost to it."""
+def crash_back_to(saved: Path) -> float:
+    """Kill slurmctld and start it from ``saved``: every job submitted since is lost to it. Returns
+    when it started again (time.monotonic())."""
     _stop_slurmctld(signal.SIGKILL)
     shutil.rmtree(STATE)
     shutil.copytree(saved, STATE)
     FAULTS.up()
+    return time.monotonic()
+
+
+def orphans_ended(restarted: float, after: float = 15) -> None:
+    """Wait until the nodes have ended what the lost jobs left running: a job launched under one of
+    their ids before that fails (Slurm 22.05: "launch failed requeued held")."""
+    time.sleep(max(0.0, restarted + after - time.monotonic()))
 
 
 def sbatch(*args: str) -> str:
@@ -63,9 +71,9 @@ def rows(out: str, name: str) -> List[List[str]]:
     return [line.split() for line in out.splitlines() if re.fullmatch(rf"{name}\[\d+\]", (line.split() or [""])[0])]
 
 
-def sweep(name: str, hold: Path) -> str:
+def sweep(name: str, hold: Path, *cfg: str) -> str:
     """A four-point sweep whose tasks run while ``hold`` exists."""
-    p = run_torchx("run", "--scheduler", "slurm_forge", "forge.grid", "--name", name, "--axes", "x=range(0,4)", "--",
+    p = run_torchx("run", "--scheduler", "slurm_forge", *cfg, "forge.grid", "--name", name, "--axes", "x=range(0,4)", "--",
                    "sh", "-c", f"while test -e {hold}; do sleep 0.5; done")
     return handle_of(p)
 
@@ -77,7 +85,7 @@ def test_sweeps_slurm_lost_are_said_cancelled_retried_and_never_mixed_with_reuse
     saved = save_controller_state(tmp_path / "saved")
     first, second = sweep("lostone", hold), sweep("losttwo", hold)
     jobs = {h: h.rsplit("/", 1)[1] for h in (first, second)}
-    crash_back_to(saved)
+    restarted = crash_back_to(saved)
 
     # within one poll after the controller answers: every task LOST, and the note names the job
     t0 = time.monotonic()
@@ -88,6 +96,7 @@ def test_sweeps_slurm_lost_are_said_cancelled_retried_and_never_mixed_with_reuse
 
     # Slurm gives the lost ids again: a job of someone else under the first sweep's id, and a new
     # forge app whose first job gets the second sweep's id (it is submitted again, under an id of its own)
+    orphans_ended(restarted)
     other = [sbatch("--wrap", "sleep 120", "-o", "/dev/null")]
     while int(other[-1]) < int(jobs[first]) and len(other) < 20:
         other.append(sbatch("--wrap", "sleep 120", "-o", "/dev/null"))
@@ -115,6 +124,34 @@ def test_sweeps_slurm_lost_are_said_cancelled_retried_and_never_mixed_with_reuse
     listed = run_torchx("list", "-s", "slurm_forge").stdout
     assert "UNKNOWN" not in listed, listed
     subprocess.run(["scancel", *other], check=False)
+
+
+def test_a_lost_sweep_with_retries_is_resubmitted_once_by_the_next_commands(
+        fault_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    """The retry policy takes a loss as a node failure; two commands that see it at once resubmit it once."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    saved = save_controller_state(tmp_path / "saved")
+    handle = sweep("lostretry", hold, "-cfg", "max_retries=1")
+    crash_back_to(saved)
+    hold.unlink()
+    said: List[str] = []
+
+    def two_statuses_at_once() -> bool:
+        both = [subprocess.Popen([TORCHX, "status", handle], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outs = [p.communicate(timeout=120)[0] for p in both]
+        said.extend(o for o in outs if "takes a loss as a node failure: resubmitted as job" in o)
+        return bool(said) or "LOST" not in outs[0]
+
+    wait_for(two_statuses_at_once, 150, "the lost tasks to be resubmitted")  # once the controller has been up 30 s
+    assert said, "the lost tasks were not resubmitted"
+    assert wait_end(handle) == "SUCCEEDED", run_torchx("status", handle).stdout
+    app_dir = state_dir / "apps" / handle.rsplit("/", 1)[1]
+    retries = [read_json(f) for f in (app_dir / "jobs").glob("*.json")]
+    assert [(r["retry_of"], r["tasks"]) for r in retries if r.get("retry_of")] == [(handle.rsplit("/", 1)[1], [0, 1, 2, 3])]
+    out = run_torchx("status", handle).stdout
+    assert [r[2] for r in rows(out, "lostretry")] == ["COMPLETED"] * 4, out
 
 
 PIPELINE = """\

@@ -27,11 +27,12 @@ class Owner:
     """Says whether a row is one of ``rec``'s jobs. A job whose record keeps its tag is its own only
     with that very tag (within an app too: a resubmission may get an id an earlier job of the app
     had); any other id, with a tag that names the app's submission (first jobs, companions, waves)
-    or a resubmission of the app (``<app id>-again-``). A row whose tags are unknown (a Slurm
+    or a resubmission of the app (``<app id>-again-``, ``<app id>-lost-``). A row whose tags are unknown (a Slurm
     without SubmitLine) or a record without a submission is taken as the app's."""
 
     def __init__(self, rec: AppRecord) -> None:
-        self.prefixes = (f"{TAG_PREFIX}{rec.submission}-", f"{TAG_PREFIX}{rec.app_id}-again-")
+        self.prefixes = (f"{TAG_PREFIX}{rec.submission}-", f"{TAG_PREFIX}{rec.app_id}-again-",
+                         f"{TAG_PREFIX}{rec.app_id}-lost-")
         self.checked = bool(rec.submission)
         self.exact: Dict[str, Set[str]] = {}
         for job in rec.jobs:

@@ -114,6 +114,12 @@ SQUEUE_FORMAT = "%i|%T|%r|%N|%j|%k"
 TAG_PREFIX = "forge:"
 
 
+def tag_words(text: str) -> List[str]:
+    """The forge tags (``forge:...``) in a job's comment or its sbatch command line."""
+    words = (w.rpartition("=")[2] if w.startswith("--comment=") else w for w in text.split())
+    return [w for w in words if w.startswith(TAG_PREFIX)]
+
+
 class Tags:
     """The forge tags in a comment or a submit line, each text read once (a 100,000-task array
     repeats one submit line on every row)."""
@@ -124,8 +130,7 @@ class Tags:
     def __call__(self, text: str) -> str:
         found = self.seen.get(text)
         if found is None:
-            words = (w.rpartition("=")[2] if w.startswith("--comment=") else w for w in text.split())
-            found = self.seen[text] = " ".join(w for w in words if w.startswith(TAG_PREFIX))
+            found = self.seen[text] = " ".join(tag_words(text))
         return found
 
 

@@ -39,7 +39,7 @@ from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.identity import Owner
 from torchx_forge.slurm.merge import TaskView
-from torchx_forge.slurm.parse import TaskHistory, group_attempts
+from torchx_forge.slurm.parse import TAG_PREFIX, TaskHistory, group_attempts, split_job_id, tag_words
 from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.scripts import ScriptMissingError, sbatch_script
 from torchx_forge.state.files import be_patient
@@ -107,19 +107,25 @@ def dependency_of(argv: Sequence[str]) -> str:
     return next((a.split("=", 1)[1] for a in argv if a.startswith("--dependency=")), "")
 
 
+class SupersededError(Exception):
+    """Another forge command made the same resubmission (``once``) first: this one took its own back."""
+
+
 def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, tasks: Optional[List[int]], python: str,
-             extra_retries: int = 0, dependency: Optional[str] = None) -> JobRecord:
+             extra_retries: int = 0, dependency: Optional[str] = None, once: Optional[str] = None) -> JobRecord:
     """Submit ``tasks`` of ``job`` again (all of it for a het job); returns the new JobRecord.
 
     ``extra_retries`` raise the tasks' budget (a by-hand retry grants the attempts they used);
     ``dependency`` replaces the job's own (resubmitted dependents wait for the resubmitted jobs).
+    ``once``: a tag prefix several processes may race for (:mod:`torchx_forge.slurm.lost`): of the
+    held jobs that carry it, the oldest is kept, and a younger one is cancelled (:class:`SupersededError`).
     """
     if not job.argv:
         raise ScriptMissingError(f"cannot resubmit job {job.job_id}: its record has no sbatch command")
     env = clean_env()
     extra = extra_retries or job.extra_retries
     argv = _resubmit_argv(job.argv, rec.app_id, tasks if job.job_kind is JobKind.ARRAY else None, extra, dependency)
-    tag = f"{rec.app_id}-again-{uuid.uuid4().hex[:8]}"  # a retried sbatch must not resubmit twice
+    tag = f"{once or rec.app_id + '-again'}-{uuid.uuid4().hex[:8]}"  # a retried sbatch must not resubmit twice
     new_id = sbatch_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
     submitted = [new_id]
     try:
@@ -130,6 +136,8 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
             cli.cancel([new_id], ended_ok=True)  # held: nothing ran
             new_id = submitted[0] = sbatch_script(cli, argv, env=env, tag=f"{tag}r{again}", job=job.job_id)
             job_tag = f"{tag}r{again}"
+        if once is not None and any(int(j) < int(new_id) for j in _rivals(cli, once, submitted)):
+            raise SupersededError(once)
         companion = None
         if job.max_retries > 0:
             flags = [a for a in job.argv if a.startswith("--")]
@@ -145,9 +153,30 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
         records.add_job(rec.app_id, new)
         cli.release(submitted)
     except BaseException:
-        cli.cancel(submitted)
+        cli.cancel(submitted, ended_ok=True)
         raise
     return new
+
+
+#: squeue states of a job that may still run (a cancelled rival does not count)
+LIVE = "PENDING,RUNNING,SUSPENDED,CONFIGURING,COMPLETING,REQUEUED,REQUEUE_HOLD,REQUEUE_FED,RESIZING"
+
+
+def live_tagged(cli: SlurmCli, prefix: str) -> List[str]:
+    """Ids of this user's jobs that may still run and carry a tag starting with ``prefix``."""
+    out = cli.run(["squeue", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "--noheader",
+                   f"--user={os.getuid()}", f"--states={LIVE}", "--format=%i|%k"])
+    found: List[str] = []
+    for line in out.splitlines():
+        job_id, _, comment = line.partition("|")
+        base = split_job_id(job_id)[0]
+        if base and base not in found and any(w.startswith(f"{TAG_PREFIX}{prefix}") for w in tag_words(comment)):
+            found.append(base)
+    return found
+
+
+def _rivals(cli: SlurmCli, once: str, mine: Sequence[str]) -> List[str]:
+    return [j for j in live_tagged(cli, once) if j not in mine]
 
 
 def follow_dependents(cli: SlurmCli, records: Records, rec: AppRecord, old: str, new: JobRecord,

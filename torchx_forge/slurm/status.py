@@ -11,7 +11,7 @@ need no Slurm call.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.states import FileState
@@ -33,6 +33,7 @@ class Gathered:
     views: Dict[str, List[TaskView]]
     notes: List[str]
     settled: List[AppRecord] = field(default_factory=list)
+    booted: Dict[str, Optional[float]] = field(default_factory=dict)  # when each controller asked last started
 
 
 def _ask(what: Callable[[], Optional[List[JobRow]]], fails: str, notes: List[str]) -> Tuple[bool, Optional[List[JobRow]]]:
@@ -55,6 +56,7 @@ class Answers:
         self.several = len(by_cluster) > 1
         self.local = local_cluster() if self.several else ""
         self.owners: Dict[str, identity.Owner] = {}
+        self.foreign: Dict[str, Set[str]] = {}
         self.boots: Dict[str, Optional[float]] = {}
 
     def ids(self, cluster: Optional[str] = None) -> List[str]:
@@ -105,11 +107,12 @@ class Answers:
         if owner is None:
             owner = self.owners[rec.app_id] = identity.Owner(rec)
         found = identity.own_rows(owner, rows)
-        if found.foreign:
-            note = identity.foreign_note(rec.app_id, found.foreign)
-            if note not in self.notes:
-                self.notes.append(note)
+        self.foreign.setdefault(rec.app_id, set()).update(found.foreign)
         return found.rows
+
+    def foreign_notes(self) -> List[str]:
+        """One note per app whose ids Slurm gave to jobs of other submissions."""
+        return [identity.foreign_note(app_id, ids) for app_id, ids in self.foreign.items() if ids]
 
     def booted(self, cluster: str) -> Optional[float]:
         """When the cluster's controller last started (asked once, and only when a job is missing)."""
@@ -180,7 +183,7 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled, lost)
         if settles(rec, views, history, asked_live, complete):
             settled.append(rec)
-    return Gathered(out, notes, settled)
+    return Gathered(out, notes + answers.foreign_notes(), settled, answers.boots)
 
 
 def _ended(report: Optional[TaskReport]) -> bool:

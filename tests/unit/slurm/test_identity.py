@@ -109,3 +109,18 @@ def test_a_job_that_keeps_its_tag_is_known_by_that_tag_alone():
     assert owner(mine) and not owner(again)
     (elsewhere,) = parse_squeue("31|PENDING|None||s|forge:20-again-1234abcd")  # a job without a tag on record
     assert owner(elsewhere)
+
+
+def test_the_retry_policy_takes_a_loss_as_a_node_failure_while_attempts_are_left():
+    from torchx_forge.slurm.lost import to_retry
+
+    rec = sweep()
+    lost = identity.lost(identity.unseen(rec, [], []), booted=2000.0)
+    views = task_views(rec, [], [], {}, lost=lost)
+    assert to_retry(rec, views) == {}  # no retries asked for: `torchx forge retry` brings them back
+    rec.jobs[0].max_retries = 1
+    assert [v.key for v in to_retry(rec, views)["20"]] == ["20_0", "20_1"]
+    views[1].attempts = 2  # its one retry used already
+    assert [v.key for v in to_retry(rec, views)["20"]] == ["20_0"]
+    rec.jobs[0].retry_on = ["FAILED"]  # a loss is retried when a kill from outside (timeout, preemption, node) is
+    assert to_retry(rec, views) == {}

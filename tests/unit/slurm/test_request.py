@@ -19,10 +19,7 @@ from torchx_forge.slurm.jobs import MAX_HET_COMPONENTS, build_request, component
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import ArraySpec, JobRequest
 from torchx_forge.slurm.srun import TaskCommand, shell_word
-
-#: seconds: the refusals are instant, expanding what they refuse takes minutes; a hang guard under a loaded
-#: machine, not a speed target (speed is measured in benchmarks/)
-HANG = 10.0
+from unit.bounds import HANG
 
 NASTY = [
     "plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "$(id)", "a;b", "a,b", "k=v=w", "line1\nline2",

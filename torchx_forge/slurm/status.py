@@ -177,7 +177,8 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         if unseen:
             task_of = {k: layout.task_key(role, replica) for k, role, replica, _ in rec.tasks()}
             ended = [k for k, _ in unseen if k in task_of and _ended(reports.get(task_of[k]))]
-            lost = identity.lost(identity.unseen(rec, live, history, ended), answers.booted(rec.cluster))
+            candidates = identity.unseen(rec, live, history, ended)
+            lost = identity.lost(candidates, answers.booted(rec.cluster)) if candidates else {}
             if lost and not cancelled:
                 notes.append(identity.lost_note(rec.app_id, lost))
         views = out[rec.app_id] = task_views(rec, live if asked_live else None, history, reports, cancelled, lost)

@@ -319,15 +319,16 @@ class _Slurm:
         if not fmt:
             raise AssertionError("FakeSlurm prints squeue only with --format")
         states = (_opt(argv, "--states", "-t") or "").lower()
-        if states not in ("", "all"):
-            raise AssertionError(f"FakeSlurm knows squeue --states=all only, not {states}")
+        listed = {w.upper() for w in states.split(",")} if states not in ("", "all") else set()  # squeue --states=A,B
         jobs = [j for j in (_opt(argv, "--jobs", "-j") or "").split(",") if j]
         rows = [r for r in self.queue if r["cluster"] in clusters]
         if jobs:
             rows = [r for r in rows if _wanted(r["i"], jobs)]
             if not rows and len(jobs) == 1:
                 return fail(ERRORS["squeue invalid-job-id"])
-        if states != "all":
+        if listed:
+            rows = [r for r in rows if _state_word(r["T"]) in listed]
+        elif states != "all":
             rows = [r for r in rows if _state_word(r["T"]) not in FINAL]
         if _has(argv, "--array", "-r"):  # one line per task: only the tasks asked for
             rows = [{**r, "i": i} for r in rows for i in _expanded(r["i"]) if not jobs or _wanted(i, jobs)]

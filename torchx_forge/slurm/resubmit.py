@@ -163,14 +163,14 @@ LIVE = "PENDING,RUNNING,SUSPENDED,CONFIGURING,COMPLETING,REQUEUED,REQUEUE_HOLD,R
 
 
 def live_tagged(cli: SlurmCli, prefix: str) -> List[str]:
-    """Ids of this user's jobs that may still run and carry a tag starting with ``prefix``."""
+    """Ids of this user's jobs that may still run and carry a tag ``<prefix>-...``."""
     out = cli.run(["squeue", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "--noheader",
                    f"--user={os.getuid()}", f"--states={LIVE}", "--format=%i|%k"])
     found: List[str] = []
     for line in out.splitlines():
         job_id, _, comment = line.partition("|")
         base = split_job_id(job_id)[0]
-        if base and base not in found and any(w.startswith(f"{TAG_PREFIX}{prefix}") for w in tag_words(comment)):
+        if base and base not in found and any(w.startswith(f"{TAG_PREFIX}{prefix}-") for w in tag_words(comment)):
             found.append(base)
     return found
 

@@ -124,3 +124,15 @@ def test_the_retry_policy_takes_a_loss_as_a_node_failure_while_attempts_are_left
     assert [v.key for v in to_retry(rec, views)["20"]] == ["20_0"]
     rec.jobs[0].retry_on = ["FAILED"]  # a loss is retried when a kill from outside (timeout, preemption, node) is
     assert to_retry(rec, views) == {}
+
+
+def test_a_resubmission_decision_is_found_by_its_own_tag_only(tmp_path):
+    from torchx_forge.slurm.resubmit import live_tagged
+    from unit.fakeslurm import FakeSlurm
+
+    cli = FakeSlurm()
+    other = cli.sbatch(["sbatch", "--parsable", "--wrap", "true"], tag="123-lost-1234-aa")  # job 1234's, not 123's
+    mine = cli.sbatch(["sbatch", "--parsable", "--wrap", "true"], tag="123-lost-123-bb")
+    assert live_tagged(cli, "123-lost-123") == [mine] and live_tagged(cli, "123-lost-1234") == [other]
+    cli.cancel([mine])
+    assert live_tagged(cli, "123-lost-123") == []  # a cancelled rival does not count

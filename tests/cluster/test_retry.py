@@ -141,7 +141,8 @@ def test_only_the_interrupted_tasks_of_an_array_run_again(state_dir: Path, tmp_p
     exp = tmp_path / "arr.yaml"
     exp.write_text(
         "name: arr\n"
-        f"run: {{command: [sh, -c, 'exec {sys.executable} {TRAIN} --steps 8 --ledger {tmp_path}/l.$FORGE_RUN_INDEX']}}\n"
+        # 3 s a step: a task seen at its first step is still running when the poll (up to 2.5 s under load) warns it
+        f"run: {{command: [sh, -c, 'exec {sys.executable} {TRAIN} --steps 8 --step-seconds 3 --ledger {tmp_path}/l.$FORGE_RUN_INDEX']}}\n"
         "retry: {max_retries: 2}\n"
         "sweep: {shared_axes: {run.env.I: [0,1,2,3,4,5,6,7,8,9]}}\n"
     )

@@ -52,9 +52,6 @@ def load(text: str, where: Where) -> Tuple[Any, Optional[yaml.Node]]:
             check_node(node, where)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        if "maximum nesting depth" in str(getattr(e, "problem", "")):  # libyaml >= 0.2.6 stops at 1,000 levels itself
-            mark = getattr(e, "problem_mark", None)
-            raise ConfigError(where("", mark.line + 1 if mark else 0), _too_deep()) from None
         raise syntax_error(e, where) from None
     finally:
         loader.dispose()
@@ -62,8 +59,12 @@ def load(text: str, where: Where) -> Tuple[Any, Optional[yaml.Node]]:
 
 
 def syntax_error(e: yaml.YAMLError, where: Where) -> ConfigError:
+    """The one-line error of a file libyaml refused; its own nesting limit (libyaml >= 0.2.6 stops at
+    1,000 levels) reads as forge's."""
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e)
+    if "maximum nesting depth" in problem:
+        return ConfigError(where("", mark.line + 1 if mark else 0), _too_deep())
     return ConfigError(where("", mark.line + 1 if mark else 0), f"{SYNTAX}{problem}")
 
 
@@ -94,9 +95,6 @@ def _check_depth(text: str, where: Where) -> None:
             elif isinstance(event, closing):
                 depth -= 1
     except yaml.YAMLError as e:
-        if "maximum nesting depth" in str(getattr(e, "problem", "")):  # libyaml >= 0.2.6 stops at 1,000 levels itself
-            mark = getattr(e, "problem_mark", None)
-            raise ConfigError(where("", mark.line + 1 if mark else 0), _too_deep()) from None
         raise syntax_error(e, where) from None
     finally:
         loader.dispose()

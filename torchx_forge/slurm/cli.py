@@ -267,12 +267,12 @@ class SlurmCli:
                 self.on(cluster or None)._drop_duplicates(tag, keep=job_id)
             return job_id, cluster
 
-    def find_tagged(self, tag: str, prefix: bool = False, with_cluster: bool = False) -> List[Any]:
-        """Job ids of this user's jobs whose comment carries ``tag`` (or, with ``prefix``, a tag
-        starting with it), oldest first; with ``with_cluster``, (job id, cluster) pairs. Searches
+    def find_tagged(self, tag: str, prefix: bool = False, with_cluster: bool = False, states: str = "all") -> List[Any]:
+        """Job ids of this user's jobs (in squeue's ``states``) whose comment carries ``tag`` (or, with ``prefix``, a
+        tag starting with it), oldest first; with ``with_cluster``, (job id, cluster) pairs. Searches
         this runner's cluster, or every one of ``a,b`` when it names several."""
-        out = self.run(["squeue", *self._m(), "--noheader", "--states=all", f"--user={os.getuid()}",
-                        "--format=%i|%k"], backoff=CHANGE) if "," not in (self.cluster or "") else self._tagged_all()
+        out = self.run(["squeue", *self._m(), "--noheader", f"--states={states}", f"--user={os.getuid()}",
+                        "--format=%i|%k"], backoff=CHANGE) if "," not in (self.cluster or "") else self._tagged_all(states)
         found: List[Tuple[str, str]] = []
         for line in out.splitlines():
             job_id, _, rest = line.partition("|")
@@ -283,11 +283,11 @@ class SlurmCli:
         found.sort(key=lambda p: int(p[0]))
         return found if with_cluster else [i for i, _ in found]
 
-    def _tagged_all(self) -> str:
+    def _tagged_all(self, states: str) -> str:
         """``squeue`` of every cluster in ``a,b``, each row ending in its cluster's name."""
         lines = []
         for cluster in (self.cluster or "").split(","):
-            out = self.on(cluster).run(["squeue", f"--clusters={cluster}", "--noheader", "--states=all",
+            out = self.on(cluster).run(["squeue", f"--clusters={cluster}", "--noheader", f"--states={states}",
                                         f"--user={os.getuid()}", "--format=%i|%k"], backoff=CHANGE)
             lines += [f"{line}|{cluster}" for line in out.splitlines() if "|" in line]
         return "\n".join(lines)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core.states import JobKind
-from torchx_forge.slurm.parse import TAG_PREFIX, JobRow
+from torchx_forge.slurm.parse import TAG_PREFIX, JobRow, split_job_id
 from torchx_forge.state.records import AppRecord, JobRecord
 
 
@@ -81,20 +81,18 @@ def foreign_note(app_id: str, ids: Iterable[str]) -> str:
             " losing this app's job): not counted")
 
 
-def unseen(rec: AppRecord, live: Optional[Sequence[JobRow]], history: Optional[Sequence[JobRow]],
-           ended_reports: Iterable[str] = ()) -> List[Tuple[str, JobRecord]]:
+def unseen(rec: AppRecord, live: Optional[Sequence[JobRow]], history: Optional[Sequence[JobRow]]) -> List[Tuple[str, JobRecord]]:
     """(key, job) of each submitted task and wave job of ``rec`` that the controller does not know
     (``live``: squeue's rows, which answered) and accounting does not show ended (``history``: None
     without accounting). Such a task ended and left both (a lag, accounting down), or was lost:
-    :func:`lost` tells them apart. ``ended_reports``: keys whose launcher reported their end."""
+    :func:`unaccounted` and :func:`lost` tell them apart."""
     if live is None:
         return []
     known = {r.key for r in live}
     last = {r.key: r for r in history} if history is not None else {}
-    ended = set(ended_reports)
     out = []
     for key, _, _, job in rec.tasks():
-        if job.planned or key in known or key in ended:
+        if job.planned or key in known:
             continue
         row = last.get(key)
         if row is None or not row.state.final:
@@ -107,6 +105,12 @@ def unseen(rec: AppRecord, live: Optional[Sequence[JobRow]], history: Optional[S
     return out
 
 
+def unaccounted(unseen: Sequence[Tuple[str, JobRecord]], ended: Iterable[str]) -> List[Tuple[str, JobRecord]]:
+    """The ``unseen`` tasks whose launcher did not report an end (``ended``: keys of those that did)."""
+    done = set(ended)
+    return [(key, job) for key, job in unseen if key not in done]
+
+
 def lost(candidates: Sequence[Tuple[str, JobRecord]], booted: Optional[float]) -> Dict[str, str]:
     """Key -> why, for the ``candidates`` (:func:`unseen`) submitted before the controller last
     started at ``booted`` (epoch seconds; None: not known, nothing is called lost)."""
@@ -116,13 +120,13 @@ def lost(candidates: Sequence[Tuple[str, JobRecord]], booted: Optional[float]) -
     out = {}
     for key, job in candidates:
         if job.created < booted:
-            out[key] = (f"lost by Slurm: job {key.partition('_')[0].partition('+')[0]} was submitted before its"
+            out[key] = (f"lost by Slurm: job {split_job_id(key)[0]} was submitted before its"
                         f" controller restarted ({when}), which no longer knows it; `torchx forge retry` submits it again")
     return out
 
 
 def lost_note(app_id: str, found: Mapping[str, str]) -> str:
-    jobs = sorted({k.partition("_")[0].partition("+")[0] for k in found}, key=lambda i: (len(i), i))
+    jobs = sorted({split_job_id(k)[0] for k in found}, key=lambda i: (len(i), i))
     return (f"app {app_id}: Slurm lost job(s) {', '.join(jobs)} ({len(found)} task(s)) when its controller restarted:"
             " they will never run; `torchx forge retry` submits them again, `torchx cancel` ends the app")
 

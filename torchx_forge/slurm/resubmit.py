@@ -39,9 +39,9 @@ from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.identity import Owner
 from torchx_forge.slurm.merge import TaskView
-from torchx_forge.slurm.parse import TAG_PREFIX, TaskHistory, group_attempts, split_job_id, tag_words
+from torchx_forge.slurm.parse import TaskHistory, group_attempts
 from torchx_forge.slurm.request import SAME_PLACE
-from torchx_forge.slurm.scripts import ScriptMissingError, sbatch_script
+from torchx_forge.slurm.scripts import ScriptMissingError, again_while_taken, submit_script
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
@@ -126,16 +126,12 @@ def resubmit(cli: SlurmCli, records: Records, rec: AppRecord, job: JobRecord, ta
     extra = extra_retries or job.extra_retries
     argv = _resubmit_argv(job.argv, rec.app_id, tasks if job.job_kind is JobKind.ARRAY else None, extra, dependency)
     tag = f"{once or rec.app_id + '-again'}-{uuid.uuid4().hex[:8]}"  # a retried sbatch must not resubmit twice
-    new_id = sbatch_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
-    submitted = [new_id]
+    first = submit_script(cli, argv, env=env, tag=tag, job=job.job_id)  # the script kept in the state dir
+    submitted = [first[0]]
     try:
-        taken, job_tag = set(rec.job_ids(companions=True)), tag
-        for again in range(1, 6):  # after a crash Slurm gives again the ids of jobs it lost, this app's too
-            if new_id not in taken:
-                break
-            cli.cancel([new_id], ended_ok=True)  # held: nothing ran
-            new_id = submitted[0] = sbatch_script(cli, argv, env=env, tag=f"{tag}r{again}", job=job.job_id)
-            job_tag = f"{tag}r{again}"
+        taken = set(rec.job_ids(companions=True))  # an id this app had, lost in a crash, would mix up its records
+        new_id, _, job_tag = again_while_taken(cli, argv, tag, first, lambda j, _: j in taken, env, job.job_id,
+                                               replaced=lambda old, new: submitted.__setitem__(0, new))
         if once is not None and any(int(j) < int(new_id) for j in _rivals(cli, once, submitted)):
             raise SupersededError(once)
         companion = None
@@ -163,16 +159,8 @@ LIVE = "PENDING,RUNNING,SUSPENDED,CONFIGURING,COMPLETING,REQUEUED,REQUEUE_HOLD,R
 
 
 def live_tagged(cli: SlurmCli, prefix: str) -> List[str]:
-    """Ids of this user's jobs that may still run and carry a tag ``<prefix>-...``."""
-    out = cli.run(["squeue", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "--noheader",
-                   f"--user={os.getuid()}", f"--states={LIVE}", "--format=%i|%k"])
-    found: List[str] = []
-    for line in out.splitlines():
-        job_id, _, comment = line.partition("|")
-        base = split_job_id(job_id)[0]
-        if base and base not in found and any(w.startswith(f"{TAG_PREFIX}{prefix}-") for w in tag_words(comment)):
-            found.append(base)
-    return found
+    """Ids of this user's jobs that may still run and carry a tag ``<prefix>-...``, oldest first."""
+    return cli.find_tagged(f"{prefix}-", prefix=True, states=LIVE)
 
 
 def _rivals(cli: SlurmCli, once: str, mine: Sequence[str]) -> List[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.storage import StoreError
@@ -80,3 +80,22 @@ def submit_script(cli: SlurmCli, argv: Sequence[str], env: Optional[Dict[str, st
     """:func:`sbatch_script`, returning (job id, the cluster Slurm put it on), as :meth:`SlurmCli.submit`."""
     with local_copy(argv[-1], job) as path:
         return cli.submit([*argv[:-1], path], env=env, tag=tag)
+
+
+def again_while_taken(cli: SlurmCli, argv: Sequence[str], tag: str, first: Tuple[str, str],
+                      taken: Callable[[str, str], bool], env: Optional[Dict[str, str]] = None, job: str = "",
+                      replaced: Callable[[str, str], None] = lambda old, new: None) -> Tuple[str, str, str]:
+    """A held job (``first``: the job id and cluster :func:`submit_script` gave) whose id is
+    ``taken(job id, cluster)`` is cancelled (nothing ran) and submitted again, up to five times:
+    after a crash Slurm gives again the ids of jobs it lost, which forge's records still name.
+    ``replaced(old, new)`` hears of each new job. Returns (job id, cluster, the tag it carries)."""
+    (job_id, where), used = first, tag
+    for again in range(1, 6):
+        if not taken(job_id, where):
+            break
+        cli.on(where or None).cancel([job_id], ended_ok=True)
+        used = f"{tag}r{again}"
+        new_id, where = submit_script(cli, argv, env, used, job)
+        replaced(job_id, new_id)
+        job_id = new_id
+    return job_id, where, used

@@ -176,8 +176,7 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         lost: Dict[str, str] = {}
         if unseen:
             task_of = {k: layout.task_key(role, replica) for k, role, replica, _ in rec.tasks()}
-            ended = [k for k, _ in unseen if k in task_of and _ended(reports.get(task_of[k]))]
-            candidates = identity.unseen(rec, live, history, ended)
+            candidates = identity.unaccounted(unseen, (k for k, _ in unseen if k in task_of and _ended(reports.get(task_of[k]))))
             lost = identity.lost(candidates, answers.booted(rec.cluster)) if candidates else {}
             if lost and not cancelled:
                 notes.append(identity.lost_note(rec.app_id, lost))

@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from dataclasses import replace
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.secrets import masked
@@ -36,8 +36,8 @@ from torchx_forge.slurm.options import logs_origin, state_dir_error
 from torchx_forge.slurm.recover import guard_argv
 from torchx_forge.slurm.request import ForgeBatchRequest, JobRequest
 from torchx_forge.slurm.resubmit import companion_argv
+from torchx_forge.slurm.scripts import again_while_taken, submit_script
 from torchx_forge.slurm.scripts import save as save_script
-from torchx_forge.slurm.scripts import submit_script
 from torchx_forge.slurm.waves import cost, wave_argv
 from torchx_forge.state.codeversion import code_version
 from torchx_forge.state.files import dir_problem
@@ -154,7 +154,6 @@ class Submission:
         self.intent = Intent(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}", self.req.app_name,
                              records.store.url, self.req.opts.logs, cluster=self.req.opts.cluster or "")
         self.jobs: List[JobRecord] = []
-        self.tags: Dict[str, str] = {}  # job id -> the tag it was submitted with
         self.app_id = ""
 
     @property
@@ -259,50 +258,47 @@ class Submission:
         """Several clusters: ``sbatch -M a,b`` puts the first job where it starts soonest; the rest of
         the app goes there too, starting with its guard, and the first job's own command (kept to
         resubmit it) names that cluster."""
-        path, _, job_id, where = self._sbatch_held(self.req.jobs[index])
+        path, _, job_id, where, tag = self._sbatch_held(self.req.jobs[index])
         self.req, self.cli = self.req.on_cluster(where), self.cli.on(where)
         self.intent.cluster = where
         self._submit_guard()
         log.info(f"Slurm chose cluster {where} for app {self.req.app_name!r}: all its jobs go there")
         placed = self.req.jobs[index]
-        self._with_companion(placed, job_id, path, placed.argv(path, hold=True))
+        self._with_companion(placed, job_id, path, placed.argv(path, hold=True), tag)
 
     def _submit_job(self, index: int) -> None:
         job = self.req.jobs[index]
-        path, argv, job_id, _ = self._sbatch_held(job)
-        self._with_companion(job, job_id, path, argv)
+        path, argv, job_id, _, tag = self._sbatch_held(job)
+        self._with_companion(job, job_id, path, argv, tag)
 
-    def _sbatch_held(self, job: JobRequest) -> Tuple[str, List[str], str, str]:
+    def _sbatch_held(self, job: JobRequest) -> Tuple[str, List[str], str, str, str]:
         """Its script saved in the state dir and the job submitted held: (script, argv, job id, the
-        cluster it went to). The first job gives the app its id."""
+        cluster it went to, its tag). The first job gives the app its id: one an app of this state
+        dir has already (Slurm gave it again after losing that app's job) is not taken."""
         path = save_script(self.records.store, self.submission, job.index, job.materialize())
         argv = job.argv(path, hold=True, ids=[j.job_id for j in self.jobs] or None, app_id=self.app_id or None)
-        job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{job.index}")
+        tag = f"{self.submission}-{job.index}"
+        job_id, where = submit_script(self.cli, argv, tag=tag)
         self._submitted(job_id)
-        self.tags[job_id] = f"{self.submission}-{job.index}"
         if not self.jobs:
-            job_id, where = self._unique_first(path, argv, job_id, where, job.index)
-            self.app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
-        return path, argv, job_id, where
+            job_id, where, tag = again_while_taken(self.cli, argv, tag, (job_id, where), self._names_an_app,
+                                                   replaced=self._replaced)
+            self.app_id = self._app_id(job_id, where)
+        return path, argv, job_id, where, tag
 
-    def _unique_first(self, path: str, argv: List[str], job_id: str, where: str, index: int) -> Tuple[str, str]:
-        """The first job's id names the app: when an app of this state dir has it already (Slurm gave
-        the id again after losing that app's job in a crash), the held job is cancelled and submitted
-        again, under a new id."""
-        for again in range(1, 6):
-            app_id = layout.app_id_of(job_id, where if self.req.opts.cluster else "")
-            if not self.records.store.exists(layout.record(app_id)):
-                break
-            log.info(f"Slurm gave job id {job_id} again (app {app_id} had it before Slurm lost its job):"
-                     " submitting this app's first job once more, for an id of its own")
-            self.cli.on(where or None).cancel([job_id], ended_ok=True)
-            self.intent.jobs.remove(job_id)
-            job_id, where = submit_script(self.cli, argv, tag=f"{self.submission}-{index}r{again}")
-            self._submitted(job_id)
-            self.tags[job_id] = f"{self.submission}-{index}r{again}"
-        return job_id, where
+    def _app_id(self, job_id: str, where: str) -> str:
+        return layout.app_id_of(job_id, where if self.req.opts.cluster else "")
 
-    def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str]) -> None:
+    def _names_an_app(self, job_id: str, where: str) -> bool:
+        return self.records.store.exists(layout.record(self._app_id(job_id, where)))
+
+    def _replaced(self, old: str, new: str) -> None:
+        log.info(f"Slurm gave job id {old} again (an app of this state dir had it before Slurm lost its job):"
+                 f" submitted this app's first job once more, as {new}, for an id of its own")
+        self.intent.jobs.remove(old)
+        self._submitted(new)
+
+    def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str], tag: str) -> None:
         """Its companion job (when it may be retried), then its record."""
         if len(self.req.jobs) > 1 or job.array:
             what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
@@ -314,7 +310,7 @@ class Submission:
                 self.req.opts.python, self.records.store.url, self.app_id, job_id, self.req.opts.logs, self.req.app_name,
                 argv), tag=f"{self.submission}-{job.index}c")
             self._submitted(companion)
-        self.jobs.append(_job_record(job, job_id, path, argv, companion, tag=self.tags.get(job_id, "")))
+        self.jobs.append(_job_record(job, job_id, path, argv, companion, tag=tag))
 
     def _submitted(self, job_id: str) -> None:
         """A job is in the queue: the intent says so before the next sbatch."""

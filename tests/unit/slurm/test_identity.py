@@ -68,7 +68,7 @@ def test_a_job_neither_queued_nor_ended_is_lost_when_the_controller_started_afte
     assert identity.lost(unseen, booted=900.0) == {}  # submitted after the restart: a lag, not a loss
     assert identity.lost(unseen, booted=None) == {}
     assert identity.unseen(rec, None, history) == []  # squeue did not answer: nothing is called lost
-    assert [k for k, _ in identity.unseen(rec, live, history, ended_reports=["20_0"])] == ["20_1"]
+    assert [k for k, _ in identity.unaccounted(unseen, ended=["20_0"])] == ["20_1"]
     ended = sacct(sacct_line("20_0", "COMPLETED", ""), sacct_line("20_1", "COMPLETED", ""))
     assert identity.unseen(rec, live, ended) == []
 

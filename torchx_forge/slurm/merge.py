@@ -101,8 +101,10 @@ def task_views(
         report = reports.get(layout.task_key(role, replica)) if reports else None
         hist = history.get(key)
         view = _view(key, role, replica, live.get(key), hist, report, cancelled, live_known)
-        if report is not None and (not live_known or key not in live):
-            _fresher_than_accounting(view, key, report, job, AS_REPORTED if not live_known else AS_ENDED)
+        if report is not None and not live_known:
+            _fresher_than_accounting(view, key, report, job, AS_REPORTED)
+        elif report is not None and key not in live and reported_end(report):
+            _fresher_than_accounting(view, key, report, job, AS_ENDED)
         if key in lost:  # (no end its launcher reported: those are not called lost)
             _mark_lost(view, lost[key], cancelled)
         keys = every_key.get((role, replica), [key])
@@ -240,6 +242,16 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
 
 AS_REPORTED = "as of its last report (Slurm did not answer)"
 AS_ENDED = "as its launcher reported (accounting has not recorded the end yet)"
+
+
+def reported_end(report: Optional[TaskReport]) -> bool:
+    """Did the launcher report an end of the program's own: a success, or a failure that is not a
+    death by a signal (a cancel, or Slurm losing the job, kills it: exit 128 + n)? Such an end stands
+    where accounting lags behind a task squeue no longer lists."""
+    if report is None or report.state not in (FileState.COMPLETED, FileState.FAILED):
+        return False
+    code = report.exit_code or 0
+    return report.state is FileState.COMPLETED or 0 <= code <= 128
 
 
 def _mark_lost(view: TaskView, why: str, cancelled: bool) -> None:

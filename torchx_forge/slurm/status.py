@@ -14,12 +14,20 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import layout
-from torchx_forge.core.states import FileState
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm import identity
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.limits import parse_config
-from torchx_forge.slurm.merge import TaskView, freeze, needs_reports, settled_in_accounting, settles, task_views, thaw
+from torchx_forge.slurm.merge import (
+    TaskView,
+    freeze,
+    needs_reports,
+    reported_end,
+    settled_in_accounting,
+    settles,
+    task_views,
+    thaw,
+)
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.taskfile import TaskReport
@@ -176,7 +184,8 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         lost: Dict[str, str] = {}
         if unseen:
             task_of = {k: layout.task_key(role, replica) for k, role, replica, _ in rec.tasks()}
-            candidates = identity.unaccounted(unseen, (k for k, _ in unseen if k in task_of and _ended(reports.get(task_of[k]))))
+            ended = [k for k, _ in unseen if k in task_of and reported_end(reports.get(task_of[k]))]
+            candidates = identity.unaccounted(unseen, ended)
             lost = identity.lost(candidates, answers.booted(rec.cluster)) if candidates else {}
             if lost and not cancelled:
                 notes.append(identity.lost_note(rec.app_id, lost))
@@ -184,14 +193,6 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         if settles(rec, views, history, asked_live, complete):
             settled.append(rec)
     return Gathered(out, notes + answers.foreign_notes(), settled, answers.boots)
-
-
-def _ended(report: Optional[TaskReport]) -> bool:
-    """Did the launcher report an end of its own: a success, or a failure that is not a death by a
-    signal (a program killed when Slurm lost its job exits 128 + 9)?"""
-    if report is None or report.state not in (FileState.COMPLETED, FileState.FAILED):
-        return False
-    return report.state is FileState.COMPLETED or not (report.exit_code or 0) > 128
 
 
 def own_queued(cli: SlurmCli, rec: AppRecord, job_ids: Sequence[str]) -> List[str]:

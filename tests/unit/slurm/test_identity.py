@@ -136,3 +136,14 @@ def test_a_resubmission_decision_is_found_by_its_own_tag_only(tmp_path):
     assert live_tagged(cli, "123-lost-123") == [mine] and live_tagged(cli, "123-lost-1234") == [other]
     cli.cancel([mine])
     assert live_tagged(cli, "123-lost-123") == []  # a cancelled rival does not count
+
+
+def test_a_death_by_signal_does_not_override_accounting_that_lags():
+    """A cancel kills the program (exit 128 + 15): until accounting records CANCELLED, that report is
+    not taken for a FAILED end of the program's own."""
+    rec = sweep()
+    history = sacct(sacct_line("20_0", "RUNNING", ""), sacct_line("20_1", "RUNNING", ""))
+    reports = {f"s.{i}": TaskReport.from_json({"state": "FAILED", "exit_code": 143, "host": "n1", "attempt": 0, "history": [
+        {"attempt": 0, "job_key": f"20_{i}", "outcome": "failed"}]}) for i in (0, 1)}
+    views = task_views(rec, [], history, reports, cancelled=True)
+    assert [v.slurm_state for v in views] == [SlurmState.RUNNING] * 2 and not is_settled(views)

@@ -269,7 +269,10 @@ def wait_end(handle: str, timeout: float = 240, states: tuple = ("SUCCEEDED", "F
     def reached() -> bool:
         return state_in_process(handle) in states and app_state(handle) in states
 
-    wait_for(reached, timeout, f"{handle} to reach {states}", interval=2)
+    try:
+        wait_for(reached, timeout, f"{handle} to reach {states}", interval=2)
+    except AssertionError as e:  # what the app looked like: the failure is read from CI's output alone
+        raise AssertionError(f"{e}; its status:\n{run_torchx('status', handle).stdout}") from None
     return app_state(handle)
 
 

@@ -50,6 +50,7 @@ from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
+from torchx_forge.slurm.held import release_held
 from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
@@ -203,13 +204,16 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
                 retry: bool = True) -> Gathered:
         """The task views of ``recs`` (one or two Slurm calls for all of them: :func:`~torchx_forge.slurm.status.gather`),
         then the write-back: the apps whose answer is final now are frozen into their records; and
-        (``retry``) tasks Slurm lost that their retry policy takes back are resubmitted (:mod:`~torchx_forge.slurm.lost`)."""
+        (``retry``) tasks Slurm lost that their retry policy takes back are resubmitted (:mod:`~torchx_forge.slurm.lost`),
+        tasks Slurm held after a failed launch released (:mod:`~torchx_forge.slurm.held`)."""
         found = gather(self.cli, records, recs, one_call=one_call)
         write_back(records, found)
         for rec in recs if retry else ():
-            if any(v.source == "lost" for v in found.views.get(rec.app_id, ())):
-                found.notes += retry_lost(self.cli.on(rec.cluster or None), records, rec, found.views[rec.app_id],
+            views = found.views.get(rec.app_id, [])
+            if any(v.source == "lost" for v in views):
+                found.notes += retry_lost(self.cli.on(rec.cluster or None), records, rec, views,
                                           sys.executable, found.booted.get(rec.cluster))
+            found.notes += release_held(self.cli.on(rec.cluster or None), records, rec, views)
         return found
 
     def load(self, app_id: str) -> Optional[AppRecord]:

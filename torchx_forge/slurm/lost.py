@@ -24,8 +24,9 @@ from torchx_forge.slurm.resubmit import SupersededError, follow_dependents, live
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 
 #: seconds after the controller starts before lost tasks are resubmitted: the nodes report the lost
-#: jobs' steps as orphans and end them meanwhile; a job launched under one of their ids before that
-#: fails (seen on 22.05: "launch failed requeued held", an array task held for ever)
+#: jobs' steps as orphans and end them meanwhile. A job the controller later launches under one of
+#: their ids on the same node can still fail ("launch failed requeued held"): :mod:`~torchx_forge.slurm.held`
+#: releases it
 SETTLE = 30
 
 

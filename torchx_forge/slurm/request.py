@@ -161,6 +161,8 @@ class JobRequest:
             lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in p.to_env().items()))
             if p.warning:
                 lines.append(f"export {_WARN_FILE}={shlex.quote(layout.warn_file(o.logs))}" + '"$SLURM_JOB_ID"')
+                # a warning of an earlier attempt of this job (a requeue keeps the id) must not warn this one
+                lines.append(f'rm -f "${_WARN_FILE}"')
         for key, value in self.extra_env:
             shown = MASK if mask and is_secret(key) else value
             lines.append(f"export {key}={shlex.quote(shown)}")
@@ -236,6 +238,8 @@ class JobRequest:
         if w:
             lines += [
                 "forge_warn() {",
+                '    # the tasks have ended: nothing to warn (a flag left now would warn the next attempt)',
+                '    [ -n "${forge_srun:-}" ] && ! kill -0 "$forge_srun" 2>/dev/null && return 0',
                 "    forge_warned=1",
                 f'    echo "torchx-forge: $(date +%T) SIG{w.name}: telling the tasks to save and exit"',
                 f'    mkdir -p "${{{_WARN_FILE}%/*}}" && : > "${_WARN_FILE}"',

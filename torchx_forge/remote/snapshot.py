@@ -120,9 +120,12 @@ def scan(root: str, ignore_file: str = ".torchxignore", cache: Optional[str] = N
             fresh[rel] = [st.st_size, st.st_mtime_ns, digest]
         files.append(File(rel, st.st_size, bool(st.st_mode & stat.S_IXUSR), digest))
     files.sort(key=lambda f: f.path)
-    if cache:  # written whole, then renamed: a scan killed halfway leaves the old cache
-        Path(f"{cache}.tmp{os.getpid()}").write_text(json.dumps(fresh), encoding="utf-8")
-        os.replace(f"{cache}.tmp{os.getpid()}", cache)
+    try:  # written whole, then renamed: a scan killed halfway leaves the old cache; one not written, none
+        if cache:
+            Path(f"{cache}.tmp{os.getpid()}").write_text(json.dumps(fresh), encoding="utf-8")
+            os.replace(f"{cache}.tmp{os.getpid()}", cache)
+    except OSError:
+        pass
     return Tree(root, tuple(files), _digest(files))
 
 
@@ -242,6 +245,5 @@ def _parents(files: Sequence[File]) -> List[str]:
 
 def _info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.type, info.mode, info.size = kind, mode, size
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    info.type, info.mode, info.size = kind, mode, size  # mtime, uid and gid 0, no owner names: TarInfo's defaults
     return info

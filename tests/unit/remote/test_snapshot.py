@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shlex
 import stat
 import subprocess
 import tarfile
@@ -33,6 +34,13 @@ class CountingTransport(LocalTransport):
         p = super().run(argv, input)
         self.outputs.append(p.stdout.decode().strip())
         return p
+
+
+class ShellTransport(LocalTransport):
+    """What ssh does with argv: one string, shlex-joined, that the remote user's shell parses again."""
+
+    def run(self, argv: Sequence[str], input: Optional[bytes] = None) -> subprocess.CompletedProcess[bytes]:
+        return super().run(["sh", "-c", shlex.join(argv)], input)
 
 
 def write(root: Path, rel: str, content: bytes = b"x", executable: bool = False) -> Path:
@@ -123,13 +131,14 @@ def test_ship_twice_copies_once_and_the_second_time_is_one_call(ws: Path, tmp_pa
     assert os.listdir(remote) == [tree.digest[:16]]
 
 
-def test_shipped_files_are_byte_identical_whatever_their_names(ws: Path, tmp_path: Path):
+@pytest.mark.parametrize("transport", [LocalTransport(), ShellTransport()], ids=["argv", "through a shell"])
+def test_shipped_files_are_byte_identical_whatever_their_names(ws: Path, tmp_path: Path, transport: LocalTransport):
     odd = ["with space.txt", "quo'te\"s.txt", "$HOME and `id`.txt", "naïve/ünïcode €.py", "back\\slash", "-dash",
            "semi;colon|pipe&.txt", "new\nline.txt", "a" * 120 + "/" + "b" * 120 + ".txt"]
     for i, rel in enumerate(odd):
         write(ws, rel, bytes(range(256)) * (i + 1), executable=i % 2 == 1)
     remote = tmp_path / "shared dir with $pace 'n \"quotes\""
-    path = Path(ship(LocalTransport(), scan(str(ws)), str(remote)))
+    path = Path(ship(transport, scan(str(ws)), str(remote)))
     shipped = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
     assert shipped == sorted(["train.py", "run.sh", "pkg/model.py", *odd])
     for rel in shipped:

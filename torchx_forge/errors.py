@@ -6,10 +6,10 @@ The hierarchy itself is :mod:`torchx_forge.core.errors` (every error derives fro
 :mod:`torchx_forge.torchx_errors`.
 """
 
-from torchx_forge.core.errors import ConfigError, ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
+from torchx_forge.core.errors import ConfigError, ForgeError, LoginError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.core.storage import StoreError, StoreUnreachableError
 
 __all__ = [
-    "ConfigError", "ForgeError", "SlurmError", "SlurmNotFoundError", "StoreError", "StoreUnreachableError",
+    "ConfigError", "ForgeError", "LoginError", "SlurmError", "SlurmNotFoundError", "StoreError", "StoreUnreachableError",
     "UnknownAppError",
 ]

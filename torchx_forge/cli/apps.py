@@ -6,7 +6,7 @@ import argparse
 
 from torchx.specs.api import parse_app_handle
 
-from torchx_forge import scheduler
+from torchx_forge import laptop as scheduler  # slurm_forge as torchx makes it: apps on a login too
 from torchx_forge.errors import ForgeError
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from torchx_forge import laptop as scheduler  # slurm_forge as torchx makes it: apps on a login too
 from torchx_forge import results as rs
-from torchx_forge import scheduler
 from torchx_forge.cli.apps import app_id_of
 from torchx_forge.core import envvars
 from torchx_forge.errors import ForgeError
@@ -22,7 +22,7 @@ def cmd_results(args: argparse.Namespace) -> None:
     app_id = app_id_of(args.app_handle)
     if bool(args.plot) != bool(args.x):
         raise ForgeError("--plot FILE.png and --x PARAM go together (e.g. --plot lr.png --x run.args.lr)")
-    res = rs.load(scheduler.create_scheduler("torchx"), app_id, args.stage)
+    res = scheduler.create_scheduler("torchx").load_results(app_id, args.stage)
     metrics = rs.select_metrics(res, args.metric)
     if args.plot:  # check before writing anything
         metric = rs.plot_metric(res, args.metric)

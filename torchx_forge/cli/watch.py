@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Sequence, TextIO, Tuple
 
 from torchx.specs import AppState
 
-from torchx_forge import scheduler
+from torchx_forge import laptop as scheduler  # slurm_forge as torchx makes it: apps on a login too
 from torchx_forge.cli.apps import app_id_of
 from torchx_forge.slurm.merge import TaskView, app_state
 from torchx_forge.slurm.report import format_table

@@ -5,6 +5,7 @@
     ├── SlurmError                   a Slurm command failed (``transient``: the failure may pass)
     ├── SlurmNotFoundError           the Slurm client tools are not on PATH
     ├── UnknownAppError              an app id neither the records nor Slurm know
+    ├── LoginError                   a cluster's SSH login (runopt ``login``) cannot be used
     └── StoreError (OSError)         a state dir on a URL that does not answer (:mod:`torchx_forge.core.storage`)
 
 Every message names the file, key path or option, what was given, what is allowed and what to
@@ -94,3 +95,9 @@ class SlurmNotFoundError(ForgeError):
 
 class UnknownAppError(ForgeError):
     """An app id that slurm_forge has no record of and Slurm does not know."""
+
+
+class LoginError(ForgeError):
+    """The SSH login of a cluster (runopt ``login``) cannot be used: its host key is unknown, the
+    authentication failed, it does not answer, it closed the connection, or its Python has no
+    usable torchx-forge. The message names the destination and what to do."""

@@ -330,14 +330,24 @@ OPTIONS: Tuple[Option, ...] = (
     Option(
         "state_dir", str,
         f"Where app records live (default ${envvars.STATE_DIR.name} or ~/.torchx_forge; any fsspec URL)."
-        " describe/log/cancel read it too: set it in .torchxconfig or the env var, not only -cfg.",
+        " describe/log/cancel read it too: set it in .torchxconfig or the env var, not only -cfg."
+        " With login: the state dir on the cluster (default: the one the cluster's torchx-forge is configured with).",
+    ),
+    Option(
+        "login", str,
+        "Submit from anywhere: the SSH destination of the cluster's login node (a Host alias of"
+        " ~/.ssh/config, or user@host). Every Slurm command then runs there over one multiplexed"
+        " OpenSSH connection, the workspace is shipped as a snapshot, and python names the cluster's"
+        " interpreter (default python3 on the login's PATH). See docs/laptop.md.",
+        check=lambda v: v.strip(),
     ),
     Option(
         "python", str,
         "Python interpreter on the compute nodes that has torchx_forge installed"
         " (default: the one running torchx). An absolute path is checked before anything is submitted"
         " (the nodes share this file system); a bare name is looked up on the nodes' PATH, and if it is"
-        " not there every task fails with a line naming it in its log.",
+        " not there every task fails with a line naming it in its log. With login: the interpreter on the"
+        " cluster (default: python3 on the login's PATH), asked for its torchx-forge before anything is submitted.",
     ),
 )
 

@@ -247,6 +247,7 @@ class ForgeOpts:
     nomem: bool = False
     job_dir: Optional[str] = None
     log_dir: Optional[str] = None
+    login: Optional[str] = None
     state_dir: str = field(default_factory=configured_state_dir)
     python: str = field(default_factory=lambda: sys.executable or "python3")
     passthrough: Tuple[Tuple[str, Any], ...] = ()

@@ -299,11 +299,16 @@ class FakeScheduler:
     def task_views(self, app_id: str) -> Optional[List[TaskView]]:
         return self.views
 
+    def load_results(self, app_id: str, stage: Optional[str] = None):
+        from torchx_forge.laptop import LaptopScheduler
+
+        return LaptopScheduler.load_results(self, app_id, stage)  # type: ignore[arg-type]  # an app of this machine
+
 
 def forge(monkeypatch, store: Store, task_views, *argv: str) -> int:
-    import torchx_forge.scheduler
+    import torchx_forge.laptop
 
-    monkeypatch.setattr(torchx_forge.scheduler, "create_scheduler", lambda *a, **k: FakeScheduler(store, task_views))
+    monkeypatch.setattr(torchx_forge.laptop, "create_scheduler", lambda *a, **k: FakeScheduler(store, task_views))
     parser = argparse.ArgumentParser()
     cmd = CmdForge()
     cmd.add_arguments(parser)

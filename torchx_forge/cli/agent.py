@@ -1,0 +1,130 @@
+"""The login node's side of a command sent from a laptop (``python -m torchx_forge.cli.agent``).
+
+Reads one JSON request on standard input, does what the verb does on a login node (with the
+Slurm commands and the state dir there), prints one JSON answer (a followed log: one JSON line
+per log line) and ends. The laptop's side is :mod:`torchx_forge.remote.client`.
+
+The request is finished even when the connection drops halfway (the laptop's command killed, the
+network gone): the agent ignores SIGHUP and a closed standard output, so a submission it started
+ends with its record written; the next command from the laptop reads that record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+from typing import Any, Callable, Dict, List, Mapping
+
+from torchx.specs import AppState
+
+from torchx_forge import __version__
+from torchx_forge import results as rs
+from torchx_forge.core.errors import ForgeError
+from torchx_forge.remote.client import PROTOCOL
+from torchx_forge.remote.wire import app_from_json, describe_to_json
+from torchx_forge.scheduler import SlurmForgeScheduler
+from torchx_forge.slurm.merge import app_state
+
+
+def _scheduler(req: Mapping[str, Any]) -> SlurmForgeScheduler:
+    return SlurmForgeScheduler(str(req.get("session") or "torchx"), state_dir=req.get("state_dir") or None)
+
+
+def hello(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """Who answers: versions, the interpreter, the state dir, and where workspace snapshots go (the
+    state dir's ``snapshots/``; ~/.torchx_forge/snapshots when the state dir is a URL)."""
+    store = _scheduler(req).records().store
+    home = os.path.join(os.path.expanduser("~"), ".torchx_forge")
+    snapshots = store.path("snapshots") if store.local else os.path.join(home, "snapshots")
+    return {"protocol": PROTOCOL, "version": __version__, "python": sys.executable, "state_dir": store.url_of(),
+            "snapshots": snapshots}
+
+
+def dryrun(req: Mapping[str, Any]) -> Dict[str, Any]:
+    info = _scheduler(req).submit_dryrun(app_from_json(req["app"]), dict(req["cfg"]))
+    return {"text": str(info)}
+
+
+def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
+    sched = _scheduler(req)
+    info = sched.submit_dryrun(app_from_json(req["app"]), dict(req["cfg"]))
+    return {"app_id": sched.schedule(info)}
+
+
+def describe(req: Mapping[str, Any]) -> Dict[str, Any]:
+    sched = _scheduler(req)
+    out: Dict[str, Any] = {}
+    for app_id in req["app_ids"]:
+        found = sched.describe(app_id)
+        out[app_id] = describe_to_json(found) if found is not None else None
+    return out
+
+
+def states(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """The state and name of each app (for `torchx list` on the laptop), in one Slurm call for all."""
+    sched = _scheduler(req)
+    records = sched.records()
+    recs = [r for r in (sched.load(i) for i in req["app_ids"]) if r is not None]
+    views = sched._gather(records, recs).views
+    return {r.app_id: {"state": AppState(app_state(views[r.app_id])).name, "name": r.name} for r in recs}
+
+
+def cancel(req: Mapping[str, Any]) -> None:
+    _scheduler(req).cancel(req["app_id"])
+
+
+def retry(req: Mapping[str, Any]) -> List[Any]:
+    return [list(x) for x in _scheduler(req).retry(req["app_id"], req.get("states"))]
+
+
+def log(req: Mapping[str, Any]) -> None:
+    """Print each line as one JSON line, flushed: the laptop shows them as they come."""
+    lines = _scheduler(req).log_iter(req["app_id"], req["role"], int(req.get("k", 0)), regex=req.get("regex"),
+                                     should_tail=bool(req.get("should_tail")))
+    for line in lines:
+        _send({"line": line})
+
+
+def results(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
+    return dataclasses.asdict(rs.load(_scheduler(req), req["app_id"], req.get("stage")))
+
+
+OPS: Dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "hello": hello, "dryrun": dryrun, "submit": submit, "describe": describe, "states": states, "cancel": cancel,
+    "retry": retry, "log": log, "results": results,
+}
+
+
+def _send(obj: Any) -> None:
+    try:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError):  # the laptop went away: finish what was started regardless
+        pass
+
+
+def main() -> int:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        req = json.loads(sys.stdin.read())
+        op = OPS.get(req.get("op"))
+        if op is None:
+            raise ForgeError(f"unknown request {req.get('op')!r} (torchx-forge {__version__} on this login node)")
+        _send({"result": op(req)})
+    except ForgeError as e:
+        _send({"error": {"type": type(e).__name__, "message": str(e)}})
+        return 1
+    except Exception as e:  # noqa: BLE001  # the laptop gets one line, not a traceback it cannot read
+        _send({"error": {"type": type(e).__name__, "message": f"{type(e).__name__}: {e}"}})
+        return 1
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""slurm_forge from a laptop: every verb of an app sent to a cluster's login node over SSH.
+
+With runopt ``login`` (or a named cluster whose configuration carries one) the laptop runs no
+Slurm command and needs no munge. ``torchx run`` ships the workspace as a snapshot named by its
+content (:mod:`torchx_forge.remote.snapshot`), ships the run tables the components wrote, rewrites
+the app's laptop paths to the cluster's (the workspace to the snapshot, the laptop's interpreter
+to the cluster's), and has the login node's torchx-forge submit it
+(:mod:`torchx_forge.cli.agent`). The app's id then names its login: ``<id>@<login>``, so
+``torchx status``, ``log``, ``cancel`` and ``torchx forge retry`` from any laptop whose
+``~/.ssh/config`` knows that login reach it. The laptop keeps a note of each app it submitted
+(``<state dir>/remote/``) for ``torchx list``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from torchx.runner.config import find_configs
+from torchx.schedulers.api import DescribeAppResponse, ListAppResponse
+from torchx.specs import AppDef, AppDryRunInfo, AppState, CfgVal, Role
+
+from torchx_forge import results as rs
+from torchx_forge.compat import list_response
+from torchx_forge.core.errors import ConfigError, LoginError
+from torchx_forge.remote import snapshot
+from torchx_forge.remote.client import Agent
+from torchx_forge.remote.ssh import Login, check_destination
+from torchx_forge.remote.wire import app_to_json, describe_from_json
+from torchx_forge.scheduler import SlurmForgeScheduler
+from torchx_forge.slurm.options import BACKEND, configured_state_dir
+from torchx_forge.state.store import Store
+from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
+
+#: the options that are the laptop's own: the agent gets the others
+LAPTOP_OPTIONS = ("login", "python", "state_dir")
+
+
+def split_remote_id(app_id: str) -> Tuple[str, str]:
+    """``ID@LOGIN`` -> (ID, LOGIN); ("", "") for an app on this machine's cluster."""
+    remote, at, login = app_id.partition("@")
+    return (remote, login) if at else ("", "")
+
+
+def configured_clusters() -> Dict[str, Dict[str, str]]:
+    """Named clusters of .torchxconfig (the working directory's, then ~/.torchxconfig), each a
+    ``[slurm_forge.cluster.NAME]`` section with ``login`` and optionally ``python`` and ``state_dir``
+    (the cluster-side ones): ``-cfg cluster=NAME`` alone then reaches it over SSH."""
+    found: Dict[str, Dict[str, str]] = {}
+    prefix = f"{BACKEND}.cluster."
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        for section in parser.sections():
+            if section.startswith(prefix):
+                found.setdefault(section[len(prefix):], dict(parser.items(section)))
+    return found
+
+
+@dataclass
+class RemoteRequest:
+    """What ``torchx run`` sends to a login node: the app with the cluster's paths, its options,
+    and what must be shipped first (the workspace snapshot, the run tables)."""
+
+    login: str
+    python: str
+    state_dir: str
+    app: AppDef
+    cfg: Dict[str, CfgVal]
+    workspace: Optional[snapshot.Tree] = None
+    snapshot_dir: str = ""
+    tables: Dict[str, bytes] = field(default_factory=dict)  # cluster path -> content
+    preview: str = ""
+
+    def __repr__(self) -> str:
+        head = [f"# on login {self.login} (python {self.python})"]
+        if self.workspace is not None:
+            head.append(f"# workspace {self.workspace.root} -> {self.snapshot_dir} ({len(self.workspace.files)} files)")
+        return "\n".join(head + [self.preview])
+
+
+def _rewrite(value: str, paths: Mapping[str, str]) -> str:
+    for local, remote in paths.items():
+        if value == local or value.startswith(local.rstrip("/") + "/"):
+            return remote + value[len(local):]
+    return value
+
+
+def cluster_app(app: AppDef, paths: Mapping[str, str], python: str, workdir: Optional[str]) -> AppDef:
+    """``app`` with the laptop's paths (``paths``: laptop prefix -> cluster prefix) in image,
+    entrypoint, args and env rewritten, and the laptop's interpreter replaced by ``python``.
+    A role whose image is no directory (TorchX's default docker image name) runs in ``workdir``
+    (the workspace's snapshot), as it would have run in the directory ``torchx run`` ran in."""
+    roles: List[Role] = []
+    for r in app.roles:
+        entry = python if r.entrypoint in (sys.executable, os.path.realpath(sys.executable)) else _rewrite(r.entrypoint, paths)
+        image = _rewrite(r.image, paths) if r.image.startswith("/") or not workdir else workdir
+        roles.append(replace(r, image=image, entrypoint=entry,
+                             args=[_rewrite(a, paths) for a in r.args],
+                             env={k: _rewrite(v, paths) for k, v in r.env.items()}))
+    return AppDef(name=app.name, roles=roles, metadata=dict(app.metadata))
+
+
+def _tables_in(app: AppDef, laptop_state: str) -> List[str]:
+    tables = os.path.join(laptop_state, "tables") + "/"
+    return sorted({a for r in app.roles for a in r.args if a.startswith(tables) and os.path.isfile(a)})
+
+
+def _rewrite_all(obj: Any, paths: Mapping[str, str]) -> Any:
+    if isinstance(obj, str):
+        return _rewrite(obj, paths)
+    if isinstance(obj, list):
+        return [_rewrite_all(v, paths) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _rewrite_all(v, paths) for k, v in obj.items()}
+    return obj
+
+
+def cluster_tables(app: AppDef, laptop_state: str, remote_state: str, paths: Mapping[str, str]) -> Dict[str, bytes]:
+    """The run tables ``app`` names (the components wrote them on the laptop), with the laptop's
+    paths in them (a run's working directory: the workspace) rewritten, each named by its new
+    content in the cluster's state dir: laptop path -> (cluster path, bytes), as {laptop path: ...}."""
+    out: Dict[str, bytes] = {}
+    for local in _tables_in(app, laptop_state):
+        with open(local, "rb") as f:
+            data = json.dumps(_rewrite_all(json.loads(f.read()), paths), sort_keys=True).encode()
+        out[local] = data
+    return out
+
+
+def table_path(remote_state: str, data: bytes) -> str:
+    return f"{remote_state}/tables/{hashlib.sha256(data).hexdigest()}.json"
+
+
+def ship_files(login: Login, files: Mapping[str, bytes]) -> None:
+    """Write files on the cluster (absolute path -> content) in one call; files already there are
+    kept (run tables are named by their content)."""
+    if not files:
+        return
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for remote, data in sorted(files.items()):
+            info = tarfile.TarInfo(remote.lstrip("/"))
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    p = login.run(["tar", "-x", "--skip-old-files", "--no-same-owner", "-C", "/", "-f", "-"], input=buf.getvalue())
+    if p.returncode != 0:
+        raise LoginError(f"login {login.dest}: could not copy the run tables there: "
+                         f"{(p.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}")
+
+
+class LaptopScheduler(SlurmForgeScheduler):
+    """slurm_forge with runopt ``login``: apps on clusters reached over SSH (see the module's text).
+    Apps without a login go to :class:`~torchx_forge.scheduler.SlurmForgeScheduler` as before."""
+
+    def __init__(self, session_name: str, **kwargs: Any) -> None:
+        super().__init__(session_name, **kwargs)
+        self._agents: Dict[Tuple[str, str, str], Agent] = {}
+        self._workspace: Optional[str] = None
+
+    # -- where an app goes -----------------------------------------------------------
+
+    def agent(self, login: str, python: str = "", state_dir: str = "") -> Agent:
+        """The agent of ``login``: with the interpreter and state dir given, else those this laptop
+        used there last, else those its configuration names for that login, else the login's defaults."""
+        known = self._settings(login)
+        python, state_dir = python or known.get("python", ""), state_dir or known.get("state_dir", "")
+        key = (login, python, state_dir)
+        if key not in self._agents:
+            self._agents[key] = Agent(Login(login), python or "python3", state_dir)
+        return self._agents[key]
+
+    def _laptop_store(self) -> Store:
+        return Store(self._state_dir or configured_state_dir())
+
+    def _settings(self, login: str) -> Dict[str, str]:
+        store = self._laptop_store()
+        for name in sorted(store.listdir(f"remote/{login}"), reverse=True):
+            found = store.read_json(f"remote/{login}/{name}")
+            if found:
+                return {k: str(found.get(k) or "") for k in ("python", "state_dir")}
+        return next((conf for conf in configured_clusters().values() if conf.get("login") == login), {})
+
+    @staticmethod
+    def login_of(cfg: Mapping[str, CfgVal]) -> Tuple[str, str, str]:
+        """(login, python, state_dir) ``cfg`` names: runopt login, else the named cluster's configuration."""
+        login, python, state_dir = (str(cfg.get(k) or "") for k in ("login", "python", "state_dir"))
+        cluster = str(cfg.get("cluster") or "")
+        if not login and cluster and "," not in cluster:
+            conf = configured_clusters().get(cluster, {})
+            login = conf.get("login", "")
+            python, state_dir = python or conf.get("python", ""), state_dir or conf.get("state_dir", "")
+        return (check_destination(login), python, state_dir) if login else ("", "", "")
+
+    # -- submission ------------------------------------------------------------------
+
+    def build_workspace_and_update_role(self, role: Role, workspace: str, cfg: Mapping[str, CfgVal]) -> None:
+        if self.login_of(cfg)[0]:  # shipped at submission, as a snapshot: nothing is copied here
+            self._workspace = workspace.replace("file://", "", 1)
+            return
+        super().build_workspace_and_update_role(role, workspace, cfg)
+
+    def build_workspaces(self, roles: List[Role], cfg: Mapping[str, CfgVal]) -> None:
+        if self.login_of(cfg)[0]:
+            ws = next((getattr(r, "workspace", None) for r in roles if getattr(r, "workspace", None)), None)
+            projects = getattr(ws, "projects", None)
+            self._workspace = next(iter(projects), None) if projects else (str(ws) if ws else None)
+            if self._workspace:
+                self._workspace = self._workspace.replace("file://", "", 1)
+            return
+        super().build_workspaces(roles, cfg)
+
+    def _submit_dryrun(self, app: AppDef, cfg: Mapping[str, CfgVal]) -> AppDryRunInfo[Any]:  # type: ignore[override]
+        login, python, state_dir = self.login_of(cfg)
+        if not login:
+            return super()._submit_dryrun(app, cfg)
+        self.check_app(app)
+        agent = self.agent(login, python, state_dir)
+        there = agent.hello()
+        python = python or there["python"]
+        root = self._workspace or os.getcwd()
+        tree = snapshot.scan(root)
+        snap = f"{there['snapshots']}/{tree.digest[:snapshot.NAME_LENGTH]}"
+        contents = cluster_tables(app, self._laptop_store().root, there["state_dir"], {root: snap})
+        tables = {table_path(there["state_dir"], data): data for data in contents.values()}
+        paths = {root: snap, **{local: table_path(there["state_dir"], data) for local, data in contents.items()}}
+        runtime = str(cfg.get("container_runtime") or "none")
+        sent = cluster_app(app, paths, python, snap if runtime == "none" else None)
+        cfg_there: Dict[str, CfgVal] = {k: v for k, v in cfg.items() if k not in LAPTOP_OPTIONS and v is not None}
+        cfg_there.update(python=python, state_dir=there["state_dir"])
+        req = RemoteRequest(login, python, there["state_dir"], sent, cfg_there, tree, snap, tables)
+        req.preview = agent.call("dryrun", app=app_to_json(sent), cfg=cfg_there)["text"]
+        return AppDryRunInfo(req, repr)
+
+    def schedule(self, dryrun_info: AppDryRunInfo[Any]) -> str:
+        req = dryrun_info.request
+        if not isinstance(req, RemoteRequest):
+            return super().schedule(dryrun_info)
+        agent = self.agent(req.login, req.python, req.state_dir)
+        if req.workspace is not None:
+            snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
+        ship_files(agent.login, req.tables)
+        remote_id = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg)["app_id"]
+        app_id = f"{remote_id}@{req.login}"
+        self._laptop_store().write_json(f"remote/{req.login}/{remote_id}.json", {
+            "app_id": app_id, "login": req.login, "python": req.python, "state_dir": req.state_dir, "name": req.app.name,
+            "snapshot": req.snapshot_dir, "created": time.time()})
+        return app_id
+
+    # -- the other verbs -------------------------------------------------------------
+
+    def describe(self, app_id: str) -> Optional[DescribeAppResponse]:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().describe(app_id)
+        found = self.agent(login).call("describe", app_ids=[remote])[remote]
+        return describe_from_json(found, app_id) if found else None
+
+    def cancel(self, app_id: str) -> None:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().cancel(app_id)
+        self.agent(login).call("cancel", app_id=remote)
+        return None
+
+    def retry(self, app_id: str, states: Optional[List[str]] = None) -> List[Tuple[str, List[str]]]:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().retry(app_id, states)
+        return [(str(j), list(t)) for j, t in self.agent(login).call("retry", app_id=remote, states=states)]
+
+    def log_iter(self, app_id: str, role_name: str, k: int = 0, regex: Optional[str] = None,
+                 since: Any = None, until: Any = None, should_tail: bool = False, streams: Any = None) -> Iterable[str]:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().log_iter(app_id, role_name, k, regex, since, until, should_tail, streams)
+        return self.agent(login).stream("log", app_id=remote, role=role_name, k=k, regex=regex,
+                                        should_tail=should_tail)
+
+    def load_results(self, app_id: str, stage: Optional[str] = None) -> rs.Results:
+        """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return rs.load(self, app_id, stage)
+        found = self.agent(login).call("results", app_id=remote, stage=stage)
+        runs = [rs.RunResult(**{**r, "params": [tuple(p) for p in r["params"]]}) for r in found.pop("runs")]
+        return rs.Results(**found, runs=runs)
+
+    def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
+        here = super().list_apps(state_dir)  # this machine's own records (none on a laptop: no Slurm call)
+        store = self._laptop_store()
+        out: List[Tuple[float, ListAppResponse]] = []
+        for login in sorted(store.listdir("remote")):
+            notes = [n for n in (store.read_json(f"remote/{login}/{f}") for f in store.listdir(f"remote/{login}")) if n]
+            ids = [split_remote_id(n["app_id"])[0] for n in notes]
+            try:
+                found = self.agent(login, notes[-1].get("python", "")).call("states", app_ids=ids) if ids else {}
+            except LoginError as e:
+                self.cli.progress(str(e))
+                found = {}
+            for n, rid in zip(notes, ids, strict=True):
+                state = AppState[found[rid]["state"]] if rid in found else AppState.UNKNOWN
+                out.append((n.get("created", 0), list_response(n["app_id"], state, n.get("name", ""))))
+        out.sort(key=lambda x: x[0], reverse=True)
+        return [r for _, r in out] + here
+
+
+def create_scheduler(session_name: str, **kwargs: Any) -> LaptopScheduler:
+    """Entry point for ``torchx.schedulers``: ``slurm_forge = torchx_forge.laptop:create_scheduler``.
+    Inside the ``torchx`` program, forge's errors are then printed as one line (:mod:`torchx_forge.torchx_errors`)."""
+    if in_torchx_cli():
+        install_cli_excepthook()
+    return LaptopScheduler(session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))
+
+
+__all__ = ["ConfigError", "LaptopScheduler", "RemoteRequest", "create_scheduler", "split_remote_id"]

@@ -33,6 +33,7 @@ from torchx_forge.compat import list_response
 from torchx_forge.core.errors import ConfigError, LoginError
 from torchx_forge.remote import snapshot
 from torchx_forge.remote.client import Agent
+from torchx_forge.remote.notes import Note, Notes
 from torchx_forge.remote.ssh import Login, check_destination
 from torchx_forge.remote.wire import app_to_json, describe_from_json
 from torchx_forge.scheduler import SlurmForgeScheduler
@@ -184,13 +185,12 @@ class LaptopScheduler(SlurmForgeScheduler):
     def _laptop_store(self) -> Store:
         return Store(self._state_dir or configured_state_dir())
 
+    def notes(self) -> Notes:
+        return Notes(self._laptop_store())
+
     def _settings(self, login: str) -> Dict[str, str]:
-        store = self._laptop_store()
-        for name in sorted(store.listdir(f"remote/{login}"), reverse=True):
-            found = store.read_json(f"remote/{login}/{name}")
-            if found:
-                return {k: str(found.get(k) or "") for k in ("python", "state_dir")}
-        return next((conf for conf in configured_clusters().values() if conf.get("login") == login), {})
+        return self.notes().settings(login) or next(
+            (conf for conf in configured_clusters().values() if conf.get("login") == login), {})
 
     @staticmethod
     def login_of(cfg: Mapping[str, CfgVal]) -> Tuple[str, str, str]:
@@ -238,6 +238,8 @@ class LaptopScheduler(SlurmForgeScheduler):
         runtime = str(cfg.get("container_runtime") or "none")
         sent = cluster_app(app, paths, python, snap if runtime == "none" else None)
         cfg_there: Dict[str, CfgVal] = {k: v for k, v in cfg.items() if k not in LAPTOP_OPTIONS and v is not None}
+        if not cfg.get("login"):  # the cluster named a login of the configuration, not a Slurm cluster (-M)
+            cfg_there.pop("cluster", None)
         cfg_there.update(python=python, state_dir=there["state_dir"])
         req = RemoteRequest(login, python, there["state_dir"], sent, cfg_there, tree, snap, tables)
         req.preview = agent.call("dryrun", app=app_to_json(sent), cfg=cfg_there)["text"]
@@ -251,12 +253,16 @@ class LaptopScheduler(SlurmForgeScheduler):
         if req.workspace is not None:
             snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
         ship_files(agent.login, req.tables)
-        remote_id = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg)["app_id"]
-        app_id = f"{remote_id}@{req.login}"
-        self._laptop_store().write_json(f"remote/{req.login}/{remote_id}.json", {
-            "app_id": app_id, "login": req.login, "python": req.python, "state_dir": req.state_dir, "name": req.app.name,
-            "snapshot": req.snapshot_dir, "created": time.time()})
-        return app_id
+        note = Note.new(req.login, req.python, req.state_dir, req.app.name, req.snapshot_dir)
+        self.notes().save(note)  # before the request leaves: a lost answer is found again by its token
+        try:
+            remote_id = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token)["app_id"]
+        except LoginError as e:
+            raise LoginError(f"{e}\nthe submission ({note.token}) may have gone through there: `torchx list -s"
+                             f" slurm_forge` asks {req.login} and shows it") from None
+        note.app_id = f"{remote_id}@{req.login}"
+        self.notes().save(note)
+        return note.app_id
 
     # -- the other verbs -------------------------------------------------------------
 
@@ -298,22 +304,55 @@ class LaptopScheduler(SlurmForgeScheduler):
         return rs.Results(**found, runs=runs)
 
     def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
+        """The apps of this machine's records, and those this laptop sent to login nodes (their
+        states in one call per login); a submission whose answer was lost is looked up there."""
         here = super().list_apps(state_dir)  # this machine's own records (none on a laptop: no Slurm call)
-        store = self._laptop_store()
         out: List[Tuple[float, ListAppResponse]] = []
-        for login in sorted(store.listdir("remote")):
-            notes = [n for n in (store.read_json(f"remote/{login}/{f}") for f in store.listdir(f"remote/{login}")) if n]
-            ids = [split_remote_id(n["app_id"])[0] for n in notes]
-            try:
-                found = self.agent(login, notes[-1].get("python", "")).call("states", app_ids=ids) if ids else {}
-            except LoginError as e:
-                self.cli.progress(str(e))
-                found = {}
-            for n, rid in zip(notes, ids, strict=True):
-                state = AppState[found[rid]["state"]] if rid in found else AppState.UNKNOWN
-                out.append((n.get("created", 0), list_response(n["app_id"], state, n.get("name", ""))))
+        for login in self.notes().logins():
+            out += [(n.created, row) for n, row in self._listed(login)]
         out.sort(key=lambda x: x[0], reverse=True)
         return [r for _, r in out] + here
+
+    def _listed(self, login: str) -> List[Tuple[Note, ListAppResponse]]:
+        notes = self.notes().of(login)
+        lost = [n.token for n in notes if not n.app_id and not n.outcome]
+        try:
+            found = self.agent(login).call("states", app_ids=[split_remote_id(n.app_id)[0] for n in notes if n.app_id],
+                                           tokens=lost)
+        except LoginError as e:
+            self.cli.progress(str(e))
+            found = {"apps": {}, "tokens": {}}
+        for n in notes:
+            claim = found["tokens"].get(n.token)
+            if claim:
+                self._settle(n, claim)
+        rows = []
+        for n in notes:
+            if not n.app_id:
+                continue
+            rid = split_remote_id(n.app_id)[0]
+            state = AppState[found["apps"][rid]["state"]] if rid in found["apps"] else AppState.UNKNOWN
+            rows.append((n, list_response(n.app_id, state, n.name)))
+        return rows
+
+    def _settle(self, note: Note, claim: Mapping[str, Any]) -> None:
+        """What became of a submission whose answer was lost, as its login says: said once, noted."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(note.created))
+        if claim.get("app_id"):
+            note.app_id = f"{claim['app_id']}@{note.login}"
+            note.outcome = "submitted (its answer was lost)"
+            self.cli.progress(f"the submission of {note.name!r} at {when} (answer lost on the way) went through on"
+                              f" {note.login}: slurm_forge://torchx/{note.app_id}")
+        elif claim.get("error"):
+            note.outcome = f"failed: {claim['error']}"
+            self.cli.progress(f"the submission of {note.name!r} at {when} failed on {note.login}: {claim['error']}")
+        elif claim.get("state") == "unknown" and time.time() - note.created > 60:
+            note.outcome = "never reached the login node"
+            self.cli.progress(f"the submission of {note.name!r} at {when} never reached {note.login}: nothing was"
+                              " submitted; run it again")
+        else:
+            return  # still being submitted there
+        self.notes().save(note)
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> LaptopScheduler:

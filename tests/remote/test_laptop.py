@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import List
 
@@ -122,3 +124,78 @@ def test_a_login_that_cannot_be_used_is_one_line_and_nothing_is_submitted(laptop
         assert p.returncode != 0
         assert "Traceback" not in p.stderr and says in p.stderr, p.stderr
     assert laptop.slurm_calls() == []
+
+
+PIPELINE = """\
+name: {name}
+stages:
+  prep: {{run: {{command: [sh, -c, "echo prepared"]}}}}
+  train: {{after: [prep], run: {{command: [sh, -c, "echo trained"]}}}}
+  report: {{after: [train], run: {{command: [sh, -c, "echo reported"]}}}}
+"""
+
+
+def slow_python(root: Path) -> Path:
+    """The cluster's interpreter behind a wrapper whose sbatch waits 2 s first: a submission that
+    takes long enough to cut its connection halfway (a fault in front of the real command)."""
+    faults = root / "faults"
+    faults.mkdir()
+    (faults / "sbatch").write_text(f"#!/bin/sh\necho \"$*\" >> {faults}/sbatch.log\nsleep 2\nexec /usr/bin/sbatch \"$@\"\n")
+    wrapper = root / "python3"
+    wrapper.write_text(f"#!/bin/sh\nPATH={faults}:$PATH exec {sys.executable} \"$@\"\n")
+    for f in (faults / "sbatch", wrapper):
+        f.chmod(0o755)
+    return wrapper
+
+
+def test_a_connection_cut_during_a_pipeline_submission_leaves_one_app_and_the_next_command_says_so(laptop, tmp_path: Path):
+    name = f"cut{uuid.uuid4().hex[:8]}"  # its records are found by it among every app of the cluster's state dir
+    (tmp_path / "pipe.yaml").write_text(PIPELINE.format(name=name))
+    python = slow_python(tmp_path)
+    run = subprocess.Popen(
+        [str(laptop.python), "-m", "torchx.cli.main", "run", "--scheduler", "slurm_forge", "-cfg",
+         f"login=forge-lab,python={python}", "forge.pipeline", "--config", str(tmp_path / "pipe.yaml")],
+        cwd=tmp_path, env=laptop.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "faults" / "sbatch.log"
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, 120, "the submission to be under way")
+    closed = laptop.run(str(laptop.python), "-c", "from torchx_forge.remote.ssh import Login; Login('forge-lab').close()")
+    assert closed.returncode == 0, closed.stderr
+    out, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and "Traceback" not in err, err
+    assert "may have gone through" in err and "torchx list" in err, err
+
+    said: List[str] = []
+
+    def listed() -> bool:
+        p = laptop.run("torchx", "list", "-s", "slurm_forge")
+        said.append(p.stdout + p.stderr)
+        return "went through" in said[-1]
+
+    wait_for(listed, 180, "the laptop to learn what became of the submission", interval=3)
+    handle = re.search(r"slurm_forge://torchx/\S+@forge-lab", said[-1]).group(0)
+    assert wait_state(laptop, handle) == "SUCCEEDED"
+    again = laptop.run("torchx", "list", "-s", "slurm_forge").stdout + laptop.run("torchx", "list", "-s", "slurm_forge").stderr
+    assert "went through" not in again and handle.rsplit("/", 1)[1] in again, again  # said once
+    records = [p for p in Path.home().joinpath(".torchx_forge", "apps").glob("*/record.json") if f'"name": "{name}"' in p.read_text()]
+    assert len(records) == 1, records  # submitted once
+    held = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r %j"], capture_output=True, text=True).stdout
+    assert name not in held, held
+    assert laptop.slurm_calls() == []
+
+
+def test_a_named_cluster_reaches_its_login_and_a_second_laptop_reads_its_apps(laptop, tmp_path: Path):
+    conf = f"[slurm_forge.cluster.lab]\nlogin = forge-lab\npython = {sys.executable}\n"
+    (laptop.home / ".torchxconfig").write_text(conf)
+    run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", "cluster=lab", "utils.echo", "--msg", "hi there")
+    assert run.returncode == 0, run.stderr
+    handle = run.stdout.strip().splitlines()[-1]
+    assert handle.endswith("@forge-lab"), run.stdout
+    assert wait_state(laptop, handle) == "SUCCEEDED"
+
+    from remote.conftest import Laptop
+    other = Laptop(tmp_path / "other", laptop.lab, laptop.python)
+    (other.home / ".torchxconfig").write_text(conf)
+    status = other.run("torchx", "status", handle)
+    assert "State: SUCCEEDED" in status.stdout, status.stdout + status.stderr
+    assert "hi there" in other.run("torchx", "log", f"{handle}/echo/0").stdout
+    assert laptop.slurm_calls() == [] and other.slurm_calls() == []

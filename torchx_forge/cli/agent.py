@@ -12,10 +12,13 @@ ends with its record written; the next command from the laptop reads that record
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
 import os
 import signal
 import sys
+import time
 from typing import Any, Callable, Dict, List, Mapping
 
 from torchx.specs import AppState
@@ -49,9 +52,22 @@ def dryrun(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """Submit the app; its outcome is kept under the laptop's token (``remote/<token>.json`` in the
+    state dir) for a laptop whose connection closed before the answer came back."""
     sched = _scheduler(req)
-    info = sched.submit_dryrun(app_from_json(req["app"]), dict(req["cfg"]))
-    return {"app_id": sched.schedule(info)}
+    store, token = sched.records().store, str(req.get("token") or "")
+    if token:
+        store.write_json(f"remote/{token}.json", {"state": "submitting", "started": time.time()})
+    try:
+        info = sched.submit_dryrun(app_from_json(req["app"]), dict(req["cfg"]))
+        app_id = sched.schedule(info)
+    except Exception as e:
+        if token:
+            store.write_json(f"remote/{token}.json", {"state": "failed", "error": str(e).splitlines()[0]})
+        raise
+    if token:
+        store.write_json(f"remote/{token}.json", {"state": "submitted", "app_id": app_id})
+    return {"app_id": app_id}
 
 
 def describe(req: Mapping[str, Any]) -> Dict[str, Any]:
@@ -64,12 +80,15 @@ def describe(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def states(req: Mapping[str, Any]) -> Dict[str, Any]:
-    """The state and name of each app (for `torchx list` on the laptop), in one Slurm call for all."""
+    """The state and name of each app (for `torchx list` on the laptop), in one Slurm call for all;
+    and what became of the submissions whose answer a laptop lost (by token)."""
     sched = _scheduler(req)
     records = sched.records()
     recs = [r for r in (sched.load(i) for i in req["app_ids"]) if r is not None]
     views = sched._gather(records, recs).views
-    return {r.app_id: {"state": AppState(app_state(views[r.app_id])).name, "name": r.name} for r in recs}
+    apps = {r.app_id: {"state": AppState(app_state(views[r.app_id])).name, "name": r.name} for r in recs}
+    tokens = {t: records.store.read_json(f"remote/{t}.json") or {"state": "unknown"} for t in req.get("tokens") or ()}
+    return {"apps": apps, "tokens": tokens}
 
 
 def cancel(req: Mapping[str, Any]) -> None:
@@ -107,9 +126,26 @@ def _send(obj: Any) -> None:
         pass
 
 
+class _Tolerant(io.TextIOBase):
+    """A stream whose writes never fail: progress lines to a laptop that went away are dropped."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        try:
+            self.inner.write(text)
+            self.inner.flush()
+        except (OSError, ValueError):
+            pass
+        return len(text)
+
+
 def main() -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    sys.stdout, sys.stderr = _Tolerant(sys.stdout), _Tolerant(sys.stderr)
+    logging.raiseExceptions = False
     try:
         req = json.loads(sys.stdin.read())
         op = OPS.get(req.get("op"))

@@ -15,6 +15,7 @@ shows command lines to every user).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -29,12 +30,12 @@ SOCKET_PATH_MAX = 107
 
 def default_control_dir() -> str:
     """Where the master connections' sockets live (``%C``, ssh's 40-character hash of the
-    destination, names each): ~/.cache/torchx-forge/ssh, or a private directory under /tmp when
-    the home directory's path is too long for a socket."""
+    destination, names each): ~/.cache/torchx-forge/ssh, or a private directory under /tmp (one per
+    home directory) when the home directory's path is too long for a socket."""
     home = os.path.join(os.path.expanduser("~"), ".cache", "torchx-forge", "ssh")
     if len(home) + 41 <= SOCKET_PATH_MAX:
         return home
-    return os.path.join("/tmp", f"torchx-forge-ssh-{os.getuid()}")
+    return os.path.join("/tmp", f"torchx-forge-ssh-{os.getuid()}-{hashlib.sha256(home.encode()).hexdigest()[:8]}")
 #: how long a master connection outlives its last use
 PERSIST = "10m"
 #: a destination: a host alias, a host name or ``user@host`` (ports and jumps go in ~/.ssh/config)

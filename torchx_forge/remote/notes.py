@@ -1,0 +1,70 @@
+"""What a laptop remembers of the apps it sent to login nodes: ``<state dir>/remote/<login>/<token>.json``.
+
+A note is written before the submission leaves the laptop; its ``token`` names the submission on
+both sides (the login node writes ``<its state dir>/remote/<token>.json`` as it goes). The answer
+completes the note with the app's id. A note without one is a submission whose answer never came
+back (the connection closed, the laptop's command was killed): the next ``torchx list`` asks the
+login node what became of it and says so. Everything else about the apps (their records, logs,
+checkpoints) stays on the cluster.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Mapping, Optional
+
+from torchx_forge.state.store import Store
+
+
+@dataclass
+class Note:
+    """One submission from this laptop: where it went and, once known, the app's id (``ID@LOGIN``)."""
+
+    token: str
+    login: str
+    python: str
+    state_dir: str
+    name: str
+    created: float
+    app_id: str = ""
+    snapshot: str = ""
+    outcome: str = ""  # what became of a submission whose answer was lost, once the login said
+
+    @classmethod
+    def new(cls, login: str, python: str, state_dir: str, name: str, snapshot: str = "") -> Note:
+        token = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        return cls(token, login, python, state_dir, name, time.time(), snapshot=snapshot)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Note:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+class Notes:
+    """The notes in a laptop's state dir."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def save(self, note: Note) -> None:
+        self.store.write_json(f"remote/{note.login}/{note.token}.json", asdict(note))
+
+    def logins(self) -> List[str]:
+        return sorted(self.store.listdir("remote"))
+
+    def of(self, login: str) -> List[Note]:
+        """The notes of ``login``, oldest first."""
+        found = self.store.read_many_json(f"remote/{login}")
+        return sorted((Note.from_json(v) for v in found.values() if isinstance(v, dict)), key=lambda n: n.created)
+
+    def latest(self, login: str) -> Optional[Note]:
+        notes = self.of(login)
+        return notes[-1] if notes else None
+
+    def settings(self, login: str) -> Dict[str, str]:
+        """The interpreter and state dir this laptop last used on ``login`` ({} if never)."""
+        note = self.latest(login)
+        return {"python": note.python, "state_dir": note.state_dir} if note else {}

@@ -100,8 +100,10 @@ echo "$(basename "$0"): not on this laptop (a stand-in of tests/remote/conftest.
 exit 127
 """
 
-#: OpenSSH finds ~/.ssh/config through getpwuid(), never $HOME: the laptop's clients are told it
+#: OpenSSH finds ~/.ssh/config through getpwuid(), never $HOME: the laptop's clients are told it;
+#: every command line they are given is kept (:meth:`Laptop.ssh_lines`: no secret may be on one)
 _SSH_WRAPPER = """#!/bin/sh
+printf '%s\\n' "{name} $*" >> '{log}'
 exec /usr/bin/{name} -F "$HOME/.ssh/config" "$@"
 """
 
@@ -126,7 +128,7 @@ class Laptop:
             script.chmod(0o755)
         for name in ("ssh", "scp", "sftp"):
             script = self.standins / name
-            script.write_text(_SSH_WRAPPER.format(name=name))
+            script.write_text(_SSH_WRAPPER.format(name=name, log=self.standins / "ssh.log"))
             script.chmod(0o755)
 
     @property
@@ -154,6 +156,13 @@ class Laptop:
     def ssh(self, *command: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """``ssh forge-lab COMMAND...`` from the laptop."""
         return self.run("ssh", self.lab.alias, *command, timeout=timeout)
+
+    def ssh_lines(self) -> str:
+        """Every command line the laptop's ssh, scp and sftp were given, one per line."""
+        try:
+            return (self.standins / "ssh.log").read_text()
+        except FileNotFoundError:
+            return ""
 
     def slurm_calls(self) -> List[str]:
         """The Slurm commands run on the laptop side, one ``name args...`` line each ([] when none)."""

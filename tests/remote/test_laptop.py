@@ -7,6 +7,7 @@ every Slurm command first on its PATH; each test ends by asserting none of them 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import List
 
 import pytest
 
-from conftest import wait_for
+from conftest import REPO, wait_for
 
 pytestmark = [pytest.mark.slurm]
 
@@ -199,3 +200,44 @@ def test_a_named_cluster_reaches_its_login_and_a_second_laptop_reads_its_apps(la
     assert "State: SUCCEEDED" in status.stdout, status.stdout + status.stderr
     assert "hi there" in other.run("torchx", "log", f"{handle}/echo/0").stdout
     assert laptop.slurm_calls() == [] and other.slurm_calls() == []
+
+
+@pytest.mark.slow
+def test_dist_ddp_2x2_from_a_laptop_trains_across_two_nodes_from_its_snapshot(ddp_slot: None, laptop, tmp_path: Path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    script = (REPO / "examples" / "ddp_train.py").read_text()
+    (ws / "train_here.py").write_text(script)  # a script the cluster has never seen: it arrives in the snapshot
+    run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", f"login=forge-lab,python={sys.executable}",
+                     "dist.ddp", "-j", "2x2", "--script", "train_here.py", "--", "--steps", "20", "--step-seconds", "0.1",
+                     cwd=ws, timeout=300)
+    assert run.returncode == 0, run.stderr
+    handle = run.stdout.strip().splitlines()[-1]
+    assert wait_state(laptop, handle, timeout=420) == "SUCCEEDED"
+    status = laptop.run("torchx", "status", handle).stdout
+    hosts = {line.split()[4] for line in status.splitlines() if re.match(r"\s*train_here\[\d\]\s", line)}
+    assert len(hosts) == 2, status  # two different virtual nodes
+    log = laptop.run("torchx", "log", handle).stdout
+    assert "world_size=4" in log, log
+    assert str(ws) not in log and "/snapshots/" in laptop.run("torchx", "run", "--dryrun", "--scheduler", "slurm_forge",
+        "-cfg", f"login=forge-lab,python={sys.executable}", "dist.ddp", "-j", "2x2", "--script", "train_here.py",
+        cwd=ws).stdout
+    assert laptop.slurm_calls() == []
+
+
+def test_a_secret_arrives_on_the_nodes_and_is_on_no_command_line_and_masked_in_dry_runs(laptop, tmp_path: Path):
+    secret = "s3cr3t-value-$(x)"
+    argv = ["--scheduler", "slurm_forge", "-cfg", f"login=forge-lab,python={sys.executable}", "utils.sh",
+            "--env", f"WANDB_API_KEY={secret}", "sh", "-c", "printf %s \"$WANDB_API_KEY\" | sha256sum"]
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    dry = laptop.run("torchx", "run", "--dryrun", *argv, cwd=ws)
+    assert dry.returncode == 0 and secret not in dry.stdout + dry.stderr and "****" in dry.stdout, dry.stdout + dry.stderr
+    run = laptop.run("torchx", "run", *argv, cwd=ws)
+    assert run.returncode == 0, run.stderr
+    handle = run.stdout.strip().splitlines()[-1]
+    assert wait_state(laptop, handle) == "SUCCEEDED"
+    assert hashlib.sha256(secret.encode()).hexdigest() in laptop.run("torchx", "log", f"{handle}/sh/0").stdout
+    lines = laptop.ssh_lines()
+    assert "torchx_forge.cli.agent" in lines and secret not in lines and "s3cr3t" not in lines, lines
+    assert laptop.slurm_calls() == []

@@ -252,7 +252,7 @@ def test_the_hash_cache_spares_reading_unchanged_files(ws: Path, tmp_path: Path)
     assert scan(str(ws), cache=cache).digest == first.digest
     assert scan(str(ws)).digest != first.digest
     # ... and a snapshot is never built of content its name does not say
-    with pytest.raises(SnapshotError, match="train.py: changed .* since it was scanned"):
+    with pytest.raises(SnapshotError, match="train.py: changed in workspace .* while it was being shipped"):
         archive(scan(str(ws), cache=cache))
 
 

@@ -161,7 +161,8 @@ def archive(tree: Tree) -> bytes:
             content = Path(tree.root, f.path).read_bytes()
             if hashlib.sha256(content).hexdigest() != f.sha256:
                 raise SnapshotError(f"{f.path}: changed in workspace {tree.root} while it was being shipped: run the"
-                                    " command again, or leave the file out in .torchxignore if it keeps changing (logs, checkpoints)")
+                                    " command again, or leave the file out in .torchxignore if it keeps changing"
+                                    " (logs, checkpoints)")
             tar.addfile(_info(f.path, tarfile.REGTYPE, 0o755 if f.executable else 0o644, len(content)), io.BytesIO(content))
     return buf.getvalue()
 

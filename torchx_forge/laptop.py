@@ -14,15 +14,10 @@ to the cluster's), and has the login node's torchx-forge submit it
 from __future__ import annotations
 
 import configparser
-import hashlib
-import io
-import json
 import os
-import sys
-import tarfile
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx.runner.config import find_configs
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse
@@ -32,12 +27,15 @@ from torchx_forge import results as rs
 from torchx_forge.compat import list_response
 from torchx_forge.core.errors import ConfigError, LoginError
 from torchx_forge.remote import snapshot
+from torchx_forge.remote.appdef import cluster_app, cluster_tables, ship_files, table_path
 from torchx_forge.remote.client import Agent
 from torchx_forge.remote.notes import Note, Notes
 from torchx_forge.remote.ssh import Login, check_destination
 from torchx_forge.remote.wire import app_to_json, describe_from_json
 from torchx_forge.scheduler import SlurmForgeScheduler
+from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.options import BACKEND, configured_state_dir
+from torchx_forge.state.records import AppRecord
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
 
@@ -89,76 +87,6 @@ class RemoteRequest:
         if self.workspace is not None:
             head.append(f"# workspace {self.workspace.root} -> {self.snapshot_dir} ({len(self.workspace.files)} files)")
         return "\n".join(head + [self.preview])
-
-
-def _rewrite(value: str, paths: Mapping[str, str]) -> str:
-    for local, remote in paths.items():
-        if value == local or value.startswith(local.rstrip("/") + "/"):
-            return remote + value[len(local):]
-    return value
-
-
-def cluster_app(app: AppDef, paths: Mapping[str, str], python: str, workdir: Optional[str]) -> AppDef:
-    """``app`` with the laptop's paths (``paths``: laptop prefix -> cluster prefix) in image,
-    entrypoint, args and env rewritten, and the laptop's interpreter replaced by ``python``.
-    A role whose image is no directory (TorchX's default docker image name) runs in ``workdir``
-    (the workspace's snapshot), as it would have run in the directory ``torchx run`` ran in."""
-    roles: List[Role] = []
-    for r in app.roles:
-        entry = python if r.entrypoint in (sys.executable, os.path.realpath(sys.executable)) else _rewrite(r.entrypoint, paths)
-        image = _rewrite(r.image, paths) if r.image.startswith("/") or not workdir else workdir
-        roles.append(replace(r, image=image, entrypoint=entry,
-                             args=[_rewrite(a, paths) for a in r.args],
-                             env={k: _rewrite(v, paths) for k, v in r.env.items()}))
-    return AppDef(name=app.name, roles=roles, metadata=dict(app.metadata))
-
-
-def _tables_in(app: AppDef, laptop_state: str) -> List[str]:
-    tables = os.path.join(laptop_state, "tables") + "/"
-    return sorted({a for r in app.roles for a in r.args if a.startswith(tables) and os.path.isfile(a)})
-
-
-def _rewrite_all(obj: Any, paths: Mapping[str, str]) -> Any:
-    if isinstance(obj, str):
-        return _rewrite(obj, paths)
-    if isinstance(obj, list):
-        return [_rewrite_all(v, paths) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _rewrite_all(v, paths) for k, v in obj.items()}
-    return obj
-
-
-def cluster_tables(app: AppDef, laptop_state: str, remote_state: str, paths: Mapping[str, str]) -> Dict[str, bytes]:
-    """The run tables ``app`` names (the components wrote them on the laptop), with the laptop's
-    paths in them (a run's working directory: the workspace) rewritten, each named by its new
-    content in the cluster's state dir: laptop path -> (cluster path, bytes), as {laptop path: ...}."""
-    out: Dict[str, bytes] = {}
-    for local in _tables_in(app, laptop_state):
-        with open(local, "rb") as f:
-            data = json.dumps(_rewrite_all(json.loads(f.read()), paths), sort_keys=True).encode()
-        out[local] = data
-    return out
-
-
-def table_path(remote_state: str, data: bytes) -> str:
-    return f"{remote_state}/tables/{hashlib.sha256(data).hexdigest()}.json"
-
-
-def ship_files(login: Login, files: Mapping[str, bytes]) -> None:
-    """Write files on the cluster (absolute path -> content) in one call; files already there are
-    kept (run tables are named by their content)."""
-    if not files:
-        return
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for remote, data in sorted(files.items()):
-            info = tarfile.TarInfo(remote.lstrip("/"))
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-    p = login.run(["tar", "-x", "--skip-old-files", "--no-same-owner", "-C", "/", "-f", "-"], input=buf.getvalue())
-    if p.returncode != 0:
-        raise LoginError(f"login {login.dest}: could not copy the run tables there: "
-                         f"{(p.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}")
 
 
 class LaptopScheduler(SlurmForgeScheduler):
@@ -293,6 +221,35 @@ class LaptopScheduler(SlurmForgeScheduler):
             return super().log_iter(app_id, role_name, k, regex, since, until, should_tail, streams)
         return self.agent(login).stream("log", app_id=remote, role=role_name, k=k, regex=regex,
                                         should_tail=should_tail)
+
+    def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().cancel_replicas(app_id, role, replicas)
+        return list(self.agent(login).call("cancel_replicas", app_id=remote, role=role, replicas=replicas))
+
+    def poll(self, app_ids: Optional[Sequence[str]] = None) -> Tuple[List[Tuple[AppRecord, List[TaskView]]], List[str]]:
+        """:meth:`SlurmForgeScheduler.poll`, with the apps on logins asked there (one call per login);
+        no ids: this machine's apps that have not ended and every app this laptop sent to a login."""
+        local: Optional[List[str]] = None  # every app of this machine's records that has not ended (a laptop has none)
+        if app_ids is None:
+            remote = [n.app_id for login in self.notes().logins() for n in self.notes().of(login) if n.app_id]
+        else:
+            local = [a for a in app_ids if not split_remote_id(a)[1]]
+            remote = [a for a in app_ids if split_remote_id(a)[1]]
+        found, notes = super().poll(local) if local is None or local else ([], [])
+        by_login: Dict[str, List[str]] = {}
+        for app_id in remote:
+            rid, login = split_remote_id(app_id)
+            by_login.setdefault(login, []).append(rid)
+        for login, ids in by_login.items():
+            answer = self.agent(login).call("poll", app_ids=ids)
+            for item in answer["apps"]:
+                rec = AppRecord.from_json(item["record"], f"{login}:{item['record'].get('app_id')}")
+                rec.app_id = f"{rec.app_id}@{login}"
+                found.append((rec, [TaskView.from_json(v) for v in item["views"]]))
+            notes += answer["notes"]
+        return found, notes
 
     def load_results(self, app_id: str, stage: Optional[str] = None) -> rs.Results:
         """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""

@@ -85,6 +85,8 @@ def test_a_sweep_from_a_laptop_runs_its_snapshot_with_hostile_values_and_every_v
 
     listed = laptop.run("torchx", "list", "-s", "slurm_forge").stdout
     assert handle.rsplit("/", 1)[1] in listed, listed
+    watched = laptop.run("torchx", "forge", "watch", "--once", handle)
+    assert handle.rsplit("/", 1)[1] in watched.stdout and "FAILED" in watched.stdout, watched.stdout + watched.stderr
 
     # the laptop's script changes; the retry runs the snapshot the app was submitted with
     (ws / "version.txt").write_text("v2\n")
@@ -119,11 +121,25 @@ def test_cancel_and_a_followed_log_from_a_laptop(laptop, tmp_path: Path):
 
 
 def test_a_login_that_cannot_be_used_is_one_line_and_nothing_is_submitted(laptop, tmp_path: Path):
-    for cfg, says in [("login=no-such-host-forge", "no-such-host-forge"),
-                      ("login=forge-lab,python=/nonexistent/python3", "/nonexistent/python3")]:
+    lab = laptop.lab
+    port = re.search(r"Port (\d+)", lab.ssh_config.read_text()).group(1)
+    common = f"  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentitiesOnly yes\n  BatchMode yes\n  GlobalKnownHostsFile /dev/null\n"
+    (laptop.home / ".ssh" / "config").write_text(  # an Include inside a Host block would belong to that host
+        f"Include {lab.ssh_config}\n"
+        f"Host lab-newkey\n{common}  IdentityFile {lab.dir}/id_ed25519\n  UserKnownHostsFile {tmp_path}/empty_known_hosts\n"
+        f"Host lab-nokey\n{common}  IdentityFile {tmp_path}/no_such_key\n  UserKnownHostsFile {lab.known_hosts}\n"
+        f"Host lab-closed\n  HostName 127.0.0.1\n  Port 1\n  BatchMode yes\n")
+    for cfg, says in [("login=no-such-host-forge", "no such host"),
+                      ("login=lab-newkey", "host key is unknown"),
+                      ("login=lab-nokey", "authentication failed"),
+                      ("login=lab-closed", "does not answer"),
+                      ("login=-oProxyCommand=x", "not an SSH destination"),
+                      ("login=forge-lab,python=/nonexistent/python3", "has no Python at '/nonexistent/python3'"),
+                      ("login=forge-lab,python=/usr/bin/python3", "has no torchx-forge in /usr/bin/python3")]:
         p = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", cfg, "utils.echo", "--msg", "hi")
         assert p.returncode != 0
-        assert "Traceback" not in p.stderr and says in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr and says in p.stderr, (cfg, p.stderr)
+        assert len([line for line in p.stderr.splitlines() if "error" in line]) == 1, p.stderr
     assert laptop.slurm_calls() == []
 
 
@@ -153,12 +169,20 @@ def test_a_connection_cut_during_a_pipeline_submission_leaves_one_app_and_the_ne
     name = f"cut{uuid.uuid4().hex[:8]}"  # its records are found by it among every app of the cluster's state dir
     (tmp_path / "pipe.yaml").write_text(PIPELINE.format(name=name))
     python = slow_python(tmp_path)
+    ws = tmp_path / "ws"  # the workspace: not tmp_path, where the laptop's own files change
+    ws.mkdir()
     run = subprocess.Popen(
         [str(laptop.python), "-m", "torchx.cli.main", "run", "--scheduler", "slurm_forge", "-cfg",
          f"login=forge-lab,python={python}", "forge.pipeline", "--config", str(tmp_path / "pipe.yaml")],
-        cwd=tmp_path, env=laptop.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ws, env=laptop.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "faults" / "sbatch.log"
-    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, 120, "the submission to be under way")
+
+    def under_way() -> bool:
+        if run.poll() is not None:
+            raise AssertionError(f"the submission ended before its connection was cut: {run.communicate()}")
+        return log.exists() and len(log.read_text().splitlines()) >= 2
+
+    wait_for(under_way, 120, "the submission to be under way")
     closed = laptop.run(str(laptop.python), "-c", "from torchx_forge.remote.ssh import Login; Login('forge-lab').close()")
     assert closed.returncode == 0, closed.stderr
     out, err = run.communicate(timeout=120)
@@ -187,7 +211,10 @@ def test_a_connection_cut_during_a_pipeline_submission_leaves_one_app_and_the_ne
 def test_a_named_cluster_reaches_its_login_and_a_second_laptop_reads_its_apps(laptop, tmp_path: Path):
     conf = f"[slurm_forge.cluster.lab]\nlogin = forge-lab\npython = {sys.executable}\n"
     (laptop.home / ".torchxconfig").write_text(conf)
-    run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", "cluster=lab", "utils.echo", "--msg", "hi there")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", "cluster=lab", "utils.echo", "--msg", "hi there",
+                     cwd=ws)
     assert run.returncode == 0, run.stderr
     handle = run.stdout.strip().splitlines()[-1]
     assert handle.endswith("@forge-lab"), run.stdout

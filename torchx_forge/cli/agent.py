@@ -107,6 +107,17 @@ def log(req: Mapping[str, Any]) -> None:
         _send({"line": line})
 
 
+def poll(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """Records and task views of the apps (`torchx forge watch`), in one Slurm call for all of them."""
+    found, notes = _scheduler(req).poll(req["app_ids"])
+    return {"apps": [{"record": rec.to_json(), "views": [v.to_json() for v in views]} for rec, views in found],
+            "notes": notes}
+
+
+def cancel_replicas(req: Mapping[str, Any]) -> List[str]:
+    return _scheduler(req).cancel_replicas(req["app_id"], req["role"], [int(r) for r in req["replicas"]])
+
+
 def results(req: Mapping[str, Any]) -> Dict[str, Any]:
     """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
     return dataclasses.asdict(rs.load(_scheduler(req), req["app_id"], req.get("stage")))
@@ -114,7 +125,7 @@ def results(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 OPS: Dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "hello": hello, "dryrun": dryrun, "submit": submit, "describe": describe, "states": states, "cancel": cancel,
-    "retry": retry, "log": log, "results": results,
+    "retry": retry, "log": log, "results": results, "poll": poll, "cancel_replicas": cancel_replicas,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional
 
 from torchx_forge.state.store import Store
@@ -43,6 +43,10 @@ class Note:
         return cls(**{k: v for k, v in obj.items() if k in known})
 
 
+#: the keys without which a file is no note (left over from an older torchx-forge: skipped)
+REQUIRED = frozenset(f.name for f in fields(Note) if f.default is MISSING)
+
+
 class Notes:
     """The notes in a laptop's state dir."""
 
@@ -58,7 +62,8 @@ class Notes:
     def of(self, login: str) -> List[Note]:
         """The notes of ``login``, oldest first."""
         found = self.store.read_many_json(f"remote/{login}")
-        return sorted((Note.from_json(v) for v in found.values() if isinstance(v, dict)), key=lambda n: n.created)
+        notes = [Note.from_json(v) for v in found.values() if isinstance(v, dict) and v.keys() >= REQUIRED]
+        return sorted(notes, key=lambda n: n.created)
 
     def latest(self, login: str) -> Optional[Note]:
         notes = self.of(login)

@@ -74,7 +74,7 @@ def failure(dest: str, stderr: str) -> LoginError:
     for needles, advice in _FAILURES:
         if any(n.lower() in text.lower() for n in needles):
             first = next((line for line in text.splitlines() if any(n.lower() in line.lower() for n in needles)), "")
-            return LoginError(f"login {dest}: {advice.format(dest=dest)} (ssh: {first.strip()})")
+            return LoginError(f"login {dest}: {advice.format(dest=dest)} (ssh: {first.strip().removeprefix('ssh: ')})")
     return LoginError(f"login {dest}: ssh failed ({(text.splitlines() or ['no message'])[0]}): check `ssh {dest} true`")
 
 

@@ -1,0 +1,95 @@
+"""The app a laptop submits, made the cluster's: its laptop paths rewritten, its run tables shipped.
+
+A component run on the laptop names laptop paths: the directory ``torchx run`` ran in (the
+workspace: a role's image, a run's working directory), the laptop's interpreter, the run tables
+it wrote into the laptop's state dir. The cluster gets the same app with each of those replaced
+by its place there: the workspace's snapshot, the cluster's interpreter, the tables copied into
+the cluster's state dir (named by their new content). Nothing else is guessed: an absolute path
+outside the workspace is left as written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+from dataclasses import replace
+from typing import Any, Dict, List, Mapping, Optional
+
+from torchx.specs import AppDef, Role
+
+from torchx_forge.core.errors import LoginError
+from torchx_forge.remote.ssh import Login
+
+
+def _rewrite(value: str, paths: Mapping[str, str]) -> str:
+    for local, remote in paths.items():
+        if value == local or value.startswith(local.rstrip("/") + "/"):
+            return remote + value[len(local):]
+    return value
+
+
+def cluster_app(app: AppDef, paths: Mapping[str, str], python: str, workdir: Optional[str]) -> AppDef:
+    """``app`` with the laptop's paths (``paths``: laptop prefix -> cluster prefix) in image,
+    entrypoint, args and env rewritten, and the laptop's interpreter replaced by ``python``.
+    A role whose image is no directory (TorchX's default docker image name) runs in ``workdir``
+    (the workspace's snapshot), as it would have run in the directory ``torchx run`` ran in."""
+    roles: List[Role] = []
+    for r in app.roles:
+        entry = python if r.entrypoint in (sys.executable, os.path.realpath(sys.executable)) else _rewrite(r.entrypoint, paths)
+        image = _rewrite(r.image, paths) if r.image.startswith("/") or not workdir else workdir
+        roles.append(replace(r, image=image, entrypoint=entry,
+                             args=[_rewrite(a, paths) for a in r.args],
+                             env={k: _rewrite(v, paths) for k, v in r.env.items()}))
+    return AppDef(name=app.name, roles=roles, metadata=dict(app.metadata))
+
+
+def _tables_in(app: AppDef, laptop_state: str) -> List[str]:
+    tables = os.path.join(laptop_state, "tables") + "/"
+    return sorted({a for r in app.roles for a in r.args if a.startswith(tables) and os.path.isfile(a)})
+
+
+def _rewrite_all(obj: Any, paths: Mapping[str, str]) -> Any:
+    if isinstance(obj, str):
+        return _rewrite(obj, paths)
+    if isinstance(obj, list):
+        return [_rewrite_all(v, paths) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _rewrite_all(v, paths) for k, v in obj.items()}
+    return obj
+
+
+def cluster_tables(app: AppDef, laptop_state: str, remote_state: str, paths: Mapping[str, str]) -> Dict[str, bytes]:
+    """The run tables ``app`` names (the components wrote them on the laptop), with the laptop's
+    paths in them (a run's working directory: the workspace) rewritten, each named by its new
+    content in the cluster's state dir: laptop path -> (cluster path, bytes), as {laptop path: ...}."""
+    out: Dict[str, bytes] = {}
+    for local in _tables_in(app, laptop_state):
+        with open(local, "rb") as f:
+            data = json.dumps(_rewrite_all(json.loads(f.read()), paths), sort_keys=True).encode()
+        out[local] = data
+    return out
+
+
+def table_path(remote_state: str, data: bytes) -> str:
+    return f"{remote_state}/tables/{hashlib.sha256(data).hexdigest()}.json"
+
+
+def ship_files(login: Login, files: Mapping[str, bytes]) -> None:
+    """Write files on the cluster (absolute path -> content) in one call; files already there are
+    kept (run tables are named by their content)."""
+    if not files:
+        return
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for remote, data in sorted(files.items()):
+            info = tarfile.TarInfo(remote.lstrip("/"))
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    p = login.run(["tar", "-x", "--skip-old-files", "--no-same-owner", "-C", "/", "-f", "-"], input=buf.getvalue())
+    if p.returncode != 0:
+        raise LoginError(f"login {login.dest}: could not copy the run tables there: "
+                         f"{(p.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}")

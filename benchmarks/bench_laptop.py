@@ -96,7 +96,7 @@ real = ssh.Login.run
 def timed_run(self, command, input=None, timeout=None):
     t = time.perf_counter()
     p = real(self, command, input=input, timeout=timeout)
-    if "torchx_forge.cli.agent" in command:
+    if "torchx_forge.agent" in command:
         what = "agent " + json.loads(input)["op"]
     elif command[:2] == ["sh", "-c"]:
         what = "snapshot check" if not input else "snapshot extract"
@@ -392,10 +392,10 @@ class LaptopBench(BenchBase):
         rt = [self.timed_run([*mux, ALIAS, "true"], self.home, self.lap_env).wall for _ in range(5)]
         fresh = [self.timed_run(["ssh", "-o", "ControlPath=none", ALIAS, "true"], self.home, self.lap_env).wall
                  for _ in range(3)]
-        agent_here = [self.timed_run(["sh", "-c", f"echo '{hello}' | {shlex.quote(self.python)} -m torchx_forge.cli.agent"],
+        agent_here = [self.timed_run(["sh", "-c", f"echo '{hello}' | {shlex.quote(self.python)} -m torchx_forge.agent"],
                                      self.home, self.env) for _ in range(5)]
         agent_ssh = [self.timed_run(["sh", "-c", f"echo '{hello}' | {shlex.join(mux)} {ALIAS} {shlex.quote(self.python)} -m"
-                                     " torchx_forge.cli.agent"], self.home, self.lap_env).wall for _ in range(5)]
+                                     " torchx_forge.agent"], self.home, self.lap_env).wall for _ in range(5)]
         # loopback: one clock; how long from the laptop starting ssh to the remote command running, and back
         starts, ends = [], []
         for _ in range(5):
@@ -405,7 +405,7 @@ class LaptopBench(BenchBase):
             starts.append(float(out) - t0)
             ends.append(t1 - float(out))
         bare = [self.timed_run([self.python, "-c", "pass"], self.home, self.env).wall for _ in range(5)]
-        imp = [self.timed_run([self.python, "-c", "import torchx_forge.cli.agent"], self.home, self.env) for _ in range(5)]
+        imp = [self.timed_run([self.python, "-c", "import torchx_forge.agent"], self.home, self.env) for _ in range(5)]
         lap_imp = [self.timed_run([self.laptop_python, "-c", "import torchx.cli.main, torchx_forge.laptop,"
                                    " torchx_forge_components.forge"], self.home, self.lap_env) for _ in range(5)]
         lap_help = [self.timed_run([*self.lap_torchx, "status", "--help"], self.home, self.lap_env) for _ in range(5)]
@@ -415,7 +415,7 @@ class LaptopBench(BenchBase):
         rows.append(["  of which: the remote command ends -> the laptop's ssh exits", f"{med(ends):.3f} s", ""])
         rows.append([f"`ssh {ALIAS} true`, a new connection (no master; median of 3)", f"{med(fresh):.3f} s", ""])
         rows.append(["`python -c pass` on the login node", f"{med(bare):.3f} s", ""])
-        rows.append(["`python -c 'import torchx_forge.cli.agent'` on the login node",
+        rows.append(["`python -c 'import torchx_forge.agent'` on the login node",
                      f"{med([r.wall for r in imp]):.3f} s", f"{med([r.cpu for r in imp]):.3f} s"])
         rows.append(["agent `hello` on the login node, no ssh", f"{med([r.wall for r in agent_here]):.3f} s",
                      f"{med([r.cpu for r in agent_here]):.3f} s"])
@@ -429,7 +429,7 @@ class LaptopBench(BenchBase):
                       "agent_import": med([r.wall for r in imp]), "lap_help": med([r.wall for r in lap_help])}
 
         # c) the agent's imports, heaviest first (-X importtime, cumulative)
-        p = sh([self.python, "-X", "importtime", "-c", "import torchx_forge.cli.agent"], cwd=self.home, env=self.env)
+        p = sh([self.python, "-X", "importtime", "-c", "import torchx_forge.agent"], cwd=self.home, env=self.env)
         top = []
         for line in p.stderr.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)

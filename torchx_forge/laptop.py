@@ -5,7 +5,7 @@ Slurm command and needs no munge. ``torchx run`` ships the workspace as a snapsh
 content (:mod:`torchx_forge.remote.snapshot`), ships the run tables the components wrote, rewrites
 the app's laptop paths to the cluster's (the workspace to the snapshot, the laptop's interpreter
 to the cluster's), and has the login node's torchx-forge submit it
-(:mod:`torchx_forge.cli.agent`). The app's id then names its login: ``<id>@<login>``, so
+(:mod:`torchx_forge.agent`). The app's id then names its login: ``<id>@<login>``, so
 ``torchx status``, ``log``, ``cancel`` and ``torchx forge retry`` from any laptop whose
 ``~/.ssh/config`` knows that login reach it. The laptop keeps a note of each app it submitted
 (``<state dir>/remote/``) for ``torchx list``.
@@ -27,7 +27,7 @@ from torchx_forge import results as rs
 from torchx_forge.compat import list_response
 from torchx_forge.core.errors import ConfigError, LoginError
 from torchx_forge.remote import snapshot
-from torchx_forge.remote.appdef import cluster_app, cluster_tables, ship_files, table_path
+from torchx_forge.remote.appdef import cluster_app, cluster_tables, table_path
 from torchx_forge.remote.client import Agent
 from torchx_forge.remote.notes import Note, Notes
 from torchx_forge.remote.ssh import Login, check_destination
@@ -39,6 +39,10 @@ from torchx_forge.state.records import AppRecord
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
 
+#: seconds the laptop keeps a login's answer to hello (its interpreter, state dir and snapshot dir)
+HELLO_TTL = 3600
+#: seconds the status a submission returned stands for the status `torchx run` shows right after
+DESCRIBED_TTL = 5
 #: the options that are the laptop's own: the agent gets the others
 LAPTOP_OPTIONS = ("login", "python", "state_dir")
 
@@ -97,6 +101,7 @@ class LaptopScheduler(SlurmForgeScheduler):
         super().__init__(session_name, **kwargs)
         self._agents: Dict[Tuple[str, str, str], Agent] = {}
         self._workspace: Optional[str] = None
+        self._described: Dict[str, Tuple[float, DescribeAppResponse]] = {}
 
     # -- where an app goes -----------------------------------------------------------
 
@@ -155,7 +160,7 @@ class LaptopScheduler(SlurmForgeScheduler):
             return super()._submit_dryrun(app, cfg)
         self.check_app(app)
         agent = self.agent(login, python, state_dir)
-        there = agent.hello()
+        there = self._hello(agent)
         python = python or there["python"]
         root = self._workspace or os.getcwd()
         tree = snapshot.scan(root)
@@ -170,26 +175,48 @@ class LaptopScheduler(SlurmForgeScheduler):
             cfg_there.pop("cluster", None)
         cfg_there.update(python=python, state_dir=there["state_dir"])
         req = RemoteRequest(login, python, there["state_dir"], sent, cfg_there, tree, snap, tables)
-        req.preview = agent.call("dryrun", app=app_to_json(sent), cfg=cfg_there)["text"]
-        return AppDryRunInfo(req, repr)
+        return AppDryRunInfo(req, lambda r: self._preview(agent, r))  # the login's dry run: only when it is shown
+
+    def _preview(self, agent: Agent, req: RemoteRequest) -> str:
+        req.preview = req.preview or agent.call("dryrun", app=app_to_json(req.app), cfg=req.cfg)["text"]
+        return repr(req)
+
+    def _hello(self, agent: Agent) -> Dict[str, Any]:
+        """The login's answer to hello (its interpreter, state dir, snapshot dir, versions), kept an hour
+        in the laptop's state dir: a submit from an unchanged workspace is then one call. Every request
+        carries the protocol, so a login upgraded since still refuses a client it cannot serve."""
+        key, rel = f"{agent.python}|{agent.state_dir}", f"remote/{agent.login.dest}/.hello.json"
+        store = self._laptop_store()
+        known = store.read_json(rel) or {}
+        hit = known.get(key)
+        if hit and time.time() - hit.get("at", 0) < HELLO_TTL:
+            return dict(hit)
+        found = {**agent.hello(), "at": time.time()}
+        store.write_json(rel, {**known, key: found})
+        return found
 
     def schedule(self, dryrun_info: AppDryRunInfo[Any]) -> str:
         req = dryrun_info.request
         if not isinstance(req, RemoteRequest):
             return super().schedule(dryrun_info)
         agent = self.agent(req.login, req.python, req.state_dir)
-        if req.workspace is not None:
-            snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
-        ship_files(agent.login, req.tables)
         note = Note.new(req.login, req.python, req.state_dir, req.app.name, req.snapshot_dir)
         self.notes().save(note)  # before the request leaves: a lost answer is found again by its token
+        tables = {path: data.decode() for path, data in req.tables.items()}
         try:
-            remote_id = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token)["app_id"]
+            found = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token,
+                               snapshot=req.snapshot_dir, tables=tables)
+            if found.get("need_snapshot") and req.workspace is not None:  # a workspace the cluster has not seen
+                snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
+                found = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token,
+                                   snapshot=req.snapshot_dir, tables=tables)
         except LoginError as e:
             raise LoginError(f"{e}\nthe submission ({note.token}) may have gone through there: `torchx list -s"
                              f" slurm_forge` asks {req.login} and shows it") from None
-        note.app_id = f"{remote_id}@{req.login}"
+        note.app_id = f"{found['app_id']}@{req.login}"
         self.notes().save(note)
+        if found.get("describe"):  # `torchx run` shows the app's status next: the login said it with the id
+            self._described[note.app_id] = (time.monotonic(), describe_from_json(found["describe"], note.app_id))
         return note.app_id
 
     # -- the other verbs -------------------------------------------------------------
@@ -198,6 +225,9 @@ class LaptopScheduler(SlurmForgeScheduler):
         remote, login = split_remote_id(app_id)
         if not login:
             return super().describe(app_id)
+        fresh = self._described.pop(app_id, None)
+        if fresh and time.monotonic() - fresh[0] < DESCRIBED_TTL:
+            return fresh[1]
         found = self.agent(login).call("describe", app_ids=[remote])[remote]
         return describe_from_json(found, app_id) if found else None
 

@@ -266,5 +266,5 @@ def test_a_secret_arrives_on_the_nodes_and_is_on_no_command_line_and_masked_in_d
     assert wait_state(laptop, handle) == "SUCCEEDED"
     assert hashlib.sha256(secret.encode()).hexdigest() in laptop.run("torchx", "log", f"{handle}/sh/0").stdout
     lines = laptop.ssh_lines()
-    assert "torchx_forge.cli.agent" in lines and secret not in lines and "s3cr3t" not in lines, lines
+    assert "torchx_forge.agent" in lines and secret not in lines and "s3cr3t" not in lines, lines
     assert laptop.slurm_calls() == []

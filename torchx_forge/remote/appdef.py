@@ -11,18 +11,13 @@ outside the workspace is left as written.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
-import tarfile
 from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional
 
 from torchx.specs import AppDef, Role
-
-from torchx_forge.core.errors import LoginError
-from torchx_forge.remote.ssh import Login
 
 
 def _rewrite(value: str, paths: Mapping[str, str]) -> str:
@@ -76,20 +71,3 @@ def cluster_tables(app: AppDef, laptop_state: str, remote_state: str, paths: Map
 
 def table_path(remote_state: str, data: bytes) -> str:
     return f"{remote_state}/tables/{hashlib.sha256(data).hexdigest()}.json"
-
-
-def ship_files(login: Login, files: Mapping[str, bytes]) -> None:
-    """Write files on the cluster (absolute path -> content) in one call; files already there are
-    kept (run tables are named by their content)."""
-    if not files:
-        return
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for remote, data in sorted(files.items()):
-            info = tarfile.TarInfo(remote.lstrip("/"))
-            info.size, info.mode = len(data), 0o600
-            tar.addfile(info, io.BytesIO(data))
-    p = login.run(["tar", "-x", "--skip-old-files", "--no-same-owner", "-C", "/", "-f", "-"], input=buf.getvalue())
-    if p.returncode != 0:
-        raise LoginError(f"login {login.dest}: could not copy the run tables there: "
-                         f"{(p.stderr.decode(errors='replace').strip().splitlines() or ['?'])[0]}")

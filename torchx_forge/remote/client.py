@@ -1,6 +1,6 @@
 """The laptop's side of a command sent to a login node: one request, one answer, over SSH.
 
-Each verb runs ``<python> -m torchx_forge.cli.agent`` on the login node (runopt ``python``: the
+Each verb runs ``<python> -m torchx_forge.agent`` on the login node (runopt ``python``: the
 cluster's interpreter, which has torchx-forge) through the multiplexed connection of
 :class:`~torchx_forge.remote.ssh.Login`. The request (the app, its options, secrets included)
 travels as JSON on standard input, so the remote command line is the same few constant words
@@ -19,7 +19,7 @@ from torchx_forge.remote.ssh import Login
 
 #: the request/answer protocol both ends must speak (raised when either side changes it)
 PROTOCOL = 1
-AGENT = "torchx_forge.cli.agent"
+AGENT = "torchx_forge.agent"
 #: the errors the agent sends back by name, raised again here as they were there
 _ERRORS = {"ConfigError": ConfigError, "UnknownAppError": UnknownAppError, "LoginError": LoginError}
 

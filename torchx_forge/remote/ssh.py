@@ -24,8 +24,9 @@ from typing import List, Optional, Sequence
 
 from torchx_forge.core.errors import ConfigError, LoginError
 
-#: a unix socket's path holds at most this many bytes (sun_path): ControlPath must fit
-SOCKET_PATH_MAX = 107
+#: a unix socket's path holds at most this many bytes (sun_path: 108 on Linux, 104 on macOS, with
+#: the final NUL); ssh binds the master's socket under a temporary name 17 characters longer first
+SOCKET_PATH_MAX = 103 - 17
 
 
 def default_control_dir() -> str:

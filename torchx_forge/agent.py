@@ -1,4 +1,4 @@
-"""The login node's side of a command sent from a laptop (``python -m torchx_forge.cli.agent``).
+"""The login node's side of a command sent from a laptop (``python -m torchx_forge.agent``).
 
 Reads one JSON request on standard input, does what the verb does on a login node (with the
 Slurm commands and the state dir there), prints one JSON answer (a followed log: one JSON line
@@ -12,6 +12,7 @@ ends with its record written; the next command from the laptop reads that record
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import io
 import json
 import logging
@@ -24,8 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping
 from torchx.specs import AppState
 
 from torchx_forge import __version__
-from torchx_forge import results as rs
-from torchx_forge.core.errors import ForgeError
+from torchx_forge.core.errors import ForgeError, LoginError
 from torchx_forge.remote.client import PROTOCOL
 from torchx_forge.remote.wire import app_from_json, describe_to_json
 from torchx_forge.scheduler import SlurmForgeScheduler
@@ -52,8 +52,15 @@ def dryrun(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
-    """Submit the app; its outcome is kept under the laptop's token (``remote/<token>.json`` in the
-    state dir) for a laptop whose connection closed before the answer came back."""
+    """Submit the app, once its workspace snapshot is here (else ``need_snapshot``: the laptop ships
+    it and asks again) and its run tables are written; the answer has the new app's status. The
+    outcome is kept under the laptop's token (``remote/<token>.json`` in the state dir) for a laptop
+    whose connection closed before the answer came back."""
+    snap = str(req.get("snapshot") or "")
+    if snap and not os.path.isdir(snap):
+        return {"need_snapshot": True}
+    for path, text in (req.get("tables") or {}).items():
+        _write_new(path, text.encode())
     sched = _scheduler(req)
     store, token = sched.records().store, str(req.get("token") or "")
     if token:
@@ -67,7 +74,19 @@ def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
         raise
     if token:
         store.write_json(f"remote/{token}.json", {"state": "submitted", "app_id": app_id})
-    return {"app_id": app_id}
+    found = sched.describe(app_id)
+    return {"app_id": app_id, "describe": describe_to_json(found) if found is not None else None}
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """A file named by its content, written whole (temporary file, then rename) unless it is there."""
+    if os.path.exists(path):
+        return
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def describe(req: Mapping[str, Any]) -> Dict[str, Any]:
@@ -120,6 +139,7 @@ def cancel_replicas(req: Mapping[str, Any]) -> List[str]:
 
 def results(req: Mapping[str, Any]) -> Dict[str, Any]:
     """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
+    rs = importlib.import_module("torchx_forge.results")  # its imports cost every other request 0.1 s
     return dataclasses.asdict(rs.load(_scheduler(req), req["app_id"], req.get("stage")))
 
 
@@ -159,6 +179,9 @@ def main() -> int:
     logging.raiseExceptions = False
     try:
         req = json.loads(sys.stdin.read())
+        if req.get("protocol") != PROTOCOL:
+            raise LoginError(f"torchx-forge {__version__} in {sys.executable} on this login speaks protocol {PROTOCOL},"
+                             f" the client protocol {req.get('protocol')}: install the same torchx-forge on both")
         op = OPS.get(req.get("op"))
         if op is None:
             raise ForgeError(f"unknown request {req.get('op')!r} (torchx-forge {__version__} on this login node)")

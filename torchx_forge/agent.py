@@ -17,8 +17,11 @@ import io
 import json
 import logging
 import os
+import re
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Mapping
 
@@ -126,6 +129,24 @@ def log(req: Mapping[str, Any]) -> None:
         _send({"line": line})
 
 
+def expected_start(req: Mapping[str, Any]) -> Dict[str, Any]:
+    """When Slurm expects the app's first job to start here (``sbatch --test-only``: nothing is
+    submitted), as seconds since the epoch; for a laptop choosing the soonest of several clusters."""
+    sched = _scheduler(req)
+    job = sched.submit_dryrun(app_from_json(req["app"]), dict(req["cfg"])).request.jobs[0]
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="forge-test-only-", delete=False) as f:
+        f.write(job.materialize())
+    try:
+        argv = job.argv(f.name, hold=False)
+        p = subprocess.run([argv[0], "--test-only", *argv[1:]], capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(f.name)
+    m = re.search(r"to start at (\S+)", p.stderr + p.stdout)
+    if p.returncode != 0 or not m:
+        raise ForgeError(f"`sbatch --test-only` gave no start time: {(p.stderr or p.stdout).strip().splitlines()[:1]}")
+    return {"start": time.mktime(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")), "said": p.stderr.strip()}
+
+
 def poll(req: Mapping[str, Any]) -> Dict[str, Any]:
     """Records and task views of the apps (`torchx forge watch`), in one Slurm call for all of them."""
     found, notes = _scheduler(req).poll(req["app_ids"])
@@ -146,6 +167,7 @@ def results(req: Mapping[str, Any]) -> Dict[str, Any]:
 OPS: Dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "hello": hello, "dryrun": dryrun, "submit": submit, "describe": describe, "states": states, "cancel": cancel,
     "retry": retry, "log": log, "results": results, "poll": poll, "cancel_replicas": cancel_replicas,
+    "expected_start": expected_start,
 }
 
 

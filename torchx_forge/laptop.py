@@ -13,28 +13,25 @@ to the cluster's), and has the login node's torchx-forge submit it
 
 from __future__ import annotations
 
-import configparser
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from torchx.runner.config import find_configs
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse
 from torchx.specs import AppDef, AppDryRunInfo, AppState, CfgVal, Role
 
 from torchx_forge import results as rs
 from torchx_forge.compat import list_response
-from torchx_forge.core.errors import ConfigError, LoginError
+from torchx_forge.core.errors import ConfigError, ForgeError, LoginError
 from torchx_forge.remote import snapshot
-from torchx_forge.remote.appdef import cluster_app, cluster_tables, table_path
+from torchx_forge.remote.appdef import RemoteRequest, cluster_app, cluster_tables, table_path
 from torchx_forge.remote.client import Agent
 from torchx_forge.remote.notes import Note, Notes
 from torchx_forge.remote.ssh import Login, check_destination
 from torchx_forge.remote.wire import app_to_json, describe_from_json
 from torchx_forge.scheduler import SlurmForgeScheduler
 from torchx_forge.slurm.merge import TaskView
-from torchx_forge.slurm.options import BACKEND, configured_state_dir
+from torchx_forge.slurm.options import configured_clusters, configured_state_dir
 from torchx_forge.state.records import AppRecord
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
@@ -51,46 +48,6 @@ def split_remote_id(app_id: str) -> Tuple[str, str]:
     """``ID@LOGIN`` -> (ID, LOGIN); ("", "") for an app on this machine's cluster."""
     remote, at, login = app_id.partition("@")
     return (remote, login) if at else ("", "")
-
-
-def configured_clusters() -> Dict[str, Dict[str, str]]:
-    """Named clusters of .torchxconfig (the working directory's, then ~/.torchxconfig), each a
-    ``[slurm_forge.cluster.NAME]`` section with ``login`` and optionally ``python`` and ``state_dir``
-    (the cluster-side ones): ``-cfg cluster=NAME`` alone then reaches it over SSH."""
-    found: Dict[str, Dict[str, str]] = {}
-    prefix = f"{BACKEND}.cluster."
-    for path in find_configs():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error:
-            continue
-        for section in parser.sections():
-            if section.startswith(prefix):
-                found.setdefault(section[len(prefix):], dict(parser.items(section)))
-    return found
-
-
-@dataclass
-class RemoteRequest:
-    """What ``torchx run`` sends to a login node: the app with the cluster's paths, its options,
-    and what must be shipped first (the workspace snapshot, the run tables)."""
-
-    login: str
-    python: str
-    state_dir: str
-    app: AppDef
-    cfg: Dict[str, CfgVal]
-    workspace: Optional[snapshot.Tree] = None
-    snapshot_dir: str = ""
-    tables: Dict[str, bytes] = field(default_factory=dict)  # cluster path -> content
-    preview: str = ""
-
-    def __repr__(self) -> str:
-        head = [f"# on login {self.login} (python {self.python})"]
-        if self.workspace is not None:
-            head.append(f"# workspace {self.workspace.root} -> {self.snapshot_dir} ({len(self.workspace.files)} files)")
-        return "\n".join(head + [self.preview])
 
 
 class LaptopScheduler(SlurmForgeScheduler):
@@ -155,10 +112,44 @@ class LaptopScheduler(SlurmForgeScheduler):
         super().build_workspaces(roles, cfg)
 
     def _submit_dryrun(self, app: AppDef, cfg: Mapping[str, CfgVal]) -> AppDryRunInfo[Any]:  # type: ignore[override]
+        several = self._soonest(app, cfg)
+        if several:
+            cfg = {**cfg, "cluster": several}
         login, python, state_dir = self.login_of(cfg)
         if not login:
             return super()._submit_dryrun(app, cfg)
         self.check_app(app)
+        return AppDryRunInfo(self._remote_request(app, cfg, login, python, state_dir), self._preview)
+
+    def _soonest(self, app: AppDef, cfg: Mapping[str, CfgVal]) -> str:
+        """With ``cluster=a,b`` naming clusters of the configuration behind different logins (no shared
+        slurmdbd for ``sbatch -M a,b`` to choose with): the one where Slurm expects the app to start
+        soonest (``sbatch --test-only`` on each, nothing submitted); "" when cluster names no such list."""
+        names = [n.strip() for n in str(cfg.get("cluster") or "").split(",") if n.strip()]
+        conf = configured_clusters()
+        if len(names) < 2 or cfg.get("login") or not all(conf.get(n, {}).get("login") for n in names):
+            return ""
+        starts: List[Tuple[float, str, str]] = []
+        for name in names:
+            login, python, state_dir = self.login_of({**cfg, "cluster": name})
+            req = self._remote_request(app, {**cfg, "cluster": name}, login, python, state_dir)
+            try:
+                start = self.agent(login, python, state_dir).call("expected_start", app=app_to_json(req.app),
+                                                                  cfg=req.cfg)["start"]
+            except (LoginError, ForgeError) as e:
+                self.cli.progress(f"cluster {name} (login {login}) not asked: {str(e).splitlines()[0]}")
+                continue
+            starts.append((start, name, login))
+        if not starts:
+            raise LoginError(f"runopt 'cluster': none of {', '.join(names)} answered: nothing submitted")
+        start, name, login = min(starts)
+        said = "; ".join(f"{n} ({lg}) {time.strftime('%H:%M:%S', time.localtime(t))}" for t, n, lg in starts)
+        self.cli.progress(f"expected starts: {said}: submitting to {name}, the soonest; the whole app stays there")
+        return name
+
+    def _remote_request(self, app: AppDef, cfg: Mapping[str, CfgVal], login: str, python: str,
+                        state_dir: str) -> RemoteRequest:
+        """``app`` made the cluster's (:mod:`torchx_forge.remote.appdef`) with what ``login`` said of itself."""
         agent = self.agent(login, python, state_dir)
         there = self._hello(agent)
         python = python or there["python"]
@@ -174,10 +165,11 @@ class LaptopScheduler(SlurmForgeScheduler):
         if not cfg.get("login"):  # the cluster named a login of the configuration, not a Slurm cluster (-M)
             cfg_there.pop("cluster", None)
         cfg_there.update(python=python, state_dir=there["state_dir"])
-        req = RemoteRequest(login, python, there["state_dir"], sent, cfg_there, tree, snap, tables)
-        return AppDryRunInfo(req, lambda r: self._preview(agent, r))  # the login's dry run: only when it is shown
+        return RemoteRequest(login, python, there["state_dir"], sent, cfg_there, tree, snap, tables)
 
-    def _preview(self, agent: Agent, req: RemoteRequest) -> str:
+    def _preview(self, req: RemoteRequest) -> str:
+        """The login's own dry run, asked only when it is shown (``torchx run --dryrun``)."""
+        agent = self.agent(req.login, req.python, req.state_dir)
         req.preview = req.preview or agent.call("dryrun", app=app_to_json(req.app), cfg=req.cfg)["text"]
         return repr(req)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -267,4 +268,40 @@ def test_a_secret_arrives_on_the_nodes_and_is_on_no_command_line_and_masked_in_d
     assert hashlib.sha256(secret.encode()).hexdigest() in laptop.run("torchx", "log", f"{handle}/sh/0").stdout
     lines = laptop.ssh_lines()
     assert "torchx_forge.agent" in lines and secret not in lines and "s3cr3t" not in lines, lines
+    assert laptop.slurm_calls() == []
+
+
+def test_of_two_clusters_behind_their_own_logins_the_app_goes_where_it_starts_soonest(fault_cluster, laptop,
+                                                                                      tmp_path: Path):
+    """The fault cluster (its own controller and slurmdbd: no ``sbatch -M a,b`` between it and the main
+    one) plays a second cluster behind a second login: its interpreter is told its slurm.conf."""
+    other = tmp_path / "python-faults"
+    other.write_text(f"#!/bin/sh\nSLURM_CONF={fault_cluster.conf} exec {sys.executable} \"$@\"\n")
+    other.chmod(0o755)
+    port = re.search(r"Port (\d+)", laptop.lab.ssh_config.read_text()).group(1)
+    with (laptop.home / ".ssh" / "config").open("a") as f:  # a second login: another Host, the same loopback sshd
+        f.write(f"Host forge-lab-2\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {laptop.lab.dir}/id_ed25519\n"
+                f"  IdentitiesOnly yes\n  BatchMode yes\n  UserKnownHostsFile {laptop.lab.known_hosts}\n"
+                "  GlobalKnownHostsFile /dev/null\n")
+    (laptop.home / ".torchxconfig").write_text(
+        f"[slurm_forge.cluster.busy]\nlogin = forge-lab-2\npython = {other}\nstate_dir = {tmp_path}/busy-state\n\n"
+        f"[slurm_forge.cluster.idle]\nlogin = forge-lab\npython = {sys.executable}\n")
+    env = {**os.environ, "SLURM_CONF": str(fault_cluster.conf)}
+    fillers = [subprocess.run(["sbatch", "--parsable", "-N1", "--exclusive", "--time=10", "-o", "/dev/null", "--wrap",
+                               "sleep 600"], capture_output=True, text=True, env=env, check=True).stdout.strip()
+               for _ in fault_cluster.nodes]
+    try:
+        wait_for(lambda: subprocess.run(["squeue", "-h", "-t", "R", "-j", ",".join(fillers)], capture_output=True,
+                                        text=True, env=env).stdout.count("\n") == len(fillers), 60, "the fillers to run")
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", "cluster=busy,idle", "utils.echo",
+                         "--msg", "soonest", cwd=ws)
+        assert run.returncode == 0, run.stderr
+        assert "submitting to idle, the soonest" in run.stderr and "busy (forge-lab-2)" in run.stderr, run.stderr
+        handle = run.stdout.strip().splitlines()[-1]
+        assert handle.endswith("@forge-lab"), handle
+        assert wait_state(laptop, handle) == "SUCCEEDED"
+    finally:
+        subprocess.run(["scancel", *fillers], env=env, check=False)
     assert laptop.slurm_calls() == []

@@ -14,10 +14,12 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional
 
-from torchx.specs import AppDef, Role
+from torchx.specs import AppDef, CfgVal, Role
+
+from torchx_forge.remote import snapshot
 
 
 def _rewrite(value: str, paths: Mapping[str, str]) -> str:
@@ -71,3 +73,25 @@ def cluster_tables(app: AppDef, laptop_state: str, remote_state: str, paths: Map
 
 def table_path(remote_state: str, data: bytes) -> str:
     return f"{remote_state}/tables/{hashlib.sha256(data).hexdigest()}.json"
+
+
+@dataclass
+class RemoteRequest:
+    """What ``torchx run`` sends to a login node: the app with the cluster's paths, its options,
+    and what must be shipped first (the workspace snapshot, the run tables)."""
+
+    login: str
+    python: str
+    state_dir: str
+    app: AppDef
+    cfg: Dict[str, CfgVal]
+    workspace: Optional[snapshot.Tree] = None
+    snapshot_dir: str = ""
+    tables: Dict[str, bytes] = field(default_factory=dict)  # cluster path -> content
+    preview: str = ""
+
+    def __repr__(self) -> str:
+        head = [f"# on login {self.login} (python {self.python})"]
+        if self.workspace is not None:
+            head.append(f"# workspace {self.workspace.root} -> {self.snapshot_dir} ({len(self.workspace.files)} files)")
+        return "\n".join(head + [self.preview])

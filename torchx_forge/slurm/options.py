@@ -95,6 +95,24 @@ def configured_state_dir() -> str:
     return default_state_dir()
 
 
+def configured_clusters() -> Dict[str, Dict[str, str]]:
+    """Named clusters of .torchxconfig (the working directory's, then ~/.torchxconfig), each a
+    ``[slurm_forge.cluster.NAME]`` section with ``login`` and optionally ``python`` and ``state_dir``
+    (the cluster-side ones): ``-cfg cluster=NAME`` alone then reaches it over SSH."""
+    found: Dict[str, Dict[str, str]] = {}
+    prefix = f"{BACKEND}.cluster."
+    for path in find_configs():
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error:
+            continue
+        for section in parser.sections():
+            if section.startswith(prefix):
+                found.setdefault(section[len(prefix):], dict(parser.items(section)))
+    return found
+
+
 def state_dir_origin(url: str) -> str:
     """Which setting chose the state dir ``url`` (for error messages)."""
     if os.environ.get(envvars.STATE_DIR.name) and absolute(os.environ[envvars.STATE_DIR.name]) == absolute(url):

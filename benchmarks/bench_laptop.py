@@ -114,9 +114,14 @@ handle = runner.run(app, scheduler="slurm_forge", cfg=cfg)
 t3 = time.perf_counter()
 submit_calls = calls[:]
 del calls[:]
-status = runner.status(handle)
-t4 = time.perf_counter()
-print(json.dumps({"handle": handle, "import_s": t_import, "build_s": t2 - t1, "run_s": t3 - t2, "status_s": t4 - t3,
+statuses = []
+for _ in range(3):  # each from a runner of its own: not the status the submission returned with the id
+    del calls[:]
+    t4 = time.perf_counter()
+    status = get_runner().status(handle)
+    statuses.append(time.perf_counter() - t4)
+print(json.dumps({"handle": handle, "import_s": t_import, "build_s": t2 - t1, "run_s": t3 - t2,
+                  "status_s": sorted(statuses)[1],
                   "submit_calls": submit_calls, "status_calls": calls, "state": status.state.name if status else None}))
 '''
 
@@ -382,7 +387,8 @@ class LaptopBench(BenchBase):
                      f"{bd['run_s']:.3f} s", ""])
         for what, s, nin, nout in bd["status_calls"]:
             rows.append([f"  ssh: {what}", f"{s:.3f} s", f"{nin:,} / {nout:,}"])
-        rows.append([f"runner.status: total ({len(bd['status_calls'])} ssh call(s))", f"{bd['status_s']:.3f} s", ""])
+        rows.append([f"runner.status, a fresh runner: total ({len(bd['status_calls'])} ssh call(s); median of 3)",
+                     f"{bd['status_s']:.3f} s", ""])
         say(table(rows))
         self.bd = bd
 
@@ -482,6 +488,12 @@ class LaptopBench(BenchBase):
                              m["lap_submit"] <= LAPTOP_SUBMIT_MAX))
         self.targets.append((f"laptop status of that app (median of {self.status_reps})", f"<= {LAPTOP_STATUS_MAX:g} s",
                              f"{m['lap_status']:.3f} s", m["lap_status"] <= LAPTOP_STATUS_MAX))
+        # the same from a Python program on the laptop (TorchX's runner API): forge's part, without
+        # the `torchx` command's own start (about 0.65 s on this machine, the same with any scheduler)
+        self.targets.append(("laptop submit, the runner API in a Python process (once)", f"<= {LAPTOP_SUBMIT_MAX:g} s",
+                             f"{bd['run_s']:.3f} s", bd["run_s"] <= LAPTOP_SUBMIT_MAX))
+        self.targets.append(("laptop status, the runner API (median of 3)", f"<= {LAPTOP_STATUS_MAX:g} s",
+                             f"{bd['status_s']:.3f} s", bd["status_s"] <= LAPTOP_STATUS_MAX))
 
     def run(self) -> int:
         failed = 1

@@ -25,6 +25,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Mapping
 
+from torchx.schedulers.api import Stream
 from torchx.specs import AppState
 
 from torchx_forge import __version__
@@ -123,8 +124,9 @@ def retry(req: Mapping[str, Any]) -> List[Any]:
 
 def log(req: Mapping[str, Any]) -> None:
     """Print each line as one JSON line, flushed: the laptop shows them as they come."""
+    streams = Stream[req["streams"]] if req.get("streams") else None
     lines = _scheduler(req).log_iter(req["app_id"], req["role"], int(req.get("k", 0)), regex=req.get("regex"),
-                                     should_tail=bool(req.get("should_tail")))
+                                     should_tail=bool(req.get("should_tail")), streams=streams)
     for line in lines:
         _send({"line": line})
 
@@ -149,7 +151,11 @@ def expected_start(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 def poll(req: Mapping[str, Any]) -> Dict[str, Any]:
     """Records and task views of the apps (`torchx forge watch`), in one Slurm call for all of them."""
-    found, notes = _scheduler(req).poll(req["app_ids"])
+    sched = _scheduler(req)
+    ids = req["app_ids"]
+    if req.get("unfinished"):  # `forge watch` with no handle: the laptop's apps that have not ended
+        ids = [i for i in ids if (rec := sched.load(i)) is not None and rec.final is None]
+    found, notes = sched.poll(ids)
     return {"apps": [{"record": rec.to_json(), "views": [v.to_json() for v in views]} for rec, views in found],
             "notes": notes}
 

@@ -242,7 +242,7 @@ class LaptopScheduler(SlurmForgeScheduler):
         if not login:
             return super().log_iter(app_id, role_name, k, regex, since, until, should_tail, streams)
         return self.agent(login).stream("log", app_id=remote, role=role_name, k=k, regex=regex,
-                                        should_tail=should_tail)
+                                        should_tail=should_tail, streams=getattr(streams, "name", None))
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
         remote, login = split_remote_id(app_id)
@@ -265,7 +265,7 @@ class LaptopScheduler(SlurmForgeScheduler):
             rid, login = split_remote_id(app_id)
             by_login.setdefault(login, []).append(rid)
         for login, ids in by_login.items():
-            answer = self.agent(login).call("poll", app_ids=ids)
+            answer = self.agent(login).call("poll", app_ids=ids, unfinished=app_ids is None)
             for item in answer["apps"]:
                 rec = AppRecord.from_json(item["record"], f"{login}:{item['record'].get('app_id')}")
                 rec.app_id = f"{rec.app_id}@{login}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ from conftest import REPO, wait_for
 pytestmark = [pytest.mark.slurm]
 
 #: the values of a sweep axis that a shell would take apart, run or expand: each must arrive as written
-HOSTILE = ["$(touch /tmp/forge-pwned)", "`touch /tmp/forge-pwned`", "a b;c", "it's \"quoted\"", "é ü ✓", "$HOME *"]
+HOSTILE = ["$(touch /tmp/forge-pwned)", "`touch /tmp/forge-pwned`; $HOME *", "a b;c\nit's \"quoted\" é ü ✓"]
 
 TRAIN = """\
 #!/bin/sh
@@ -66,9 +67,11 @@ def test_a_sweep_from_a_laptop_runs_its_snapshot_with_hostile_values_and_every_v
     fail = tmp_path / "fail-2"
     fail.touch()
     ws = workspace(tmp_path, fail)
-    axes = f"x=range(0,3);msg={HOSTILE[:3]!r}".replace("'", '"')
+    (ws / "exp.yaml").write_text(  # JSON is YAML: the hostile values written exactly
+        "name: lap\nrun: {command: [sh, train.sh]}\n"
+        f"sweep: {{shared_axes: {{run.args.x: [0, 1, 2], run.args.msg: {json.dumps(HOSTILE)}}}}}\n")
     run = laptop.run("torchx", "run", "--scheduler", "slurm_forge", "-cfg", f"login=forge-lab,python={sys.executable}",
-                     "forge.grid", "--name", "lap", "--axes", axes, "--", "sh", "train.sh", cwd=ws, timeout=300)
+                     "forge.sweep", "--config", "exp.yaml", cwd=ws, timeout=300)
     assert run.returncode == 0, run.stderr
     handle = run.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"slurm_forge://torchx/\d+@forge-lab", handle), run.stdout
@@ -77,11 +80,13 @@ def test_a_sweep_from_a_laptop_runs_its_snapshot_with_hostile_values_and_every_v
     # each value arrived byte for byte, nothing was run or expanded, the excluded data stayed home
     status = laptop.run("torchx", "status", handle).stdout
     assert status.count("COMPLETED") == 6 and "FAILED" in status, status
+    arrived = set()
     for k in range(9):
         log = laptop.run("torchx", "log", f"{handle}/lap/{k}").stdout
         m = re.search(r"run x=(\d) version=(\S+) msg=(\S*)", log)
         assert m and m.group(2) == "v1", log
-        assert base64.b64decode(m.group(3)).decode() in HOSTILE[:3], log
+        arrived.add(base64.b64decode(m.group(3)).decode())
+    assert arrived == set(HOSTILE)
     assert not Path("/tmp/forge-pwned").exists()
 
     listed = laptop.run("torchx", "list", "-s", "slurm_forge").stdout

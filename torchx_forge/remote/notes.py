@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from torchx_forge.state.store import Store
 
@@ -55,6 +55,7 @@ class Notes:
 
     def save(self, note: Note) -> None:
         self.store.write_json(f"remote/{note.login}/{note.token}.json", asdict(note))
+        self.store.write_json(f"remote/{note.login}/.last.json", {"python": note.python, "state_dir": note.state_dir})
 
     def logins(self) -> List[str]:
         return sorted(self.store.listdir("remote"))
@@ -65,11 +66,8 @@ class Notes:
         notes = [Note.from_json(v) for v in found.values() if isinstance(v, dict) and v.keys() >= REQUIRED]
         return sorted(notes, key=lambda n: n.created)
 
-    def latest(self, login: str) -> Optional[Note]:
-        notes = self.of(login)
-        return notes[-1] if notes else None
-
     def settings(self, login: str) -> Dict[str, str]:
-        """The interpreter and state dir this laptop last used on ``login`` ({} if never)."""
-        note = self.latest(login)
-        return {"python": note.python, "state_dir": note.state_dir} if note else {}
+        """The interpreter and state dir this laptop last used on ``login`` ({} if never): one small
+        file, however many apps were sent there."""
+        found = self.store.read_json(f"remote/{login}/.last.json")
+        return {k: str(found.get(k) or "") for k in ("python", "state_dir")} if isinstance(found, dict) else {}

@@ -18,7 +18,7 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from torchx.runner.config import find_configs
 from torchx.specs import CfgVal, runopts
@@ -80,16 +80,23 @@ def default_state_dir() -> str:
     return os.environ.get(envvars.STATE_DIR.name) or os.path.join(os.path.expanduser("~"), ".torchx_forge")
 
 
-def configured_state_dir() -> str:
-    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
-    if os.environ.get(envvars.STATE_DIR.name):
-        return os.environ[envvars.STATE_DIR.name]
+def _configs() -> Iterator[Tuple[str, configparser.ConfigParser]]:
+    """The .torchxconfig files TorchX reads (the working directory's, then ~/.torchxconfig), parsed;
+    one that does not parse is left out, as TorchX's own reading of it says."""
     for path in find_configs():
         parser = configparser.ConfigParser()
         try:
             parser.read(path)
         except configparser.Error:
             continue
+        yield path, parser
+
+
+def configured_state_dir() -> str:
+    """State dir for verbs that get no runopts: $FORGE_STATE_DIR, .torchxconfig, then ~/.torchx_forge."""
+    if os.environ.get(envvars.STATE_DIR.name):
+        return os.environ[envvars.STATE_DIR.name]
+    for _, parser in _configs():
         if parser.has_option(BACKEND, "state_dir"):
             return parser.get(BACKEND, "state_dir")
     return default_state_dir()
@@ -101,12 +108,7 @@ def configured_clusters() -> Dict[str, Dict[str, str]]:
     (the cluster-side ones): ``-cfg cluster=NAME`` alone then reaches it over SSH."""
     found: Dict[str, Dict[str, str]] = {}
     prefix = f"{BACKEND}.cluster."
-    for path in find_configs():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error:
-            continue
+    for _, parser in _configs():
         for section in parser.sections():
             if section.startswith(prefix):
                 found.setdefault(section[len(prefix):], dict(parser.items(section)))
@@ -117,12 +119,7 @@ def state_dir_origin(url: str) -> str:
     """Which setting chose the state dir ``url`` (for error messages)."""
     if os.environ.get(envvars.STATE_DIR.name) and absolute(os.environ[envvars.STATE_DIR.name]) == absolute(url):
         return f"${envvars.STATE_DIR.name}"
-    for path in find_configs():
-        parser = configparser.ConfigParser()
-        try:
-            parser.read(path)
-        except configparser.Error:
-            continue
+    for path, parser in _configs():
         if parser.has_option(BACKEND, "state_dir") and absolute(parser.get(BACKEND, "state_dir")) == absolute(url):
             return f"[{BACKEND}] state_dir in {path}"
     if absolute(url) == absolute(default_state_dir()):

@@ -14,6 +14,7 @@ from torchx_forge.node.runtime import (
     install_warning_handler,
     load_latest,
     open_path,
+    report,
     resume_from,
     save,
     upstream_result_dirs,
@@ -21,5 +22,5 @@ from torchx_forge.node.runtime import (
 
 __all__ = [
     "attempt", "checkpoint_dir", "commit_checkpoint", "exit_for_requeue", "finished", "install_warning_handler",
-    "load_latest", "open_path", "resume_from", "save", "upstream_result_dirs",
+    "load_latest", "open_path", "report", "resume_from", "save", "upstream_result_dirs",
 ]

@@ -14,6 +14,8 @@ Users' programs import them as :mod:`torchx_forge.runtime` (a re-export of this 
         if stop.is_set():
             runtime.exit_for_requeue()         # exit code 75: "saved, run me again"
 
+Searches add :func:`report` (intermediate metrics; True when the trial's budget is reached).
+
 Everything reads the environment slurm_forge sets (see :mod:`torchx_forge.node.contract`):
 it works the same under local_cwd, where nothing ever warns.
 Standard library only (fsspec for URL checkpoint dirs).
@@ -26,16 +28,16 @@ import os
 import signal
 import sys
 import threading
-from typing import IO, Any, Callable, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional
 
-from torchx_forge.core import envvars
+from torchx_forge.core import envvars, search_report
 from torchx_forge.core.policy import REQUEUE_EXIT
 from torchx_forge.node.checkpoint import commit, latest_checkpoint, step_of
 from torchx_forge.node.handoff import split_result_dirs
 
 __all__ = [
     "attempt", "checkpoint_dir", "commit_checkpoint", "exit_for_requeue", "finished", "install_warning_handler",
-    "load_latest", "open_path", "resume_from", "save", "upstream_result_dirs",
+    "load_latest", "open_path", "report", "resume_from", "save", "upstream_result_dirs",
 ]
 
 
@@ -159,3 +161,73 @@ def exit_for_requeue() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     sys.exit(REQUEUE_EXIT)
+
+
+def report(step: int, **metrics: float) -> bool:
+    """Record intermediate metrics of a search trial at ``step``; True when the program should stop now.
+
+    Under a search (``search:`` in an experiment file, ``forge.search``), the values go to this
+    trial's own report file (``$FORGE_SEARCH_REPORT``, replaced atomically: a temporary file, then a
+    rename; one PUT on an object store), which the search's decision step reads. True once ``step``
+    reaches the trial's current budget (``$FORGE_SEARCH_BUDGET``: the rung an ASHA or Hyperband
+    trial runs to now): save a checkpoint (:func:`save`) and exit 0; if the trial is promoted it
+    is resumed from that checkpoint with a larger budget, so no step runs twice. Random and TPE
+    trials run to the end. Outside a search (neither variable set) it does nothing and returns
+    False, so the same program runs unchanged under random, TPE, ASHA and without forge::
+
+        for step in range(start + 1, total + 1):
+            loss = train_one_step()
+            if runtime.report(step, loss=loss):
+                runtime.save(write_checkpoint, step)
+                break
+
+    Only rank 0 writes (``$RANK``, else ``$SLURM_PROCID``); every rank gets the same answer. The
+    final metrics still go where ``torchx forge results`` reads them: ``metrics.json`` in
+    ``$FORGE_RESULT_DIR`` (see :mod:`torchx_forge.results.metrics`); the search reads its objective
+    from there when a trial completes.
+
+    Args:
+        step: the step just finished (a whole number >= 0, increasing).
+        metrics: name -> number (anything ``float()`` takes: a 0-d tensor too).
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"report(step, ...): step must be a whole number >= 0, got {step!r}")
+    values = {}
+    for name, value in metrics.items():
+        try:
+            values[name] = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"report(step, {name}=...): expected a number, got {type(value).__name__} {value!r}") from None
+    path = os.environ.get(envvars.SEARCH_REPORT.name)
+    if path and values and _rank() == 0:
+        _write_report(path, step, values)
+    raw = os.environ.get(envvars.SEARCH_BUDGET.name, "").strip()
+    return raw.isdigit() and step >= int(raw)
+
+
+def _rank() -> int:
+    raw = os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or "0"
+    return int(raw) if raw.isdigit() else 0
+
+
+def _write_report(path: str, step: int, values: Dict[str, float]) -> None:
+    """Add ``values`` at ``step`` to the report file, replacing it whole (readers never see half a file)."""
+    try:
+        with open_path(path, "r") as f:
+            steps = search_report.loads(f.read(), path)
+    except FileNotFoundError:
+        steps = {}
+    steps.setdefault(step, {}).update(values)
+    text = search_report.dumps(steps)
+    if "://" in path and not path.startswith("file://"):
+        with open_path(path, "w") as f:  # one PUT: atomic on an object store
+            f.write(text)
+        return
+    path = path.replace("file://", "", 1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with builtins.open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

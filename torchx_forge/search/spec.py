@@ -27,7 +27,6 @@ file, line and key path. Nothing here imports optuna: :meth:`SearchSpec.distribu
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
@@ -50,8 +49,11 @@ INSTALL_HINT = "pip install 'torchx-forge[search]'"
 
 def require_optuna() -> None:
     """ConfigError unless optuna (the ``search`` extra) is importable: call it before submitting a search."""
-    if importlib.util.find_spec("optuna") is None:
-        raise ConfigError("search", f"adaptive search runs on optuna, which is not installed here: {INSTALL_HINT}")
+    try:
+        import optuna  # noqa: F401, PLC0415 (lazy: the search extra; torchx works without it)
+    except ImportError as e:
+        raise ConfigError("search", f"adaptive search runs on optuna, which cannot be imported here ({e}):"
+                                    f" {INSTALL_HINT}") from None
 
 
 class SpecError(ConfigError):
@@ -118,7 +120,7 @@ class SearchSpec:
 
     def _check_budget(self) -> None:
         if self.algorithm in RUNG_ALGORITHMS and not self.budget:
-            raise SpecError("budget", f"{self.algorithm} stops trials at rungs: name the key that sets a trial's"
+            raise SpecError("budget", f"missing key 'budget': {self.algorithm} stops trials at rungs: name the key that sets a trial's"
                                       " length in steps, e.g. budget: run.args.steps")
         if not self.budget:
             return

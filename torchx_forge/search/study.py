@@ -14,6 +14,7 @@ works without it, and a search says which extra to install.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -40,16 +41,24 @@ def _optuna() -> Any:
     return optuna
 
 
+def sampler_seed(seed: int, n_trials: int) -> int:
+    """The sampler's seed for a decision after ``n_trials`` trials: the same whenever it runs on the
+    same trials (a re-run after a kill asks the same points), and a stream of its own per (seed,
+    n_trials). ``seed + n_trials`` would not do: seed 1 after 6 trials would be seed 0 after 7, and
+    two searches of different seeds would ask the same points one trial apart."""
+    digest = hashlib.sha256(f"torchx-forge-search:{seed}:{n_trials}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 def sampler(spec: SearchSpec, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The sampler that picks new configurations, seeded with ``seed + n_trials`` so that a decision
-    is the same whenever it runs on the same trials (a re-run after a kill asks the same points).
+    """The sampler that picks new configurations, seeded with :func:`sampler_seed`.
 
     TPE starts modelling after ``trials // 4`` results (2 to 10): with a budget of 12 trials, 10
     random ones (optuna's default) would leave it 2 to work with. Its constant liar makes trials
     still running count as bad results, so parallel trials are not asked at the same point.
     """
     opt = _optuna()
-    seed = spec.seed + n_trials
+    seed = sampler_seed(spec.seed, n_trials)
     if spec.sampler_name == "random":
         return opt.samplers.RandomSampler(seed=seed)  # type: ignore[no-any-return]
     startup = max(2, min(TPE_STARTUP, spec.trials // 4))

@@ -120,8 +120,8 @@ class SearchSpec:
 
     def _check_budget(self) -> None:
         if self.algorithm in RUNG_ALGORITHMS and not self.budget:
-            raise SpecError("budget", f"missing key 'budget': {self.algorithm} stops trials at rungs: name the key that sets a trial's"
-                                      " length in steps, e.g. budget: run.args.steps")
+            raise SpecError("budget", f"missing key 'budget': {self.algorithm} stops trials at rungs: name the key"
+                                      " that sets a trial's length in steps, e.g. budget: run.args.steps")
         if not self.budget:
             return
         if self.max_budget is None:

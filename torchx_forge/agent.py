@@ -63,10 +63,11 @@ def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
     snap = str(req.get("snapshot") or "")
     if snap and not os.path.isdir(snap):
         return {"need_snapshot": True}
-    for path, text in (req.get("tables") or {}).items():
-        _write_new(path, text.encode())
     sched = _scheduler(req)
     store, token = sched.records().store, str(req.get("token") or "")
+    for name, text in (req.get("tables") or {}).items():  # named by their content: one there already is the same
+        if not store.exists(f"tables/{name}"):
+            store.write_bytes(f"tables/{name}", text.encode())
     if token:
         store.write_json(f"remote/{token}.json", {"state": "submitting", "started": time.time()})
     try:
@@ -80,17 +81,6 @@ def submit(req: Mapping[str, Any]) -> Dict[str, Any]:
         store.write_json(f"remote/{token}.json", {"state": "submitted", "app_id": app_id})
     found = sched.describe(app_id)
     return {"app_id": app_id, "describe": describe_to_json(found) if found is not None else None}
-
-
-def _write_new(path: str, data: bytes) -> None:
-    """A file named by its content, written whole (temporary file, then rename) unless it is there."""
-    if os.path.exists(path):
-        return
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def describe(req: Mapping[str, Any]) -> Dict[str, Any]:

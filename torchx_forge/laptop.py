@@ -187,14 +187,14 @@ class LaptopScheduler(SlurmForgeScheduler):
         store.write_json(rel, {**known, key: found})
         return found
 
-    def schedule(self, dryrun_info: AppDryRunInfo[Any]) -> str:
+    def schedule(self, dryrun_info: AppDryRunInfo[Any]) -> str:  # type: ignore[override, unused-ignore]  # main types it SlurmBatchRequest
         req = dryrun_info.request
         if not isinstance(req, RemoteRequest):
             return super().schedule(dryrun_info)
         agent = self.agent(req.login, req.python, req.state_dir)
         note = Note.new(req.login, req.python, req.state_dir, req.app.name, req.snapshot_dir)
         self.notes().save(note)  # before the request leaves: a lost answer is found again by its token
-        tables = {path: data.decode() for path, data in req.tables.items()}
+        tables = {path.rsplit("/", 1)[1]: data.decode() for path, data in req.tables.items()}  # by name
         try:
             found = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token,
                                snapshot=req.snapshot_dir, tables=tables)

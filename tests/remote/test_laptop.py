@@ -7,6 +7,7 @@ every Slurm command first on its PATH; each test ends by asserting none of them 
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ TRAIN = """\
 # a run of the laptop's sweep (sh train.sh --x X --msg M): the snapshot's version, its axis values (base64: exact bytes)
 while [ $# -gt 0 ]; do case "$1" in --x) x=$2;; --msg) msg=$2;; esac; shift 2; done
 echo "run x=$x version=$(cat version.txt) msg=$(printf '%s' "$msg" | base64 -w0)"
+echo '{{"score": '"$x"'}}' > "$FORGE_RESULT_DIR/metrics.json"
 if [ "$x" = 2 ] && [ -e "{fail}" ]; then echo "failing on purpose" >&2; exit 3; fi
 """
 
@@ -102,6 +104,12 @@ def test_a_sweep_from_a_laptop_runs_its_snapshot_with_hostile_values_and_every_v
     assert wait_state(laptop, handle) == "SUCCEEDED"
     again = laptop.run("torchx", "log", f"{handle}/lap/2").stdout
     assert "version=v1" in again and "version=v2" not in again, again
+    results = laptop.run("torchx", "forge", "results", handle, "--metric", "score", "--csv", str(tmp_path / "r.csv"))
+    assert results.returncode == 0 and "lap (" in results.stdout and ": 9 run(s)" in results.stdout, results.stderr
+    with open(tmp_path / "r.csv", newline="") as f:  # written on the laptop
+        rows = list(csv.DictReader(f))
+    assert sorted((r["run.args.x"], r["score"], r["run.args.msg"]) for r in rows) == sorted(
+        (str(x), str(x), m) for x in range(3) for m in HOSTILE), rows
     assert laptop.slurm_calls() == []
 
 

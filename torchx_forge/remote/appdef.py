@@ -40,8 +40,9 @@ def cluster_app(app: AppDef, paths: Mapping[str, str], python: str, workdir: Opt
         image = _rewrite(r.image, paths) if r.image.startswith("/") or not workdir else workdir
         roles.append(replace(r, image=image, entrypoint=entry,
                              args=[_rewrite(a, paths) for a in r.args],
-                             env={k: _rewrite(v, paths) for k, v in r.env.items()}))
-    return AppDef(name=app.name, roles=roles, metadata=dict(app.metadata))
+                             env={k: _rewrite(v, paths) for k, v in r.env.items()},
+                             metadata=_rewrite_all(r.metadata, paths)))  # a sweep role's run table is named there too
+    return AppDef(name=app.name, roles=roles, metadata=_rewrite_all(dict(app.metadata), paths))
 
 
 def _tables_in(app: AppDef, laptop_state: str) -> List[str]:

@@ -53,6 +53,9 @@ def test_the_laptop_paths_become_the_clusters_and_nothing_else_does():
     assert there.image == "/cluster/snap/abc" and there.entrypoint == "/cluster/python3"
     assert there.args == ["train.py", *HOSTILE, "/cluster/snap/abc/data"]
     assert there.env == {"SECRET_TOKEN": "s$(x)", "DATA": "/cluster/snap/abc/data"}
+    swept = Role("s", image="", entrypoint="py", metadata={"forge": {"array": True, "table": "/laptop/ws/t.json"}})
+    assert cluster_app(AppDef("a", roles=[swept]), paths, "py", None).roles[0].metadata == {
+        "forge": {"array": True, "table": "/cluster/snap/abc/t.json"}}
     docker = Role("r", image="ghcr.io/pytorch/torchx:0.7.0", entrypoint="echo", args=["/laptop/wsX"])  # a prefix, not a path
     moved = cluster_app(AppDef("a", roles=[docker]), paths, "py", "/cluster/snap/abc").roles[0]
     assert moved.image == "/cluster/snap/abc" and moved.args == ["/laptop/wsX"]

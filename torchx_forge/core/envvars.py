@@ -83,6 +83,7 @@ UPSTREAM_RESULT_DIRS = EnvVar("FORGE_UPSTREAM_RESULT_DIRS", "pipelines: result d
 INPUT_CHECKPOINT = EnvVar("FORGE_INPUT_CHECKPOINT", "per-run pipeline steps: the upstream run's checkpoint", _LAUNCHER)
 SEARCH_REPORT = EnvVar("FORGE_SEARCH_REPORT", "searches: the file runtime.report() writes a trial's intermediate metrics to",
                        _SUBMIT)
+SEARCH_TRIAL = EnvVar("FORGE_SEARCH_TRIAL", "searches: the trial's file (its parameters), read by the sweep task", _SUBMIT)
 SEARCH_BUDGET = EnvVar("FORGE_SEARCH_BUDGET", "searches: the step at which the trial stops now (its rung's budget)", _SUBMIT)
 
 # -- what the user may set ---------------------------------------------------------------------------

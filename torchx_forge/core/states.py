@@ -151,6 +151,7 @@ class JobKind(str, Enum):
     HET = "het"
     ARRAY = "array"
     WAVE = "wave"
+    DECIDE = "decide"  # a search's decision job (no tasks)
 
     def __str__(self) -> str:
         return self.value

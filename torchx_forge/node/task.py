@@ -151,6 +151,33 @@ def prepare(run: RunRow, base: Dict[str, str], app_id: Optional[str] = None,
     return Prepared(argv, env, workdir)
 
 
+def search_trial(argv: List[str], env: Dict[str, str]) -> List[str]:
+    """Under a search (``$FORGE_SEARCH_TRIAL``: the trial's file, written by the decision step before
+    its job was submitted): the trial's parameters added to the run, ``run.args.K`` as ``--K V``
+    (replacing the run's own ``--K``), ``run.env.K`` in the environment."""
+    path = env.get(envvars.SEARCH_TRIAL.name)
+    if not path:
+        return argv
+    from torchx_forge.core.runrow import render_args  # noqa: PLC0415
+    from torchx_forge.node.runtime import open_path  # noqa: PLC0415
+
+    with open_path(path, "r") as f:
+        params = json.load(f)["params"]
+    args = {k[len("run.args."):]: v for k, v in params.items() if k.startswith("run.args.")}
+    out: List[str] = []
+    skip = False
+    for word in argv:  # drop the run's own value of a searched argument
+        if skip and not word.startswith("--"):
+            continue
+        skip = word.startswith("--") and word[2:] in args
+        if not skip:
+            out.append(word)
+    for k, v in params.items():
+        if k.startswith("run.env."):
+            env[k[len("run.env."):]] = str(v)
+    return out + render_args(args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     ns = _parse(sys.argv[1:] if argv is None else argv)
     be_patient(store_wait())  # run tables, checkpoints and summaries on an object store: ride out a short outage
@@ -165,6 +192,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except RunError as e:
         print(f"torchx-forge: {e}", file=sys.stderr)
         sys.exit(e.code)
+    try:
+        ready.argv = search_trial(ready.argv, ready.env)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"torchx-forge: run {run.run_id}: cannot read its search trial: {e}", file=sys.stderr)
+        sys.exit(2)
     if ready.skip:
         print(f"torchx-forge: run {run.run_id} skipped: {ready.skip}", file=sys.stderr)
         report_run(ready.env, run, run.run_id, ns.role, ns.replica, "CANCELLED", None, ready.skip)

@@ -119,7 +119,7 @@ class JobRecord:
 
     def task_keys(self) -> Iterator[Tuple[str, str, int, str]]:
         """(slurm key, role, replica, log stem) of every task of this job."""
-        if self.job_kind is JobKind.WAVE:
+        if self.job_kind in (JobKind.WAVE, JobKind.DECIDE):
             return
         if self.job_kind is JobKind.ARRAY:
             for t in self.task_ids():
@@ -168,11 +168,14 @@ class AppMeta:
     tables: List[str] = field(default_factory=list)  # the run tables of the app's sweep roles
     stages: List[Tuple[str, List[str]]] = field(default_factory=list)  # a pipeline's steps: (step, role names)
     code: Optional[CodeVersion] = None  # None outside a git work tree
+    search: str = ""  # an adaptive search: its directory in the state dir (searches/<submission>)
 
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"tables": list(self.tables), "code": self.code.to_json() if self.code else {}}
         if self.stages:
             out["stages"] = [[s, list(r)] for s, r in self.stages]  # a list: records sort dict keys
+        if self.search:
+            out["search"] = self.search
         return out
 
     @classmethod
@@ -180,7 +183,7 @@ class AppMeta:
         raw = obj.get("stages") or []
         items = raw.items() if isinstance(raw, dict) else raw  # early records kept a dict
         return cls([str(t) for t in obj.get("tables") or []], [(str(s), [str(r) for r in roles]) for s, roles in items],
-                   CodeVersion.from_json(obj.get("code") or {}))
+                   CodeVersion.from_json(obj.get("code") or {}), str(obj.get("search") or ""))
 
 
 @dataclass

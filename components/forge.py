@@ -24,6 +24,7 @@ from torchx_forge.experiment.generators import is_call
 from torchx_forge.experiment.overrides import parse_overrides
 from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment, validate
+from torchx_forge.searches import from_config, load_search, search_appdef
 from torchx_forge.sweeps import table_sink
 from torchx_forge.torchx_errors import component_errors
 
@@ -129,3 +130,71 @@ def pipeline(*overrides: str, config: str, set: Optional[str] = None, local_para
     with component_errors():
         texts = ([set] if set else []) + list(overrides)
         return pipeline_appdef(config, texts, table_sink(), local_parallel=local_parallel or None)
+
+
+def search(
+    *command: str,
+    config: str = "",
+    set: Optional[str] = None,
+    space: str = "",
+    metric: str = "loss",
+    mode: str = "min",
+    trials: int = 16,
+    parallel: int = 4,
+    algorithm: str = "tpe",
+    seed: int = 0,
+    budget: str = "",
+    name: str = "search",
+    cpus: int = 1,
+    mem: str = "",
+    time: str = "",
+) -> specs.AppDef:
+    """An adaptive search (random, tpe, asha, hyperband): trials asked by decision steps that run as
+    short Slurm jobs, each trial one job, ``parallel`` at a time; no process stays on the login node.
+
+    Args:
+        command: the program and its fixed arguments (after --), without --config
+        config: an experiment file with a search: section (then the other options but set are ignored)
+        set: overrides of the file separated by ';' (e.g. 'search.trials=8')
+        space: 'KEY=DIST;...' with DIST interval(lo,hi), tag(log,interval(lo,hi)), int(interval(lo,hi)),
+            choice(a,b,...); a KEY without dots is an argument (--KEY v)
+        metric: the metric the program reports (runtime.report)
+        mode: min or max
+        trials: how many trials at most
+        parallel: trials running at once
+        algorithm: random, tpe, asha or hyperband
+        seed: the sampler's seed
+        budget: asha/hyperband: KEY=STEPS, the argument that sets a trial's length (e.g. steps=27)
+        name: the search's name (names the jobs and the role)
+        cpus: CPUs per trial
+        mem: memory per trial, e.g. 4G
+        time: time limit per trial (Slurm format)
+    """
+    with component_errors():
+        if config:
+            exp, spec = load_search(config, [set] if set else [])
+            return search_appdef(exp, spec)
+        if not command:
+            raise ConfigError("forge.search", "give an experiment file (--config exp.yaml) or the command after --,"
+                              " e.g. -- python train.py")
+        if not space:
+            raise ConfigError("forge.search --space", "give the keys to search: 'lr=tag(log,interval(1e-5,1e-1));...'")
+        section: Dict[str, Any] = {"algorithm": algorithm, "metric": metric, "mode": mode, "trials": trials,
+                                   "parallel": parallel, "seed": seed, "space": _keyed("space", space, lambda v: v)}
+        run: Dict[str, Any] = {"command": list(command)}
+        if budget:
+            key, _, steps = budget.partition("=")
+            path = key if "." in key else f"run.args.{key}"
+            section["budget"] = path
+            if path.startswith("run.args.") and steps:
+                run["args"] = {path[len("run.args."):]: int(steps)}
+            elif steps:
+                section["max_budget"] = int(steps)
+        cluster: Dict[str, Any] = {"cpus_per_task": cpus}
+        if mem:
+            cluster["mem"] = mem
+        if time:
+            cluster["time_limit"] = time
+        cfg = {"name": name, "run": run, "cluster": cluster, "search": section}
+        exp, spec = from_config(cfg, Source("forge.search"), os.getcwd())
+        return search_appdef(exp, spec)

@@ -48,6 +48,8 @@ from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
+from torchx_forge.slurm.search import search_summary, submit_search
+from torchx_forge.slurm.search import spec_of as search_spec_of
 from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.held import release_held
@@ -163,6 +165,9 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
         req = dryrun_info.request
+        spec = search_spec_of(req.app)
+        if spec is not None:  # an adaptive search: its first trials, each with its decision job
+            return submit_search(self.cli, self.records(req.opts.state_dir), req, spec).app_id
         rec = submit(self.cli, self.records(req.opts.state_dir), req)
         return rec.app_id
 
@@ -238,7 +243,10 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
             return self._describe_unrecorded(app_id)
         found = self._gather(records, [rec])
         views = found.views[rec.app_id]
-        return describe_response(rec, views, found.notes), views
+        resp = describe_response(rec, views, found.notes)
+        if rec.meta.search:
+            resp.msg = f"{search_summary(records, rec)}\n{resp.msg}".strip()
+        return resp, views
 
     def _describe_unrecorded(self, app_id: str, why: str = "") -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:
         """A job slurm_forge did not submit (or whose record is gone or unreachable: ``why``): what Slurm knows of it."""

@@ -1,0 +1,43 @@
+"""A learning curve for searches (Syne Tune's "height"): per step (0.1 + width*step/100)**-1 + height*0.1.
+
+    python height.py --steps 27 --width 10 --height 0 [--sleep 0.2]
+
+Reports every step (runtime.report), saves a checkpoint every step and resumes from the latest:
+under ASHA a promoted trial goes on where it stopped, so each step runs once.
+"""
+
+import argparse
+import json
+import os
+import time
+
+from torchx_forge import runtime
+
+p = argparse.ArgumentParser()
+p.add_argument("--steps", type=int, default=27)
+p.add_argument("--width", type=float, default=10.0)
+p.add_argument("--height", type=float, default=0.0)
+p.add_argument("--sleep", type=float, default=0.2)
+a = p.parse_args()
+
+
+def load(path: str) -> int:
+    with open(os.path.join(path, "state.json")) as f:
+        return int(json.load(f)["step"])
+
+
+start = runtime.load_latest(load) or 0
+loss = None
+for step in range(start + 1, a.steps + 1):
+    time.sleep(a.sleep)
+    loss = (0.1 + a.width * step / 100) ** -1 + a.height * 0.1
+    print(f"step {step} loss {loss:.6f}", flush=True)
+
+    def write(path: str, step: int = step) -> None:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "state.json"), "w") as f:
+            json.dump({"step": step}, f)
+
+    runtime.save(write, step, name="step_{step}")
+    if runtime.report(step, loss=loss):
+        break

@@ -1,0 +1,328 @@
+"""An adaptive search on Slurm: trials as jobs of the app, decisions as short singleton jobs.
+
+    python -m torchx_forge.slurm.search --state-dir DIR --app APP     (a decision job)
+
+**Submit** (:func:`submit_search`, from ``torchx run``): the spec and the first ``parallel`` asked
+trials are written to ``searches/<submission>/`` in the state dir, then each trial is submitted
+held as task k of the app's sweep script (``--array=k``: trial k is replica k) with
+``FORGE_SEARCH_TRIAL`` (its file: the task adds its parameters), ``FORGE_SEARCH_REPORT`` and
+``FORGE_SEARCH_BUDGET``; each trial job gets a decision job, ``--dependency=afterany:<trial>,singleton``
+with the job name ``forge-search-<app>``: Slurm runs at most one job of that name at a time, so the
+study has exactly one writer. The record lists the not-yet-asked trials as a planned job; then
+one release.
+
+**A decision** (:func:`decide_step`): reads every trial file and report, reconciles each asked or
+running trial with Slurm's answer (the app's task views: squeue, sacct, the launcher's state
+files), calls :func:`~torchx_forge.search.decide` and :func:`~torchx_forge.search.apply`, writes
+the trial files that changed (atomically) BEFORE submitting, then submits each ASKED trial that has
+no job yet. Every trial job is tagged ``<submission>-t<number>r<rung>a<attempt>`` in its
+``--comment`` (its decision job: the same with ``d``); a tag found in the record or in squeue is
+not submitted again, so a decision killed halfway and run again submits nothing twice. Promoted
+ASHA trials are the same replica (the same run id and checkpoint dir): the launcher resumes them
+from their checkpoint. A cancelled app (``cancelled.json``) makes a decision do nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence
+
+from torchx_forge.core import envvars, layout
+from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.storage import store_wait
+from torchx_forge.errors import ConfigError
+from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.request import SAME_PLACE, ForgeBatchRequest
+from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
+from torchx_forge.slurm.scripts import save as save_script
+from torchx_forge.slurm.scripts import sbatch_script
+from torchx_forge.state.files import be_patient
+from torchx_forge.state.records import AppRecord, JobRecord, Records
+from torchx_forge.state.store import Store
+
+MODULE = "torchx_forge.slurm.search"
+#: the role metadata key of a search (its spec as JSON)
+SEARCH_META = "forge_search"
+DECIDE_TIME = "00:10:00"
+#: Slurm end states after which a trial is run again (not a failure)
+AGAIN = (SlurmState.TIMEOUT, SlurmState.PREEMPTED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL)
+
+
+def spec_of(app: Any) -> Any:
+    """The search (a SearchSpec) an AppDef from forge.search carries, else None."""
+    for role in app.roles if app is not None else ():
+        raw = (role.metadata or {}).get(SEARCH_META)
+        if raw:
+            from torchx_forge.search import SearchSpec  # noqa: PLC0415
+
+            return SearchSpec.from_json(raw)
+    return None
+
+
+def trial_rel(sdir: str, number: int) -> str:
+    return f"{sdir}/trials/{number:06d}.json"
+
+
+def report_rel(sdir: str, number: int) -> str:
+    return f"{sdir}/reports/{number:06d}.json"
+
+
+def trial_tag(submission: str, trial: Any) -> str:
+    return f"{submission}-t{trial.number}r{trial.rung}a{trial.attempts}"
+
+
+class Search:
+    """One search's files and jobs: what the submit and every decision share."""
+
+    def __init__(self, cli: SlurmCli, records: Records, sdir: str, submission: str, spec: Any) -> None:
+        self.cli, self.records, self.sdir, self.submission, self.spec = cli, records, sdir, submission, spec
+        self.store = records.store
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def write_spec(self, template: JobRecord, python: str) -> None:
+        self.store.write_json(f"{self.sdir}/spec.json", {"spec": self.spec.to_json(), "template": template.to_file(),
+                                                         "python": python, "submission": self.submission})
+
+    def write_trial(self, trial: Any) -> None:
+        self.store.write_json(trial_rel(self.sdir, trial.number), trial.to_json())
+
+    def trials(self) -> List[Any]:
+        from torchx_forge.search import Trial, with_report  # noqa: PLC0415
+
+        out = []
+        reports = self.store.read_many_json(f"{self.sdir}/reports")
+        for stem, obj in sorted(self.store.read_many_json(f"{self.sdir}/trials").items()):
+            t = Trial.from_json(obj, stem)
+            if stem in reports:
+                t = with_report(t, json.dumps(reports[stem]), self.spec.metric, stem)
+            out.append(t)
+        return out
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def trial_argv(self, template: JobRecord, app_id: Optional[str], trial: Any, hold: bool) -> List[str]:
+        from torchx_forge.search.spec import RUNG_ALGORITHMS  # noqa: PLC0415
+
+        argv = _resubmit_argv(template.argv, app_id or "x", [trial.number], 0)
+        export = [f"ALL,{envvars.SEARCH_TRIAL.name}={self.store.url_of(trial_rel(self.sdir, trial.number))}",
+                  f"{envvars.SEARCH_REPORT.name}={self.store.url_of(report_rel(self.sdir, trial.number))}"]
+        if app_id:
+            export.append(f"{envvars.APP_ID.name}={app_id}")
+        if self.spec.algorithm in RUNG_ALGORITHMS and trial.budget is not None:
+            export.append(f"{envvars.SEARCH_BUDGET.name}={trial.budget}")
+        argv = [f"--export={','.join(export)}" if a.startswith("--export=") else a for a in argv]
+        return argv if hold else [a for a in argv if a != "--hold"]
+
+    def decide_argv(self, rec_name: str, log_dir: str, app_id: str, after: str, python: str,
+                    flags: Sequence[str], hold: bool) -> List[str]:
+        command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id])
+        keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
+        out = f"{layout.log_prefix(log_dir.replace('%', '%%'), rec_name)}search-%j.log"
+        return ["sbatch", "--parsable", *(["--hold"] if hold else []), f"--dependency=afterany:{after},singleton",
+                f"--job-name=forge-search-{layout.safe_name(app_id)}", f"--time={DECIDE_TIME}", "--nodes=1",
+                "--ntasks=1", "--cpus-per-task=1", "--mem=512", "--no-requeue", f"--output={out}", *keep,
+                f"--wrap={command}"]
+
+    def submit_trial(self, rec: AppRecord, template: JobRecord, trial: Any, python: str) -> List[str]:
+        """Trial ``trial``'s job and its decision job, unless a job of their tag exists (record or squeue):
+        linked to the app as they go. Returns the ids it submitted."""
+        tag = trial_tag(self.submission, trial)
+        known = {j.tag: j for j in rec.jobs}
+        env = clean_env()
+        added = []
+        job = known.get(tag)
+        if job is None:
+            found = self.cli.find_tagged(tag)
+            argv = self.trial_argv(template, rec.app_id, trial, hold=False)
+            job_id = found[0] if found else sbatch_script(self.cli, argv, env=env, tag=tag)
+            added.append(job_id)
+            prev = [j.job_id for j in rec.jobs if j.job_kind is JobKind.ARRAY and trial.number in (j.tasks or [])]
+            job = replace(template, job_id=job_id, argv=argv, tasks=[trial.number], planned=False, tag=tag,
+                          retry_of=prev[-1] if prev else None, created=time.time(), companion=None)
+            self.records.add_job(rec.app_id, job)
+        dtag = f"{tag}d"
+        if dtag not in known and not self.cli.find_tagged(dtag):
+            argv = self.decide_argv(rec.name, rec.log_dir, rec.app_id, job.job_id, python, template.argv, hold=False)
+            decision = self.cli.sbatch(argv, env=env, tag=dtag)
+            added.append(decision)
+            self.records.add_job(rec.app_id, JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=dtag))
+        return added
+
+
+def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec: Any) -> AppRecord:
+    """Submit a search: its spec and first trials written, each trial held with its decision job,
+    the record, one release (or everything cancelled)."""
+    from torchx_forge.search import apply, decide  # noqa: PLC0415
+    from torchx_forge.slurm.submit import _job_record, _role_records, check, fitted  # noqa: PLC0415
+    from torchx_forge.state.codeversion import code_version  # noqa: PLC0415
+
+    cli = cli.on(req.opts.cluster)
+    req = fitted(cli, records, req)
+    check(req)
+    if len(req.jobs) != 1 or req.jobs[0].array is None:
+        raise ConfigError(f"search {req.app_name!r}", "a search runs its trials as tasks of one job array: give every"
+                          " trial the same resources, and a max_array_size of at least search.trials")
+    job = replace(req.jobs[0], wave=0)
+    submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    sdir = f"searches/{submission}"
+    path = save_script(records.store, submission, 0, job.materialize())
+    template = replace(_job_record(job, "template", path, job.argv(path, hold=True), None), max_retries=0, companion=None)
+    search = Search(cli, records, sdir, submission, spec)
+    search.write_spec(template, req.opts.python)
+    first = apply([], decide(spec, [], 0))
+    for t in first:  # the trial files before any sbatch
+        search.write_trial(t)
+    submitted: List[str] = []
+    jobs: List[JobRecord] = [replace(template, job_id="search.planned", planned=True, argv=[], tasks=None)]
+    app_id = ""
+    try:
+        for t in first:
+            tag = trial_tag(submission, t)
+            argv = search.trial_argv(template, app_id or None, t, hold=True)
+            job_id = sbatch_script(cli, argv, tag=tag)
+            submitted.append(job_id)
+            app_id = app_id or layout.app_id_of(job_id, (cli.cluster or "") if req.opts.cluster else "")
+            jobs.append(replace(template, job_id=job_id, argv=argv, tasks=[t.number], tag=tag))
+        for t, trial_job in zip(first, jobs[1:]):
+            argv = search.decide_argv(req.app_name, req.opts.logs, app_id, trial_job.job_id, req.opts.python,
+                                      template.argv, hold=True)
+            decision = cli.sbatch(argv, tag=f"{trial_tag(submission, t)}d")
+            submitted.append(decision)
+            jobs.append(JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=f"{trial_tag(submission, t)}d"))
+        import os  # noqa: PLC0415
+
+        rec = AppRecord(app_id=app_id, cluster=(cli.cluster or "") if req.opts.cluster else "", name=req.app_name,
+                        jobs=jobs, roles=_role_records(req), log_dir=req.opts.logs, job_dir=req.opts.job_dir,
+                        submission=submission,
+                        meta=replace(req.meta(), code=code_version(os.getcwd(), records.store), search=sdir))
+        records.save(rec)
+        cli.release(submitted)
+    except BaseException:
+        if submitted:
+            cli.cancel(submitted, ended_ok=True)
+        if app_id:
+            records.forget(app_id)
+        raise
+    return rec
+
+
+def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str) -> List[Any]:
+    """Asked and running trials as Slurm has them now: a trial whose job (its current tag's) ended is
+    PAUSED (exit 0 below its full length, under asha/hyperband), COMPLETE (exit 0), ASKED again with
+    one more attempt (time limit, preemption, node failure) or FAIL; one whose job runs, RUNNING."""
+    from torchx_forge.search import TrialState, finished_value  # noqa: PLC0415
+    from torchx_forge.search.spec import RUNG_ALGORITHMS  # noqa: PLC0415
+
+    by_tag = {j.tag: j for j in rec.jobs if j.tag}
+    by_key = {v.key: v for v in views}
+    out = []
+    for t in trials:
+        job = by_tag.get(trial_tag(submission, t)) if t.state.active else None
+        view = by_key.get(f"{job.job_id}_{t.number}") if job else None
+        if view is not None:
+            st = view.slurm_state
+            if st is SlurmState.COMPLETED:
+                short = (spec.algorithm in RUNG_ALGORITHMS and t.budget is not None and spec.max_budget is not None
+                         and t.budget < spec.max_budget)
+                t = replace(t, state=TrialState.PAUSED) if short and t.objective is not None else finished_value(t, {}, spec.metric)
+            elif st in AGAIN:
+                t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1)
+            elif st.final:
+                t = replace(t, state=TrialState.FAIL)
+            elif st is SlurmState.RUNNING:
+                t = replace(t, state=TrialState.RUNNING)
+        out.append(t)
+    return out
+
+
+def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: Any = print) -> int:
+    """One decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point."""
+    from torchx_forge.search import SearchSpec, apply, decide, summary  # noqa: PLC0415
+    from torchx_forge.slurm.status import gather  # noqa: PLC0415
+
+    rec = records.load(app_id)
+    if rec is None or not rec.meta.search:
+        say(f"torchx-forge: no search app {app_id} in {records.store.url}")
+        return 1
+    if records.cancelled(app_id):
+        say(f"torchx-forge: search {app_id} was cancelled: deciding nothing")
+        return 0
+    head = records.store.read_json(f"{rec.meta.search}/spec.json")
+    spec = SearchSpec.from_json(head["spec"])
+    template = JobRecord.from_file(head["template"], "template")
+    search = Search(cli, records, rec.meta.search, rec.submission, spec)
+    trials = search.trials()
+    views = gather(cli, records, [rec]).views.get(rec.app_id, [])
+    trials = reconcile(spec, trials, rec, views, rec.submission)
+    decision = decide(spec, trials, 0)
+    after = apply(trials, decision)
+    before = {t.number: t.to_json() for t in search.trials()}
+    for t in sorted(after, key=lambda t: (t.number in before, t.number)):  # new ones first
+        if before.get(t.number) != t.to_json():
+            search.write_trial(t)
+    say(f"torchx-forge: {time.strftime('%H:%M:%S')} decision: {len(decision.new)} new, promote {dict(decision.promote)},"
+        f" prune {list(decision.prune)}, failed {list(decision.failed)}")
+    if decision.stop_reason:
+        say(f"torchx-forge: {decision.stop_reason}")
+        return 0
+    from torchx_forge.search import TrialState  # noqa: PLC0415
+
+    for t in after:
+        if t.state is TrialState.ASKED:
+            if records.cancelled(app_id):
+                say("torchx-forge: the search was cancelled meanwhile: submitting nothing more")
+                return 0
+            rec = records.load(app_id) or rec
+            ids = search.submit_trial(rec, template, t, python)
+            if ids:
+                say(f"torchx-forge: trial {t.number} (rung {t.rung}, attempt {t.attempts}): job(s) {', '.join(ids)}")
+    say(summary(spec, after))
+    return 0
+
+
+def search_summary(records: Records, rec: AppRecord) -> str:
+    """The search's lines for ``torchx status`` (progress, best trial, rungs), or why there are none."""
+    from torchx_forge.search import SearchSpec, summary  # noqa: PLC0415
+
+    try:
+        head = records.store.read_json(f"{rec.meta.search}/spec.json")
+        spec = SearchSpec.from_json(head["spec"])
+        return summary(spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials())
+    except Exception as e:  # status must answer anyway
+        return f"search: cannot read its trials ({type(e).__name__}: {e})"
+
+
+def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:
+    """Every trial of a search as a flat row: number, state, rung, budget, last step, value, params."""
+    from torchx_forge.search import SearchSpec  # noqa: PLC0415
+
+    head = records.store.read_json(f"{rec.meta.search}/spec.json")
+    spec = SearchSpec.from_json(head["spec"])
+    rows = []
+    for t in Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials():
+        rows.append({"trial": t.number, "state": t.state.value, "rung": t.rung, "budget": t.budget,
+                     "last_step": t.last_step, spec.metric: t.objective, **t.params})
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="(decision job) the next step of a search")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--app", required=True)
+    args = p.parse_args(argv)
+    be_patient(store_wait())
+    records = Records(Store(args.state_dir))
+    rec = records.load(args.app)
+    cli = SlurmCli(cluster=(rec.cluster or None) if rec else None)
+    sys.exit(decide_step(cli, records, args.app, sys.executable))
+
+
+if __name__ == "__main__":
+    main()

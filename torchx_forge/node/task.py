@@ -145,6 +145,10 @@ def prepare(run: RunRow, base: Dict[str, str], app_id: Optional[str] = None,
         argv = _handoff(run, env, contract.resume_argv(list(run.argv), env))
     except (CheckpointError, OSError, ValueError, NewerFormatError) as e:
         raise RunError(f"run {run.run_id}: cannot choose its input checkpoint: {e}") from None
+    try:  # under a search: the trial's parameters (the launcher prepares sweep runs in process, too)
+        argv = search_trial(argv, env)
+    except (OSError, ValueError, KeyError) as e:
+        raise RunError(f"run {run.run_id}: cannot read its search trial: {e}") from None
     workdir = run.workdir or None
     if workdir and not os.path.isdir(workdir):
         raise RunError(f"run {run.run_id}: cannot enter workdir {workdir}: No such directory")
@@ -192,11 +196,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except RunError as e:
         print(f"torchx-forge: {e}", file=sys.stderr)
         sys.exit(e.code)
-    try:
-        ready.argv = search_trial(ready.argv, ready.env)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"torchx-forge: run {run.run_id}: cannot read its search trial: {e}", file=sys.stderr)
-        sys.exit(2)
     if ready.skip:
         print(f"torchx-forge: run {run.run_id} skipped: {ready.skip}", file=sys.stderr)
         report_run(ready.env, run, run.run_id, ns.role, ns.replica, "CANCELLED", None, ready.skip)

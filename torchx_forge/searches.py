@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 from torchx import specs
 
@@ -21,8 +21,9 @@ from torchx_forge.experiment.overrides import parse_overrides, set_path
 from torchx_forge.experiment.source import Source, read_yaml
 from torchx_forge.experiment.spec import Experiment, validate
 from torchx_forge.search import SearchSpec
+from torchx_forge.slurm.options import configured_state_dir, state_dir_error
 from torchx_forge.slurm.search import SEARCH_META
-from torchx_forge.sweeps import table_sink
+from torchx_forge.state.store import Store
 
 #: the run env key that numbers the trials
 TRIAL_KEY = "SEARCH_TRIAL"
@@ -51,8 +52,21 @@ def from_config(cfg: Mapping[str, Any], source: Source, workdir: str) -> Tuple[E
     return validate(rest, source, workdir), spec
 
 
+def _table_sink() -> Callable[[Any], str]:
+    """Run tables go to the configured state dir, where the compute nodes read them (as sweeps' do)."""
+    store = Store(configured_state_dir())
+
+    def put(table: Any) -> str:
+        try:
+            return store.put_table(table)
+        except OSError as e:
+            raise state_dir_error(store.url, e) from None
+
+    return put
+
+
 def search_appdef(exp: Experiment, spec: SearchSpec) -> specs.AppDef:
-    app = build_appdef(exp, table_sink())
+    app = build_appdef(exp, _table_sink())
     if len(app.roles) != 1:
         raise ConfigError("search", "every trial must have the same resources (one role)")
     app.roles[0].metadata[SEARCH_META] = spec.to_json()

@@ -73,6 +73,14 @@ def report_rel(sdir: str, number: int) -> str:
     return f"{sdir}/reports/{number:06d}.json"
 
 
+def read_head(records: Records, sdir: str) -> Dict[str, Any]:
+    """The search's spec.json (spec, template, python, submission), written by the submit before any job."""
+    head = records.store.read_json(f"{sdir}/spec.json")
+    if not isinstance(head, dict):
+        raise FileNotFoundError(f"{records.store.url_of(f'{sdir}/spec.json')}: no search spec")
+    return head
+
+
 def trial_tag(submission: str, trial: Any) -> str:
     return f"{submission}-t{trial.number}r{trial.rung}a{trial.attempts}"
 
@@ -190,7 +198,7 @@ def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec:
             submitted.append(job_id)
             app_id = app_id or layout.app_id_of(job_id, (cli.cluster or "") if req.opts.cluster else "")
             jobs.append(replace(template, job_id=job_id, argv=argv, tasks=[t.number], tag=tag))
-        for t, trial_job in zip(first, jobs[1:]):
+        for t, trial_job in zip(first, jobs[1:], strict=True):
             argv = search.decide_argv(req.app_name, req.opts.logs, app_id, trial_job.job_id, req.opts.python,
                                       template.argv, hold=True)
             decision = cli.sbatch(argv, tag=f"{trial_tag(submission, t)}d")
@@ -231,7 +239,8 @@ def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any]
             if st is SlurmState.COMPLETED:
                 short = (spec.algorithm in RUNG_ALGORITHMS and t.budget is not None and spec.max_budget is not None
                          and t.budget < spec.max_budget)
-                t = replace(t, state=TrialState.PAUSED) if short and t.objective is not None else finished_value(t, {}, spec.metric)
+                paused = short and t.objective is not None
+                t = replace(t, state=TrialState.PAUSED) if paused else finished_value(t, {}, spec.metric)
             elif st in AGAIN:
                 t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1)
             elif st.final:
@@ -254,7 +263,7 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     if records.cancelled(app_id):
         say(f"torchx-forge: search {app_id} was cancelled: deciding nothing")
         return 0
-    head = records.store.read_json(f"{rec.meta.search}/spec.json")
+    head = read_head(records, rec.meta.search)
     spec = SearchSpec.from_json(head["spec"])
     template = JobRecord.from_file(head["template"], "template")
     search = Search(cli, records, rec.meta.search, rec.submission, spec)
@@ -292,7 +301,7 @@ def search_summary(records: Records, rec: AppRecord) -> str:
     from torchx_forge.search import SearchSpec, summary  # noqa: PLC0415
 
     try:
-        head = records.store.read_json(f"{rec.meta.search}/spec.json")
+        head = read_head(records, rec.meta.search)
         spec = SearchSpec.from_json(head["spec"])
         return summary(spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials())
     except Exception as e:  # status must answer anyway
@@ -303,7 +312,7 @@ def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:
     """Every trial of a search as a flat row: number, state, rung, budget, last step, value, params."""
     from torchx_forge.search import SearchSpec  # noqa: PLC0415
 
-    head = records.store.read_json(f"{rec.meta.search}/spec.json")
+    head = read_head(records, rec.meta.search)
     spec = SearchSpec.from_json(head["spec"])
     rows = []
     for t in Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from torchx_forge.errors import SlurmError
 from torchx_forge.scheduler import SlurmForgeScheduler
 from torchx_forge.search import TrialState
 from torchx_forge.slurm.search import Search, decide_step
@@ -42,7 +43,7 @@ def test_submit_then_a_decision_killed_before_its_sbatch_submits_nothing_twice(t
     cli.add_job(f"{trial_jobs[0].job_id}_0", "COMPLETED", comment=f"forge:{trial_jobs[0].tag}")
     before = len([c for c in cli.calls if c[0] == "sbatch"])
     cli.answer("sbatch", fail("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"))
-    with pytest.raises(Exception):  # killed halfway: the trial files written, its sbatch failed
+    with pytest.raises(SlurmError):  # killed halfway: the trial files written, its sbatch failed
         decide_step(cli, records, app_id, "python", say=lambda *a: None)
     search.spec = None
     assert decide_step(cli, records, app_id, "python", say=lambda *a: None) == 0

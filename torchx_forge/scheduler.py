@@ -48,8 +48,6 @@ from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
-from torchx_forge.slurm.search import search_summary, submit_search
-from torchx_forge.slurm.search import spec_of as search_spec_of
 from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.held import release_held
@@ -63,6 +61,7 @@ from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
+from torchx_forge.slurm.search import search_summary, spec_of, submit_search
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.state.records import AppRecord, Records
@@ -165,11 +164,9 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def schedule(self, dryrun_info: AppDryRunInfo[ForgeBatchRequest]) -> str:  # type: ignore[override]
         req = dryrun_info.request
-        spec = search_spec_of(req.app)
-        if spec is not None:  # an adaptive search: its first trials, each with its decision job
+        if (spec := spec_of(req.app)) is not None:  # an adaptive search: first trials, each with its decision job
             return submit_search(self.cli, self.records(req.opts.state_dir), req, spec).app_id
-        rec = submit(self.cli, self.records(req.opts.state_dir), req)
-        return rec.app_id
+        return submit(self.cli, self.records(req.opts.state_dir), req).app_id
 
     def check_workspace(self, cfg: Mapping[str, CfgVal]) -> None:
         """TorchX copies the workspace into ``job_dir``, which must not exist yet."""
@@ -244,8 +241,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         found = self._gather(records, [rec])
         views = found.views[rec.app_id]
         resp = describe_response(rec, views, found.notes)
-        if rec.meta.search:
-            resp.msg = f"{search_summary(records, rec)}\n{resp.msg}".strip()
+        resp.msg = f"{search_summary(records, rec)}\n{resp.msg}".strip() if rec.meta.search else resp.msg
         return resp, views
 
     def _describe_unrecorded(self, app_id: str, why: str = "") -> Optional[Tuple[DescribeAppResponse, List[TaskView]]]:

@@ -136,26 +136,19 @@ class WaveStates:
             self.states[job.job_id] = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
             if job.job_id in lost and not (self.states[job.job_id] or SlurmState.PENDING).final:
                 self.states[job.job_id] = SlurmState.LOST
-        #: a search's decision jobs: while one may still run, its trials not asked yet are pending
-        self.deciding = False
-        for job in rec.jobs:
-            if job.job_kind is JobKind.DECIDE:
-                row = live.get(job.job_id)
-                state = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
-                self.deciding = self.deciding or state is None or not state.final
+        ends = [live[j.job_id].state if j.job_id in live else history[j.job_id].last.state if j.job_id in history
+                else None for j in rec.jobs if j.job_kind is JobKind.DECIDE]
+        self.deciding = any(e is None or not e.final for e in ends)  # a search's decision job may still run
 
     def planned_view(self, key: str, role: str, replica: int, job: JobRecord, cancelled: bool) -> TaskView:
         """A task of a wave not submitted yet: pending behind its wave job, or failed with it."""
         view = TaskView(role=role, replica=replica, key=key, slurm_state=SlurmState.PENDING, attempts=0, source="plan")
         where = f"wave {job.wave + 1} of {self.rec.waves}"
-        if self.rec.meta.search:  # a trial of a search that no decision has asked yet
-            if cancelled:
-                view.slurm_state, view.reason = SlurmState.CANCELLED, "trial not asked: the search was cancelled"
-            elif self.deciding:
-                view.reason = "trial not asked yet: a decision job submits it when a slot frees up"
-            else:
-                view.slurm_state = SlurmState.CANCELLED
-                view.reason = "trial not asked: the search ended (its summary says why)"
+        if self.rec.meta.search:  # a trial no decision has asked yet: pending while one may still run
+            view.reason = "trial not asked yet: a decision job submits it when a slot frees up"
+            if cancelled or not self.deciding:
+                view.slurm_state, view.reason = SlurmState.CANCELLED, "trial not asked: the search " + (
+                    "was cancelled" if cancelled else "ended (its summary says why)")
             return view
         if cancelled:
             view.slurm_state, view.reason = SlurmState.CANCELLED, f"{where}, cancelled before it was submitted"

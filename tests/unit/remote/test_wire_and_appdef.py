@@ -100,9 +100,11 @@ def test_the_master_socket_fits_a_unix_socket_path(monkeypatch, tmp_path: Path):
     assert ssh.default_control_dir() == "/h/.cache/torchx-forge/ssh"
     monkeypatch.setenv("HOME", str(tmp_path / ("x" * 60)))
     long = ssh.default_control_dir()
-    assert long.startswith(f"/tmp/torchx-forge-ssh-{os.getuid()}-") and len(long) + 41 + 17 <= 103
+    assert long.startswith(f"/tmp/torchx-forge-ssh-{os.getuid()}-") and len(long) + 1 + ssh.SOCKET_NAME_LENGTH + 17 <= 103
     monkeypatch.setenv("HOME", str(tmp_path / ("y" * 60)))
     assert ssh.default_control_dir() != long  # one per home directory
+    a, b = ssh.Login("lab").control_path, ssh.Login("lab-2").control_path
+    assert a != b and a.endswith("-%C") and len(os.path.basename(a)) - 2 + 40 == ssh.SOCKET_NAME_LENGTH
 
 
 def test_notes_remember_the_last_settings_and_skip_what_is_no_note(tmp_path: Path):

@@ -13,6 +13,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -203,6 +204,27 @@ def preflight() -> None:
     p = sh(["sinfo", "-h", "-o", "%a %t"], check=False)
     if p.returncode != 0 or not p.stdout.strip():
         raise BenchError(f"the Slurm cluster does not answer ({p.stderr.strip()}); run scripts/local-slurm up")
+
+
+def guarded_main(name: str, body: Callable[[], int], stop_on_signals: bool = False) -> int:
+    """Run a benchmark's ``body`` after :func:`preflight`: exit code 2 with one line for a
+    BenchError, 130 when interrupted (the body's cleanup has cancelled its jobs by then).
+    ``stop_on_signals``: SIGTERM and SIGHUP interrupt it too, so its cleanup runs."""
+    if stop_on_signals:
+        def stop(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, stop)
+    try:
+        preflight()
+        return body()
+    except BenchError as e:
+        print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (submitted jobs were cancelled)", file=sys.stderr)
+        return 130
 
 
 # -- a benchmark run on the cluster -----------------------------------------------------

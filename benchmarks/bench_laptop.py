@@ -33,7 +33,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,8 +46,8 @@ from _common import (
     TIME_BIN,
     BenchBase,
     BenchError,
+    guarded_main,
     med,
-    preflight,
     say,
     section,
     sh,
@@ -526,23 +525,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--points", type=int, default=POINTS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    try:
-        preflight()
+    def body() -> int:
         if not shutil.which("/usr/bin/ssh"):
             raise BenchError("/usr/bin/ssh not found (Debian: openssh-client)")
         return LaptopBench(args).run()
-    except BenchError as e:
-        print(f"bench_laptop: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print("bench_laptop: interrupted (submitted jobs were cancelled)", file=sys.stderr)
-        return 130
 
+    return guarded_main("bench_laptop", body, stop_on_signals=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -44,8 +43,8 @@ from _common import (
     Sample,
     Stats,
     fmt_s,
+    guarded_main,
     med,
-    preflight,
     say,
     section,
     sh,
@@ -1094,22 +1093,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--submitit-venv", default=SUBMITIT_VENV, help="venv for submitit (made if missing; default %(default)s)")
     args = ap.parse_args(argv)
 
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    def body() -> int:  # the bench is made after preflight: its set-up needs the cluster
+        return (WavesBench(args) if args.waves else DefaultBench(args)).run()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
-    try:
-        preflight()
-        bench = WavesBench(args) if args.waves else DefaultBench(args)
-        return bench.run()
-    except BenchError as e:
-        print(f"bench_scale: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print("bench_scale: interrupted (submitted jobs were cancelled)", file=sys.stderr)
-        return 130
-
+    return guarded_main("bench_scale", body, stop_on_signals=True)
 
 if __name__ == "__main__":
     sys.exit(main())

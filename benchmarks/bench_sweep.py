@@ -33,7 +33,7 @@ from _common import (
     Stats,
     count_subprocess_runs,
     fmt_s,
-    preflight,
+    guarded_main,
     say,
     section,
     sh,
@@ -346,16 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--array-points", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--vanilla-points", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    try:
-        preflight()
-        return Bench(args).run()
-    except BenchError as e:
-        print(f"bench_sweep: error: {e}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print("bench_sweep: interrupted (submitted jobs were cancelled)", file=sys.stderr)
-        return 130
-
+    return guarded_main("bench_sweep", lambda: Bench(args).run())
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ from torchx.specs import AppDef, AppDryRunInfo, AppState, CfgVal, Role
 
 from torchx_forge import results as rs
 from torchx_forge.compat import list_response
-from torchx_forge.core.errors import ConfigError, ForgeError, LoginError
+from torchx_forge.core.errors import ForgeError, LoginError
 from torchx_forge.remote import snapshot
 from torchx_forge.remote.appdef import RemoteRequest, cluster_app, cluster_tables, table_path
 from torchx_forge.remote.client import Agent
@@ -59,6 +59,7 @@ class LaptopScheduler(SlurmForgeScheduler):
         self._agents: Dict[Tuple[str, str, str], Agent] = {}
         self._workspace: Optional[str] = None
         self._described: Dict[str, Tuple[float, DescribeAppResponse]] = {}
+        self._store: Optional[Store] = None
 
     # -- where an app goes -----------------------------------------------------------
 
@@ -73,7 +74,11 @@ class LaptopScheduler(SlurmForgeScheduler):
         return self._agents[key]
 
     def _laptop_store(self) -> Store:
-        return Store(self._state_dir or configured_state_dir())
+        """This laptop's state dir (its notes, hello answers, the run tables its components wrote):
+        made once per scheduler."""
+        if self._store is None:
+            self._store = Store(self._state_dir or configured_state_dir())
+        return self._store
 
     def notes(self) -> Notes:
         return Notes(self._laptop_store())
@@ -195,13 +200,13 @@ class LaptopScheduler(SlurmForgeScheduler):
         note = Note.new(req.login, req.python, req.state_dir, req.app.name, req.snapshot_dir)
         self.notes().save(note)  # before the request leaves: a lost answer is found again by its token
         tables = {path.rsplit("/", 1)[1]: data.decode() for path, data in req.tables.items()}  # by name
+        request: Dict[str, Any] = {"app": app_to_json(req.app), "cfg": req.cfg, "token": note.token, "snapshot": req.snapshot_dir,
+                   "tables": tables}
         try:
-            found = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token,
-                               snapshot=req.snapshot_dir, tables=tables)
+            found = agent.call("submit", **request)
             if found.get("need_snapshot") and req.workspace is not None:  # a workspace the cluster has not seen
                 snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
-                found = agent.call("submit", app=app_to_json(req.app), cfg=req.cfg, token=note.token,
-                                   snapshot=req.snapshot_dir, tables=tables)
+                found = agent.call("submit", **request)
         except LoginError as e:
             raise LoginError(f"{e}\nthe submission ({note.token}) may have gone through there: `torchx list -s"
                              f" slurm_forge` asks {req.login} and shows it") from None
@@ -342,4 +347,4 @@ def create_scheduler(session_name: str, **kwargs: Any) -> LaptopScheduler:
     return LaptopScheduler(session_name, cli=kwargs.get("cli"), state_dir=kwargs.get("state_dir"))
 
 
-__all__ = ["ConfigError", "LaptopScheduler", "RemoteRequest", "create_scheduler", "split_remote_id"]
+__all__ = ["LaptopScheduler", "RemoteRequest", "create_scheduler", "split_remote_id"]

@@ -154,6 +154,8 @@ def test_a_login_that_cannot_be_used_is_one_line_and_nothing_is_submitted(laptop
         assert p.returncode != 0
         assert "Traceback" not in p.stderr and says in p.stderr, (cfg, p.stderr)
         assert len([line for line in p.stderr.splitlines() if "error" in line]) == 1, p.stderr
+    log = laptop.run("torchx", "log", "slurm_forge://torchx/12@lab-nokey/sh/0")  # a stream says it too, not nothing
+    assert log.returncode != 0 and "authentication failed" in log.stderr and "Traceback" not in log.stderr, log.stderr
     assert laptop.slurm_calls() == []
 
 

@@ -15,24 +15,25 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from torchx_forge import __version__ as version
 from torchx_forge.core.errors import ConfigError, ForgeError, LoginError, SlurmError, UnknownAppError
-from torchx_forge.remote.ssh import Login
+from torchx_forge.remote.ssh import Login, failure
 
 #: the request/answer protocol both ends must speak (raised when either side changes it)
 PROTOCOL = 1
 AGENT = "torchx_forge.agent"
 #: the errors the agent sends back by name, raised again here as they were there
-_ERRORS = {"ConfigError": ConfigError, "UnknownAppError": UnknownAppError, "LoginError": LoginError}
+_ERRORS = {"UnknownAppError": UnknownAppError, "LoginError": LoginError}
 
 
-def _raise(login: Login, python: str, error: Mapping[str, Any]) -> None:
+def _raise(dest: str, error: Mapping[str, Any]) -> None:
+    """The error the agent on ``dest`` raised, raised here as the same kind."""
     kind, text = error.get("type", ""), str(error.get("message", ""))
     if kind == "ConfigError":
-        raise ConfigError(f"on {login.dest}", text)
+        raise ConfigError(f"on {dest}", text)
     if kind in _ERRORS:
         raise _ERRORS[kind](text)
     if kind == "SlurmError":
-        raise SlurmError(["(on " + login.dest + ")"], 1, "", message=text)
-    raise ForgeError(f"on {login.dest}: {text}")
+        raise SlurmError(["(on " + dest + ")"], 1, "", message=text)
+    raise ForgeError(f"on {dest}: {text}")
 
 
 class Agent:
@@ -63,10 +64,12 @@ class Agent:
             why = f"could not run torchx-forge with {self.python}: {(text.splitlines() or ['no message'])[-1]}"
         return LoginError(f"login {self.login.dest} {why}")
 
+    def _request(self, op: str, payload: Mapping[str, Any]) -> bytes:
+        return json.dumps({"protocol": PROTOCOL, "op": op, "state_dir": self.state_dir, **payload}).encode()
+
     def call(self, op: str, timeout: Optional[float] = None, **payload: Any) -> Any:
         """Run ``op`` on the login node; its answer, or the error it raised there, raised here."""
-        request = json.dumps({"protocol": PROTOCOL, "op": op, "state_dir": self.state_dir, **payload}).encode()
-        p = self.login.run(self._command(), input=request, timeout=timeout)
+        p = self.login.run(self._command(), input=self._request(op, payload), timeout=timeout)
         lines = p.stdout.decode(errors="replace").strip().splitlines()
         try:
             answer = json.loads(lines[-1]) if lines else None
@@ -75,7 +78,7 @@ class Agent:
         if not isinstance(answer, dict):
             raise self._unusable(p.returncode, p.stderr.decode(errors="replace"))
         if "error" in answer:
-            _raise(self.login, self.python, answer["error"])
+            _raise(self.login.dest, answer["error"])
         return answer.get("result")
 
     def hello(self) -> Dict[str, Any]:
@@ -91,22 +94,27 @@ class Agent:
         return self._hello
 
     def stream(self, op: str, **payload: Any) -> Iterator[str]:
-        """Lines ``op`` prints on the login node, as they come (a followed log)."""
-        request = json.dumps({"protocol": PROTOCOL, "op": op, "state_dir": self.state_dir, **payload}).encode()
+        """Lines ``op`` prints on the login node, as they come (a followed log); the same errors as
+        :meth:`call` when it fails there, or ssh does, or the stream stops before its end."""
         proc = self.login.open(self._command())
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(request)
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(self._request(op, payload))
         proc.stdin.close()
+        ended = False
         try:
             for raw in proc.stdout:
                 msg = json.loads(raw)
                 if "line" in msg:
                     yield msg["line"]
                 elif "error" in msg:
-                    _raise(self.login, self.python, msg["error"])
+                    _raise(self.login.dest, msg["error"])
+                ended = ended or "result" in msg
         except ValueError:
-            raise self._unusable(proc.wait(), (proc.stderr.read() if proc.stderr else b"").decode()) from None
+            ended = False
         finally:
             if proc.poll() is None:
                 proc.terminate()
-            proc.wait()
+            code = proc.wait()
+        if not ended:  # no answer's end: ssh failed, or the agent could not start or died
+            stderr = proc.stderr.read().decode(errors="replace")
+            raise failure(self.login.dest, stderr) if code == 255 else self._unusable(code, stderr)

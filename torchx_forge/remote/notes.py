@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, Dict, List, Mapping
+from typing import Any, ClassVar, Dict, List, Mapping
 
+from torchx_forge.core import formats
 from torchx_forge.state.store import Store
 
 
@@ -31,6 +32,10 @@ class Note:
     app_id: str = ""
     snapshot: str = ""
     outcome: str = ""  # what became of a submission whose answer was lost, once the login said
+    format: int = 1  # see torchx_forge.core.formats
+
+    FORMAT: ClassVar[int] = 1
+    KIND: ClassVar[str] = "laptop note"
 
     @classmethod
     def new(cls, login: str, python: str, state_dir: str, name: str, snapshot: str = "") -> Note:
@@ -63,7 +68,8 @@ class Notes:
     def of(self, login: str) -> List[Note]:
         """The notes of ``login``, oldest first."""
         found = self.store.read_many_json(f"remote/{login}")
-        notes = [Note.from_json(v) for v in found.values() if isinstance(v, dict) and v.keys() >= REQUIRED]
+        notes = [Note.from_json(v) for name, v in found.items() if isinstance(v, dict) and v.keys() >= REQUIRED
+                 and formats.format_of(v, Note.KIND, self.store.url_of("remote", login, f"{name}.json"), Note.FORMAT)]
         return sorted(notes, key=lambda n: n.created)
 
     def settings(self, login: str) -> Dict[str, str]:

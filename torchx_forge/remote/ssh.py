@@ -27,14 +27,16 @@ from torchx_forge.core.errors import ConfigError, LoginError
 #: a unix socket's path holds at most this many bytes (sun_path: 108 on Linux, 104 on macOS, with
 #: the final NUL); ssh binds the master's socket under a temporary name 17 characters longer first
 SOCKET_PATH_MAX = 103 - 17
+#: a master socket's name: 8 characters of the destination's hash, ``-``, then ``%C`` (ssh's 40-character hash
+#: of host, port and user): two Host aliases of one host each open, and authenticate, a master of their own
+SOCKET_NAME_LENGTH = 8 + 1 + 40
 
 
 def default_control_dir() -> str:
-    """Where the master connections' sockets live (``%C``, ssh's 40-character hash of the
-    destination, names each): ~/.cache/torchx-forge/ssh, or a private directory under /tmp (one per
-    home directory) when the home directory's path is too long for a socket."""
+    """Where the master connections' sockets live: ~/.cache/torchx-forge/ssh, or a private directory
+    under /tmp (one per home directory) when the home directory's path is too long for a socket."""
     home = os.path.join(os.path.expanduser("~"), ".cache", "torchx-forge", "ssh")
-    if len(home) + 41 <= SOCKET_PATH_MAX:
+    if len(home) + 1 + SOCKET_NAME_LENGTH <= SOCKET_PATH_MAX:
         return home
     return os.path.join("/tmp", f"torchx-forge-ssh-{os.getuid()}-{hashlib.sha256(home.encode()).hexdigest()[:8]}")
 #: how long a master connection outlives its last use
@@ -92,9 +94,15 @@ class Login:
         self.control_dir = control_dir or default_control_dir()
         self.calls: List[List[str]] = []
 
+    @property
+    def control_path(self) -> str:
+        """ssh's ControlPath for this destination: its own master, even beside another alias of the same
+        host (sharing one would skip the other alias's host key and authentication settings)."""
+        return f"{self.control_dir}/{hashlib.sha256(self.dest.encode()).hexdigest()[:8]}-%C"
+
     def ssh_argv(self, command: Sequence[str]) -> List[str]:
         """The local ``ssh`` command line that runs ``command`` (a list of words) on the login node."""
-        return ["ssh", "-T", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C",
+        return ["ssh", "-T", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                 "-o", f"ControlPersist={PERSIST}", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
                 self.dest, "--", shlex.join(command)]
 
@@ -116,8 +124,7 @@ class Login:
             p = subprocess.run(argv, input=input if input is not None else b"", capture_output=True, timeout=timeout,
                                check=False)
         except FileNotFoundError:
-            raise LoginError(f"login {self.dest}: the OpenSSH client (`ssh`) is not on PATH: install it"
-                             " (Debian: openssh-client)") from None
+            raise self._no_ssh() from None
         except subprocess.TimeoutExpired:
             raise LoginError(f"login {self.dest}: no answer in {timeout:.0f} s: check `ssh {self.dest} true`") from None
         if p.returncode == 255:
@@ -131,10 +138,12 @@ class Login:
         try:
             return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise LoginError(f"login {self.dest}: the OpenSSH client (`ssh`) is not on PATH: install it"
-                             " (Debian: openssh-client)") from None
+            raise self._no_ssh() from None
+
+    def _no_ssh(self) -> LoginError:
+        return LoginError(f"login {self.dest}: the OpenSSH client (`ssh`) is not on PATH: install it (Debian: openssh-client)")
 
     def close(self) -> None:
         """Close the master connection (the next call opens another)."""
-        subprocess.run(["ssh", "-o", f"ControlPath={self.control_dir}/%C", "-O", "exit", self.dest],
+        subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.dest],
                        capture_output=True, check=False)

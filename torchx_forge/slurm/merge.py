@@ -322,6 +322,9 @@ def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled:
     if report.state is FileState.RUNNING and not live_known:
         view.slurm_state, view.reason = SlurmState.RUNNING, AS_REPORTED
         return
+    if report.state in (FileState.COMPLETED, FileState.FAILED) and not live_known:
+        view.slurm_state = SlurmState.UNKNOWN  # _fresher_than_accounting ends it, under the retry policy
+        return
     view.slurm_state, view.reason = report.state.as_slurm(cancelled, report.stopped_by)
     view.reason = report.note or view.reason
 

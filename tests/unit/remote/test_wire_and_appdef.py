@@ -13,6 +13,7 @@ from torchx.specs import AppDef, AppState, ReplicaStatus, Resource, RetryPolicy,
 from torchx.specs.api import BindMount
 
 from torchx_forge.core.errors import ConfigError
+from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.remote import ssh
 from torchx_forge.remote.appdef import cluster_app, cluster_tables, table_path
 from torchx_forge.remote.notes import Note, Notes
@@ -100,9 +101,11 @@ def test_the_master_socket_fits_a_unix_socket_path(monkeypatch, tmp_path: Path):
     assert ssh.default_control_dir() == "/h/.cache/torchx-forge/ssh"
     monkeypatch.setenv("HOME", str(tmp_path / ("x" * 60)))
     long = ssh.default_control_dir()
-    assert long.startswith(f"/tmp/torchx-forge-ssh-{os.getuid()}-") and len(long) + 41 + 17 <= 103
+    assert long.startswith(f"/tmp/torchx-forge-ssh-{os.getuid()}-") and len(long) + 1 + ssh.SOCKET_NAME_LENGTH + 17 <= 103
     monkeypatch.setenv("HOME", str(tmp_path / ("y" * 60)))
     assert ssh.default_control_dir() != long  # one per home directory
+    a, b = ssh.Login("lab").control_path, ssh.Login("lab-2").control_path
+    assert a != b and a.endswith("-%C") and len(os.path.basename(a)) - 2 + 40 == ssh.SOCKET_NAME_LENGTH
 
 
 def test_notes_remember_the_last_settings_and_skip_what_is_no_note(tmp_path: Path):
@@ -115,3 +118,7 @@ def test_notes_remember_the_last_settings_and_skip_what_is_no_note(tmp_path: Pat
     assert [n.name for n in notes.of("lab")] == ["a", "b"]
     assert notes.settings("lab") == {"python": "/p2", "state_dir": ""} and notes.settings("other") == {}
     assert notes.logins() == ["lab"]
+    newer = {**json.loads((tmp_path / "remote" / "lab" / f"{first.token}.json").read_text()), "format": 2}
+    (tmp_path / "remote" / "lab" / "newer.json").write_text(json.dumps(newer))
+    with pytest.raises(NewerFormatError, match="laptop note .*newer.json is format 2"):
+        notes.of("lab")

@@ -1,6 +1,7 @@
 """Per-task status from squeue, sacct and the launcher's state files (all handmade, no Slurm)."""
 
 import json
+from typing import Optional
 
 from torchx.specs import AppState
 
@@ -323,20 +324,22 @@ def test_with_slurmctld_down_a_running_task_is_running_as_of_its_last_report(tmp
     assert len(got.notes) == 2 and "may be stale" in got.notes[0]
 
 
-def _ended_while_the_controller_was_down(file_state: str, sacct_state: str, exit_code: int, **job):
-    """A task whose launcher reported an end that accounting never heard of (slurmctld down)."""
+def _ended_while_the_controller_was_down(file_state: str, sacct_state: Optional[str], exit_code: int, **job):
+    """A task whose launcher reported an end that accounting never heard of (slurmctld down);
+    ``sacct_state`` None: accounting has no row at all (the controller went down before it told
+    slurmdbd of the job)."""
     rec = AppRecord(app_id="10", name="app", jobs=[JobRecord("10", "het", components=[["a", 0]], **job)],
                     roles=[RoleRecord("a", 1)], log_dir="/logs")
     entry = {"attempt": 0, "job_key": "10", "outcome": "completed" if exit_code == 0 else "failed"}
     files = {"a.0": {"state": file_state, "exit_code": exit_code, "host": "n1", "attempt": 0, "history": [entry]}}
-    (v,) = views_of(rec, None, [row("10", sacct_state)], files)
+    (v,) = views_of(rec, None, [row("10", sacct_state)] if sacct_state else [], files)
     return v
 
 
 def test_with_slurmctld_down_an_end_the_launcher_reported_beats_lagging_accounting():
     # sacct stuck at PENDING or RUNNING (the controller never told slurmdbd more): the file's end wins,
     # or `torchx log`, which waits for a started app, waited for ever (seen in CI)
-    for sacct_state in ("PENDING", "RUNNING"):
+    for sacct_state in ("PENDING", "RUNNING", None):
         v = _ended_while_the_controller_was_down("COMPLETED", sacct_state, 0)
         assert (v.state, v.exit_code, v.source) == (AppState.SUCCEEDED, 0, "state file"), sacct_state
         assert "last report" in v.reason
@@ -345,8 +348,9 @@ def test_with_slurmctld_down_an_end_the_launcher_reported_beats_lagging_accounti
 
 
 def test_with_slurmctld_down_a_failure_that_may_be_retried_is_not_taken_for_the_end():
-    v = _ended_while_the_controller_was_down("FAILED", "RUNNING", 3, max_retries=1, retry_on=["FAILED"])
-    assert v.state == AppState.RUNNING and "a retry may follow" in v.reason
+    for sacct_state in ("RUNNING", None):
+        v = _ended_while_the_controller_was_down("FAILED", sacct_state, 3, max_retries=1, retry_on=["FAILED"])
+        assert v.state == AppState.RUNNING and "a retry may follow" in v.reason, sacct_state
     # a stop by a signal (time limit, preemption, cancel): only Slurm knows which, so accounting stays
     v = _ended_while_the_controller_was_down("KILLED", "RUNNING", 143)
     assert v.state == AppState.RUNNING

@@ -181,10 +181,11 @@ def report(step: int, **metrics: float) -> bool:
                 runtime.save(write_checkpoint, step)
                 break
 
-    Only rank 0 writes (``$RANK``, else ``$SLURM_PROCID``); every rank gets the same answer. The
-    final metrics still go where ``torchx forge results`` reads them: ``metrics.json`` in
-    ``$FORGE_RESULT_DIR`` (see :mod:`torchx_forge.results.metrics`); the search reads its objective
-    from there when a trial completes.
+    Only rank 0 writes (``$RANK``, else ``$SLURM_PROCID``); every rank gets the same answer. A
+    trial's objective is the last value of the search's metric it reported (report the final one
+    too); a trial that ends without reporting it counts as failed. Final metrics for
+    ``torchx forge results`` go, as for any run, to ``metrics.json`` in ``$FORGE_RESULT_DIR``
+    (see :mod:`torchx_forge.results.metrics`).
 
     Args:
         step: the step just finished (a whole number >= 0, increasing).

@@ -4,8 +4,10 @@ pipeline step), from its record, its run tables, the scheduler's task views and 
 Rows come from the app's run tables (one row per sweep point, with the swept parameters as
 dot-path columns such as ``run.args.lr``); a plain AppDef has no table and gets one row per
 role. States, attempts and exit codes come from the scheduler's task views, or from each run's
-``summary.json`` when Slurm has nothing to say. Everything but :func:`load` and :func:`collect`
-(which read the store) is pure.
+``summary.json`` when Slurm has nothing to say. A search (``forge.search``) has one row per trial
+asked instead, with the trial's parameters, state, rung, steps and value from its trial file
+(:func:`with_trials`; :attr:`Results.search` says what it optimises and its best trial).
+Everything but :func:`load` and :func:`collect` (which read the store) is pure.
 """
 
 from __future__ import annotations

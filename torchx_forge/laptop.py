@@ -283,9 +283,7 @@ class LaptopScheduler(SlurmForgeScheduler):
         remote, login = split_remote_id(app_id)
         if not login:
             return rs.load(self, app_id, stage)
-        found = self.agent(login).call("results", app_id=remote, stage=stage)
-        runs = [rs.RunResult(**{**r, "params": [tuple(p) for p in r["params"]]}) for r in found.pop("runs")]
-        return rs.Results(**found, runs=runs)
+        return rs.Results.from_json(self.agent(login).call("results", app_id=remote, stage=stage))
 
     def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
         """The apps of this machine's records, and those this laptop sent to login nodes (their

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from torchx import specs
 
@@ -65,8 +65,10 @@ def _table_sink() -> Callable[[Any], str]:
     return put
 
 
-def search_appdef(exp: Experiment, spec: SearchSpec) -> specs.AppDef:
-    app = build_appdef(exp, _table_sink())
+def search_appdef(exp: Experiment, spec: SearchSpec, sink: Optional[Callable[[Any], str]] = None) -> specs.AppDef:
+    """The AppDef of a search: the trials' sweep role, with the spec in its metadata (:data:`SEARCH_META`);
+    its run table goes to ``sink`` (default: the configured state dir)."""
+    app = build_appdef(exp, sink or _table_sink())
     if len(app.roles) != 1:
         raise ConfigError("search", "every trial must have the same resources (one role)")
     app.roles[0].metadata[SEARCH_META] = spec.to_json()

@@ -23,7 +23,14 @@ Axis values may be lists, tuples, ``range`` objects, any other iterable (a gener
 array), :func:`linspace`, :func:`logspace`, :func:`choice`, or a string in the files' grammar
 (``"logspace(1e-4, 1e-1, 4)"``). Random-search keys take :func:`uniform`, :func:`loguniform`,
 :func:`randint`, :func:`logint`, :func:`choice` (or a list), or a string (``"tag(log,
-interval(1e-5, 1e-1))"``). :func:`pipeline` takes a pipeline (``stages:``) the same way.
+interval(1e-5, 1e-1))"``). :func:`pipeline` takes a pipeline (``stages:``) the same way, and
+:func:`search` an adaptive search (a file's ``search:`` section, on ``slurm_forge``)::
+
+    app = sweeps.search(
+        sweeps.Experiment(name="height", run=sweeps.Run(command=["python", "height.py"], args={"steps": 27})),
+        sweeps.Search(algorithm="asha", metric="loss", trials=16, parallel=4, budget="run.args.steps",
+                      space={"run.args.width": sweeps.uniform(0, 20), "run.args.opt": sweeps.choice("adam", "sgd")}),
+    )
 """
 
 from __future__ import annotations
@@ -47,12 +54,13 @@ from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import Experiment as ValidExperiment
 from torchx_forge.experiment.spec import validate
 from torchx_forge.experiment.stages import check_pipeline_config, stages_of
+from torchx_forge.searches import from_config, search_appdef
 from torchx_forge.slurm.options import configured_state_dir, state_dir_error
 from torchx_forge.state.store import Store
 
 __all__ = [
-    "Case", "Experiment", "Random", "Run", "Sweep", "appdef", "choice", "experiment", "linspace", "logint", "logspace",
-    "loguniform", "pipeline", "randint", "table_sink", "uniform",
+    "Case", "Experiment", "Random", "Run", "Search", "Sweep", "appdef", "choice", "experiment", "linspace", "logint",
+    "logspace", "loguniform", "pipeline", "randint", "search", "table_sink", "uniform",
 ]
 
 
@@ -192,6 +200,28 @@ class Experiment:
     description: str = ""
 
 
+@dataclass
+class Search:
+    """The ``search:`` section (see :mod:`torchx_forge.search.spec`); ``space`` maps a key to a
+    distribution: :func:`uniform`, :func:`loguniform`, :func:`randint`, :func:`logint`,
+    :func:`choice` (or a list), a ``range`` (whole numbers) or a string in the files' grammar.
+    Fields left None take the section's defaults."""
+
+    algorithm: str
+    metric: str
+    trials: int
+    space: Dict[str, Any]
+    mode: Optional[str] = None
+    parallel: Optional[int] = None
+    seed: Optional[int] = None
+    sampler: Optional[str] = None
+    budget: Optional[str] = None
+    max_budget: Optional[int] = None
+    min_budget: Optional[int] = None
+    eta: Optional[int] = None
+    max_failures: Optional[float] = None
+
+
 def _plain(obj: Any) -> Any:
     """Dataclasses as the dicts of an experiment file (unset fields left out), axes made readable."""
     if isinstance(obj, (Values, Dist)):
@@ -271,3 +301,23 @@ def pipeline(cfg: Mapping[str, Any], local_parallel: Optional[int] = None, state
     name, stages = stages_of(plain, source, base_dir or os.getcwd())
     pipe, _ = build_steps(name, stages, table_sink(state_dir), local_parallel)
     return pipe.to_appdef()
+
+
+def search(exp: Union[Experiment, Mapping[str, Any]], search: Union[Search, Mapping[str, Any], None] = None,
+           state_dir: Optional[str] = None, base_dir: Optional[str] = None) -> specs.AppDef:
+    """The AppDef of an adaptive search (what ``forge.search --config`` builds from a file): ``exp``
+    is a trial's experiment, a dict of which may hold the ``search`` section itself (as a file does),
+    else it is ``search`` (a :class:`Search` or a dict). Submit it to ``slurm_forge``. Problems are
+    ConfigErrors naming the key path (``search.space.run.args.lr``); relative paths are relative to
+    ``base_dir`` (default: the current directory)."""
+    cfg = to_config(exp)
+    if search is not None:
+        if "search" in cfg:
+            raise ConfigError("search", "given twice: in the experiment and as search=; give it once")
+        cfg["search"] = _plain(search)
+    section = cfg.get("search")
+    if isinstance(section, dict) and isinstance(section.get("space"), dict):
+        section["space"] = {k: _random_param(v, f"search.space.{k}") for k, v in section["space"].items()}
+    name = cfg.get("name") if isinstance(cfg.get("name"), str) else "search"
+    valid, spec = from_config(cfg, Source(f"experiment {name!r}"), base_dir or os.getcwd())
+    return search_appdef(valid, spec, table_sink(state_dir))

@@ -7,6 +7,7 @@ step ran twice.
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import time
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+from torchx.runner import get_runner
 
 from conftest import REPO, handle_of, queued_jobs_of, run_torchx, wait_end, wait_for
+from torchx_forge import sweeps
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -65,6 +68,46 @@ def test_tpe_search_of_12_trials_4_at_a_time_succeeds_and_shows_its_best_trial(s
         last = [line for line in f.read_text().splitlines() if line.startswith(f"step {STEPS} ")]
         finals.update(last)
     assert len(finals) == 12, finals
+    # forge results: every trial with its parameters and loss, the best one marked as status has it
+    csv_path = state_dir.parent / "trials.csv"
+    p = run_torchx("forge", "results", handle, "--csv", str(csv_path))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].endswith(": search tpe, min loss: 12 of 12 trial(s)"), p.stdout
+    assert lines[1].split() == ["TRIAL", "STATE", "RUNG", "STEPS", "loss", "run.args.height", "run.args.width"], p.stdout
+    table = [line.split() for line in lines[2:14]]
+    assert [row[-7] for row in table] == [str(n) for n in range(12)], p.stdout
+    assert all(row[-6:-3] == ["COMPLETE", "0", str(STEPS)] for row in table), p.stdout
+    assert [row[0] for row in table if len(row) == 8] == ["*"] and [row for row in table if row[0] == "*"][0][1] == best.group(1)
+    assert f"best (*): trial {best.group(1)}, loss " in p.stdout, p.stdout
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [int(r["trial"]) for r in rows] == list(range(12))
+    for r in rows:
+        assert r["state"] == "COMPLETE" and int(r["steps"]) == STEPS, r
+        assert float(r["loss"]) == pytest.approx((0.1 + float(r["run.args.width"]) * STEPS / 100) ** -1
+                                                 + float(r["run.args.height"]) * 0.1, rel=1e-5), r
+    assert [r["trial"] for r in rows if r["best"] == "True"] == [best.group(1)]
+    assert min(float(r["loss"]) for r in rows) == float([r["loss"] for r in rows if r["best"] == "True"][0])
+
+
+def test_a_search_built_in_python_runs_through_the_runner_api(state_dir: Path):
+    exp = sweeps.Experiment(name="pyheight", run=sweeps.Run(command=["python", "height.py"], workdir=str(EXAMPLES),
+                                                            args={"steps": 5, "sleep": 0.05}),
+                            cluster={"cpus_per_task": 1, "mem": "256M", "time_limit": "00:05:00"})
+    space = {"run.args.width": sweeps.uniform(0, 20), "run.args.height": sweeps.choice(-1, 1)}
+    app = sweeps.search(exp, sweeps.Search("random", "loss", trials=4, parallel=2, seed=5, space=space))
+    with get_runner() as runner:
+        handle = runner.run(app, scheduler="slurm_forge")
+    assert wait_end(handle, timeout=240) == "SUCCEEDED"
+    csv_path = state_dir.parent / "py.csv"
+    p = run_torchx("forge", "results", handle, "--csv", str(csv_path))
+    assert p.returncode == 0 and ": search random, min loss: 4 of 4 trial(s)" in p.stdout, p.stdout + p.stderr
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [(r["trial"], r["state"], r["steps"]) for r in rows] == [(str(n), "COMPLETE", "5") for n in range(4)]
+    for r in rows:
+        assert r["run.args.height"] in ("-1", "1")
+        assert float(r["loss"]) == pytest.approx((0.1 + float(r["run.args.width"]) * 5 / 100) ** -1
+                                                 + int(r["run.args.height"]) * 0.1, rel=1e-5), r
 
 
 def test_asha_search_of_16_trials_runs_fewer_steps_and_each_promoted_step_once(state_dir: Path):

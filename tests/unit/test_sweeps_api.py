@@ -10,6 +10,7 @@ import pytest
 from torchx_forge import sweeps
 from torchx_forge.appdef.meta import ForgeMeta
 from torchx_forge.core import runtable
+from torchx_forge.core.sampling import Dist
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.spec import load_experiment
 from torchx_forge.experiment.sweep import expand
@@ -103,3 +104,109 @@ def test_appdef_and_pipeline_build_tables_the_nodes_read(tmp_path: Path):
     assert [r.name for r in pipe.roles] == ["train", "eval"] and [r.num_replicas for r in pipe.roles] == [2, 2]
     with pytest.raises(ConfigError, match="waits for 'nope', which is not a step"):
         sweeps.pipeline({"name": "p", "stages": {"a": {"run": {"command": ["x"]}, "after": ["nope"]}}}, state_dir=str(tmp_path))
+
+
+# -- searches ----------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _shape(app):
+    """An AppDef as comparable data: its role with the run table's path left out, the table's contents."""
+    from dataclasses import replace
+
+    (role,) = app.roles
+    meta = ForgeMeta.from_role(role)
+    table = read_table(meta.table)
+    args = [a if a != meta.table else "TABLE" for a in role.args]
+    others = {k: v for k, v in role.metadata.items() if k != "forge"}
+    return (app.name, role.name, role.entrypoint, args, role.env, role.resource, role.num_replicas, others,
+            replace(meta, table="TABLE"), replace(table, source="").to_json())
+
+
+def test_a_search_from_python_is_the_same_appdef_as_from_its_file(tmp_path: Path, monkeypatch):
+    from torchx_forge.searches import load_search, search_appdef
+    from torchx_forge.slurm.search import SEARCH_META
+
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path / "file"))
+    exp, spec = load_search(str(EXAMPLES / "height_asha.yaml"))
+    from_file = _shape(search_appdef(exp, spec))
+    run = sweeps.Run(command=["python", "height.py"], workdir=".", args={"steps": 27, "sleep": 0.2})
+    cluster = {"cpus_per_task": 1, "mem": "256M", "time_limit": "00:10:00"}
+    section = sweeps.Search(algorithm="asha", metric="loss", mode="min", trials=16, parallel=4, seed=0,
+                            budget="run.args.steps",
+                            space={"run.args.width": sweeps.uniform(0, 20), "run.args.height": "interval(-100, 100)"})
+    as_classes = sweeps.search(sweeps.Experiment(name="height", run=run, cluster=cluster), section,
+                               state_dir=str(tmp_path / "py"), base_dir=str(EXAMPLES))
+    as_dict = sweeps.search({"name": "height", "run": {"command": ["python", "height.py"], "workdir": ".",
+                                                        "args": {"steps": 27, "sleep": 0.2}}, "cluster": cluster,
+                             "search": {"algorithm": "asha", "metric": "loss", "trials": 16, "parallel": 4,
+                                        "budget": "run.args.steps", "space": {"run.args.width": "interval(0, 20)",
+                                                                              "run.args.height": sweeps.uniform(-100, 100)}}},
+                            state_dir=str(tmp_path / "py2"), base_dir=str(EXAMPLES))
+    assert _shape(as_classes) == from_file == _shape(as_dict)
+    assert as_classes.roles[0].metadata[SEARCH_META] == spec.to_json()
+    assert (tmp_path / "py" / "tables").is_dir() and not (tmp_path / "py2" / "searches").exists()
+
+
+def test_python_search_spaces_take_the_sweeps_values(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path))  # the run table goes to the configured state dir
+    exp = {"name": "s", "run": {"command": ["python", "t.py"]}}
+    app = sweeps.search(exp, {"algorithm": "tpe", "metric": "acc", "mode": "max", "trials": 4, "space": {
+        "run.args.lr": sweeps.loguniform(1e-5, 1e-1), "run.args.layers": range(1, 9), "run.args.opt": sweeps.choice("adam", "sgd"),
+        "run.args.bs": [16, 32], "run.env.W": sweeps.logint(1, 64), "run.args.d": sweeps.randint(0, 3)}})
+    from torchx_forge.slurm.search import spec_of
+
+    spec = spec_of(app)
+    assert dict(spec.space) == {
+        "run.args.lr": sweeps.loguniform(1e-5, 1e-1), "run.args.layers": sweeps.randint(1, 8),
+        "run.args.opt": Dist("choice", choices=("adam", "sgd")), "run.args.bs": Dist("choice", choices=(16, 32)),
+        "run.env.W": sweeps.logint(1, 64), "run.args.d": sweeps.randint(0, 3)}
+    assert (spec.algorithm, spec.metric, spec.mode, spec.trials, spec.parallel) == ("tpe", "acc", "max", 4, 1)
+
+
+@pytest.mark.parametrize("exp, search, message", [
+    ({"name": "s", "run": {"command": ["x"]}}, {"algorithm": "bayes", "metric": "loss", "trials": 2, "space": {"run.args.a": [1, 2]}},
+     "experiment 's': search.algorithm: expected one of random, tpe, asha, hyperband, got 'bayes'"),
+    ({"name": "s", "run": {"command": ["x"]}}, sweeps.Search("tpe", "loss", 2, {"run.args.a": "interval(2, 1)"}),
+     "experiment 's': search.space.run.args.a: the low bound 2.0 is above the high bound 1.0"),
+    ({"name": "s", "run": {"command": ["x"]}}, sweeps.Search("tpe", "loss", 2, {"a": [1, 2]}),
+     "experiment 's': search.space.a: 'a' is not a key a search can set"),
+    ({"name": "s", "run": {"command": ["x"]}}, sweeps.Search("asha", "loss", 2, {"run.args.a": [1, 2]}),
+     "experiment 's': search: missing key 'budget': asha stops trials at rungs"),
+    ({"name": "s", "run": {"command": ["x"]}}, sweeps.Search("tpe", "loss", 0, {"run.args.a": [1, 2]}),
+     "experiment 's': search.trials: expected a whole number >= 1, got 0"),
+    ({"name": "s", "run": {"command": ["x"]}, "search": {}}, sweeps.Search("tpe", "loss", 2, {"run.args.a": [1, 2]}),
+     "search: given twice"),
+    ({"name": "s", "run": {"command": ["x"]}}, None, "experiment 's': missing key 'search'"),
+    ({"name": "s", "run": {"command": ["x"]}, "sweep": {"shared_axes": {"run.args.b": [1]}}},
+     sweeps.Search("tpe", "loss", 2, {"run.args.a": [1, 2]}), "experiment 's': sweep: a search picks its own trials"),
+    ({"name": "s", "run": {"command": ["x"], "argz": 1}}, sweeps.Search("tpe", "loss", 2, {"run.args.a": [1, 2]}),
+     "experiment 's': run.argz: unknown key"),
+])
+def test_bad_python_searches_get_the_files_errors_with_key_paths(tmp_path: Path, monkeypatch, exp, search, message: str):
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as e:
+        sweeps.search(exp, search, state_dir=str(tmp_path))
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_a_python_search_submits_to_slurm_forge(tmp_path: Path, monkeypatch):
+    """What runner.run(app, 'slurm_forge', cfg) does, against FakeSlurm: the first wave asked and submitted."""
+    from torchx_forge.scheduler import SlurmForgeScheduler
+    from torchx_forge.slurm.search import read_search
+    from torchx_forge.state.records import Records
+    from torchx_forge.state.store import Store
+    from unit.fakeslurm import FakeSlurm
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path / "state"))  # where the submit writes the record
+    (tmp_path / "t.py").write_text("print(1)\n")
+    app = sweeps.search({"name": "s", "run": {"command": ["python", "t.py"]}},
+                        sweeps.Search("random", "loss", 5, {"run.args.a": sweeps.uniform(0, 1)}, parallel=2),
+                        state_dir=str(tmp_path / "state"))
+    sched = SlurmForgeScheduler("s", cli=FakeSlurm(), state_dir=str(tmp_path / "state"))
+    app_id = sched.schedule(sched.submit_dryrun(app, {"partition": "debug", "log_dir": str(tmp_path / "logs")}))
+    records = Records(Store(str(tmp_path / "state")))
+    spec, trials = read_search(records, records.load(app_id))
+    assert spec.trials == 5 and [t.number for t in trials] == [0, 1] and all(0 <= t.params["run.args.a"] <= 1 for t in trials)

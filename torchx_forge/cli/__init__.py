@@ -7,6 +7,7 @@
     torchx forge retry    slurm_forge://SESSION/APP_ID [--states FAILED,TIMEOUT]
     torchx forge results  slurm_forge://SESSION/APP_ID [--metric NAME] [--stage STEP]
                           [--csv FILE] [--json FILE] [--plot FILE.png --x PARAM]
+                          (a search, forge.search: one row per trial; --plot FILE.png [--x trial])
     torchx forge watch    [slurm_forge://SESSION/APP_ID ...] [--once] [--interval S]
     torchx forge init     {command,script,ddp} [DIR]
     torchx forge examples [NAME]
@@ -107,8 +108,10 @@ class CmdForge(SubCommand):
         s.add_argument("--csv", default=None, metavar="FILE", help="also write the rows to a CSV file")
         s.add_argument("--json", default=None, metavar="FILE", help="also write the rows to a JSON file (a list of objects)")
         s.add_argument("--plot", default=None, metavar="FILE.png",
-                       help="save a plot of the metric against --x (needs matplotlib)")
-        s.add_argument("--x", default=None, metavar="PARAM", help="the parameter on the plot's x axis, e.g. run.args.lr")
+                       help="save a plot of the metric against --x (needs matplotlib); a search: by trial by default")
+        s.add_argument("--x", default=None, metavar="PARAM",
+                       help="the parameter on the plot's x axis, e.g. run.args.lr; a search: also 'trial' (its metric"
+                            " by trial number, with the best so far)")
         w = sub.add_parser("watch", help="follow apps (default: all of yours not ended) in one Slurm call per poll")
         w.add_argument("app_handles", nargs="*", metavar="HANDLE", help="slurm_forge://SESSION/APP_ID (default: every app)")
         w.add_argument("--once", action="store_true", help="print the table once and exit")

@@ -1,5 +1,5 @@
 """``torchx forge validate | preview | plan``: experiment and pipeline files, checked and shown
-without submitting anything."""
+without submitting anything (files with a ``search:`` section: :mod:`.search`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torchx_forge.appdef.pipeline import Pipeline
 from torchx_forge.appdef.stages import StepInfo, build_pipeline
 from torchx_forge.appdef.sweep import space_groups
 from torchx_forge.cli.plan import render_tree
+from torchx_forge.cli.search import cmd_preview_search, cmd_validate_search
 from torchx_forge.core import runrow, runtable
 from torchx_forge.experiment.source import read_yaml
 from torchx_forge.experiment.spec import Experiment, load_experiment
@@ -38,9 +39,16 @@ def _load(args: argparse.Namespace) -> Experiment:
     return load_experiment(args.config, overrides(args))
 
 
-def _is_pipeline(path: str) -> bool:
+def _kind(path: str) -> str:
+    """pipeline, search (a ``search:`` section) or experiment."""
     cfg, _ = read_yaml(path)
-    return is_pipeline_file(cfg)
+    if is_pipeline_file(cfg):
+        return "pipeline"
+    return "search" if isinstance(cfg, dict) and "search" in cfg else "experiment"
+
+
+def _is_pipeline(path: str) -> bool:
+    return _kind(path) == "pipeline"
 
 
 def _pipeline(args: argparse.Namespace) -> Tuple[Pipeline, Dict[str, StepInfo]]:
@@ -50,7 +58,11 @@ def _pipeline(args: argparse.Namespace) -> Tuple[Pipeline, Dict[str, StepInfo]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    if _is_pipeline(args.config):
+    kind = _kind(args.config)
+    if kind == "search":
+        cmd_validate_search(args.config, overrides(args))
+        return
+    if kind == "pipeline":
         pipe, infos = _pipeline(args)
         steps = ", ".join(f"{n} ({infos[n].runs} run(s){' per run' if infos[n].per_run else ''})" for n in pipe.order)
         print(f"{args.config}: OK, a pipeline of {len(pipe.order)} step(s): {steps}")
@@ -111,6 +123,9 @@ def _experiment_rows(exp: Experiment) -> Iterator[Dict[str, Any]]:
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
+    if _kind(args.config) == "search":
+        cmd_preview_search(args.config, overrides(args), args.json)
+        return
     rows = _pipeline_rows(args) if _is_pipeline(args.config) else _experiment_rows(_load(args))
     n = _print_runs(rows, args.json)
     if not args.json:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import envvars, runtable
 from torchx_forge.core.formats import NewerFormatError
@@ -157,16 +157,22 @@ def prepare(run: RunRow, base: Dict[str, str], app_id: Optional[str] = None,
 
 def search_trial(argv: List[str], env: Dict[str, str]) -> List[str]:
     """Under a search (``$FORGE_SEARCH_TRIAL``: the trial's file, written by the decision step before
-    its job was submitted): the trial's parameters added to the run, ``run.args.K`` as ``--K V``
-    (replacing the run's own ``--K``), ``run.env.K`` in the environment."""
+    its job was submitted): the trial's parameters added to the run (:func:`with_trial_params`)."""
     path = env.get(envvars.SEARCH_TRIAL.name)
     if not path:
         return argv
-    from torchx_forge.core.runrow import render_args  # noqa: PLC0415
     from torchx_forge.node.runtime import open_path  # noqa: PLC0415
 
     with open_path(path, "r") as f:
         params = json.load(f)["params"]
+    return with_trial_params(argv, env, params)
+
+
+def with_trial_params(argv: List[str], env: Dict[str, str], params: Dict[str, Any]) -> List[str]:
+    """A search trial's parameters added to a run: ``run.args.K`` as ``--K V`` at the end (replacing
+    the run's own ``--K``), ``run.env.K`` set in ``env``; returns the command line."""
+    from torchx_forge.core.runrow import render_args  # noqa: PLC0415
+
     args = {k[len("run.args."):]: v for k, v in params.items() if k.startswith("run.args.")}
     out: List[str] = []
     skip = False

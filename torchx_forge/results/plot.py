@@ -60,7 +60,8 @@ def log_x(xs: Sequence[Any]) -> bool:
     return len(nums) == len(xs) > 0 and min(nums) > 0 and max(nums) / min(nums) > 100
 
 
-def _figure() -> Any:
+def figure() -> Any:
+    """A blank matplotlib figure drawn with Agg (ForgeError naming the extra to install without matplotlib)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (an optional extra)
         from matplotlib.figure import Figure  # noqa: PLC0415
@@ -77,7 +78,7 @@ def plot(res: Results, metric: str, x: str, path: str) -> int:
     n = sum(len(p) for p in points.values())
     if not n:
         raise ForgeError(f"nothing to plot: no run of {res.title} has a numeric {metric!r} yet")
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     for i, (case, pts) in enumerate(points.items()):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color=f"C{i}", label=case or "runs", alpha=0.85)

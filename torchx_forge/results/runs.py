@@ -4,14 +4,16 @@ pipeline step), from its record, its run tables, the scheduler's task views and 
 Rows come from the app's run tables (one row per sweep point, with the swept parameters as
 dot-path columns such as ``run.args.lr``); a plain AppDef has no table and gets one row per
 role. States, attempts and exit codes come from the scheduler's task views, or from each run's
-``summary.json`` when Slurm has nothing to say. Everything but :func:`load` and :func:`collect`
-(which read the store) is pure.
+``summary.json`` when Slurm has nothing to say. A search (``forge.search``) has one row per trial
+asked instead, with the trial's parameters, state, rung, steps and value from its trial file
+(:func:`with_trials`; :attr:`Results.search` says what it optimises and its best trial).
+Everything but :func:`load` and :func:`collect` (which read the store) is pure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, runtable
 from torchx_forge.core.storage import StoreError
@@ -19,6 +21,8 @@ from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, Unkn
 from torchx_forge.node import contract
 from torchx_forge.node.summary import RunSummary, read_summary
 from torchx_forge.results.metrics import read_metrics
+from torchx_forge.search import Trial, best
+from torchx_forge.slurm.search import read_search
 from torchx_forge.state.records import AppRecord, RoleRecord
 from torchx_forge.state.tables import read_table as read_run_table
 
@@ -38,6 +42,21 @@ class RunResult:
     attempts: Optional[int] = None
     exit_code: Optional[int] = None
     metrics: Dict[str, Any] = field(default_factory=dict)
+    # a search's trial (run ``index`` is trial ``index``): its rung, the step it may run to, its last reported step
+    rung: Optional[int] = None
+    budget: Optional[int] = None
+    last_step: Optional[int] = None
+
+
+@dataclass
+class SearchInfo:
+    """What a search app optimises, and its best trial so far (its runs are its trials)."""
+
+    algorithm: str
+    metric: str
+    mode: str
+    trials: int
+    best: Optional[int] = None
 
 
 @dataclass
@@ -49,6 +68,7 @@ class Results:
     stage: str
     runs: List[RunResult]
     notes: List[str] = field(default_factory=list)
+    search: Optional[SearchInfo] = None
 
     def params(self) -> List[str]:
         """Parameter dot paths, in the order the runs list them."""
@@ -64,6 +84,17 @@ class Results:
     @property
     def title(self) -> str:
         return f"{self.name} ({self.app_id})" + (f", step {self.stage}" if self.stage else "")
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Results:
+        """Results from their JSON (``dataclasses.asdict``, as the agent sends them); keys this
+        version does not know (a newer agent's) are left out."""
+        known = {f.name for f in fields(RunResult)}
+        runs = [RunResult(**{**{k: v for k, v in r.items() if k in known}, "params": [tuple(p) for p in r["params"]]})
+                for r in obj["runs"]]
+        found = obj.get("search")
+        search = SearchInfo(**{k: v for k, v in found.items() if k in {f.name for f in fields(SearchInfo)}}) if found else None
+        return cls(obj["app_id"], obj["name"], obj["stage"], runs, list(obj.get("notes") or []), search)
 
 
 # -- which runs: tables, steps, replicas ------------------------------------------------------
@@ -192,6 +223,42 @@ def load(sched: Any, app_id: str, stage: Optional[str] = None) -> Results:
         notes.append(f"Slurm did not answer ({str(e).splitlines()[0]}); states are from the runs' summary.json")
     res = collect(rec, records.store.url, views, stage)
     res.notes[:0] = notes
+    if rec.meta.search:
+        try:
+            spec, trials = read_search(records, rec)
+        except StoreError:
+            raise
+        except (OSError, ValueError) as e:
+            res.notes.append(f"cannot read the search's trials ({e}): one row per planned run instead")
+            return res
+        top = best(spec, trials)
+        info = SearchInfo(spec.algorithm, spec.metric, spec.mode, spec.trials, top.number if top else None)
+        return with_trials(res, info, trials)
     return res
+
+
+# -- a search: one row per trial ----------------------------------------------------------------
+
+
+def with_trials(res: Results, info: SearchInfo, trials: Sequence[Trial]) -> Results:
+    """The results of a search: one row per trial asked so far, in number order, with its
+    parameters, state, rung and steps; its value of the search's metric (the last reported one for
+    a trial stopped early) among the metrics its run wrote. Trial k is replica k of the app's run."""
+    by_replica = {r.replica: r for r in res.runs}
+    runs = []
+    for t in sorted(trials, key=lambda t: t.number):
+        run = by_replica.get(t.number) or RunResult(t.number, "", "", [], "", t.number, "")
+        state = t.state.value
+        if state == "ASKED" and run.state == "RUNNING":  # the files change at decisions; Slurm knows sooner
+            state = "RUNNING"
+        metrics = dict(run.metrics)
+        if t.objective is not None:
+            metrics[info.metric] = t.objective
+        runs.append(RunResult(t.number, run.run_id, "", sorted(t.params.items()), run.role, t.number, run.result_dir,
+                              state, run.attempts, run.exit_code, metrics, t.rung, t.budget, t.last_step))
+    notes = list(res.notes)
+    if len(runs) < info.trials:
+        notes.append(f"{info.trials - len(runs)} of the search's {info.trials} trials not asked (yet)")
+    return Results(res.app_id, res.name, res.stage, runs, notes, info)
 
 

@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import JobKind, SlurmState
@@ -296,29 +296,30 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     return 0
 
 
+def read_search(records: Records, rec: AppRecord) -> Tuple[Any, List[Any]]:
+    """(the SearchSpec, every trial in number order, reports folded in) of a search app, from its
+    files as the last decision left them; FileNotFoundError without a spec.json."""
+    from torchx_forge.search import SearchSpec  # noqa: PLC0415
+
+    spec = SearchSpec.from_json(read_head(records, rec.meta.search)["spec"])
+    return spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials()
+
+
 def search_summary(records: Records, rec: AppRecord) -> str:
     """The search's lines for ``torchx status`` (progress, best trial, rungs), or why there are none."""
-    from torchx_forge.search import SearchSpec, summary  # noqa: PLC0415
+    from torchx_forge.search import summary  # noqa: PLC0415
 
     try:
-        head = read_head(records, rec.meta.search)
-        spec = SearchSpec.from_json(head["spec"])
-        return summary(spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials())
+        return summary(*read_search(records, rec))
     except Exception as e:  # status must answer anyway
         return f"search: cannot read its trials ({type(e).__name__}: {e})"
 
 
 def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:
     """Every trial of a search as a flat row: number, state, rung, budget, last step, value, params."""
-    from torchx_forge.search import SearchSpec  # noqa: PLC0415
-
-    head = read_head(records, rec.meta.search)
-    spec = SearchSpec.from_json(head["spec"])
-    rows = []
-    for t in Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials():
-        rows.append({"trial": t.number, "state": t.state.value, "rung": t.rung, "budget": t.budget,
-                     "last_step": t.last_step, spec.metric: t.objective, **t.params})
-    return rows
+    spec, trials = read_search(records, rec)
+    return [{"trial": t.number, "state": t.state.value, "rung": t.rung, "budget": t.budget,
+             "last_step": t.last_step, spec.metric: t.objective, **t.params} for t in trials]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

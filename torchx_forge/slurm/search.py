@@ -315,13 +315,6 @@ def search_summary(records: Records, rec: AppRecord) -> str:
         return f"search: cannot read its trials ({type(e).__name__}: {e})"
 
 
-def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:
-    """Every trial of a search as a flat row: number, state, rung, budget, last step, value, params."""
-    spec, trials = read_search(records, rec)
-    return [{"trial": t.number, "state": t.state.value, "rung": t.rung, "budget": t.budget,
-             "last_step": t.last_step, spec.metric: t.objective, **t.params} for t in trials]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="(decision job) the next step of a search")
     p.add_argument("--state-dir", required=True)

@@ -112,6 +112,8 @@ class CmdForge(SubCommand):
         s.add_argument("--x", default=None, metavar="PARAM",
                        help="the parameter on the plot's x axis, e.g. run.args.lr; a search: also 'trial' (its metric"
                             " by trial number, with the best so far)")
+        s.add_argument("--optuna", default=None, metavar="FILE.db",
+                       help="a search: also write its study to this SQLite file, for optuna-dashboard sqlite:///FILE.db")
         w = sub.add_parser("watch", help="follow apps (default: all of yours not ended) in one Slurm call per poll")
         w.add_argument("app_handles", nargs="*", metavar="HANDLE", help="slurm_forge://SESSION/APP_ID (default: every app)")
         w.add_argument("--once", action="store_true", help="print the table once and exit")

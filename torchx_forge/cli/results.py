@@ -28,6 +28,8 @@ def cmd_results(args: argparse.Namespace) -> None:
     if res.search is not None:
         search_results(args, res)
         return
+    if args.optuna:
+        raise ForgeError(f"--optuna writes a search's study; {res.title} is not a search (forge.search)")
     if args.plot and not args.x:
         raise ForgeError("--plot FILE.png and --x PARAM go together (e.g. --plot lr.png --x run.args.lr)")
     metrics = rs.select_metrics(res, args.metric)
@@ -67,6 +69,9 @@ def search_results(args: argparse.Namespace, res: rs.Results) -> None:
     if args.plot:
         n = rs.plot_trials(res, metric, args.plot) if x == rs.TRIAL_X else rs.plot(res, metric, x, args.plot)
         print(f"wrote {args.plot} ({metric} {'by trial' if x == rs.TRIAL_X else f'vs {x}'}, {n} point(s))")
+    if args.optuna:
+        url = rs.export_optuna(res, args.optuna)
+        print(f"wrote {args.optuna} (the study, {len(res.runs)} trial(s)): optuna-dashboard {url}")
 
 
 def _notes(res: rs.Results, search: bool = False) -> None:

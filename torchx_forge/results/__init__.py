@@ -51,6 +51,7 @@ from torchx_forge.results.search import (
     best_line,
     best_run,
     best_so_far,
+    export_optuna,
     plot_trials,
     search_metrics,
     trial_points,
@@ -61,7 +62,8 @@ from torchx_forge.results.search import (
 __all__ = [
     "BEST_MARK", "FIXED", "METRICS_CSV", "METRICS_JSON", "MISSING", "PLOT_HINT", "TRIAL_X", "Results", "RunResult",
     "SearchInfo", "best_line", "best_run", "best_so_far", "check_param", "choose_stage", "collect", "export_name",
-    "figure", "flatten", "fmt", "load", "log_x", "number", "parse_metrics_csv", "parse_metrics_json", "planned_runs",
+    "export_optuna", "figure", "flatten", "fmt", "load", "log_x", "number", "parse_metrics_csv", "parse_metrics_json",
+    "planned_runs",
     "plot", "plot_metric", "plot_points", "plot_trials", "read_metrics", "result_dir_of", "rows_of", "search_metrics",
     "select_metrics", "status_of", "table_ref", "table_rows", "trial_points", "trial_rows_of", "trial_table",
     "with_trials", "write_csv", "write_json",

@@ -57,6 +57,9 @@ class SearchInfo:
     mode: str
     trials: int
     best: Optional[int] = None
+    #: the search's spec and trial files as JSON (what ``--optuna`` rebuilds the study from)
+    spec: Optional[Dict[str, Any]] = None
+    trial_files: Optional[List[Dict[str, Any]]] = None
 
 
 @dataclass
@@ -232,7 +235,8 @@ def load(sched: Any, app_id: str, stage: Optional[str] = None) -> Results:
             res.notes.append(f"cannot read the search's trials ({e}): one row per planned run instead")
             return res
         top = best(spec, trials)
-        info = SearchInfo(spec.algorithm, spec.metric, spec.mode, spec.trials, top.number if top else None)
+        info = SearchInfo(spec.algorithm, spec.metric, spec.mode, spec.trials, top.number if top else None,
+                          spec.to_json(), [t.to_json() for t in trials])
         return with_trials(res, info, trials)
     return res
 

@@ -142,3 +142,33 @@ def plot_trials(res: Results, metric: str, path: str) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
     return len(points)
+
+
+def export_optuna(res: Results, path: str) -> str:
+    """Write the search's study (every trial with its parameters, state, intermediate and final
+    values) to the SQLite file ``path`` for ``optuna-dashboard sqlite:///PATH``: a copy made now,
+    read-only as far as the search is concerned (its decisions never read it). A study of the same
+    name already in the file is replaced; other studies there are kept. Returns the storage URL."""
+    from optuna import create_study, delete_study  # noqa: PLC0415 (the search extra)
+    from optuna.exceptions import DuplicatedStudyError  # noqa: PLC0415
+
+    from torchx_forge.search import SearchSpec, Trial  # noqa: PLC0415
+    from torchx_forge.search.study import rebuild  # noqa: PLC0415
+
+    info = _info(res)
+    if info.spec is None or info.trial_files is None:
+        raise ForgeError(f"{res.title}: the search's trials did not come with the results (an older agent?)")
+    spec = SearchSpec.from_json(info.spec)
+    study = rebuild(spec, [Trial.from_json(t) for t in info.trial_files])
+    url = f"sqlite:///{os.path.abspath(path)}"
+    name = f"{res.name}-{res.app_id}"
+    direction = "minimize" if spec.mode == "min" else "maximize"
+    try:
+        out = create_study(storage=url, study_name=name, direction=direction)
+    except DuplicatedStudyError:
+        delete_study(study_name=name, storage=url)
+        out = create_study(storage=url, study_name=name, direction=direction)
+    out.set_user_attr("metric", spec.metric)
+    out.set_user_attr("algorithm", spec.algorithm)
+    out.add_trials(study.trials)
+    return url

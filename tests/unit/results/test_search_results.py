@@ -70,7 +70,9 @@ def search_app(tmp_path: Path, monkeypatch) -> Tuple[LaptopScheduler, str]:
 def test_one_row_per_trial_with_params_and_metric_and_the_best_complete_trial(search_app):
     sched, app_id = search_app
     res = sched.load_results(app_id)
-    assert res.search == rs.SearchInfo("asha", "loss", "min", 5, best=2)
+    info = res.search
+    assert (info.algorithm, info.metric, info.mode, info.trials, info.best) == ("asha", "loss", "min", 5, 2)
+    assert info.spec["algorithm"] == "asha" and [t["number"] for t in info.trial_files] == [0, 1, 2, 3]
     assert [r.index for r in res.runs] == [0, 1, 2, 3]
     assert [r.state for r in res.runs] == ["COMPLETE", "PRUNED", "COMPLETE", "ASKED"]
     assert [dict(r.params) for r in res.runs] == [t.params for t in TRIALS]
@@ -152,6 +154,26 @@ def test_cli_lists_every_trial_and_writes_csv_json_and_the_objective_by_trial(se
     assert f"(loss vs {W}, 3 point(s))" in capsys.readouterr().out
     assert forge(monkeypatch, sched, "results", f"slurm_forge://s/{app_id}", "--plot", str(tmp_path / "t.png"), "--x", "trial") == 0
     assert "(loss by trial, 3 point(s))" in capsys.readouterr().out
+
+
+def test_optuna_writes_the_study_for_optuna_dashboard_from_a_laptop_too(search_app, monkeypatch, capsys, tmp_path):
+    import optuna
+
+    sched, app_id = search_app
+    db = tmp_path / "study.db"
+    for _ in range(2):  # written again: the study replaced, not duplicated
+        assert forge(monkeypatch, sched, "results", f"slurm_forge://s/{app_id}", "--optuna", str(db)) == 0
+        assert f"optuna-dashboard sqlite:///{db}" in capsys.readouterr().out
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert (summary.study_name, summary.n_trials) == (f"height-{app_id}", 4)
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "COMPLETE", "RUNNING"]
+    assert study.best_trial.number == 2 and study.best_value == 0.3 and study.trials[0].intermediate_values == {1: 2.0, 27: 0.5}
+    assert study.trials[2].params == {W: 7.5, H: 0.25} and study.user_attrs["metric"] == "loss"
+    # the results that came as JSON (a laptop's) carry what the study is rebuilt from
+    there = rs.Results.from_json(json.loads(json.dumps(dataclasses.asdict(sched.load_results(app_id)))))
+    assert rs.export_optuna(there, str(tmp_path / "laptop.db")).endswith("laptop.db")
 
 
 @pytest.mark.parametrize("argv, message", [

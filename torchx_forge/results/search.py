@@ -150,6 +150,7 @@ def export_optuna(res: Results, path: str) -> str:
     read-only as far as the search is concerned (its decisions never read it). A study of the same
     name already in the file is replaced; other studies there are kept. Returns the storage URL."""
     from optuna import create_study, delete_study  # noqa: PLC0415 (the search extra)
+    from optuna.study import StudyDirection  # noqa: PLC0415
     from optuna.exceptions import DuplicatedStudyError  # noqa: PLC0415
 
     from torchx_forge.search import SearchSpec, Trial  # noqa: PLC0415
@@ -162,7 +163,7 @@ def export_optuna(res: Results, path: str) -> str:
     study = rebuild(spec, [Trial.from_json(t) for t in info.trial_files])
     url = f"sqlite:///{os.path.abspath(path)}"
     name = f"{res.name}-{res.app_id}"
-    direction = "minimize" if spec.mode == "min" else "maximize"
+    direction = StudyDirection.MINIMIZE if spec.mode == "min" else StudyDirection.MAXIMIZE
     try:
         out = create_study(storage=url, study_name=name, direction=direction)
     except DuplicatedStudyError:

@@ -48,7 +48,8 @@ def from_config(cfg: Mapping[str, Any], source: Source, workdir: str) -> Tuple[E
         raise ConfigError(source.where(key), "a search picks its own trials: remove the sweep (or stages) section,"
                                              " or give its keys to search.space")
     spec = SearchSpec.from_section(cfg["search"], "search", source, base=rest)
-    rest["sweep"] = {"shared_axes": {f"run.env.{TRIAL_KEY}": list(range(spec.trials))}}
+    # a run for each trial the search may ever have (max_trials), compact: the table is a space
+    rest["sweep"] = {"shared_axes": {f"run.env.{TRIAL_KEY}": f"range(0,{spec.ceiling})"}}
     return validate(rest, source, workdir), spec
 
 
@@ -72,4 +73,6 @@ def search_appdef(exp: Experiment, spec: SearchSpec, sink: Optional[Callable[[An
     if len(app.roles) != 1:
         raise ConfigError("search", "every trial must have the same resources (one role)")
     app.roles[0].metadata[SEARCH_META] = spec.to_json()
+    app.roles[0].num_replicas = spec.trials  # its table has max_trials runs: room for a raised budget
+    app.metadata["forge/runs"] = str(spec.trials)
     return app

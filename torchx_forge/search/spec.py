@@ -7,6 +7,7 @@
       metric: loss           # a metric the program reports (runtime.report, metrics.json)
       mode: min              # min | max
       trials: 64             # how many trials (configurations) at most
+      max_trials: 256        # how far `torchx forge budget` may raise trials later (default: trials)
       parallel: 8            # trials running at once
       seed: 0
       space:                 # the grammar of random sweeps (torchx_forge.experiment.generators)
@@ -73,6 +74,8 @@ class SearchSpec:
         metric: the metric to optimise, as the program reports it.
         mode: min | max.
         trials: the budget: how many trials (configurations) at most.
+        max_trials: how high the budget may be raised while the search runs (``torchx forge
+            budget``); None: ``trials`` (the app has a run, a run id and a checkpoint dir, for each).
         parallel: trials running at once.
         seed: the sampler's seed (a search is reproducible given the order of its results).
         space: (dot-path key, distribution) pairs, sorted by key.
@@ -98,6 +101,7 @@ class SearchSpec:
     min_budget: int = 1
     eta: int = 3
     max_failures: float = 0.5
+    max_trials: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -112,6 +116,9 @@ class SearchSpec:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SpecError(key, f"expected a whole number >= {low}, got {value!r}")
+        if self.max_trials is not None and (isinstance(self.max_trials, bool) or not isinstance(self.max_trials, int)
+                                            or self.max_trials < self.trials):
+            raise SpecError("max_trials", f"expected a whole number >= trials ({self.trials}), got {self.max_trials!r}")
         if not 0.0 <= self.max_failures <= 1.0:
             raise SpecError("max_failures", f"expected a fraction between 0 and 1, got {self.max_failures!r}")
         if not self.space:
@@ -133,6 +140,11 @@ class SearchSpec:
             raise SpecError("min_budget", f"{self.min_budget} is above the full length {self.max_budget} ({self.budget})")
         if any(key == self.budget for key, _ in self.space):
             raise SpecError("budget", f"{self.budget} is also in search.space: the budget is set by the search")
+
+    @property
+    def ceiling(self) -> int:
+        """The most trials this search can ever have (``max_trials``, else ``trials``)."""
+        return self.max_trials if self.max_trials is not None else self.trials
 
     @property
     def sampler_name(self) -> str:
@@ -243,6 +255,7 @@ _SCHEMA = {
     "algorithm": _one_of(ALGORITHMS), "metric": t_str, "mode": _one_of(MODES), "trials": t_int(1),
     "parallel": t_int(1), "seed": t_int(0), "space": lambda v, p, s: v, "sampler": _one_of(SAMPLERS),
     "budget": _budget_key, "max_budget": t_int(1), "min_budget": t_int(1), "eta": t_int(2), "max_failures": _fraction,
+    "max_trials": t_int(1),
 }
 
 

@@ -72,6 +72,7 @@ def test_the_space_maps_to_optuna_distributions():
     ({"space": {"run.args.steps": "int(interval(1, 9))"}}, "search.budget", "also in search.space"),
     ({"budget": "steps"}, "search.budget", "run.args.steps"),
     ({"min_budget": 30}, "search.min_budget", "above the full length 27"),
+    ({"max_trials": 8}, "search.max_trials", "expected a whole number >= trials (64), got 8"),
 ])
 def test_errors_name_the_key_path(change, where, words):
     text = error({**SECTION, **change})

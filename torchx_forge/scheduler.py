@@ -55,7 +55,7 @@ from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.lost import retry_lost
-from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
+from torchx_forge.slurm.merge import app_state, task_views_from_rows
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir, state_dir_error
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
@@ -64,6 +64,7 @@ from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
 from torchx_forge.slurm.search import search_summary, spec_of, submit_search
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook, torchx_verb

@@ -14,7 +14,6 @@ and writes a settled answer back.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -23,53 +22,10 @@ from torchx.specs import AppState
 from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
-from torchx_forge.slurm.parse import APP_STATES, JobRow, TaskHistory, group_attempts
+from torchx_forge.slurm.parse import JobRow, TaskHistory, group_attempts
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, JobRecord
 from torchx_forge.state.taskfile import AttemptReport, TaskReport
-
-
-@dataclass
-class TaskView:
-    """What we know about one replica (one Slurm task)."""
-
-    role: str
-    replica: int
-    key: str
-    slurm_state: SlurmState
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
-    host: str = ""
-    attempts: int = 1
-    reason: str = ""
-    source: str = ""
-    resumed_from: str = ""
-    retry_pending: bool = False
-    causes: List[str] = field(default_factory=list)  # what ended each earlier attempt, oldest first
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.slurm_state, SlurmState):  # a state as Slurm prints it
-            self.slurm_state = SlurmState.parse(str(self.slurm_state))
-
-    @property
-    def state(self) -> AppState:
-        return AppState.PENDING if self.retry_pending else APP_STATES[self.slurm_state]
-
-    @property
-    def final(self) -> bool:
-        return self.slurm_state.final
-
-    def to_json(self) -> Dict[str, Any]:
-        out = {f: getattr(self, f) for f in _VIEW_FIELDS}  # not asdict(): its deep copies cost seconds at 100,000
-        out["slurm_state"] = self.slurm_state.value
-        out["causes"] = list(self.causes)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TaskView:
-        return cls(**obj)
-
-
-_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 
 
 def task_views(

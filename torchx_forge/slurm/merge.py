@@ -23,7 +23,7 @@ from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
 from torchx_forge.slurm.parse import JobRow, TaskHistory, group_attempts
-from torchx_forge.slurm.views import TaskView
+from torchx_forge.slurm.views import SEARCH_AGAIN, TaskView
 from torchx_forge.state.records import AppRecord, JobRecord
 from torchx_forge.state.taskfile import AttemptReport, TaskReport
 
@@ -72,6 +72,8 @@ def task_views(
             view.causes = attempt_causes(keys, history, report)  # (one attempt, nothing to tell: the common case)
         if job.companion:
             _mark_retry(view, job, live, history, cancelled)
+        if rec.meta.search and not cancelled and (waves.deciding_all or waves.deciding_after.get(job.tag, False)):
+            _decided_next(view)
         views.append(view)
     return views
 
@@ -92,9 +94,21 @@ class WaveStates:
             self.states[job.job_id] = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
             if job.job_id in lost and not (self.states[job.job_id] or SlurmState.PENDING).final:
                 self.states[job.job_id] = SlurmState.LOST
-        ends = [live[j.job_id].state if j.job_id in live else history[j.job_id].last.state if j.job_id in history
-                else None for j in rec.jobs if j.job_kind is JobKind.DECIDE]
-        self.deciding = any(e is None or not e.final for e in ends)  # a search's decision job may still run
+        # a search's decision jobs that may still run: each trial job's (tagged as it, plus "d"), and
+        # those of the whole search (a retry's, or one status submitted when none was left)
+        trials = {j.tag for j in rec.jobs if j.job_kind is JobKind.ARRAY and j.tag}
+        self.deciding_after: Dict[str, bool] = {}
+        self.deciding_all = False
+        for j in rec.jobs:
+            if j.job_kind is JobKind.DECIDE:
+                end = live[j.job_id].state if j.job_id in live else (
+                    history[j.job_id].last.state if j.job_id in history else None)
+                may_run = end is None or not end.final
+                if j.tag[:-1] in trials:
+                    self.deciding_after[j.tag[:-1]] = self.deciding_after.get(j.tag[:-1], False) or may_run
+                else:
+                    self.deciding_all = self.deciding_all or may_run
+        self.deciding = self.deciding_all or any(self.deciding_after.values())
 
     def planned_view(self, key: str, role: str, replica: int, job: JobRecord, cancelled: bool) -> TaskView:
         """A task of a wave not submitted yet: pending behind its wave job, or failed with it."""
@@ -161,6 +175,19 @@ def _mark_retry(view: TaskView, job: JobRecord, live: Mapping[str, JobRow], hist
     if comp_state is not None and not comp_state.final and policy.attempts_left(view.attempts):
         view.retry_pending = True
         view.reason = f"retry pending (companion job {job.companion})"
+
+
+def _decided_next(view: TaskView) -> None:
+    """A search's trial that ended otherwise than COMPLETED while the decision job that takes its end
+    (its own, or one of the whole search) may still run is not over: that decision asks it again
+    (preempted, timed out, node failure, or retried by hand: one more attempt, from its checkpoint)
+    or marks it failed."""
+    if not view.final or view.slurm_state is SlurmState.COMPLETED:
+        return
+    view.retry_pending = True
+    again = view.slurm_state in SEARCH_AGAIN
+    view.reason = (f"{view.slurm_state.value}: " + ("the search runs it again from its checkpoint" if again else
+                   "the search's decision job decides what follows") + " (decision job pending)")
 
 
 def task_views_from_rows(rows: Iterable[JobRow]) -> List[TaskView]:

@@ -17,9 +17,13 @@ files), calls :func:`~torchx_forge.search.decide` and :func:`~torchx_forge.searc
 the trial files that changed (atomically) BEFORE submitting, then submits each ASKED trial that has
 no job yet. Every trial job is tagged ``<submission>-t<number>r<rung>a<attempt>`` in its
 ``--comment`` (its decision job: the same with ``d``); a tag found in the record or in squeue is
-not submitted again, so a decision killed halfway and run again submits nothing twice. Promoted
-ASHA trials are the same replica (the same run id and checkpoint dir): the launcher resumes them
-from their checkpoint. A cancelled app (``cancelled.json``) makes a decision do nothing.
+not submitted again, so a decision killed halfway and run again submits nothing twice: a trial job
+is submitted held and released once linked to the app, so squeue keeps one whose decision died
+before linking it. Promoted ASHA trials are the same replica (the same run id and checkpoint
+dir): the launcher resumes them from their checkpoint. A cancelled app (``cancelled.json``) makes
+a decision do nothing. A decision job is requeued when preempted and runs the decision again when
+its process dies; a search left with no decision job at all is given one by the next status, and
+``torchx forge retry`` asks its failed or cancelled trials again (:mod:`~torchx_forge.slurm.search_status`).
 """
 
 from __future__ import annotations

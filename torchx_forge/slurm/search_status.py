@@ -105,9 +105,11 @@ def search_summary(records: Records, rec: AppRecord) -> str:
 
     try:
         search, _, _ = _search(SlurmCli(), records, rec)
-        return summary(search.spec, search.trials())
+        text = summary(search.spec, search.trials())
     except Exception as e:  # status must answer anyway
         return f"search: cannot read its trials ({type(e).__name__}: {e})"
+    return "\n".join(f"{line}: nothing more starts; once its program is fixed, `torchx forge retry` asks the failed"
+                     " trials again" if line.startswith("search stopped: ") else line for line in text.splitlines())
 
 
 def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:

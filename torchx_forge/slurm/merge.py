@@ -138,8 +138,10 @@ class WaveStates:
 
 
 def _cause(state: Optional[SlurmState], entry: Optional[AttemptReport]) -> str:
-    """What ended one attempt: Slurm's end state, or for a requeue what the launcher saw."""
-    if state is not None and state not in (SlurmState.REQUEUED, SlurmState.UNKNOWN):
+    """What ended one attempt: Slurm's end state, or for a requeue (or a FAILED job whose program Slurm
+    stopped: a preemption with a grace time) what the launcher saw."""
+    stopped = state is SlurmState.FAILED and entry is not None and entry.outcome is Outcome.STOPPED
+    if state is not None and state not in (SlurmState.REQUEUED, SlurmState.UNKNOWN) and not stopped:
         return str(state)
     if entry is not None and entry.warned_by:
         return str(SlurmState.PREEMPTED) if entry.warned_by in STOPPED_FROM_OUTSIDE else "warned"

@@ -35,10 +35,11 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Collection, Dict, List, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence
 
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli
@@ -50,6 +51,7 @@ from torchx_forge.slurm.views import SEARCH_AGAIN
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
+from torchx_forge.state.taskfile import TaskReport
 
 MODULE = "torchx_forge.slurm.search"
 #: the role metadata key of a search (its spec as JSON)
@@ -251,10 +253,22 @@ def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec:
     return rec
 
 
-def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str) -> List[Any]:
+def stopped_from_outside(view: Any, reports: Mapping[str, TaskReport]) -> bool:
+    """Did the task of ``view`` end FAILED because Slurm stopped it (its launcher says its program got a
+    terminating signal from outside in this job)? A preemption with a grace time (Slurm's SIGTERM,
+    then the job ends on its own) is accounted so, where a job that may not be requeued is concerned."""
+    report = reports.get(layout.task_key(view.role, view.replica))
+    last = report.history[-1] if report is not None and report.history else None
+    return (view.slurm_state is SlurmState.FAILED and last is not None and last.job_key == view.key
+            and last.outcome is Outcome.STOPPED)
+
+
+def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str,
+              reports: Mapping[str, TaskReport] = MappingProxyType({})) -> List[Any]:
     """Asked and running trials as Slurm has them now: a trial whose job (its current tag's) ended is
     PAUSED (exit 0 below its full length, under asha/hyperband), COMPLETE (exit 0), ASKED again with
-    one more attempt (time limit, preemption, node failure) or FAIL; one whose job runs, RUNNING."""
+    one more attempt (time limit, preemption, node failure: ``reports``, the tasks' state files, tell
+    a preemption Slurm accounts as FAILED) or FAIL; one whose job runs, RUNNING."""
     from torchx_forge.search import TrialState, finished_value  # noqa: PLC0415
     from torchx_forge.search.spec import RUNG_ALGORITHMS  # noqa: PLC0415
 
@@ -271,7 +285,7 @@ def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any]
                          and t.budget < spec.max_budget)
                 paused = short and t.objective is not None
                 t = replace(t, state=TrialState.PAUSED) if paused else finished_value(t, {}, spec.metric)
-            elif st in AGAIN:
+            elif st in AGAIN or stopped_from_outside(view, reports):
                 t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1)
             elif st.final:
                 t = replace(t, state=TrialState.FAIL)
@@ -319,7 +333,7 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     search = Search(cli, records, rec.meta.search, rec.submission, spec)
     trials = search.trials()
     views = gather(cli, records, [rec]).views.get(rec.app_id, [])
-    trials = reconcile(spec, trials, rec, views, rec.submission)
+    trials = reconcile(spec, trials, rec, views, rec.submission, records.task_reports(rec.app_id))
     if again:
         was = {t.number: t.state for t in trials}
         trials = reask(trials, rec, views, rec.submission, again)

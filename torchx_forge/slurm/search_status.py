@@ -86,7 +86,7 @@ def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequenc
     again)], or [] when the search has ended and no trial ended so (nothing submitted)."""
     states = list(states)
     search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
-    trials = reconcile(search.spec, search.trials(), rec, views, rec.submission)
+    trials = reconcile(search.spec, search.trials(), rec, views, rec.submission, records.task_reports(rec.app_id))
     again = [t.number for t, a in zip(trials, reask(trials, rec, views, rec.submission, states), strict=True)
              if a.state is not t.state]
     if not again and over(search.spec, trials):

@@ -167,6 +167,21 @@ def test_a_preempted_trial_is_pending_while_its_decision_may_run(tmp_path, monke
     assert view.state.name == "FAILED" and view.attempts == 2, view  # decided: failed, after 2 attempts
 
 
+def test_a_trial_slurm_says_failed_but_its_launcher_saw_stopped_from_outside_is_asked_again(tmp_path, monkeypatch):
+    # a preemption with a grace time, of a job that may not be requeued: Slurm's SIGTERM, then FAILED
+    lab = Lab(tmp_path, monkeypatch)
+    trial0 = next(j for j in lab.jobs("array") if j.tasks == [0])
+    lab.end(trial0.job_id, "FAILED", 0, exit_code="15:0")
+    entry = {"attempt": 0, "job_key": f"{trial0.job_id}_0", "outcome": "stopped", "state": "KILLED", "stopped_by": 15,
+             "exit_code": 143, "host": "n1", "job_id": trial0.job_id}
+    lab.records.store.write_json(f"apps/{lab.app_id}/tasks/{trial0.role}.0.json",
+                                 {"format": 1, "role": trial0.role, "replica": 0, **entry, "history": [entry]})
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0
+    t = lab.trials()[0]
+    assert (t.state, t.attempts) == (TrialState.ASKED, 1)
+    assert [j.tag[-2:] for j in lab.jobs("array") if j.tasks == [0]] == ["a0", "a1"]
+
+
 def test_retry_of_a_cancelled_search_asks_its_trials_again_from_one_decision_job(tmp_path, monkeypatch):
     lab = Lab(tmp_path, monkeypatch)
     lab.complete(0)

@@ -353,8 +353,9 @@ def thaw(final: Mapping[str, Any]) -> List[TaskView]:
 def needs_reports(rec: AppRecord, history: Optional[List[JobRow]]) -> bool:
     """Task state files are read when there is no accounting, when retries may have left notes,
     while sacct lags (tasks it does not report yet, exit codes squeue lacks), and once every task
-    has ended (the status about to be frozen keeps the launchers' notes)."""
-    if history is None or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
+    has ended (the status about to be frozen keeps the launchers' notes); and for a search (what
+    ended its trials' attempts: a preemption Slurm accounts as FAILED is told by the launcher)."""
+    if history is None or rec.meta.search or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
         return True
     last = {r.key: r for r in history}
     keys = [key for key, _, _, job in rec.tasks() if not job.planned]

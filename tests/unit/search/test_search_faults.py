@@ -179,7 +179,11 @@ def test_a_trial_slurm_says_failed_but_its_launcher_saw_stopped_from_outside_is_
     assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0
     t = lab.trials()[0]
     assert (t.state, t.attempts) == (TrialState.ASKED, 1)
-    assert [j.tag[-2:] for j in lab.jobs("array") if j.tasks == [0]] == ["a0", "a1"]
+    again = [j for j in lab.jobs("array") if j.tasks == [0]]
+    assert [j.tag[-2:] for j in again] == ["a0", "a1"]
+    lab.end(again[1].job_id, "COMPLETED", 0)
+    view = next(v for v in lab.sched._describe_uncached(lab.app_id)[1] if v.replica == 0)
+    assert view.attempts == 2 and view.causes == ["KILLED"], view  # not FAILED: stopped from outside
 
 
 def test_retry_of_a_cancelled_search_asks_its_trials_again_from_one_decision_job(tmp_path, monkeypatch):
@@ -218,3 +222,22 @@ def test_retry_of_a_search_that_ended_well_submits_nothing(tmp_path, monkeypatch
     before = len(lab.cli.submitted)
     assert lab.sched.retry(lab.app_id) == []
     assert len(lab.cli.submitted) == before
+
+
+def test_retry_of_a_search_stopped_by_its_failure_cap_asks_the_failed_trials_again(tmp_path, monkeypatch):
+    lab = Lab(tmp_path, monkeypatch)
+    for j in lab.jobs("array"):
+        lab.end(j.job_id, "FAILED", j.tasks[0], exit_code="1:0")
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0
+    assert [t.state for t in lab.trials()] == [TrialState.FAIL, TrialState.FAIL]  # 2 of 2 failed: stopped
+    for d in lab.jobs("decide"):
+        lab.end(d.job_id, "COMPLETED")
+    resp = lab.sched._describe_uncached(lab.app_id)[0]
+    assert resp.state.name == "FAILED" and "search stopped: 2 of 2 trials failed (max_failures 0.5)" in resp.msg
+    assert "`torchx forge retry` asks the failed trials again" in resp.msg
+    assert not [j for j in lab.jobs("decide") if "-again-" in j.tag]  # stopped is over: status gives it no decision
+    ((job_id, what),) = lab.sched.retry(lab.app_id)
+    assert what == ["search[0], search[1] (asked again by the search's decision job)"]
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", again=RETRY_BY_HAND, **QUIET) == 0
+    assert [(t.state, t.attempts) for t in lab.trials()] == [(TrialState.ASKED, 1), (TrialState.ASKED, 1)]
+    assert "search stopped" not in lab.sched._describe_uncached(lab.app_id)[0].msg

@@ -20,7 +20,7 @@ asked again, so they no longer count as failures.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.states import JobKind
@@ -111,9 +111,3 @@ def search_summary(records: Records, rec: AppRecord) -> str:
     return "\n".join(f"{line}: nothing more starts; once its program is fixed, `torchx forge retry` asks the failed"
                      " trials again" if line.startswith("search stopped: ") else line for line in text.splitlines())
 
-
-def trial_rows(records: Records, rec: AppRecord) -> List[Dict[str, Any]]:
-    """Every trial of a search as a flat row: number, state, rung, budget, last step, value, params."""
-    search, _, _ = _search(SlurmCli(), records, rec)
-    return [{"trial": t.number, "state": t.state.value, "rung": t.rung, "budget": t.budget, "last_step": t.last_step,
-             search.spec.metric: t.objective, **t.params} for t in search.trials()]

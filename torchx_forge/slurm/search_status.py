@@ -24,7 +24,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.states import JobKind
-from torchx_forge.errors import SlurmError
+from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import LIVE
 from torchx_forge.slurm.search import Search, read_head, reask, reconcile
@@ -48,21 +48,28 @@ def over(spec: Any, trials: Sequence[Any]) -> bool:
     return bool(failure_stop(spec, trials)) or (len(trials) >= spec.trials and all(t.state.finished for t in trials))
 
 
+def deciding(cli: SlurmCli, records: Records, rec: AppRecord) -> bool:
+    """May one of the search's decision jobs still run (pending, running, requeued)? One squeue."""
+    live = set(cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE))
+    rec = records.load(rec.app_id) or rec  # the decision jobs added up to now (a later one is in `live`)
+    return any(j.job_kind is JobKind.DECIDE and j.job_id in live for j in rec.jobs)
+
+
 def revive(cli: SlurmCli, records: Records, rec: AppRecord) -> Optional[str]:
     """Submit a decision job for the whole search of ``rec`` when none may still run and its trials
     say it is not over (see the module docstring); returns the note to show, or None."""
-    if not rec.meta.search or rec.final is not None or records.cancelled(rec.app_id):
+    if not rec.meta.search or rec.final is not None:
         return None
     try:
-        live = set(cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE))
-        rec = records.load(rec.app_id) or rec  # the decision jobs added up to now (a later one is in `live`)
-        if any(j.job_kind is JobKind.DECIDE and j.job_id in live for j in rec.jobs):
+        if records.cancelled(rec.app_id):
+            return None
+        if deciding(cli, records, rec):
             return None
         search, template, python = _search(cli, records, rec)
         if over(search.spec, search.trials()):
             return None
         job_id = search.submit_decision(rec, template, python, f"{rec.submission}-again-{uuid.uuid4().hex[:8]}d")
-    except (SlurmError, OSError, ValueError, KeyError) as e:  # status answers anyway; the next one tries again
+    except (ForgeError, OSError, ValueError, KeyError) as e:  # status answers anyway; the next one tries again
         return f"search {rec.app_id} has no decision job left, and a new one could not be submitted ({e})"
     return (f"search {rec.app_id} had no decision job left (one was killed before it finished): submitted decision"
             f" job {job_id}, which goes on where it stopped")
@@ -83,15 +90,21 @@ def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequenc
                  python: str = "") -> List[Tuple[str, List[str]]]:
     """``torchx forge retry`` of a search: not cancelled any more, and one decision job that asks
     the trials that ended in ``states`` again and goes on. Returns [(decision job, what it asks
-    again)], or [] when the search has ended and no trial ended so (nothing submitted)."""
+    again)], or [] when no trial ended so and the search has ended or goes on by itself (nothing submitted)."""
     states = list(states)
-    search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
+    try:
+        search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); nothing was retried: is"
+                         " $FORGE_STATE_DIR the state dir it was submitted with?") from None
     trials = reconcile(search.spec, search.trials(), rec, views, rec.submission, records.task_reports(rec.app_id))
     again = [t.number for t, a in zip(trials, reask(trials, rec, views, rec.submission, states), strict=True)
              if a.state is not t.state]
-    if not again and over(search.spec, trials):
-        return []
-    records.store.remove(layout.cancelled(rec.app_id))  # before the decision job: it decides nothing while cancelled
+    cancelled = records.cancelled(rec.app_id)
+    if not again and (over(search.spec, trials) or not cancelled and deciding(cli, records, rec)):
+        return []  # ended well, or going on by itself
+    if cancelled:  # before the decision job: it decides nothing while cancelled
+        records.store.remove(layout.cancelled(rec.app_id))
     job_id = search.submit_decision(rec, template, python, f"{rec.submission}-retry-{uuid.uuid4().hex[:8]}d",
                                     reask=",".join(states))
     role = rec.roles[0].name if rec.roles else rec.name

@@ -241,3 +241,10 @@ def test_retry_of_a_search_stopped_by_its_failure_cap_asks_the_failed_trials_aga
     assert decide_step(lab.cli, lab.records, lab.app_id, "python", again=RETRY_BY_HAND, **QUIET) == 0
     assert [(t.state, t.attempts) for t in lab.trials()] == [(TrialState.ASKED, 1), (TrialState.ASKED, 1)]
     assert "search stopped" not in lab.sched._describe_uncached(lab.app_id)[0].msg
+
+
+def test_retry_of_a_search_going_on_by_itself_submits_nothing(tmp_path, monkeypatch):
+    lab = Lab(tmp_path, monkeypatch)  # its trials run, their decision jobs wait
+    before = len(lab.cli.submitted)
+    assert lab.sched.retry(lab.app_id) == []
+    assert len(lab.cli.submitted) == before

@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
@@ -96,7 +96,7 @@ def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequenc
         search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); nothing was retried: is"
-                         " $FORGE_STATE_DIR the state dir it was submitted with?") from None
+                         f" ${envvars.STATE_DIR.name} the state dir it was submitted with?") from None
     trials = reconcile(search.spec, search.trials(), rec, views, rec.submission, records.task_reports(rec.app_id))
     again = [t.number for t, a in zip(trials, reask(trials, rec, views, rec.submission, states), strict=True)
              if a.state is not t.state]

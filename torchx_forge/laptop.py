@@ -30,8 +30,8 @@ from torchx_forge.remote.notes import Note, Notes
 from torchx_forge.remote.ssh import Login, check_destination
 from torchx_forge.remote.wire import app_to_json, describe_from_json
 from torchx_forge.scheduler import SlurmForgeScheduler
-from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.options import configured_clusters, configured_state_dir
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook

@@ -18,7 +18,6 @@ default; ``FORGE_STATE_DIR`` or ``[slurm_forge] state_dir`` in .torchxconfig).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -45,7 +44,6 @@ from torchx.specs import (
 
 from torchx_forge.compat import SchedulerCompat, list_response, set_dryrun_app
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.secrets import masked
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cancel import cancel_app, cancel_tasks, check_answering
@@ -55,15 +53,18 @@ from torchx_forge.slurm.jobs import build_request
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.logs import LogTail
 from torchx_forge.slurm.lost import retry_lost
-from torchx_forge.slurm.merge import TaskView, app_state, task_views_from_rows
+from torchx_forge.slurm.merge import app_state, task_views_from_rows
 from torchx_forge.slurm.options import BACKEND, ForgeOpts, build_runopts, configured_state_dir, state_dir_error
+from torchx_forge.slurm.preview import masked_app
 from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
-from torchx_forge.slurm.search import search_summary, spec_of, submit_search
+from torchx_forge.slurm.search import spec_of, submit_search
+from torchx_forge.slurm.search_status import retry_search, revived, search_summary
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook, torchx_verb
@@ -207,8 +208,11 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         """The task views of ``recs`` (one or two Slurm calls for all of them: :func:`~torchx_forge.slurm.status.gather`),
         then the write-back: the apps whose answer is final now are frozen into their records; and
         (``retry``) tasks Slurm lost that their retry policy takes back are resubmitted (:mod:`~torchx_forge.slurm.lost`),
-        tasks Slurm held after a failed launch released (:mod:`~torchx_forge.slurm.held`)."""
+        tasks Slurm held after a failed launch released (:mod:`~torchx_forge.slurm.held`), searches
+        with no decision job left given one, first (:mod:`~torchx_forge.slurm.search_status`)."""
+        recs, revived_notes = revived(self.cli, records, recs) if retry else (recs, [])  # searches no job moves
         found = gather(self.cli, records, recs, one_call=one_call)
+        found.notes += revived_notes
         write_back(records, found)
         for rec in recs if retry else ():
             views = found.views.get(rec.app_id, [])
@@ -302,7 +306,8 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         if rec is None:
             raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
         views = self._gather(records, [rec], retry=False).views[rec.app_id]
-        out = retry_by_hand(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
+        again = retry_search if rec.meta.search else retry_by_hand  # a search: its decision job asks trials again
+        out = again(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
         self._cache.pop(app_id, None)
         return out
 
@@ -382,14 +387,6 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         if regex:
             lines = filter_regex(regex, lines)
         return lines
-
-
-def masked_app(app: AppDef) -> AppDef:
-    """A copy of ``app`` whose roles' secret-looking env values read ``****``."""
-    shown = copy.deepcopy(app)
-    for role in shown.roles:
-        role.env = masked(role.env)
-    return shown
 
 
 def create_scheduler(session_name: str, **kwargs: Any) -> SlurmForgeScheduler:

@@ -23,8 +23,9 @@ from torchx.specs import AppState
 
 from torchx_forge import laptop as scheduler  # slurm_forge as torchx makes it: apps on a login too
 from torchx_forge.cli.apps import app_id_of
-from torchx_forge.slurm.merge import TaskView, app_state
+from torchx_forge.slurm.merge import app_state
 from torchx_forge.slurm.report import format_table
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord
 
 COLUMNS = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")

@@ -1,14 +1,16 @@
 """A learning curve for searches (Syne Tune's "height"): per step (0.1 + width*step/100)**-1 + height*0.1.
 
-    python height.py --steps 27 --width 10 --height 0 [--sleep 0.2]
+    python height.py --steps 27 --width 10 --height 0 [--sleep 0.2] [--fail_above H]
 
 Reports every step (runtime.report), saves a checkpoint every step and resumes from the latest:
-under ASHA a promoted trial goes on where it stopped, so each step runs once.
+under ASHA a promoted trial goes on where it stopped, so each step runs once. With ``--fail_above``
+a trial whose height is above H fails (exit 1) after its first step: a search's failure cap at work.
 """
 
 import argparse
 import json
 import os
+import sys
 import time
 
 from torchx_forge import runtime
@@ -18,6 +20,7 @@ p.add_argument("--steps", type=int, default=27)
 p.add_argument("--width", type=float, default=10.0)
 p.add_argument("--height", type=float, default=0.0)
 p.add_argument("--sleep", type=float, default=0.2)
+p.add_argument("--fail_above", type=float, default=None)
 a = p.parse_args()
 
 
@@ -39,5 +42,7 @@ for step in range(start + 1, a.steps + 1):
             json.dump({"step": step}, f)
 
     runtime.save(write, step, name="step_{step}")
+    if a.fail_above is not None and a.height > a.fail_above:
+        sys.exit(f"height {a.height} is above {a.fail_above}: failing (--fail_above)")
     if runtime.report(step, loss=loss):
         break

@@ -150,8 +150,8 @@ def export_optuna(res: Results, path: str) -> str:
     read-only as far as the search is concerned (its decisions never read it). A study of the same
     name already in the file is replaced; other studies there are kept. Returns the storage URL."""
     from optuna import create_study, delete_study  # noqa: PLC0415 (the search extra)
-    from optuna.study import StudyDirection  # noqa: PLC0415
     from optuna.exceptions import DuplicatedStudyError  # noqa: PLC0415
+    from optuna.study import StudyDirection  # noqa: PLC0415
 
     from torchx_forge.search import SearchSpec, Trial  # noqa: PLC0415
     from torchx_forge.search.study import rebuild  # noqa: PLC0415

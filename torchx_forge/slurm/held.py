@@ -16,7 +16,7 @@ from typing import List, Sequence
 from torchx_forge.core.errors import SlurmError
 from torchx_forge.core.states import SlurmState
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.merge import TaskView
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
 
 #: the reason squeue gives a job Slurm requeued held after its launch failed

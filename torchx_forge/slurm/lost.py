@@ -19,8 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.resubmit import SupersededError, follow_dependents, live_tagged, resubmit
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 
 #: seconds after the controller starts before lost tasks are resubmitted: the nodes report the lost

@@ -14,7 +14,6 @@ and writes a settled answer back.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -23,53 +22,10 @@ from torchx.specs import AppState
 from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
 from torchx_forge.core.states import FileState, JobKind, Outcome, SlurmState
-from torchx_forge.slurm.parse import APP_STATES, JobRow, TaskHistory, group_attempts
+from torchx_forge.slurm.parse import JobRow, TaskHistory, group_attempts
+from torchx_forge.slurm.views import SEARCH_AGAIN, TaskView
 from torchx_forge.state.records import AppRecord, JobRecord
 from torchx_forge.state.taskfile import AttemptReport, TaskReport
-
-
-@dataclass
-class TaskView:
-    """What we know about one replica (one Slurm task)."""
-
-    role: str
-    replica: int
-    key: str
-    slurm_state: SlurmState
-    exit_code: Optional[int] = None
-    signal: Optional[int] = None
-    host: str = ""
-    attempts: int = 1
-    reason: str = ""
-    source: str = ""
-    resumed_from: str = ""
-    retry_pending: bool = False
-    causes: List[str] = field(default_factory=list)  # what ended each earlier attempt, oldest first
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.slurm_state, SlurmState):  # a state as Slurm prints it
-            self.slurm_state = SlurmState.parse(str(self.slurm_state))
-
-    @property
-    def state(self) -> AppState:
-        return AppState.PENDING if self.retry_pending else APP_STATES[self.slurm_state]
-
-    @property
-    def final(self) -> bool:
-        return self.slurm_state.final
-
-    def to_json(self) -> Dict[str, Any]:
-        out = {f: getattr(self, f) for f in _VIEW_FIELDS}  # not asdict(): its deep copies cost seconds at 100,000
-        out["slurm_state"] = self.slurm_state.value
-        out["causes"] = list(self.causes)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> TaskView:
-        return cls(**obj)
-
-
-_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 
 
 def task_views(
@@ -116,6 +72,8 @@ def task_views(
             view.causes = attempt_causes(keys, history, report)  # (one attempt, nothing to tell: the common case)
         if job.companion:
             _mark_retry(view, job, live, history, cancelled)
+        if rec.meta.search and not cancelled and (waves.deciding_all or waves.deciding_after.get(job.tag, False)):
+            _decided_next(view)
         views.append(view)
     return views
 
@@ -136,9 +94,21 @@ class WaveStates:
             self.states[job.job_id] = row.state if row else (history[job.job_id].last.state if job.job_id in history else None)
             if job.job_id in lost and not (self.states[job.job_id] or SlurmState.PENDING).final:
                 self.states[job.job_id] = SlurmState.LOST
-        ends = [live[j.job_id].state if j.job_id in live else history[j.job_id].last.state if j.job_id in history
-                else None for j in rec.jobs if j.job_kind is JobKind.DECIDE]
-        self.deciding = any(e is None or not e.final for e in ends)  # a search's decision job may still run
+        # a search's decision jobs that may still run: each trial job's (tagged as it, plus "d"), and
+        # those of the whole search (a retry's, or one status submitted when none was left)
+        trials = {j.tag for j in rec.jobs if j.job_kind is JobKind.ARRAY and j.tag}
+        self.deciding_after: Dict[str, bool] = {}
+        self.deciding_all = False
+        for j in rec.jobs:
+            if j.job_kind is JobKind.DECIDE:
+                end = live[j.job_id].state if j.job_id in live else (
+                    history[j.job_id].last.state if j.job_id in history else None)
+                may_run = end is None or not end.final
+                if j.tag[:-1] in trials:
+                    self.deciding_after[j.tag[:-1]] = self.deciding_after.get(j.tag[:-1], False) or may_run
+                else:
+                    self.deciding_all = self.deciding_all or may_run
+        self.deciding = self.deciding_all or any(self.deciding_after.values())
 
     def planned_view(self, key: str, role: str, replica: int, job: JobRecord, cancelled: bool) -> TaskView:
         """A task of a wave not submitted yet: pending behind its wave job, or failed with it."""
@@ -168,8 +138,10 @@ class WaveStates:
 
 
 def _cause(state: Optional[SlurmState], entry: Optional[AttemptReport]) -> str:
-    """What ended one attempt: Slurm's end state, or for a requeue what the launcher saw."""
-    if state is not None and state not in (SlurmState.REQUEUED, SlurmState.UNKNOWN):
+    """What ended one attempt: Slurm's end state, or for a requeue (or a FAILED job whose program Slurm
+    stopped: a preemption with a grace time) what the launcher saw."""
+    stopped = state is SlurmState.FAILED and entry is not None and entry.outcome is Outcome.STOPPED
+    if state is not None and state not in (SlurmState.REQUEUED, SlurmState.UNKNOWN) and not stopped:
         return str(state)
     if entry is not None and entry.warned_by:
         return str(SlurmState.PREEMPTED) if entry.warned_by in STOPPED_FROM_OUTSIDE else "warned"
@@ -205,6 +177,19 @@ def _mark_retry(view: TaskView, job: JobRecord, live: Mapping[str, JobRow], hist
     if comp_state is not None and not comp_state.final and policy.attempts_left(view.attempts):
         view.retry_pending = True
         view.reason = f"retry pending (companion job {job.companion})"
+
+
+def _decided_next(view: TaskView) -> None:
+    """A search's trial that ended otherwise than COMPLETED while the decision job that takes its end
+    (its own, or one of the whole search) may still run is not over: that decision asks it again
+    (preempted, timed out, node failure, or retried by hand: one more attempt, from its checkpoint)
+    or marks it failed."""
+    if not view.final or view.slurm_state is SlurmState.COMPLETED:
+        return
+    view.retry_pending = True
+    again = view.slurm_state in SEARCH_AGAIN
+    view.reason = (f"{view.slurm_state.value}: " + ("the search runs it again from its checkpoint" if again else
+                   "the search's decision job decides what follows") + " (decision job pending)")
 
 
 def task_views_from_rows(rows: Iterable[JobRow]) -> List[TaskView]:
@@ -368,8 +353,9 @@ def thaw(final: Mapping[str, Any]) -> List[TaskView]:
 def needs_reports(rec: AppRecord, history: Optional[List[JobRow]]) -> bool:
     """Task state files are read when there is no accounting, when retries may have left notes,
     while sacct lags (tasks it does not report yet, exit codes squeue lacks), and once every task
-    has ended (the status about to be frozen keeps the launchers' notes)."""
-    if history is None or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
+    has ended (the status about to be frozen keeps the launchers' notes); and for a search (what
+    ended its trials' attempts: a preemption Slurm accounts as FAILED is told by the launcher)."""
+    if history is None or rec.meta.search or any(j.max_retries > 0 or j.extra_retries for j in rec.jobs):
         return True
     last = {r.key: r for r in history}
     keys = [key for key, _, _, job in rec.tasks() if not job.planned]

@@ -1,8 +1,14 @@
-"""What a dry run shows of a sweep: a readable table of its runs (the first :data:`PREVIEW_ROWS`)."""
+"""What a dry run shows: of a sweep, a readable table of its runs (the first :data:`PREVIEW_ROWS`); of any
+app, its AppDef with secret-looking values masked."""
 
 from __future__ import annotations
 
+import copy
+
+from torchx.specs import AppDef
+
 from torchx_forge.core import runtable
+from torchx_forge.core.secrets import masked
 from torchx_forge.slurm.report import format_table
 from torchx_forge.state.tables import read_table
 
@@ -22,3 +28,11 @@ def runs_preview(table_path: str, limit: int = PREVIEW_ROWS) -> str:
         rows.append([str(point.index), f"{name}/{k}", point.run_id, point.case or "-", params])
     more = f"\n  ... {count - limit} more; `torchx forge preview --config FILE` lists them all" if count > limit else ""
     return f"# {count} run(s), table {table_path}\n{format_table(rows)}{more}\n"
+
+
+def masked_app(app: AppDef) -> AppDef:
+    """A copy of ``app`` whose roles' secret-looking env values read ``****``."""
+    shown = copy.deepcopy(app)
+    for role in shown.roles:
+        role.env = masked(role.env)
+    return shown

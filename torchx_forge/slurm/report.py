@@ -9,8 +9,9 @@ from typing import Dict, List, Sequence
 from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppState, ReplicaStatus, Resource, Role, RoleStatus
 
-from torchx_forge.slurm.merge import TaskView, app_state
+from torchx_forge.slurm.merge import app_state
 from torchx_forge.slurm.parse import split_job_id
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord
 
 #: Tasks listed one by one in the status message; bigger apps get counts plus the odd ones.

@@ -38,10 +38,10 @@ from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.identity import Owner
-from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
 from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.scripts import ScriptMissingError, again_while_taken, submit_script
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store

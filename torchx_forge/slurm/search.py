@@ -17,9 +17,13 @@ files), calls :func:`~torchx_forge.search.decide` and :func:`~torchx_forge.searc
 the trial files that changed (atomically) BEFORE submitting, then submits each ASKED trial that has
 no job yet. Every trial job is tagged ``<submission>-t<number>r<rung>a<attempt>`` in its
 ``--comment`` (its decision job: the same with ``d``); a tag found in the record or in squeue is
-not submitted again, so a decision killed halfway and run again submits nothing twice. Promoted
-ASHA trials are the same replica (the same run id and checkpoint dir): the launcher resumes them
-from their checkpoint. A cancelled app (``cancelled.json``) makes a decision do nothing.
+not submitted again, so a decision killed halfway and run again submits nothing twice: a trial job
+is submitted held and released once linked to the app, so squeue keeps one whose decision died
+before linking it. Promoted ASHA trials are the same replica (the same run id and checkpoint
+dir): the launcher resumes them from their checkpoint. A cancelled app (``cancelled.json``) makes
+a decision do nothing. A decision job is requeued when preempted and runs the decision again when
+its process dies; a search left with no decision job at all is given one by the next status, and
+``torchx forge retry`` asks its failed or cancelled trials again (:mod:`~torchx_forge.slurm.search_status`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli
@@ -42,16 +47,22 @@ from torchx_forge.slurm.request import SAME_PLACE, ForgeBatchRequest
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
 from torchx_forge.slurm.scripts import save as save_script
 from torchx_forge.slurm.scripts import sbatch_script
+from torchx_forge.slurm.views import SEARCH_AGAIN
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
+from torchx_forge.state.taskfile import TaskReport
 
 MODULE = "torchx_forge.slurm.search"
 #: the role metadata key of a search (its spec as JSON)
 SEARCH_META = "forge_search"
 DECIDE_TIME = "00:10:00"
+#: runs of a decision in its job when its process dies (killed, out of memory, the state dir away)
+DECIDE_TRIES = 3
+#: squeue's reason for a job held by its user (a trial job a decision submitted, not released yet)
+HELD = "JobHeldUser"
 #: Slurm end states after which a trial is run again (not a failure)
-AGAIN = (SlurmState.TIMEOUT, SlurmState.PREEMPTED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL)
+AGAIN = SEARCH_AGAIN
 
 
 def spec_of(app: Any) -> Any:
@@ -128,39 +139,60 @@ class Search:
         argv = [f"--export={','.join(export)}" if a.startswith("--export=") else a for a in argv]
         return argv if hold else [a for a in argv if a != "--hold"]
 
-    def decide_argv(self, rec_name: str, log_dir: str, app_id: str, after: str, python: str,
-                    flags: Sequence[str], hold: bool) -> List[str]:
-        command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id])
+    def decide_argv(self, rec_name: str, log_dir: str, app_id: str, after: Optional[str], python: str,
+                    flags: Sequence[str], hold: bool, reask: str = "") -> List[str]:
+        """A decision job: after trial job ``after`` ends (None: at once), one at a time (singleton).
+        Requeued when preempted, and run again in the job when its process dies (a decision is safe
+        to run again); ``reask``: Slurm end states whose trials it asks again first (``forge retry``)."""
+        command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id,
+                              *(["--reask", reask] if reask else [])])
+        tries = " ".join(str(i) for i in range(1, DECIDE_TRIES + 1))
+        again = (f"for forge_try in {tries}; do {command} && exit 0; echo \"torchx-forge: the decision"
+                 f" ended with $?: running it again ($forge_try of {DECIDE_TRIES})\"; sleep 5; done; exit 1")
         keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
         out = f"{layout.log_prefix(log_dir.replace('%', '%%'), rec_name)}search-%j.log"
-        return ["sbatch", "--parsable", *(["--hold"] if hold else []), f"--dependency=afterany:{after},singleton",
+        dependency = f"afterany:{after},singleton" if after else "singleton"
+        return ["sbatch", "--parsable", *(["--hold"] if hold else []), f"--dependency={dependency}",
                 f"--job-name=forge-search-{layout.safe_name(app_id)}", f"--time={DECIDE_TIME}", "--nodes=1",
-                "--ntasks=1", "--cpus-per-task=1", "--mem=512", "--no-requeue", f"--output={out}", *keep,
-                f"--wrap={command}"]
+                "--ntasks=1", "--cpus-per-task=1", "--mem=512", "--requeue", f"--output={out}", *keep,
+                f"--wrap={again}"]
 
-    def submit_trial(self, rec: AppRecord, template: JobRecord, trial: Any, python: str) -> List[str]:
-        """Trial ``trial``'s job and its decision job, unless a job of their tag exists (record or squeue):
-        linked to the app as they go. Returns the ids it submitted."""
+    def submit_decision(self, rec: AppRecord, template: JobRecord, python: str, tag: str, after: Optional[str] = None,
+                        reask: str = "") -> str:
+        """A decision job tagged ``tag``, linked to the app."""
+        argv = self.decide_argv(rec.name, rec.log_dir, rec.app_id, after, python, template.argv, hold=False, reask=reask)
+        decision = self.cli.sbatch(argv, env=clean_env(), tag=tag)
+        self.records.add_job(rec.app_id, JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=tag))
+        return decision
+
+    def submit_trial(self, rec: AppRecord, template: JobRecord, trial: Any, python: str,
+                     held: Collection[str] = ()) -> List[str]:
+        """Trial ``trial``'s job and its decision job, unless a job of their tag exists (record or squeue).
+
+        The trial is submitted held, linked to the app, then released, so a decision killed in
+        between leaves a job squeue keeps (and the next decision finds by its tag: a job that ran
+        and left squeue could not be told from one never submitted), and a trial job in ``held``
+        (ids of the app's jobs held by the user) is released. Its decision job comes after: one
+        killed before it is submitted by the next decision (or status: :mod:`~torchx_forge.slurm.search_status`).
+        Returns the ids it submitted."""
         tag = trial_tag(self.submission, trial)
         known = {j.tag: j for j in rec.jobs}
-        env = clean_env()
         added = []
         job = known.get(tag)
         if job is None:
             found = self.cli.find_tagged(tag)
-            argv = self.trial_argv(template, rec.app_id, trial, hold=False)
-            job_id = found[0] if found else sbatch_script(self.cli, argv, env=env, tag=tag)
-            added.append(job_id)
+            argv = self.trial_argv(template, rec.app_id, trial, hold=True)
+            job_id = found[0] if found else sbatch_script(self.cli, argv, env=clean_env(), tag=tag)
+            added += [] if found else [job_id]
             prev = [j.job_id for j in rec.jobs if j.job_kind is JobKind.ARRAY and trial.number in (j.tasks or [])]
             job = replace(template, job_id=job_id, argv=argv, tasks=[trial.number], planned=False, tag=tag,
                           retry_of=prev[-1] if prev else None, created=time.time(), companion=None)
             self.records.add_job(rec.app_id, job)
-        dtag = f"{tag}d"
-        if dtag not in known and not self.cli.find_tagged(dtag):
-            argv = self.decide_argv(rec.name, rec.log_dir, rec.app_id, job.job_id, python, template.argv, hold=False)
-            decision = self.cli.sbatch(argv, env=env, tag=dtag)
-            added.append(decision)
-            self.records.add_job(rec.app_id, JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=dtag))
+            self.cli.release([job_id])
+        elif job.job_id in held:
+            self.cli.release([job.job_id])
+        if f"{tag}d" not in known and not self.cli.find_tagged(f"{tag}d"):
+            added.append(self.submit_decision(rec, template, python, f"{tag}d", after=job.job_id))
         return added
 
 
@@ -221,10 +253,22 @@ def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec:
     return rec
 
 
-def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str) -> List[Any]:
+def stopped_from_outside(view: Any, reports: Mapping[str, TaskReport]) -> bool:
+    """Did the task of ``view`` end FAILED because Slurm stopped it (its launcher says its program got a
+    terminating signal from outside in this job)? A preemption with a grace time (Slurm's SIGTERM,
+    then the job ends on its own) is accounted so, where a job that may not be requeued is concerned."""
+    report = reports.get(layout.task_key(view.role, view.replica))
+    last = report.history[-1] if report is not None and report.history else None
+    return (view.slurm_state is SlurmState.FAILED and last is not None and last.job_key == view.key
+            and last.outcome is Outcome.STOPPED)
+
+
+def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str,
+              reports: Mapping[str, TaskReport] = MappingProxyType({})) -> List[Any]:
     """Asked and running trials as Slurm has them now: a trial whose job (its current tag's) ended is
     PAUSED (exit 0 below its full length, under asha/hyperband), COMPLETE (exit 0), ASKED again with
-    one more attempt (time limit, preemption, node failure) or FAIL; one whose job runs, RUNNING."""
+    one more attempt (time limit, preemption, node failure: ``reports``, the tasks' state files, tell
+    a preemption Slurm accounts as FAILED) or FAIL; one whose job runs, RUNNING."""
     from torchx_forge.search import TrialState, finished_value  # noqa: PLC0415
     from torchx_forge.search.spec import RUNG_ALGORITHMS  # noqa: PLC0415
 
@@ -241,7 +285,7 @@ def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any]
                          and t.budget < spec.max_budget)
                 paused = short and t.objective is not None
                 t = replace(t, state=TrialState.PAUSED) if paused else finished_value(t, {}, spec.metric)
-            elif st in AGAIN:
+            elif st in AGAIN or stopped_from_outside(view, reports):
                 t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1)
             elif st.final:
                 t = replace(t, state=TrialState.FAIL)
@@ -251,8 +295,28 @@ def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any]
     return out
 
 
-def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: Any = print) -> int:
-    """One decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point."""
+def reask(trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str, states: Collection[str]) -> List[Any]:
+    """``forge retry``: the FAIL trials whose job ended in one of ``states`` (Slurm's words, e.g.
+    CANCELLED), ASKED again with one more attempt: the same number and parameters, resumed from
+    their checkpoint (their files otherwise as they were)."""
+    from torchx_forge.search import TrialState  # noqa: PLC0415
+
+    by_tag = {j.tag: j for j in rec.jobs if j.tag}
+    by_key = {v.key: v for v in views}
+    out = []
+    for t in trials:
+        job = by_tag.get(trial_tag(submission, t))
+        view = by_key.get(f"{job.job_id}_{t.number}") if job else None
+        if t.state is TrialState.FAIL and (view is None or view.slurm_state.value in states):
+            t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1, told=False)
+        out.append(t)
+    return out
+
+
+def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: Any = print,
+                again: Collection[str] = ()) -> int:
+    """One decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point.
+    ``again``: the Slurm end states of the trials to ask again first (:func:`reask`)."""
     from torchx_forge.search import SearchSpec, apply, decide, summary  # noqa: PLC0415
     from torchx_forge.slurm.status import gather  # noqa: PLC0415
 
@@ -269,7 +333,12 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     search = Search(cli, records, rec.meta.search, rec.submission, spec)
     trials = search.trials()
     views = gather(cli, records, [rec]).views.get(rec.app_id, [])
-    trials = reconcile(spec, trials, rec, views, rec.submission)
+    trials = reconcile(spec, trials, rec, views, rec.submission, records.task_reports(rec.app_id))
+    if again:
+        was = {t.number: t.state for t in trials}
+        trials = reask(trials, rec, views, rec.submission, again)
+        asked = [t.number for t in trials if t.state is not was[t.number]]
+        say(f"torchx-forge: trials asked again (one more attempt each, from their checkpoints): {asked or 'none'}")
     decision = decide(spec, trials, 0)
     after = apply(trials, decision)
     before = {t.number: t.to_json() for t in search.trials()}
@@ -283,13 +352,14 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
         return 0
     from torchx_forge.search import TrialState  # noqa: PLC0415
 
+    held = {v.key.split("_")[0] for v in views if v.slurm_state is SlurmState.PENDING and v.reason == HELD}
     for t in after:
         if t.state is TrialState.ASKED:
             if records.cancelled(app_id):
                 say("torchx-forge: the search was cancelled meanwhile: submitting nothing more")
                 return 0
             rec = records.load(app_id) or rec
-            ids = search.submit_trial(rec, template, t, python)
+            ids = search.submit_trial(rec, template, t, python, held)
             if ids:
                 say(f"torchx-forge: trial {t.number} (rung {t.rung}, attempt {t.attempts}): job(s) {', '.join(ids)}")
     say(summary(spec, after))
@@ -305,26 +375,18 @@ def read_search(records: Records, rec: AppRecord) -> Tuple[Any, List[Any]]:
     return spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials()
 
 
-def search_summary(records: Records, rec: AppRecord) -> str:
-    """The search's lines for ``torchx status`` (progress, best trial, rungs), or why there are none."""
-    from torchx_forge.search import summary  # noqa: PLC0415
-
-    try:
-        return summary(*read_search(records, rec))
-    except Exception as e:  # status must answer anyway
-        return f"search: cannot read its trials ({type(e).__name__}: {e})"
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description="(decision job) the next step of a search")
     p.add_argument("--state-dir", required=True)
     p.add_argument("--app", required=True)
+    p.add_argument("--reask", default="", help="ask the FAIL trials whose job ended in these Slurm states again")
     args = p.parse_args(argv)
     be_patient(store_wait())
     records = Records(Store(args.state_dir))
     rec = records.load(args.app)
     cli = SlurmCli(cluster=(rec.cluster or None) if rec else None)
-    sys.exit(decide_step(cli, records, args.app, sys.executable))
+    again = [w for w in args.reask.split(",") if w]
+    sys.exit(decide_step(cli, records, args.app, sys.executable, again=again))
 
 
 if __name__ == "__main__":

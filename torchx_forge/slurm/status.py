@@ -19,7 +19,6 @@ from torchx_forge.slurm import identity
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.limits import parse_config
 from torchx_forge.slurm.merge import (
-    TaskView,
     freeze,
     needs_reports,
     reported_end,
@@ -29,6 +28,7 @@ from torchx_forge.slurm.merge import (
     thaw,
 )
 from torchx_forge.slurm.parse import JobRow
+from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.taskfile import TaskReport
 

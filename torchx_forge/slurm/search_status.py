@@ -1,0 +1,125 @@
+"""A search as the user's commands see it: its summary in ``torchx status``, a decision job brought
+back when none is left, and ``torchx forge retry``.
+
+**No decision job left** (:func:`revive`, from every status of a search not over): a search moves
+only when a decision job runs, and each trial job has its own. A decision killed for good (its job
+cancelled, or killed more times than it runs again) before it submitted the decision job of a trial
+it had just submitted, or the last decision killed before it wrote the trials' ends, leaves a
+search that no job will move. When none of the search's decision jobs may still run while its
+trial files say it is not over (trials not all asked and ended, no failure cap reached), the
+status submits one decision job for the whole search and says so.
+
+**Retry** (:func:`retry_search`, ``torchx forge retry`` of a search): the search is no longer
+cancelled, and one decision job for the whole search asks its trials that ended in the given
+Slurm states (by default any but COMPLETED: cancelled, failed, timed out ...) again, one more
+attempt each, with their number and parameters (they resume from their checkpoint), then goes on
+as every decision does. A search stopped by its failure cap goes on too: its failed trials are
+asked again, so they no longer count as failures.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+from torchx_forge.core import envvars, layout
+from torchx_forge.core.states import JobKind
+from torchx_forge.errors import ForgeError
+from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.resubmit import LIVE
+from torchx_forge.slurm.search import Search, read_head, read_search, reask, reconcile
+from torchx_forge.slurm.views import TaskView
+from torchx_forge.state.records import AppRecord, JobRecord, Records
+
+
+def _search(cli: SlurmCli, records: Records, rec: AppRecord) -> Tuple[Search, JobRecord, str]:
+    from torchx_forge.search import SearchSpec  # noqa: PLC0415
+
+    head = read_head(records, rec.meta.search)
+    spec = SearchSpec.from_json(head["spec"])
+    return (Search(cli, records, rec.meta.search, rec.submission, spec), JobRecord.from_file(head["template"], "template"),
+            str(head["python"]))
+
+
+def over(spec: Any, trials: Sequence[Any]) -> bool:
+    """Do the trial files say the search has ended: every trial asked and ended, or the failure cap reached?"""
+    from torchx_forge.search.engine import failure_stop  # noqa: PLC0415
+
+    return bool(failure_stop(spec, trials)) or (len(trials) >= spec.trials and all(t.state.finished for t in trials))
+
+
+def deciding(cli: SlurmCli, records: Records, rec: AppRecord) -> bool:
+    """May one of the search's decision jobs still run (pending, running, requeued)? One squeue."""
+    live = set(cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE))
+    rec = records.load(rec.app_id) or rec  # the decision jobs added up to now (a later one is in `live`)
+    return any(j.job_kind is JobKind.DECIDE and j.job_id in live for j in rec.jobs)
+
+
+def revive(cli: SlurmCli, records: Records, rec: AppRecord) -> Optional[str]:
+    """Submit a decision job for the whole search of ``rec`` when none may still run and its trials
+    say it is not over (see the module docstring); returns the note to show, or None."""
+    if not rec.meta.search or rec.final is not None:
+        return None
+    try:
+        if records.cancelled(rec.app_id):
+            return None
+        if deciding(cli, records, rec):
+            return None
+        search, template, python = _search(cli, records, rec)
+        if over(search.spec, search.trials()):
+            return None
+        job_id = search.submit_decision(rec, template, python, f"{rec.submission}-again-{uuid.uuid4().hex[:8]}d")
+    except (ForgeError, OSError, ValueError, KeyError) as e:  # status answers anyway; the next one tries again
+        return f"search {rec.app_id} has no decision job left, and a new one could not be submitted ({e})"
+    return (f"search {rec.app_id} had no decision job left (one was killed before it finished): submitted decision"
+            f" job {job_id}, which goes on where it stopped")
+
+
+def revived(cli: SlurmCli, records: Records, recs: Sequence[AppRecord]) -> Tuple[List[AppRecord], List[str]]:
+    """:func:`revive` for every search among ``recs``: the records (those given a decision job read
+    again) and the notes to show."""
+    out, notes = [], []
+    for rec in recs:
+        note = revive(cli.on(rec.cluster or None), records, rec) if rec.meta.search else None
+        out.append(records.load(rec.app_id) or rec if note else rec)
+        notes += [note] if note else []
+    return out, notes
+
+
+def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequence[TaskView], states: Iterable[str],
+                 python: str = "") -> List[Tuple[str, List[str]]]:
+    """``torchx forge retry`` of a search: not cancelled any more, and one decision job that asks
+    the trials that ended in ``states`` again and goes on. Returns [(decision job, what it asks
+    again)], or [] when no trial ended so and the search has ended or goes on by itself (nothing submitted)."""
+    states = list(states)
+    try:
+        search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); nothing was retried: is"
+                         f" ${envvars.STATE_DIR.name} the state dir it was submitted with?") from None
+    trials = reconcile(search.spec, search.trials(), rec, views, rec.submission, records.task_reports(rec.app_id))
+    again = [t.number for t, a in zip(trials, reask(trials, rec, views, rec.submission, states), strict=True)
+             if a.state is not t.state]
+    cancelled = records.cancelled(rec.app_id)
+    if not again and (over(search.spec, trials) or not cancelled and deciding(cli, records, rec)):
+        return []  # ended well, or going on by itself
+    if cancelled:  # before the decision job: it decides nothing while cancelled
+        records.store.remove(layout.cancelled(rec.app_id))
+    job_id = search.submit_decision(rec, template, python, f"{rec.submission}-retry-{uuid.uuid4().hex[:8]}d",
+                                    reask=",".join(states))
+    role = rec.roles[0].name if rec.roles else rec.name
+    what = ", ".join(f"{role}[{n}]" for n in again) or "the trials not asked yet"
+    return [(job_id, [f"{what} (asked again by the search's decision job)"])]
+
+
+def search_summary(records: Records, rec: AppRecord) -> str:
+    """The search's lines for ``torchx status`` (progress, best trial, rungs), or why there are none."""
+    from torchx_forge.search import summary  # noqa: PLC0415
+
+    try:
+        text = summary(*read_search(records, rec))
+    except Exception as e:  # status must answer anyway
+        return f"search: cannot read its trials ({type(e).__name__}: {e})"
+    return "\n".join(f"{line}: nothing more starts; once its program is fixed, `torchx forge retry` asks the failed"
+                     " trials again" if line.startswith("search stopped: ") else line for line in text.splitlines())
+

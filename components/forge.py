@@ -140,6 +140,7 @@ def search(
     metric: str = "loss",
     mode: str = "min",
     trials: int = 16,
+    max_trials: int = 0,
     parallel: int = 4,
     algorithm: str = "tpe",
     seed: int = 0,
@@ -161,6 +162,7 @@ def search(
         metric: the metric the program reports (runtime.report)
         mode: min or max
         trials: how many trials at most
+        max_trials: how high `torchx forge budget` may raise trials while it runs (default: trials)
         parallel: trials running at once
         algorithm: random, tpe, asha or hyperband
         seed: the sampler's seed
@@ -181,6 +183,8 @@ def search(
             raise ConfigError("forge.search --space", "give the keys to search: 'lr=tag(log,interval(1e-5,1e-1));...'")
         section: Dict[str, Any] = {"algorithm": algorithm, "metric": metric, "mode": mode, "trials": trials,
                                    "parallel": parallel, "seed": seed, "space": _keyed("space", space, lambda v: v)}
+        if max_trials:
+            section["max_trials"] = max_trials
         run: Dict[str, Any] = {"command": list(command)}
         if budget:
             key, _, steps = budget.partition("=")

@@ -112,6 +112,10 @@ def retry(req: Mapping[str, Any]) -> List[Any]:
     return [list(x) for x in _scheduler(req).retry(req["app_id"], req.get("states"))]
 
 
+def budget(req: Mapping[str, Any]) -> List[Any]:
+    return list(_scheduler(req).raise_budget(req["app_id"], int(req["trials"])))
+
+
 def log(req: Mapping[str, Any]) -> None:
     """Print each line as one JSON line, flushed: the laptop shows them as they come."""
     streams = Stream[req["streams"]] if req.get("streams") else None
@@ -163,7 +167,7 @@ def results(req: Mapping[str, Any]) -> Dict[str, Any]:
 OPS: Dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "hello": hello, "dryrun": dryrun, "submit": submit, "describe": describe, "states": states, "cancel": cancel,
     "retry": retry, "log": log, "results": results, "poll": poll, "cancel_replicas": cancel_replicas,
-    "expected_start": expected_start,
+    "expected_start": expected_start, "budget": budget,
 }
 
 

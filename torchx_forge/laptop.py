@@ -241,6 +241,13 @@ class LaptopScheduler(SlurmForgeScheduler):
             return super().retry(app_id, states)
         return [(str(j), list(t)) for j, t in self.agent(login).call("retry", app_id=remote, states=states)]
 
+    def raise_budget(self, app_id: str, trials: int) -> Tuple[int, str]:
+        remote, login = split_remote_id(app_id)
+        if not login:
+            return super().raise_budget(app_id, trials)
+        before, job = self.agent(login).call("budget", app_id=remote, trials=trials)
+        return int(before), str(job)
+
     def log_iter(self, app_id: str, role_name: str, k: int = 0, regex: Optional[str] = None,
                  since: Any = None, until: Any = None, should_tail: bool = False, streams: Any = None) -> Iterable[str]:
         remote, login = split_remote_id(app_id)

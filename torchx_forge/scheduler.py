@@ -60,8 +60,9 @@ from torchx_forge.slurm.recover import recover_stale
 from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
-from torchx_forge.slurm.search import spec_of, submit_search
-from torchx_forge.slurm.search_status import retry_search, revived, search_summary
+from torchx_forge.slurm.search import spec_of
+from torchx_forge.slurm.search_status import raise_budget, retry_search, revived, search_summary
+from torchx_forge.slurm.search_submit import submit_search
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
 from torchx_forge.slurm.views import TaskView
@@ -288,9 +289,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
 
     def cancel_replicas(self, app_id: str, role: str, replicas: List[int]) -> List[str]:
         """Cancel single runs of a sweep (array tasks); returns the Slurm ids cancelled."""
-        rec = self.load(app_id)
-        if rec is None:
-            raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}")
+        rec = self._known(app_id)
         ids = cancel_tasks(self.cli.on(rec.cluster or None), rec, role, replicas)
         self._cache.pop(app_id, None)
         return ids
@@ -301,15 +300,27 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         Each resumes from its checkpoint and gets one more attempt whatever its budget;
         the new jobs are linked to the same app id. Returns (new job id, tasks) pairs.
         """
-        records = self.records()
-        rec = self.load(app_id)
-        if rec is None:
-            raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}")
+        records, rec = self.records(), self._known(app_id)
         views = self._gather(records, [rec], retry=False).views[rec.app_id]
         again = retry_search if rec.meta.search else retry_by_hand  # a search: its decision job asks trials again
         out = again(self.cli.on(rec.cluster or None), records, rec, views, states or RETRY_BY_HAND, sys.executable)
         self._cache.pop(app_id, None)
         return out
+
+    def raise_budget(self, app_id: str, trials: int) -> Tuple[int, str]:
+        """``torchx forge budget``: a running search may ask up to ``trials`` trials (within its
+        max_trials). Returns (the budget before, the decision job that goes on with it)."""
+        rec = self._known(app_id)
+        out = raise_budget(self.cli.on(rec.cluster or None), self.records(), rec, trials)
+        self._cache.pop(app_id, None)
+        return out
+
+    def _known(self, app_id: str) -> AppRecord:
+        rec = self.load(app_id)
+        if rec is None:
+            raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {self.records().store.url}"
+                                  " (see `torchx list -s slurm_forge`)")
+        return rec
 
     def list_apps(self, state_dir: Optional[str] = None) -> List[ListAppResponse]:
         """Apps this user submitted through slurm_forge (from the records in ``state_dir``), newest first."""
@@ -327,16 +338,8 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         """Per-task status of the named apps (default: every app in the state dir that has not
         ended), in **one** Slurm call for all of them (``torchx forge watch``). Unknown ids are an error."""
         records = self.records()
-        if app_ids is None:
-            recs = [r for r in (records.load(i) for i in records.app_ids()) if r is not None and r.final is None]
-        else:
-            recs = []
-            for app_id in app_ids:
-                rec = self.load(app_id)
-                if rec is None:
-                    raise UnknownAppError(f"no slurm_forge record of app {app_id!r} in {records.store.url}"
-                                          " (see `torchx list -s slurm_forge`)")
-                recs.append(rec)
+        recs = ([r for r in (records.load(i) for i in records.app_ids()) if r is not None and r.final is None]
+                if app_ids is None else [self._known(app_id) for app_id in app_ids])
         found = self._gather(records, recs, one_call=True)
         return [(rec, found.views[rec.app_id]) for rec in recs], found.notes
 

@@ -194,7 +194,7 @@ def test_bad_python_searches_get_the_files_errors_with_key_paths(tmp_path: Path,
 def test_a_python_search_submits_to_slurm_forge(tmp_path: Path, monkeypatch):
     """What runner.run(app, 'slurm_forge', cfg) does, against FakeSlurm: the first wave asked and submitted."""
     from torchx_forge.scheduler import SlurmForgeScheduler
-    from torchx_forge.slurm.search import read_search
+    from torchx_forge.slurm.search_status import read_search
     from torchx_forge.state.records import Records
     from torchx_forge.state.store import Store
     from unit.fakeslurm import FakeSlurm

@@ -42,6 +42,7 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
     "plan": ("torchx_forge.cli.experiments", "cmd_plan"),
     "cancel": ("torchx_forge.cli.apps", "cmd_cancel"),
     "retry": ("torchx_forge.cli.apps", "cmd_retry"),
+    "budget": ("torchx_forge.cli.apps", "cmd_budget"),
     "results": ("torchx_forge.cli.results", "cmd_results"),
     "watch": ("torchx_forge.cli.watch", "cmd_watch"),
     "init": ("torchx_forge.cli.starters", "cmd_init"),
@@ -100,6 +101,9 @@ class CmdForge(SubCommand):
         r = sub.add_parser("retry", help="resubmit the failed or cancelled tasks of an app, resuming from checkpoints")
         r.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID")
         r.add_argument("--states", default=None, help="end states to resubmit, comma separated (default: all but COMPLETED)")
+        b = sub.add_parser("budget", help="raise a running search's budget of trials (up to its search.max_trials)")
+        b.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID of a search (forge.search)")
+        b.add_argument("--trials", type=int, required=True, help="the new budget: how many trials at most")
         s = sub.add_parser("results", help="a table of every run's parameters, state and metrics"
                               f" ({envvars.RESULT_DIR.name}/metrics.json)")
         s.add_argument("app_handle", help="slurm_forge://SESSION/APP_ID")

@@ -47,3 +47,11 @@ def cmd_retry(args: argparse.Namespace) -> None:
     for job_id, tasks in done:
         print(f"resubmitted {', '.join(tasks)} as job {job_id}")
     print(f"follow them with: torchx status {args.app_handle}")
+
+
+def cmd_budget(args: argparse.Namespace) -> None:
+    """Raise a running search's budget of trials (within the max_trials it was submitted with)."""
+    before, job = scheduler.create_scheduler("torchx").raise_budget(app_id_of(args.app_handle), args.trials)
+    print(f"{args.app_handle}: budget raised from {before} to {args.trials} trials; decision job {job} asks the"
+          f" new ones as slots free up")
+    print(f"follow them with: torchx status {args.app_handle}")

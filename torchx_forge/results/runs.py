@@ -22,7 +22,7 @@ from torchx_forge.node import contract
 from torchx_forge.node.summary import RunSummary, read_summary
 from torchx_forge.results.metrics import read_metrics
 from torchx_forge.search import Trial, best
-from torchx_forge.slurm.search import read_search
+from torchx_forge.slurm.search_status import read_search
 from torchx_forge.state.records import AppRecord, RoleRecord
 from torchx_forge.state.tables import read_table as read_run_table
 

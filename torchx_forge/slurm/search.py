@@ -1,15 +1,18 @@
 """An adaptive search on Slurm: trials as jobs of the app, decisions as short singleton jobs.
 
     python -m torchx_forge.slurm.search --state-dir DIR --app APP     (a decision job)
+    python -m torchx_forge.slurm.search --state-dir DIR --app APP --relay TAG   (a relay job)
 
-**Submit** (:func:`submit_search`, from ``torchx run``): the spec and the first ``parallel`` asked
-trials are written to ``searches/<submission>/`` in the state dir, then each trial is submitted
-held as task k of the app's sweep script (``--array=k``: trial k is replica k) with
-``FORGE_SEARCH_TRIAL`` (its file: the task adds its parameters), ``FORGE_SEARCH_REPORT`` and
-``FORGE_SEARCH_BUDGET``; each trial job gets a decision job, ``--dependency=afterany:<trial>,singleton``
-with the job name ``forge-search-<app>``: Slurm runs at most one job of that name at a time, so the
-study has exactly one writer. The record lists the not-yet-asked trials as a planned job; then
-one release.
+**Submit** (:mod:`~torchx_forge.slurm.search_submit`, from ``torchx run``): the spec and the
+first ``parallel`` asked trials are written to ``searches/<submission>/`` in the state dir, then
+each trial is submitted held as task k of the app's sweep script (``--array=k``: trial k is
+replica k) with ``FORGE_SEARCH_TRIAL`` (its file: the task adds its parameters),
+``FORGE_SEARCH_REPORT`` and ``FORGE_SEARCH_BUDGET``. Each trial job gets a relay job
+(``--dependency=afterany:<trial>``, named ``forge-relay-<app>``) that, when the trial ends
+however it ends, submits a decision job (``--dependency=singleton``, named
+``forge-search-<app>``): Slurm runs at most one job of that name at a time, so the study has
+exactly one writer, and decision jobs queue in the order their trials ended. The record lists the
+not-yet-asked trials as a planned job; then one release.
 
 **A decision** (:func:`decide_step`): reads every trial file and report, reconciles each asked or
 running trial with Slurm's answer (the app's task views: squeue, sacct, the launcher's state
@@ -33,20 +36,18 @@ import json
 import shlex
 import sys
 import time
-import uuid
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
-from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.request import SAME_PLACE, ForgeBatchRequest
+from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
-from torchx_forge.slurm.scripts import save as save_script
 from torchx_forge.slurm.scripts import sbatch_script
+from torchx_forge.slurm.search_budget import search_spec
 from torchx_forge.slurm.views import SEARCH_AGAIN
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
@@ -140,27 +141,32 @@ class Search:
         return argv if hold else [a for a in argv if a != "--hold"]
 
     def decide_argv(self, rec_name: str, log_dir: str, app_id: str, after: Optional[str], python: str,
-                    flags: Sequence[str], hold: bool, reask: str = "") -> List[str]:
-        """A decision job: after trial job ``after`` ends (None: at once), one at a time (singleton).
-        Requeued when preempted, and run again in the job when its process dies (a decision is safe
-        to run again); ``reask``: Slurm end states whose trials it asks again first (``forge retry``)."""
-        command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id,
-                              *(["--reask", reask] if reask else [])])
+                    flags: Sequence[str], hold: bool, reask: str = "", relay: str = "") -> List[str]:
+        """A decision job, one at a time (singleton), at once. With ``after`` (a trial job), a relay
+        job instead: it runs when that trial ends, whatever the end, and submits the decision job
+        tagged ``relay`` then. (A singleton job waits for every job of its name submitted before it,
+        pending ones too: decision jobs submitted with their trials ran in the trials' start order,
+        a trial that ended early waiting for the decisions of trials still running.) Requeued when
+        preempted, and run again in the job when its process dies (a decision is safe to run again);
+        ``reask``: Slurm end states whose trials it asks again first (``forge retry``)."""
+        extra = ["--relay", relay] if after else (["--reask", reask] if reask else [])
+        command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id, *extra])
         tries = " ".join(str(i) for i in range(1, DECIDE_TRIES + 1))
         again = (f"for forge_try in {tries}; do {command} && exit 0; echo \"torchx-forge: the decision"
                  f" ended with $?: running it again ($forge_try of {DECIDE_TRIES})\"; sleep 5; done; exit 1")
         keep = [f for f in flags if f.split("=", 1)[0] in SAME_PLACE]
         out = f"{layout.log_prefix(log_dir.replace('%', '%%'), rec_name)}search-%j.log"
-        dependency = f"afterany:{after},singleton" if after else "singleton"
+        dependency, kind = (f"afterany:{after}", "relay") if after else ("singleton", "search")
         return ["sbatch", "--parsable", *(["--hold"] if hold else []), f"--dependency={dependency}",
-                f"--job-name=forge-search-{layout.safe_name(app_id)}", f"--time={DECIDE_TIME}", "--nodes=1",
+                f"--job-name=forge-{kind}-{layout.safe_name(app_id)}", f"--time={DECIDE_TIME}", "--nodes=1",
                 "--ntasks=1", "--cpus-per-task=1", "--mem=512", "--requeue", f"--output={out}", *keep,
                 f"--wrap={again}"]
 
     def submit_decision(self, rec: AppRecord, template: JobRecord, python: str, tag: str, after: Optional[str] = None,
                         reask: str = "") -> str:
         """A decision job tagged ``tag``, linked to the app."""
-        argv = self.decide_argv(rec.name, rec.log_dir, rec.app_id, after, python, template.argv, hold=False, reask=reask)
+        argv = self.decide_argv(rec.name, rec.log_dir, rec.app_id, after, python, template.argv, hold=False, reask=reask,
+                                relay=f"{tag}r")
         decision = self.cli.sbatch(argv, env=clean_env(), tag=tag)
         self.records.add_job(rec.app_id, JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=tag))
         return decision
@@ -194,63 +200,6 @@ class Search:
         if f"{tag}d" not in known and not self.cli.find_tagged(f"{tag}d"):
             added.append(self.submit_decision(rec, template, python, f"{tag}d", after=job.job_id))
         return added
-
-
-def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec: Any) -> AppRecord:
-    """Submit a search: its spec and first trials written, each trial held with its decision job,
-    the record, one release (or everything cancelled)."""
-    from torchx_forge.search import apply, decide  # noqa: PLC0415
-    from torchx_forge.slurm.submit import _job_record, _role_records, check, fitted  # noqa: PLC0415
-    from torchx_forge.state.codeversion import code_version  # noqa: PLC0415
-
-    cli = cli.on(req.opts.cluster)
-    req = fitted(cli, records, req)
-    check(req)
-    if len(req.jobs) != 1 or req.jobs[0].array is None:
-        raise ConfigError(f"search {req.app_name!r}", "a search runs its trials as tasks of one job array: give every"
-                          " trial the same resources, and a max_array_size of at least search.trials")
-    job = replace(req.jobs[0], wave=0)
-    submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    sdir = f"searches/{submission}"
-    path = save_script(records.store, submission, 0, job.materialize())
-    template = replace(_job_record(job, "template", path, job.argv(path, hold=True), None), max_retries=0, companion=None)
-    search = Search(cli, records, sdir, submission, spec)
-    search.write_spec(template, req.opts.python)
-    first = apply([], decide(spec, [], 0))
-    for t in first:  # the trial files before any sbatch
-        search.write_trial(t)
-    submitted: List[str] = []
-    jobs: List[JobRecord] = [replace(template, job_id="search.planned", planned=True, argv=[], tasks=None)]
-    app_id = ""
-    try:
-        for t in first:
-            tag = trial_tag(submission, t)
-            argv = search.trial_argv(template, app_id or None, t, hold=True)
-            job_id = sbatch_script(cli, argv, tag=tag)
-            submitted.append(job_id)
-            app_id = app_id or layout.app_id_of(job_id, (cli.cluster or "") if req.opts.cluster else "")
-            jobs.append(replace(template, job_id=job_id, argv=argv, tasks=[t.number], tag=tag))
-        for t, trial_job in zip(first, jobs[1:], strict=True):
-            argv = search.decide_argv(req.app_name, req.opts.logs, app_id, trial_job.job_id, req.opts.python,
-                                      template.argv, hold=True)
-            decision = cli.sbatch(argv, tag=f"{trial_tag(submission, t)}d")
-            submitted.append(decision)
-            jobs.append(JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=f"{trial_tag(submission, t)}d"))
-        import os  # noqa: PLC0415
-
-        rec = AppRecord(app_id=app_id, cluster=(cli.cluster or "") if req.opts.cluster else "", name=req.app_name,
-                        jobs=jobs, roles=_role_records(req), log_dir=req.opts.logs, job_dir=req.opts.job_dir,
-                        submission=submission,
-                        meta=replace(req.meta(), code=code_version(os.getcwd(), records.store), search=sdir))
-        records.save(rec)
-        cli.release(submitted)
-    except BaseException:
-        if submitted:
-            cli.cancel(submitted, ended_ok=True)
-        if app_id:
-            records.forget(app_id)
-        raise
-    return rec
 
 
 def stopped_from_outside(view: Any, reports: Mapping[str, TaskReport]) -> bool:
@@ -317,7 +266,7 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
                 again: Collection[str] = ()) -> int:
     """One decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point.
     ``again``: the Slurm end states of the trials to ask again first (:func:`reask`)."""
-    from torchx_forge.search import SearchSpec, apply, decide, summary  # noqa: PLC0415
+    from torchx_forge.search import apply, decide, summary  # noqa: PLC0415
     from torchx_forge.slurm.status import gather  # noqa: PLC0415
 
     rec = records.load(app_id)
@@ -328,7 +277,7 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
         say(f"torchx-forge: search {app_id} was cancelled: deciding nothing")
         return 0
     head = read_head(records, rec.meta.search)
-    spec = SearchSpec.from_json(head["spec"])
+    spec = search_spec(records, rec.meta.search, head)
     template = JobRecord.from_file(head["template"], "template")
     search = Search(cli, records, rec.meta.search, rec.submission, spec)
     trials = search.trials()
@@ -366,13 +315,25 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     return 0
 
 
-def read_search(records: Records, rec: AppRecord) -> Tuple[Any, List[Any]]:
-    """(the SearchSpec, every trial in number order, reports folded in) of a search app, from its
-    files as the last decision left them; FileNotFoundError without a spec.json."""
-    from torchx_forge.search import SearchSpec  # noqa: PLC0415
-
-    spec = SearchSpec.from_json(read_head(records, rec.meta.search)["spec"])
-    return spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials()
+def relay(cli: SlurmCli, records: Records, app_id: str, tag: str) -> int:
+    """(a relay job: its trial job ended) Submit the search's decision job tagged ``tag`` now,
+    unless the search was cancelled or a job of that tag exists (a relay run again)."""
+    rec = records.load(app_id)
+    if rec is None or not rec.meta.search:
+        print(f"torchx-forge: no search app {app_id} in {records.store.url}")
+        return 1
+    if records.cancelled(app_id):
+        print(f"torchx-forge: search {app_id} was cancelled: no decision")
+        return 0
+    if any(j.tag == tag for j in rec.jobs) or cli.find_tagged(tag):
+        print(f"torchx-forge: the decision job {tag} was submitted already")
+        return 0
+    head = read_head(records, rec.meta.search)
+    search = Search(cli, records, rec.meta.search, rec.submission, search_spec(records, rec.meta.search, head))
+    template, python = JobRecord.from_file(head["template"], "template"), str(head["python"])
+    print(f"torchx-forge: {time.strftime('%H:%M:%S')} a trial job ended: decision job"
+          f" {search.submit_decision(rec, template, python, tag)}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -380,13 +341,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--state-dir", required=True)
     p.add_argument("--app", required=True)
     p.add_argument("--reask", default="", help="ask the FAIL trials whose job ended in these Slurm states again")
+    p.add_argument("--relay", default="", help="(a relay job) submit the decision job of this tag, and nothing else")
     args = p.parse_args(argv)
     be_patient(store_wait())
     records = Records(Store(args.state_dir))
     rec = records.load(args.app)
     cli = SlurmCli(cluster=(rec.cluster or None) if rec else None)
-    again = [w for w in args.reask.split(",") if w]
-    sys.exit(decide_step(cli, records, args.app, sys.executable, again=again))
+    if args.relay:
+        sys.exit(relay(cli, records, args.app, args.relay))
+    sys.exit(decide_step(cli, records, args.app, sys.executable, again=[w for w in args.reask.split(",") if w]))
 
 
 if __name__ == "__main__":

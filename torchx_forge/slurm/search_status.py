@@ -27,18 +27,24 @@ from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import LIVE
-from torchx_forge.slurm.search import Search, read_head, read_search, reask, reconcile
+from torchx_forge.slurm.search import Search, read_head, reask, reconcile
+from torchx_forge.slurm.search_budget import search_spec, write_budget
 from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 
 
 def _search(cli: SlurmCli, records: Records, rec: AppRecord) -> Tuple[Search, JobRecord, str]:
-    from torchx_forge.search import SearchSpec  # noqa: PLC0415
-
     head = read_head(records, rec.meta.search)
-    spec = SearchSpec.from_json(head["spec"])
+    spec = search_spec(records, rec.meta.search, head)
     return (Search(cli, records, rec.meta.search, rec.submission, spec), JobRecord.from_file(head["template"], "template"),
             str(head["python"]))
+
+
+def read_search(records: Records, rec: AppRecord) -> Tuple[Any, List[Any]]:
+    """(the SearchSpec, every trial in number order, reports folded in) of a search app, from its
+    files as the last decision left them; FileNotFoundError without a spec.json."""
+    spec = search_spec(records, rec.meta.search, read_head(records, rec.meta.search))
+    return spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials()
 
 
 def over(spec: Any, trials: Sequence[Any]) -> bool:
@@ -122,4 +128,27 @@ def search_summary(records: Records, rec: AppRecord) -> str:
         return f"search: cannot read its trials ({type(e).__name__}: {e})"
     return "\n".join(f"{line}: nothing more starts; once its program is fixed, `torchx forge retry` asks the failed"
                      " trials again" if line.startswith("search stopped: ") else line for line in text.splitlines())
+
+
+
+def raise_budget(cli: SlurmCli, records: Records, rec: AppRecord, trials: int) -> Tuple[int, str]:
+    """``torchx forge budget APP --trials N``: the search of ``rec`` may ask up to ``trials`` trials
+    (see :mod:`~torchx_forge.slurm.search_budget`). Returns (the budget before, the decision job
+    submitted); ForgeError naming what to do when it cannot be raised so."""
+    if not rec.meta.search:
+        raise ForgeError(f"app {rec.app_id} is not a search (forge.search): its runs are fixed at submit")
+    if records.cancelled(rec.app_id):
+        raise ForgeError(f"search {rec.app_id} was cancelled: `torchx forge retry` it first, then raise its budget")
+    try:
+        search, template, python = _search(cli, records, rec)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); the budget is unchanged") from None
+    spec = search.spec
+    if trials <= spec.trials:
+        raise ForgeError(f"search {rec.app_id} has a budget of {spec.trials} trials already: give more (--trials N)")
+    if trials > spec.ceiling:
+        raise ForgeError(f"search {rec.app_id} was submitted for at most {spec.ceiling} trials (search.max_trials):"
+                         f" give --trials {spec.ceiling} or less, or submit a new search with max_trials: {trials}")
+    write_budget(records, rec, template, spec.trials, trials)
+    return spec.trials, search.submit_decision(rec, template, python, f"{rec.submission}-budget{trials}d")
 

@@ -128,7 +128,7 @@ def test_preview_first_wave_is_what_a_submit_asks_first(tmp_path: Path, monkeypa
     import importlib.util
 
     from torchx_forge.scheduler import SlurmForgeScheduler
-    from torchx_forge.slurm.search import read_search
+    from torchx_forge.slurm.search_status import read_search
     from torchx_forge.state.records import Records
     from torchx_forge.state.store import Store
     from unit.fakeslurm import FakeSlurm

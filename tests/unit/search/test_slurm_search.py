@@ -57,3 +57,70 @@ def test_submit_then_a_decision_killed_before_its_sbatch_submits_nothing_twice(t
     assert [t.state for t in trials][:1] == [TrialState.COMPLETE] and len(trials) == 3
     assert len([j for j in rec.jobs if j.kind == "array" and not j.planned]) == 3
     assert len([c for c in cli.calls if c[0] == "sbatch"]) - before <= 4
+
+
+def _search_app(tmp_path, monkeypatch, **kw):
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    app = _components().search("python", "height.py", space="width=interval(0,20);height=interval(-100,100)",
+                               algorithm="tpe", **kw)
+    cli = FakeSlurm()
+    sched = SlurmForgeScheduler("s", cli=cli, state_dir=str(tmp_path / "state"))
+    app_id = sched.schedule(sched.submit_dryrun(app, {"partition": "debug", "log_dir": str(tmp_path / "logs")}))
+    return cli, sched, Records(Store(str(tmp_path / "state"))), app_id
+
+
+def test_each_trial_has_a_relay_job_that_submits_its_singleton_decision_once(tmp_path, monkeypatch):
+    # a singleton job waits for every job of its name submitted before it, pending ones too: decisions
+    # submitted with their trials ran in the trials' start order (seen on the lab: a trial that ended
+    # first waited for the decision of the one started before it, still running)
+    from torchx_forge.slurm.search import relay
+
+    cli, _, records, app_id = _search_app(tmp_path, monkeypatch, trials=4, parallel=2)
+    rec = records.load(app_id)
+    trials = [j for j in rec.jobs if j.kind == "array" and not j.planned]
+    relays = [j for j in rec.jobs if j.kind == "decide"]
+    for trial, job in zip(trials, relays, strict=True):
+        assert f"--dependency=afterany:{trial.job_id}" in job.argv and not any("singleton" in a for a in job.argv)
+        assert f"--job-name=forge-relay-{app_id}" in job.argv
+        assert f"--relay {trial.tag}dr" in job.argv[-1] and job.tag == f"{trial.tag}d"
+    tag = f"{trials[1].tag}dr"
+    for _ in range(2):  # a relay run again submits nothing more
+        assert relay(cli, records, app_id, tag) == 0
+    decisions = [j for j in records.load(app_id).jobs if j.tag == tag]
+    assert len(decisions) == 1
+    argv = decisions[0].argv
+    assert "--dependency=singleton" in argv and f"--job-name=forge-search-{app_id}" in argv and "--relay" not in argv[-1]
+    records.store.write_json(f"apps/{app_id}/cancelled.json", {})
+    assert relay(cli, records, app_id, f"{trials[0].tag}dr") == 0  # cancelled: no decision
+    assert not [j for j in records.load(app_id).jobs if j.tag == f"{trials[0].tag}dr"]
+
+
+def test_budget_raised_within_max_trials_adds_planned_trials_and_one_decision(tmp_path, monkeypatch):
+    from torchx_forge.errors import ForgeError
+    from torchx_forge.slurm.search_status import read_search
+
+    cli, sched, records, app_id = _search_app(tmp_path, monkeypatch, trials=4, parallel=2)
+    with pytest.raises(ForgeError, match=r"submitted for at most 4 trials \(search.max_trials\): give --trials 4 or less"):
+        sched.raise_budget(app_id, 6)
+    monkeypatch.setenv("FORGE_STATE_DIR", str(tmp_path / "state2"))
+    cli, sched, records, app_id = _search_app(tmp_path, monkeypatch, trials=4, parallel=2, max_trials=10)
+    rec = records.load(app_id)
+    assert rec.roles[0].num_replicas == 4
+    with pytest.raises(ForgeError, match="has a budget of 4 trials already"):
+        sched.raise_budget(app_id, 4)
+    before, job = sched.raise_budget(app_id, 7)
+    assert before == 4
+    spec, _ = read_search(records, records.load(app_id))
+    assert (spec.trials, spec.ceiling) == (7, 10)
+    rec = records.load(app_id)
+    (decision,) = [j for j in rec.jobs if j.job_id == job]
+    assert "--dependency=singleton" in decision.argv
+    planned = [j for j in rec.jobs if j.planned]
+    assert sorted(r for j in planned for _, _, r, _ in j.task_keys()) == list(range(7))  # trials 4-6 listed
+    views = sched.task_views(app_id)
+    assert sorted(v.replica for v in views) == list(range(7))
+    with pytest.raises(ForgeError, match="give more"):
+        sched.raise_budget(app_id, 7)
+    # a decision asks up to the new budget
+    decide_step(cli, records, app_id, "python", say=lambda *a: None)

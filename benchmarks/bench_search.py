@@ -452,6 +452,7 @@ class Lab(BenchBase):
     # -- forge -----------------------------------------------------------------------------------
 
     def forge_run(self, seed: int, algorithm: str) -> LabRun:
+        from torchx_forge.core import layout
         from torchx_forge.search import Trial
         from torchx_forge.slurm.search import trial_tag
         from torchx_forge.state.records import Records
@@ -481,6 +482,7 @@ class Lab(BenchBase):
             raise BenchError(f"{run}: no app handle in the output of torchx run:\n{tail(p.stdout + p.stderr)}")
         handle, app_id = m.group(0), m.group(1)
         self.forge_apps.append((state, handle))
+        self.name_prefixes.append(f"forge-search-{layout.safe_name(app_id)}")  # its decision jobs: ours, not someone else's
         state_seen, seen_done, last_status = "", math.nan, 0.0
         while True:
             watch.sample()

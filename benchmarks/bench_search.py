@@ -359,6 +359,15 @@ def idle_fraction(intervals: Sequence[Tuple[float, float]], parallel: int) -> Tu
     return idle / capacity if capacity else 0.0, (parallel * span - busy) / (parallel * span), span
 
 
+def refill_gaps(intervals: Sequence[Tuple[float, float]], parallel: int) -> List[float]:
+    """Seconds from each trial job's end to the start of the job that takes its slot: the i-th end
+    is paired with the start of the i-th job after the first ``parallel`` (slots are freed and
+    taken in order), as long as jobs remain to start."""
+    starts = sorted(s for s, _ in intervals)[parallel:]
+    ends = sorted(e for _, e in intervals)
+    return [max(0.0, s - e) for s, e in zip(starts, ends[:len(starts)], strict=True)]
+
+
 def reach_time(events: Sequence[Tuple[float, float]], target: float) -> Optional[float]:
     """The first time at which the best-so-far of (time, value) events is <= target."""
     best = math.inf
@@ -682,8 +691,12 @@ class Lab(BenchBase):
         other = f" + {r.other_jobs} decision jobs" if r.other_jobs else ""
         if r.decision_waits:
             w = r.decision_waits
-            other += (f" (each starts {median(w):.0f} s after its trial's end, median; max {max(w):.0f} s,"
-                      f" {sum(x >= 3 for x in w)} waited >= 3 s; runs {median(r.decision_runs):.0f} s)")
+            other += (f" (a trial's own decision job started {median(w):.0f} s after the trial's end, median; max"
+                      f" {max(w):.0f} s; each ran {median(r.decision_runs):.0f} s)")
+        gaps = refill_gaps(r.intervals, PARALLEL)
+        if gaps:
+            other += (f"; slot refill gap (a trial job's end to the next one's start) median {median(gaps):.0f} s,"
+                      f" max {max(gaps):.0f} s")
         say(f"    best {r.best:.4f}; {r.jobs} trial jobs{other}; over at {r.end - r.t0:.1f} s{extra};"
             f" idle slots {idle:.1%} (plain {plain:.1%} of {PARALLEL} x {span:.0f} s);"
             f" processes outside Slurm after launch: {r.procs.describe()}")
@@ -692,7 +705,7 @@ class Lab(BenchBase):
     def compare(self) -> List[Tuple[str, str, str, bool]]:
         section("2. forge vs Hydra, per seed (times from launch; trial ends from sacct, whole seconds)")
         rows = [["seed", "run", "best loss", "target", "to target", "to the end", "idle slots", "idle (plain)",
-                 "procs outside Slurm"]]
+                 "refill gap med/max", "procs outside Slurm"]]
         ratios, idles, hydra_idles, forge_procs, hydra_procs = [], [], [], [], []
         for seed in self.seeds:
             forge = next(r for r in self.runs if r.tool == f"forge-tpe-s{seed}")
@@ -703,9 +716,11 @@ class Lab(BenchBase):
                 t = reach_time(r.events, target)
                 times[r.tool] = None if t is None else t - r.t0
                 idle, plain, _ = idle_fraction(r.intervals, PARALLEL)
+                gaps = refill_gaps(r.intervals, PARALLEL)
                 rows.append([str(seed), r.tool, f"{r.best:.4f}", f"{target:.4f}",
                              "never" if t is None else f"{t - r.t0:.1f} s", f"{r.end - r.t0:.1f} s", f"{idle:.1%}",
-                             f"{plain:.1%}", f"{len(r.procs.lasting)} (max {r.procs.max_at_once} at once)"])
+                             f"{plain:.1%}", f"{median(gaps):.0f} s / {max(gaps):.0f} s" if gaps else "-",
+                             f"{len(r.procs.lasting)} (max {r.procs.max_at_once} at once)"])
             f_t, h_t = times[forge.tool], times[hydra.tool]
             ratios.append(math.inf if f_t is None or not h_t else f_t / h_t)
             idles.append(idle_fraction(forge.intervals, PARALLEL)[0])

@@ -4,9 +4,9 @@ in process with the real engine, and (``--lab``) ``forge.search`` against Hydra'
 with the submitit launcher on the real cluster of this machine.
 
     python3 benchmarks/bench_search.py                # in-process part only, 3 seeds (< 1 min)
-    python3 benchmarks/bench_search.py --quick        # the same with half the budget of trial-steps
-    python3 benchmarks/bench_search.py --lab          # + forge vs Hydra on the cluster, 3 seeds (~6-8 min)
-    python3 benchmarks/bench_search.py --lab --quick  # + the cluster part with one seed (~3 min)
+    python3 benchmarks/bench_search.py --lab          # + forge vs Hydra on the cluster, 3 seeds (~4 min)
+    python3 benchmarks/bench_search.py --lab --quick  # + the cluster part with one seed (~2 min)
+    python3 benchmarks/bench_search.py --lab --asha   # + forge.search with examples/height_asha.yaml too (~6 min)
 
 **In process** (no Slurm): each search runs with ``parallel`` slots on a clock of trial-steps. Every
 tick, each running trial computes one step of Syne Tune's height curve, ``(0.1 + width*step/100)**-1
@@ -66,7 +66,6 @@ SEEDS = 3
 PARALLEL = 4
 STEPS = 27  # the height curve's full length (examples/height_*.yaml: run.args.steps)
 SIM_TRIALS = 32  # random search's trials in process: its budget of trial-steps is SIM_TRIALS x STEPS
-SIM_TRIALS_QUICK = 16
 SPACE = {"run.args.width": "interval(0, 20)", "run.args.height": "interval(-100, 100)"}
 LAB_TRIALS = 12  # examples/height_tpe.yaml
 LAB_SLEEP = 0.2  # seconds per step (examples/height.py's default)
@@ -183,7 +182,7 @@ def simulate(spec: Any, budget: int, f: Callable[[Dict[str, Any], int], float] =
 
 class InProcess:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.trials = SIM_TRIALS_QUICK if args.quick else SIM_TRIALS
+        self.trials = args.sim_trials
         self.seeds = list(range(args.seeds))
         self.budget = self.trials * STEPS
         self.hyperband = not args.no_hyperband
@@ -231,8 +230,8 @@ class InProcess:
                          ", ".join(pct(f) for f in fracs)])
         say(table(rows))
         say(f"  {time.perf_counter() - t0:.1f} s in all (every decision rebuilds the study from the trials, as on Slurm)")
-        quick = " (quick)" if self.trials != SIM_TRIALS else ""
-        label = f"in process, {len(self.seeds)} seeds, {self.budget} trial-steps each{quick}"
+        size = f" (--sim-trials {self.trials}, not the default {SIM_TRIALS})" if self.trials != SIM_TRIALS else ""
+        label = f"in process, {len(self.seeds)} seeds, {self.budget} trial-steps each{size}"
         for algorithm in ("tpe", "asha"):
             ok = med_best[algorithm] < med_best["random"]
             self.targets.append((f"{label}: {algorithm.upper()} median best loss < random search's", "<",
@@ -771,7 +770,7 @@ def header(args: argparse.Namespace) -> None:
     say(f"  python      {platform.python_version()} ({sys.executable}); torchx {torchx.__version__}")
     say(f"  forge       {forge_source()}")
     say(f"  benchmarks  {REPO} @ {git_describe(REPO)}")
-    parts = ["in process" + (" (quick)" if args.quick else "")]
+    parts = ["in process"]
     if args.lab:
         parts.append("on the cluster" + (" (quick: one seed)" if args.quick else ""))
     say(f"  parts       {', '.join(parts)}")
@@ -791,9 +790,10 @@ def print_targets(targets: List[Tuple[str, str, str, bool]], notes: Sequence[str
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lab", action="store_true", help="also forge.search vs Hydra + submitit on the cluster (~6-8 min)")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"in process: {SIM_TRIALS_QUICK} x {STEPS} trial-steps instead of {SIM_TRIALS} x {STEPS}; lab: one seed")
+    ap.add_argument("--lab", action="store_true", help="also forge.search vs Hydra + submitit on the cluster (~4 min)")
+    ap.add_argument("--quick", action="store_true", help="lab: one seed (the in-process part is the same)")
+    ap.add_argument("--sim-trials", type=int, default=SIM_TRIALS,
+                    help=f"in process: random search's trials; each algorithm gets N x {STEPS} trial-steps (default %(default)s)")
     ap.add_argument("--seeds", type=int, default=SEEDS, help="seeds 0..N-1 (default %(default)s)")
     ap.add_argument("--no-hyperband", action="store_true", help="in process: leave Hyperband out (it has no target)")
     ap.add_argument("--asha", action="store_true", help="lab: also forge.search with examples/height_asha.yaml per seed")
@@ -802,8 +802,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--hydra-venv", default=HYDRA_VENV, help="venv for Hydra (made if missing; default %(default)s)")
     ap.add_argument("--keep", action="store_true", help="lab: keep the scratch directory under /tmp")
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error("--seeds must be >= 1")
+    if args.seeds < 1 or args.sim_trials < 1:
+        ap.error("--seeds and --sim-trials must be >= 1")
 
     def body() -> int:
         t0 = time.monotonic()

@@ -1,6 +1,7 @@
-"""Helpers shared by the benchmarks (bench_sweep.py, bench_scale.py): timing fresh processes
-under ``/usr/bin/time -v``, medians, tables, and a base class that tags, finds and cancels the
-Slurm jobs a benchmark run submits and notes when someone else's jobs share the cluster.
+"""Helpers shared by the benchmarks (bench_sweep.py, bench_scale.py, ...): timing fresh processes
+under ``/usr/bin/time -v``, medians, tables, a look at the machine's processes (:class:`Procs`), and a
+base class that tags, finds and cancels the Slurm jobs a benchmark run submits and notes when someone
+else's jobs share the cluster.
 
 Not a benchmark itself; import it from a script in this directory (``from _common import ...``).
 """
@@ -11,6 +12,7 @@ import contextlib
 import datetime
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -206,10 +208,11 @@ def preflight() -> None:
         raise BenchError(f"the Slurm cluster does not answer ({p.stderr.strip()}); run scripts/local-slurm up")
 
 
-def guarded_main(name: str, body: Callable[[], int], stop_on_signals: bool = False) -> int:
+def guarded_main(name: str, body: Callable[[], int], stop_on_signals: bool = False, cluster: bool = True) -> int:
     """Run a benchmark's ``body`` after :func:`preflight`: exit code 2 with one line for a
     BenchError, 130 when interrupted (the body's cleanup has cancelled its jobs by then).
-    ``stop_on_signals``: SIGTERM and SIGHUP interrupt it too, so its cleanup runs."""
+    ``stop_on_signals``: SIGTERM and SIGHUP interrupt it too, so its cleanup runs.
+    ``cluster=False``: the body needs no Slurm (no preflight)."""
     if stop_on_signals:
         def stop(signum: int, _frame: object) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
@@ -217,7 +220,8 @@ def guarded_main(name: str, body: Callable[[], int], stop_on_signals: bool = Fal
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGHUP, stop)
     try:
-        preflight()
+        if cluster:
+            preflight()
         return body()
     except BenchError as e:
         print(f"{name}: error: {e}", file=sys.stderr, flush=True)
@@ -225,6 +229,49 @@ def guarded_main(name: str, body: Callable[[], int], stop_on_signals: bool = Fal
     except KeyboardInterrupt:
         print(f"{name}: interrupted (submitted jobs were cancelled)", file=sys.stderr)
         return 130
+
+
+class Procs:
+    """A look at every process of this machine (the 'login node' and the virtual nodes are one)."""
+
+    PATTERN = re.compile(r"torchx")  # the CLI, and every module of torchx_forge (the cluster's daemons are no match)
+
+    def __init__(self) -> None:
+        self.info: Dict[int, Tuple[int, str, str]] = {}  # pid -> (ppid, comm, cmdline)
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            self.info[int(d)] = (ppid, comm, cmd)
+
+    def ancestors(self, pid: int) -> List[int]:
+        out, seen = [], set()
+        while pid in self.info and pid not in seen:
+            seen.add(pid)
+            pid = self.info[pid][0]
+            out.append(pid)
+        return out
+
+    def in_slurm_job(self, pid: int) -> bool:
+        """Whether ``pid`` is ``slurmstepd`` or descends from one: a job's process on a (virtual) node."""
+        return self.info.get(pid, (0, "", ""))[1] == "slurmstepd" or any(
+            self.info.get(a, (0, "", ""))[1] == "slurmstepd" for a in self.ancestors(pid))
+
+    @staticmethod
+    def environ(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                return f.read().replace(b"\0", b"\n").decode(errors="replace")
+        except OSError:
+            return ""
 
 
 # -- a benchmark run on the cluster -----------------------------------------------------

@@ -40,6 +40,7 @@ from _common import (
     SLURM_TOOLS,
     BenchBase,
     BenchError,
+    Procs,
     Sample,
     Stats,
     fmt_s,
@@ -639,44 +640,6 @@ class DefaultBench(ScaleBase):
 # =================================================================================================
 
 
-class Procs:
-    """A look at every process of this machine (the 'login node' and the virtual nodes are one)."""
-
-    PATTERN = re.compile(r"torchx")  # the CLI, and every module of torchx_forge (the cluster's daemons are no match)
-
-    def __init__(self) -> None:
-        self.info: Dict[int, Tuple[int, str, str]] = {}  # pid -> (ppid, comm, cmdline)
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    stat = f.read()
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            self.info[int(d)] = (ppid, comm, cmd)
-
-    def ancestors(self, pid: int) -> List[int]:
-        out, seen = [], set()
-        while pid in self.info and pid not in seen:
-            seen.add(pid)
-            pid = self.info[pid][0]
-            out.append(pid)
-        return out
-
-    @staticmethod
-    def environ(pid: int) -> str:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                return f.read().replace(b"\0", b"\n").decode(errors="replace")
-        except OSError:
-            return ""
-
-
 class WavesBench(ScaleBase):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
@@ -724,10 +687,10 @@ class WavesBench(ScaleBase):
         me = os.getpid()
         mine_desc = {pid for pid in procs.info if me in procs.ancestors(pid)}
         above = set(procs.ancestors(me)) | {me}
-        for pid, (_, comm, cmd) in procs.info.items():
+        for pid, (_, _, cmd) in procs.info.items():
             if pid in mine_desc or pid in above or not Procs.PATTERN.search(cmd):
                 continue
-            if any(procs.info.get(a, (0, "", ""))[1] == "slurmstepd" for a in procs.ancestors(pid)) or comm == "slurmstepd":
+            if procs.in_slurm_job(pid):
                 continue
             env = Procs.environ(pid)
             ours = (f"FORGE_STATE_DIR={self.state}" in env or self.state in cmd or self.name in cmd

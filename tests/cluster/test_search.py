@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import pytest
 from torchx.runner import get_runner
@@ -142,6 +142,75 @@ def test_cancel_stops_trials_and_decisions_and_nothing_starts_after(state_dir: P
     assert not queued_jobs_of(state_dir)
     assert {f.name for f in logs.iterdir()} == seen
     assert sum(sum(c.values()) for c in steps_per_trial(logs).values()) == lines
-    out = subprocess.run(["squeue", "-h", "-o", "%j", "-n", f"forge-search-{handle.rsplit('/', 1)[1]}"],
+    app_id = handle.rsplit("/", 1)[1]
+    out = subprocess.run(["squeue", "-h", "-o", "%j", "-n", f"forge-search-{app_id},forge-relay-{app_id}"],
                          capture_output=True, text=True).stdout
     assert not out.strip(), out
+
+
+def _trial_times(state_dir: Path, app_id: str) -> Dict[int, Tuple[float, float]]:
+    """Trial number -> (start, end) of its (last) job, from sacct."""
+    from torchx_forge.state.records import Records
+    from torchx_forge.state.store import Store
+
+    rec = Records(Store(str(state_dir))).load(app_id)
+    assert rec is not None
+    out: Dict[int, Tuple[float, float]] = {}
+    for job in rec.jobs:
+        if job.kind != "array" or job.planned or not job.tasks:
+            continue
+        (k,) = job.tasks
+        p = subprocess.run(["sacct", "-n", "-X", "-P", "-j", f"{job.job_id}_{k}", "-o", "Start,End", "--noconvert"],
+                           capture_output=True, text=True, check=True)
+        start, end = p.stdout.strip().splitlines()[-1].split("|")
+        out[k] = (time.mktime(time.strptime(start, "%Y-%m-%dT%H:%M:%S")), time.mktime(time.strptime(end, "%Y-%m-%dT%H:%M:%S")))
+    return out
+
+
+def _seed_with_slow_first_trial() -> int:
+    """A seed whose first wave (2 trials) gives trial 0 the long sleep and trial 1 the short one."""
+    from torchx_forge.experiment.generators import distribution
+    from torchx_forge.search import SearchSpec, apply, decide
+
+    for seed in range(100):
+        spec = SearchSpec("random", "loss", trials=3, parallel=2, seed=seed,
+                          space=(("run.args.sleep", distribution("choice(0.02, 1.0)")),))
+        first = apply([], decide(spec, [], 0))
+        if [t.params["run.args.sleep"] for t in first] == [1.0, 0.02]:
+            return seed
+    raise AssertionError("no seed gives a slow trial 0 and a fast trial 1")
+
+
+def test_a_slot_freed_early_gets_the_next_trial_while_a_slower_trial_runs(state_dir: Path):
+    # decision jobs queue as trials end: trial 1 (10 x 0.02 s) ends long before trial 0 (10 x 1 s),
+    # and trial 2 starts in its slot before trial 0 ends (decisions submitted with their trials
+    # waited for trial 0's decision, as a singleton waits for every earlier job of its name)
+    p = run_torchx("run", "--scheduler", "slurm_forge", "forge.search", "--algorithm", "random", "--trials", "3",
+                   "--parallel", "2", "--seed", str(_seed_with_slow_first_trial()), "--space",
+                   "sleep=choice(0.02,1.0);width=interval(0,20)", "--name", "height", "--",
+                   "python", str(EXAMPLES / "height.py"), "--steps", "10")
+    assert p.returncode == 0, p.stderr
+    handle = handle_of(p)
+    assert wait_end(handle, timeout=240) == "SUCCEEDED"
+    times = _trial_times(state_dir, handle.rsplit("/", 1)[1])
+    assert sorted(times) == [0, 1, 2], times
+    assert times[1][1] < times[0][1] - 5, times  # the fast one ended well before the slow one
+    assert times[2][0] < times[0][1], times  # and its slot was topped up meanwhile
+
+
+def test_the_budget_of_a_running_search_is_raised_within_max_trials(state_dir: Path):
+    handle = submit("height_tpe.yaml", "run.args.sleep=0.2", "run.args.steps=10", "search.trials=3",
+                    "search.parallel=3", "search.max_trials=6")
+    over = run_torchx("forge", "budget", handle, "--trials", "7")
+    assert over.returncode != 0 and "Traceback" not in over.stderr, over.stderr
+    assert "submitted for at most 6 trials (search.max_trials): give --trials 6 or less" in over.stderr, over.stderr
+    p = run_torchx("forge", "budget", handle, "--trials", "5")
+    assert p.returncode == 0, p.stderr
+    assert "budget raised from 3 to 5 trials" in p.stdout, p.stdout
+    assert wait_end(handle, timeout=300) == "SUCCEEDED"
+    out = status(handle)
+    assert "search tpe, min loss: 5 of 5 trials done (5 complete" in out, out
+    res = run_torchx("forge", "results", handle)
+    assert res.returncode == 0 and ": 5 of 5 trial(s)" in res.stdout, res.stdout + res.stderr
+    runs = steps_per_trial(state_dir / "logs")
+    assert sorted(runs) == list(range(5)) and all(sorted(c) == list(range(1, 11)) for c in runs.values()), runs

@@ -131,6 +131,7 @@ def simulate(spec: Any, budget: int, f: Callable[[Dict[str, Any], int], float] =
     from torchx_forge.core.states import SlurmState
     from torchx_forge.search import apply, best, decide
     from torchx_forge.slurm.search import reconcile, trial_tag
+    from torchx_forge.slurm.views import TaskView
 
     full = spec.max_budget or STEPS
     t0 = time.perf_counter()
@@ -143,8 +144,8 @@ def simulate(spec: Any, budget: int, f: Callable[[Dict[str, Any], int], float] =
         (that job COMPLETED, the other trials' jobs RUNNING), decide, apply."""
         active = [t for t in trials if t.state.active]
         rec = SimpleNamespace(jobs=[SimpleNamespace(tag=trial_tag(SIM_SUBMISSION, t), job_id=job_id(t)) for t in active])
-        views = [SimpleNamespace(key=f"{job_id(t)}_{t.number}",
-                                 slurm_state=SlurmState.COMPLETED if t.number == ended else SlurmState.RUNNING)
+        views = [TaskView(role="height", replica=t.number, key=f"{job_id(t)}_{t.number}",
+                          slurm_state=SlurmState.COMPLETED if t.number == ended else SlurmState.RUNNING)
                  for t in active]
         trials = reconcile(spec, trials, rec, views, SIM_SUBMISSION)  # type: ignore[arg-type]
         d = decide(spec, trials, 0)

@@ -157,12 +157,7 @@ def _check_random(v: Any, p: str, s: Source) -> RandomSpec:
     for key, text in params.items():
         where = f"{p}.params.{key}"
         check = _check_path(str(key), where, s)
-        try:
-            dist = text if isinstance(text, Dist) else distribution(text)
-        except ValueError as e:
-            raise ConfigError(s.where(where), str(e)) from None
-        for value in dist.choices or (dist.low, dist.high):
-            check(int(value) if dist.kind in ("int", "logint") else value, where, s)
+        dist = checked_distribution(text, check, where, s)
         if dist.choices:
             dist = replace(dist, choices=tuple(check(c, where, s) for c in dist.choices))
         dists.append((str(key), dist))
@@ -170,6 +165,18 @@ def _check_random(v: Any, p: str, s: Source) -> RandomSpec:
         return RandomSpec(raw["samples"], raw.get("seed", 0), tuple(sorted(dists, key=lambda kv: kv[0])))
     except ValueError as e:
         raise ConfigError(s.where(p), str(e)) from None
+
+
+def checked_distribution(text: Any, check: Any, where: str, s: Source) -> Dist:
+    """``text`` (a distribution in the random-search grammar, or a Dist) parsed, its bounds or
+    choices passed through ``check`` (the key's own check); ConfigError at ``where`` if not."""
+    try:
+        dist = text if isinstance(text, Dist) else distribution(text)
+    except ValueError as e:
+        raise ConfigError(s.where(where), str(e)) from None
+    for value in dist.choices or (dist.low, dist.high):
+        check(int(value) if dist.kind in ("int", "logint") else value, where, s)
+    return dist
 
 
 def _overlap(keys: List[str]) -> Optional[Tuple[str, str]]:

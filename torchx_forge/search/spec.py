@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from torchx_forge.core.sampling import Dist
 from torchx_forge.errors import ConfigError
-from torchx_forge.experiment.generators import FLOW_HINT, distribution
+from torchx_forge.experiment.generators import FLOW_HINT
 from torchx_forge.experiment.schema import check_mapping, leaf_check, t_int, t_str, type_name
 from torchx_forge.experiment.source import Source, split_path
+from torchx_forge.experiment.spec import checked_distribution
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -271,12 +272,7 @@ def _check_space(v: Any, p: str, s: Source) -> Tuple[Tuple[str, Dist], ...]:
         if check is None:
             raise ConfigError(s.where(where), f"{key!r} is not a key a search can set; use run.args.NAME, run.env.NAME"
                                               " or cluster.KEY" + (FLOW_HINT if "(" in str(key) else ""))
-        try:
-            dist = text if isinstance(text, Dist) else distribution(text)
-        except ValueError as e:
-            raise ConfigError(s.where(where), str(e)) from None
-        for value in dist.choices or (dist.low, dist.high):
-            check(int(value) if dist.kind in ("int", "logint") else value, where, s)
+        dist = checked_distribution(text, check, where, s)
         if dist.kind == "choice" and not all(c is None or isinstance(c, (bool, int, float, str)) for c in dist.choices):
             raise ConfigError(s.where(where), "choices must be numbers, text, true/false or null")
         out.append((str(key), dist))

@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
@@ -269,13 +269,9 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     from torchx_forge.search import apply, decide, summary  # noqa: PLC0415
     from torchx_forge.slurm.status import gather  # noqa: PLC0415
 
-    rec = records.load(app_id)
-    if rec is None or not rec.meta.search:
-        say(f"torchx-forge: no search app {app_id} in {records.store.url}")
-        return 1
-    if records.cancelled(app_id):
-        say(f"torchx-forge: search {app_id} was cancelled: deciding nothing")
-        return 0
+    rec, code = _open(records, app_id, say)
+    if rec is None:
+        return code
     head = read_head(records, rec.meta.search)
     spec = search_spec(records, rec.meta.search, head)
     template = JobRecord.from_file(head["template"], "template")
@@ -315,16 +311,25 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     return 0
 
 
+def _open(records: Records, app_id: str, say: Any) -> Tuple[Optional[AppRecord], int]:
+    """(the search's record, 0) for a decision or relay to go on; else (None, exit code), said why:
+    no such search (1), or it was cancelled (0: nothing to do)."""
+    rec = records.load(app_id)
+    if rec is None or not rec.meta.search:
+        say(f"torchx-forge: no search app {app_id} in {records.store.url}")
+        return None, 1
+    if records.cancelled(app_id):
+        say(f"torchx-forge: search {app_id} was cancelled: deciding nothing")
+        return None, 0
+    return rec, 0
+
+
 def relay(cli: SlurmCli, records: Records, app_id: str, tag: str) -> int:
     """(a relay job: its trial job ended) Submit the search's decision job tagged ``tag`` now,
     unless the search was cancelled or a job of that tag exists (a relay run again)."""
-    rec = records.load(app_id)
-    if rec is None or not rec.meta.search:
-        print(f"torchx-forge: no search app {app_id} in {records.store.url}")
-        return 1
-    if records.cancelled(app_id):
-        print(f"torchx-forge: search {app_id} was cancelled: no decision")
-        return 0
+    rec, code = _open(records, app_id, print)
+    if rec is None:
+        return code
     if any(j.tag == tag for j in rec.jobs) or cli.find_tagged(tag):
         print(f"torchx-forge: the decision job {tag} was submitted already")
         return 0

@@ -106,14 +106,16 @@ def test_a_sweep_over_the_submit_limit_runs_in_waves_and_retry_covers_every_wave
     # each run appends its index to the ledger; runs 7, 107 and 207 (one in each wave) fail the first time
     script = (f'echo "$FORGE_RUN_INDEX" >> {ledger}; case "$FORGE_RUN_INDEX" in 7|107|207) '
               f'[ -e {marks}/"$FORGE_RUN_INDEX" ] || {{ : > {marks}/"$FORGE_RUN_INDEX"; exit 3; }};; esac; echo "run $FORGE_RUN_INDEX"')
-    t0 = time.monotonic()
     with Watch(state_dir) as watch:
         p = run_torchx("run", "--scheduler", "slurm_forge", "-cfg", f"qos={QOS}", "forge.grid", "--name", "waves",
                        "--axes", "run.env.I=range(0,250)", "--", "sh", "-c", script)
         assert p.returncode == 0, p.stderr
         assert "submitting them in 3 waves" in p.stderr, p.stderr
         handle = handle_of(p)
-        assert time.monotonic() - t0 < 60  # the client returns at once: no process waits for the waves
+        # the client returns at once: no process of it waits for the waves, and only the first is
+        # submitted (the next one's wave job starts when the first wave has ended). Not a time
+        # bound: in CI, under load, this submit once took 83 s and still waited for nothing
+        assert {j.wave for j in record(state_dir, handle).jobs if j.kind == "array" and not j.planned} == {0}
         assert watch.outside == [], watch.outside
         wait_for(lambda: "waves: 2 of 3 submitted" in run_torchx("status", handle).stdout, 240, "wave 2 to be submitted")
         assert wait_end(handle, timeout=600) == "FAILED"

@@ -21,9 +21,8 @@ from torchx_forge.experiment.overrides import parse_overrides, set_path
 from torchx_forge.experiment.source import Source, read_yaml
 from torchx_forge.experiment.spec import Experiment, validate
 from torchx_forge.search import SearchSpec
-from torchx_forge.slurm.options import configured_state_dir, state_dir_error
+from torchx_forge.slurm.options import table_sink
 from torchx_forge.slurm.search import SEARCH_META
-from torchx_forge.state.store import Store
 
 #: the run env key that numbers the trials
 TRIAL_KEY = "SEARCH_TRIAL"
@@ -53,23 +52,10 @@ def from_config(cfg: Mapping[str, Any], source: Source, workdir: str) -> Tuple[E
     return validate(rest, source, workdir), spec
 
 
-def _table_sink() -> Callable[[Any], str]:
-    """Run tables go to the configured state dir, where the compute nodes read them (as sweeps' do)."""
-    store = Store(configured_state_dir())
-
-    def put(table: Any) -> str:
-        try:
-            return store.put_table(table)
-        except OSError as e:
-            raise state_dir_error(store.url, e) from None
-
-    return put
-
-
 def search_appdef(exp: Experiment, spec: SearchSpec, sink: Optional[Callable[[Any], str]] = None) -> specs.AppDef:
     """The AppDef of a search: the trials' sweep role, with the spec in its metadata (:data:`SEARCH_META`);
     its run table goes to ``sink`` (default: the configured state dir)."""
-    app = build_appdef(exp, sink or _table_sink())
+    app = build_appdef(exp, sink or table_sink())
     if len(app.roles) != 1:
         raise ConfigError("search", "every trial must have the same resources (one role)")
     app.roles[0].metadata[SEARCH_META] = spec.to_json()

@@ -46,7 +46,6 @@ from torchx_forge.appdef.stages import build_steps
 from torchx_forge.appdef.sweep import build_appdef
 from torchx_forge.core import envvars
 from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
-from torchx_forge.core.runtable import RunTable
 from torchx_forge.core.sampling import Dist
 from torchx_forge.core.space import check_size, sweep_limit
 from torchx_forge.errors import ConfigError
@@ -55,8 +54,7 @@ from torchx_forge.experiment.spec import Experiment as ValidExperiment
 from torchx_forge.experiment.spec import validate
 from torchx_forge.experiment.stages import check_pipeline_config, stages_of
 from torchx_forge.searches import from_config, search_appdef
-from torchx_forge.slurm.options import configured_state_dir, state_dir_error
-from torchx_forge.state.store import Store
+from torchx_forge.slurm.options import table_sink
 
 __all__ = [
     "Case", "Experiment", "Random", "Run", "Search", "Sweep", "appdef", "choice", "experiment", "linspace", "logint",
@@ -266,20 +264,6 @@ def experiment(exp: Union[Experiment, Mapping[str, Any]], base_dir: Optional[str
 
 
 # -- AppDefs -----------------------------------------------------------------------------------
-
-
-def table_sink(state_dir: Optional[str] = None) -> Callable[[RunTable], str]:
-    """Where run tables go: the state dir (default: the configured one), where the compute nodes
-    read them; a clear error if it cannot take them."""
-    store = Store(state_dir or configured_state_dir())
-
-    def put(table: RunTable) -> str:
-        try:
-            return store.put_table(table)
-        except OSError as e:
-            raise state_dir_error(store.url, e) from None
-
-    return put
 
 
 def appdef(exp: Union[Experiment, Mapping[str, Any]], local_parallel: Optional[int] = None,

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 from torchx_forge.core.sampling import Dist
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.generators import FLOW_HINT
+from torchx_forge.experiment.overrides import get_path
 from torchx_forge.experiment.schema import check_mapping, leaf_check, t_int, t_str, type_name
-from torchx_forge.experiment.source import Source, split_path
+from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import checked_distribution
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ class SearchSpec:
             raise ConfigError(s.where(where), "missing key 'space' (the keys to search and their distributions)")
         space = _check_space(raw.pop("space"), f"{where}.space", s)
         if raw.get("budget") and "max_budget" not in raw and base is not None:
-            raw["max_budget"] = _value_at(base, raw["budget"])
+            raw["max_budget"] = get_path(base, raw["budget"])
         try:
             return cls(space=space, **raw)
         except SpecError as e:
@@ -278,12 +279,3 @@ def _check_space(v: Any, p: str, s: Source) -> Tuple[Tuple[str, Dist], ...]:
         out.append((str(key), dist))
     return tuple(sorted(out, key=lambda kv: kv[0]))
 
-
-def _value_at(config: Mapping[str, Any], key: str) -> Any:
-    """The experiment's value at a dot path (``run.args.steps``), None when it has none."""
-    node: Any = config
-    for part in split_path(key):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node

@@ -142,6 +142,22 @@ def state_dir_error(url: str, e: OSError) -> ConfigError:
     )
 
 
+def table_sink(state_dir: Optional[str] = None) -> Callable[[Any], str]:
+    """Where run tables go: the state dir (default: the configured one), where the compute nodes
+    read them; a clear error if it cannot take them."""
+    from torchx_forge.state.store import Store  # noqa: PLC0415 (fsspec: only when a table is written)
+
+    store = Store(state_dir or configured_state_dir())
+
+    def put(table: Any) -> str:
+        try:
+            return store.put_table(table)
+        except OSError as e:
+            raise state_dir_error(store.url, e) from None
+
+    return put
+
+
 def logs_origin(opts: ForgeOpts) -> str:
     """Which setting chose the log dir (for error messages)."""
     if opts.log_dir:

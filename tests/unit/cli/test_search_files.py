@@ -3,7 +3,6 @@ file:line, and the space, algorithm, budget, rungs and first wave shown (the tri
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -11,23 +10,12 @@ from typing import List
 
 import pytest
 
-from torchx_forge.cli import CmdForge
 from torchx_forge.search import apply, decide
 from torchx_forge.searches import load_search
+from unit.forge_cli import run_forge as forge
 
 REPO = Path(__file__).resolve().parents[3]
 ASHA = REPO / "examples" / "height_asha.yaml"
-
-
-def forge(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    cmd = CmdForge()
-    cmd.add_arguments(parser)
-    try:
-        cmd.run(parser.parse_args(list(argv)))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_validate_a_search_file_says_what_it_searches(capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -12,13 +11,13 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from torchx_forge import results as rs
-from torchx_forge.cli import CmdForge
 from torchx_forge.errors import ForgeError
 from torchx_forge.node.summary import RunSummary
 from torchx_forge.slurm.merge import TaskView
 from torchx_forge.slurm.report import format_table
 from torchx_forge.state.records import AppMeta, AppRecord, JobRecord, Records, RoleRecord
 from torchx_forge.state.store import Store
+from unit.forge_cli import run_forge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -309,14 +308,7 @@ def forge(monkeypatch, store: Store, task_views, *argv: str) -> int:
     import torchx_forge.laptop
 
     monkeypatch.setattr(torchx_forge.laptop, "create_scheduler", lambda *a, **k: FakeScheduler(store, task_views))
-    parser = argparse.ArgumentParser()
-    cmd = CmdForge()
-    cmd.add_arguments(parser)
-    try:
-        cmd.run(parser.parse_args(list(argv)))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return run_forge(*argv)
 
 
 def test_cli_prints_the_table_and_writes_csv_json_and_png(monkeypatch, capsys, store: Store, state: Path, tmp_path: Path):

@@ -4,7 +4,6 @@ objective by trial, and the same results through the laptop's JSON path."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import importlib.util
@@ -16,7 +15,6 @@ import pytest
 
 from torchx_forge import agent
 from torchx_forge import results as rs
-from torchx_forge.cli import CmdForge
 from torchx_forge.errors import ForgeError
 from torchx_forge.laptop import LaptopScheduler
 from torchx_forge.search import Trial, TrialState
@@ -24,6 +22,7 @@ from torchx_forge.slurm.search import Search
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
 from unit.fakeslurm import FakeSlurm
+from unit.forge_cli import run_forge
 
 REPO = Path(__file__).resolve().parents[3]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -115,14 +114,7 @@ def forge(monkeypatch, sched, *argv: str) -> int:
     import torchx_forge.laptop
 
     monkeypatch.setattr(torchx_forge.laptop, "create_scheduler", lambda *a, **k: sched)
-    parser = argparse.ArgumentParser()
-    cmd = CmdForge()
-    cmd.add_arguments(parser)
-    try:
-        cmd.run(parser.parse_args(list(argv)))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return run_forge(*argv)
 
 
 def test_cli_lists_every_trial_and_writes_csv_json_and_the_objective_by_trial(search_app, monkeypatch, capsys, tmp_path):

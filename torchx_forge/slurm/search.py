@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
@@ -91,6 +91,14 @@ def read_head(records: Records, sdir: str) -> Dict[str, Any]:
     if not isinstance(head, dict):
         raise FileNotFoundError(f"{records.store.url_of(f'{sdir}/spec.json')}: no search spec")
     return head
+
+
+def open_search(cli: SlurmCli, records: Records, rec: AppRecord) -> Tuple[Search, JobRecord, str]:
+    """(the search of ``rec`` with its budget as raised, its trials' job template, the python its
+    decisions run with), from its spec.json."""
+    head = read_head(records, rec.meta.search)
+    search = Search(cli, records, rec.meta.search, rec.submission, search_spec(records, rec.meta.search, head))
+    return search, JobRecord.from_file(head["template"], "template"), str(head["python"])
 
 
 def trial_tag(submission: str, trial: Any) -> str:
@@ -212,6 +220,18 @@ def stopped_from_outside(view: Any, reports: Mapping[str, TaskReport]) -> bool:
             and last.outcome is Outcome.STOPPED)
 
 
+def _view_finder(rec: AppRecord, views: Sequence[Any], submission: str) -> Callable[[Any], Optional[Any]]:
+    """trial -> the task view of its current job (the job of its tag: its rung and attempt), or None."""
+    by_tag = {j.tag: j for j in rec.jobs if j.tag}
+    by_key = {v.key: v for v in views}
+
+    def view_of(t: Any) -> Optional[Any]:
+        job = by_tag.get(trial_tag(submission, t))
+        return by_key.get(f"{job.job_id}_{t.number}") if job else None
+
+    return view_of
+
+
 def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: str,
               reports: Mapping[str, TaskReport] = MappingProxyType({})) -> List[Any]:
     """Asked and running trials as Slurm has them now: a trial whose job (its current tag's) ended is
@@ -221,12 +241,10 @@ def reconcile(spec: Any, trials: List[Any], rec: AppRecord, views: Sequence[Any]
     from torchx_forge.search import TrialState, finished_value  # noqa: PLC0415
     from torchx_forge.search.spec import RUNG_ALGORITHMS  # noqa: PLC0415
 
-    by_tag = {j.tag: j for j in rec.jobs if j.tag}
-    by_key = {v.key: v for v in views}
+    view_of = _view_finder(rec, views, submission)
     out = []
     for t in trials:
-        job = by_tag.get(trial_tag(submission, t)) if t.state.active else None
-        view = by_key.get(f"{job.job_id}_{t.number}") if job else None
+        view = view_of(t) if t.state.active else None
         if view is not None:
             st = view.slurm_state
             if st is SlurmState.COMPLETED:
@@ -250,12 +268,10 @@ def reask(trials: List[Any], rec: AppRecord, views: Sequence[Any], submission: s
     their checkpoint (their files otherwise as they were)."""
     from torchx_forge.search import TrialState  # noqa: PLC0415
 
-    by_tag = {j.tag: j for j in rec.jobs if j.tag}
-    by_key = {v.key: v for v in views}
+    view_of = _view_finder(rec, views, submission)
     out = []
     for t in trials:
-        job = by_tag.get(trial_tag(submission, t))
-        view = by_key.get(f"{job.job_id}_{t.number}") if job else None
+        view = view_of(t)
         if t.state is TrialState.FAIL and (view is None or view.slurm_state.value in states):
             t = replace(t, state=TrialState.ASKED, attempts=t.attempts + 1, told=False)
         out.append(t)
@@ -272,13 +288,11 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     rec, code = _open(records, app_id, say)
     if rec is None:
         return code
-    head = read_head(records, rec.meta.search)
-    spec = search_spec(records, rec.meta.search, head)
-    template = JobRecord.from_file(head["template"], "template")
-    search = Search(cli, records, rec.meta.search, rec.submission, spec)
-    trials = search.trials()
+    search, template, _ = open_search(cli, records, rec)
+    spec = search.spec
+    read = search.trials()
     views = gather(cli, records, [rec]).views.get(rec.app_id, [])
-    trials = reconcile(spec, trials, rec, views, rec.submission, records.task_reports(rec.app_id))
+    trials = reconcile(spec, read, rec, views, rec.submission, records.task_reports(rec.app_id))
     if again:
         was = {t.number: t.state for t in trials}
         trials = reask(trials, rec, views, rec.submission, again)
@@ -286,7 +300,7 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
         say(f"torchx-forge: trials asked again (one more attempt each, from their checkpoints): {asked or 'none'}")
     decision = decide(spec, trials, 0)
     after = apply(trials, decision)
-    before = {t.number: t.to_json() for t in search.trials()}
+    before = {t.number: t.to_json() for t in read}
     for t in sorted(after, key=lambda t: (t.number in before, t.number)):  # new ones first
         if before.get(t.number) != t.to_json():
             search.write_trial(t)
@@ -333,9 +347,7 @@ def relay(cli: SlurmCli, records: Records, app_id: str, tag: str) -> int:
     if any(j.tag == tag for j in rec.jobs) or cli.find_tagged(tag):
         print(f"torchx-forge: the decision job {tag} was submitted already")
         return 0
-    head = read_head(records, rec.meta.search)
-    search = Search(cli, records, rec.meta.search, rec.submission, search_spec(records, rec.meta.search, head))
-    template, python = JobRecord.from_file(head["template"], "template"), str(head["python"])
+    search, template, python = open_search(cli, records, rec)
     print(f"torchx-forge: {time.strftime('%H:%M:%S')} a trial job ended: decision job"
           f" {search.submit_decision(rec, template, python, tag)}")
     return 0

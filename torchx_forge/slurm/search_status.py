@@ -27,24 +27,17 @@ from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import LIVE
-from torchx_forge.slurm.search import Search, read_head, reask, reconcile
-from torchx_forge.slurm.search_budget import search_spec, write_budget
+from torchx_forge.slurm.search import open_search, reask, reconcile
+from torchx_forge.slurm.search_budget import write_budget
 from torchx_forge.slurm.views import TaskView
-from torchx_forge.state.records import AppRecord, JobRecord, Records
-
-
-def _search(cli: SlurmCli, records: Records, rec: AppRecord) -> Tuple[Search, JobRecord, str]:
-    head = read_head(records, rec.meta.search)
-    spec = search_spec(records, rec.meta.search, head)
-    return (Search(cli, records, rec.meta.search, rec.submission, spec), JobRecord.from_file(head["template"], "template"),
-            str(head["python"]))
+from torchx_forge.state.records import AppRecord, Records
 
 
 def read_search(records: Records, rec: AppRecord) -> Tuple[Any, List[Any]]:
     """(the SearchSpec, every trial in number order, reports folded in) of a search app, from its
     files as the last decision left them; FileNotFoundError without a spec.json."""
-    spec = search_spec(records, rec.meta.search, read_head(records, rec.meta.search))
-    return spec, Search(SlurmCli(), records, rec.meta.search, rec.submission, spec).trials()
+    search, _, _ = open_search(SlurmCli(), records, rec)
+    return search.spec, search.trials()
 
 
 def over(spec: Any, trials: Sequence[Any]) -> bool:
@@ -71,7 +64,7 @@ def revive(cli: SlurmCli, records: Records, rec: AppRecord) -> Optional[str]:
             return None
         if deciding(cli, records, rec):
             return None
-        search, template, python = _search(cli, records, rec)
+        search, template, python = open_search(cli, records, rec)
         if over(search.spec, search.trials()):
             return None
         job_id = search.submit_decision(rec, template, python, f"{rec.submission}-again-{uuid.uuid4().hex[:8]}d")
@@ -99,7 +92,7 @@ def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequenc
     again)], or [] when no trial ended so and the search has ended or goes on by itself (nothing submitted)."""
     states = list(states)
     try:
-        search, template, python = _search(cli, records, rec)  # (the decision runs with the search's python)
+        search, template, python = open_search(cli, records, rec)  # (the decision runs with the search's python)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); nothing was retried: is"
                          f" ${envvars.STATE_DIR.name} the state dir it was submitted with?") from None
@@ -140,7 +133,7 @@ def raise_budget(cli: SlurmCli, records: Records, rec: AppRecord, trials: int) -
     if records.cancelled(rec.app_id):
         raise ForgeError(f"search {rec.app_id} was cancelled: `torchx forge retry` it first, then raise its budget")
     try:
-        search, template, python = _search(cli, records, rec)
+        search, template, python = open_search(cli, records, rec)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise ForgeError(f"search {rec.app_id}: cannot read its files ({e}); the budget is unchanged") from None
     spec = search.spec

@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
+from torchx_forge.core.formats import KEY, format_of
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.slurm.cli import SlurmCli
@@ -58,6 +59,8 @@ MODULE = "torchx_forge.slurm.search"
 #: the role metadata key of a search (its spec as JSON)
 SEARCH_META = "forge_search"
 DECIDE_TIME = "00:10:00"
+#: the format of a search's spec.json this torchx-forge writes
+SPEC_FORMAT = 1
 #: runs of a decision in its job when its process dies (killed, out of memory, the state dir away)
 DECIDE_TRIES = 3
 #: squeue's reason for a job held by its user (a trial job a decision submitted, not released yet)
@@ -90,6 +93,7 @@ def read_head(records: Records, sdir: str) -> Dict[str, Any]:
     head = records.store.read_json(f"{sdir}/spec.json")
     if not isinstance(head, dict):
         raise FileNotFoundError(f"{records.store.url_of(f'{sdir}/spec.json')}: no search spec")
+    format_of(head, "search spec", records.store.url_of(f"{sdir}/spec.json"), SPEC_FORMAT)  # none: 1
     return head
 
 
@@ -115,8 +119,9 @@ class Search:
     # -- files -------------------------------------------------------------------------------------
 
     def write_spec(self, template: JobRecord, python: str) -> None:
-        self.store.write_json(f"{self.sdir}/spec.json", {"spec": self.spec.to_json(), "template": template.to_file(),
-                                                         "python": python, "submission": self.submission})
+        self.store.write_json(f"{self.sdir}/spec.json", {KEY: SPEC_FORMAT, "spec": self.spec.to_json(),
+                                                         "template": template.to_file(), "python": python,
+                                                         "submission": self.submission})
 
     def write_trial(self, trial: Any) -> None:
         self.store.write_json(trial_rel(self.sdir, trial.number), trial.to_json())

@@ -124,3 +124,18 @@ def test_budget_raised_within_max_trials_adds_planned_trials_and_one_decision(tm
         sched.raise_budget(app_id, 7)
     # a decision asks up to the new budget
     decide_step(cli, records, app_id, "python", say=lambda *a: None)
+
+
+def test_spec_json_carries_its_format_and_a_newer_one_is_one_clear_line(tmp_path, monkeypatch):
+    from torchx_forge.core.formats import NewerFormatError
+    from torchx_forge.slurm.search import SPEC_FORMAT, read_head
+
+    _, _, records, app_id = _search_app(tmp_path, monkeypatch, trials=2, parallel=1)
+    sdir = records.load(app_id).meta.search
+    head = records.store.read_json(f"{sdir}/spec.json")
+    assert head["format"] == SPEC_FORMAT == 1
+    records.store.write_json(f"{sdir}/spec.json", {k: v for k, v in head.items() if k != "format"})
+    assert read_head(records, sdir)["submission"] == head["submission"]  # written before formats: read as 1
+    records.store.write_json(f"{sdir}/spec.json", {**head, "format": 2})
+    with pytest.raises(NewerFormatError, match="search spec .*spec.json"):
+        read_head(records, sdir)

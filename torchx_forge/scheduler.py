@@ -61,7 +61,7 @@ from torchx_forge.slurm.report import describe_response
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.resubmit import RETRY_BY_HAND, retry_by_hand
 from torchx_forge.slurm.search import spec_of
-from torchx_forge.slurm.search_status import raise_budget, retry_search, revived, search_summary
+from torchx_forge.slurm.search_status import hold_open, raise_budget, retry_search, revived, search_summary
 from torchx_forge.slurm.search_submit import submit_search
 from torchx_forge.slurm.status import Gathered, gather, write_back
 from torchx_forge.slurm.submit import submit
@@ -72,8 +72,7 @@ from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook, to
 
 log = logging.getLogger("torchx_forge")
 
-#: How long a describe result is reused (the CLI's log threads ask many times a second).
-DESCRIBE_TTL = 1.0
+DESCRIBE_TTL = 1.0  #: how long a describe result is reused (the CLI's log threads ask many times a second)
 
 
 class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
@@ -214,6 +213,7 @@ class SlurmForgeScheduler(SchedulerCompat, SlurmScheduler):
         recs, revived_notes = revived(self.cli, records, recs) if retry else (recs, [])  # searches no job moves
         found = gather(self.cli, records, recs, one_call=one_call)
         found.notes += revived_notes
+        hold_open(records, recs, found)  # (a search ends once its decisions took every trial's end)
         write_back(records, found)
         for rec in recs if retry else ():
             views = found.views.get(rec.app_id, [])

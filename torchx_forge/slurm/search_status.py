@@ -23,12 +23,13 @@ import uuid
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.states import JobKind
+from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import LIVE
 from torchx_forge.slurm.search import open_search, reask, reconcile
 from torchx_forge.slurm.search_budget import write_budget
+from torchx_forge.slurm.status import Gathered
 from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
 
@@ -45,6 +46,36 @@ def over(spec: Any, trials: Sequence[Any]) -> bool:
     from torchx_forge.search.engine import failure_stop  # noqa: PLC0415
 
     return bool(failure_stop(spec, trials)) or (len(trials) >= spec.trials and all(t.state.finished for t in trials))
+
+
+def hold_open(records: Records, recs: Sequence[AppRecord], found: Gathered) -> None:
+    """A search is over only once its decision jobs have taken every trial's end: a trial job that
+    ended COMPLETED while the trial's file says it still runs may yet be promoted (asha: a new job)
+    or be the best, and the status would go from SUCCEEDED back to RUNNING. Its view is pending
+    until a decision has taken the end, and the app is not frozen. Read only when every task of a
+    search has ended (before, the app runs anyway)."""
+    for rec in recs:
+        views = found.views.get(rec.app_id, [])
+        if (not rec.meta.search or rec.final is not None or not views
+                or not all(v.final and not v.retry_pending for v in views)
+                or not any(v.slurm_state is SlurmState.COMPLETED for v in views)):
+            continue
+        try:
+            if records.cancelled(rec.app_id):
+                continue
+            spec, trials = read_search(records, rec)
+        except (ForgeError, OSError, ValueError, KeyError):  # status answers anyway, from Slurm's ends
+            continue
+        if over(spec, trials):
+            continue
+        by_number = {t.number: t for t in trials}
+        waiting = [v for v in views if v.slurm_state is SlurmState.COMPLETED
+                   and v.replica in by_number and not by_number[v.replica].state.finished]
+        for v in waiting:
+            v.retry_pending = True
+            v.reason = "COMPLETED: the search's decision job takes its end next (decision job pending)"
+        if waiting:
+            found.settled = [r for r in found.settled if r.app_id != rec.app_id]
 
 
 def deciding(cli: SlurmCli, records: Records, rec: AppRecord) -> bool:

@@ -248,3 +248,21 @@ def test_retry_of_a_search_going_on_by_itself_submits_nothing(tmp_path, monkeypa
     before = len(lab.cli.submitted)
     assert lab.sched.retry(lab.app_id) == []
     assert len(lab.cli.submitted) == before
+
+
+def test_a_search_whose_trials_all_ended_is_not_over_until_a_decision_has_taken_every_end(tmp_path, monkeypatch):
+    # the last trial jobs ended COMPLETED, their decision jobs have not run yet: under asha one of them
+    # may be promoted (a new job), and the best value is not written: running, not SUCCEEDED
+    lab = Lab(tmp_path, monkeypatch)
+    lab.complete(0)
+    lab.complete(1)
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0  # trials 2 and 3 asked
+    lab.complete(2)
+    lab.complete(3)
+    resp, views = lab.sched._describe_uncached(lab.app_id)
+    assert resp.state.name == "RUNNING", resp
+    view = next(v for v in views if v.replica == 3)
+    assert view.state.name == "PENDING" and "decision job" in view.reason, view
+    assert lab.records.load(lab.app_id).final is None  # nothing frozen
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0  # takes the ends of 2 and 3
+    assert lab.state() == "SUCCEEDED"

@@ -219,8 +219,9 @@ def _view(key: str, role: str, replica: int, live: Optional[JobRow], hist: Optio
         view.slurm_state, view.exit_code, view.signal = last.state, last.exit_code, last.signal
         view.host, view.attempts, view.source = last.nodes, hist.attempts, "sacct"
         # sacct's Reason is the last *pending* reason, even for ended jobs: not worth showing
-    if live is not None and (hist is None or not live.state.final):
-        # squeue is the live truth; sacct may lag behind a requeue or a new submission
+    if live is not None and (hist is None or not live.state.final or not hist.last.state.final):
+        # squeue is the live truth; sacct may lag behind a requeue, a new submission or an end (an
+        # end both show: sacct's row, with its exit code)
         view.slurm_state, view.source = live.state, "squeue"
         view.host = live.nodes or view.host
         view.reason = live.reason if live.reason not in ("None", "") else ""

@@ -78,6 +78,19 @@ def test_terminal_squeue_row_with_sacct_history_uses_sacct():
     assert is_settled([v])
 
 
+def test_an_end_squeue_shows_beats_sacct_still_saying_running():
+    # slurmdbd just came back: sacct still has the tasks RUNNING, squeue lists them COMPLETED (the
+    # controller keeps a job until accounting has it): the status must not go back to RUNNING
+    rec = array_record(size=2, offset=0)
+    sq = [row("20_0", "COMPLETED", nodes="n1"), row("20_1", "COMPLETED", nodes="n1")]
+    sa = [row("20_0", "RUNNING", nodes="n1"), row("20_1", "RUNNING", nodes="n1")]
+    files = {"s.1": {"state": "COMPLETED", "exit_code": 0, "host": "n1"}}
+    v0, v1 = views_of(rec, sq, sa, files)
+    assert (v0.slurm_state, v0.source, v1.slurm_state, v1.exit_code) == ("COMPLETED", "squeue", "COMPLETED", 0)
+    assert app_state([v0, v1]) == AppState.SUCCEEDED
+    assert not is_settled([v0, v1])  # accounting has not recorded the ends yet: not frozen
+
+
 def test_terminal_squeue_row_without_history_is_not_settled_and_takes_file_exit_code():
     rec = het_record(["a", 0])
     (v,) = views_of(rec, [row("10", "FAILED", nodes="n1")], [], {"a.0": {"state": "FAILED", "exit_code": 4, "host": "n1"}})

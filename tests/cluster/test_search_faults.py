@@ -1,5 +1,4 @@
-"""Faults of adaptive searches on the flood cluster (a test has it to itself: the preemption and the
-killed jobs reach no other test): decisions killed, a trial preempted, the failure
+"""Faults of adaptive searches on the fault cluster: decisions killed, a trial preempted, the failure
 cap, a cancelled search retried.
 
 The program is examples/height.py: one line ``step N loss X`` per step, a checkpoint per step,
@@ -104,7 +103,7 @@ def assert_once_each(log: Path, state_dir: Path, trials: int) -> None:
 
 
 def test_a_decision_killed_after_it_submitted_a_trial_runs_again_and_loses_or_doubles_nothing(
-        flood_cluster: LabCluster, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        fault_cluster: LabCluster, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     log, flag = tmp_path / "sbatch.log", tmp_path / "killed"
     kill_decision_at_its_first_trial(tmp_path / "bin", flag, log, "process", monkeypatch)
     handle = submit("search.trials=6", "search.parallel=3")
@@ -120,7 +119,7 @@ def test_a_decision_killed_after_it_submitted_a_trial_runs_again_and_loses_or_do
 
 
 def test_a_search_whose_last_decision_job_was_cancelled_is_given_one_by_the_next_status(
-        flood_cluster: LabCluster, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        fault_cluster: LabCluster, state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     log, flag = tmp_path / "sbatch.log", tmp_path / "killed"
     kill_decision_at_its_first_trial(tmp_path / "bin", flag, log, "job", monkeypatch)
     handle = submit("search.trials=3", "search.parallel=1")  # one decision job at a time
@@ -145,8 +144,8 @@ def test_a_search_whose_last_decision_job_was_cancelled_is_given_one_by_the_next
 
 
 def test_a_preempted_trial_resumes_from_its_checkpoint_and_is_not_a_failure(
-        flood_cluster: LabCluster, state_dir: Path, tmp_path: Path):
-    node = flood_cluster.nodes[-1]
+        fault_cluster: LabCluster, state_dir: Path, tmp_path: Path):
+    node = fault_cluster.nodes[-1]
     steps = 12
     handle = submit("search.trials=3", "search.parallel=3", f"run.args.steps={steps}", "run.args.sleep=0.5",
                     cfg=f"sbatch_args=--nodelist={node}")
@@ -172,7 +171,7 @@ def test_a_preempted_trial_resumes_from_its_checkpoint_and_is_not_a_failure(
 
 
 def test_a_search_whose_trials_fail_stops_at_its_failure_cap_and_starts_nothing_more(
-        flood_cluster: LabCluster, state_dir: Path):
+        fault_cluster: LabCluster, state_dir: Path):
     handle = submit("search.trials=8", "search.parallel=3", "run.args.fail_above=-1000")  # every trial fails
     assert wait_end(handle, timeout=180) == "FAILED"
     out = status(handle)
@@ -188,7 +187,7 @@ def test_a_search_whose_trials_fail_stops_at_its_failure_cap_and_starts_nothing_
 
 
 def test_a_cancelled_search_retried_goes_on_from_its_checkpoints_and_succeeds(
-        flood_cluster: LabCluster, state_dir: Path):
+        fault_cluster: LabCluster, state_dir: Path):
     steps = 8
     handle = submit("search.trials=4", "search.parallel=2", f"run.args.steps={steps}", "run.args.sleep=0.5")
     logs = state_dir / "logs"

@@ -295,8 +295,10 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
         return code
     search, template, _ = open_search(cli, records, rec)
     spec = search.spec
-    read = search.trials()
+    # Slurm first, then the files: a trial Slurm says ended has written its last report by then
+    # (read before, a trial ending in between was taken with the report of its step before last)
     views = gather(cli, records, [rec]).views.get(rec.app_id, [])
+    read = search.trials()
     trials = reconcile(spec, read, rec, views, rec.submission, records.task_reports(rec.app_id))
     if again:
         was = {t.number: t.state for t in trials}

@@ -266,3 +266,24 @@ def test_a_search_whose_trials_all_ended_is_not_over_until_a_decision_has_taken_
     assert lab.records.load(lab.app_id).final is None  # nothing frozen
     assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0  # takes the ends of 2 and 3
     assert lab.state() == "SUCCEEDED"
+
+
+def test_a_trial_that_ends_while_the_decision_asks_slurm_is_taken_with_its_last_report(tmp_path, monkeypatch):
+    # trial 0 reports step 5, then writes step 6 and ends while the decision waits on squeue/sacct:
+    # its value is step 6's (read before Slurm's answer, it was step 5's)
+    import torchx_forge.slurm.status as status_mod
+
+    lab = Lab(tmp_path, monkeypatch)
+    report = f"{lab.rec.meta.search}/reports/000000.json"
+    lab.records.store.write_json(report, {"format": 1, "steps": {"5": {"loss": 2.0}}})
+    gather = status_mod.gather
+
+    def trial_ends_meanwhile(*args, **kwargs):
+        lab.records.store.write_json(report, {"format": 1, "steps": {"5": {"loss": 2.0}, "6": {"loss": 1.5}}})
+        lab.end(next(j for j in lab.jobs("array") if j.tasks == [0]).job_id, "COMPLETED", 0)
+        return gather(*args, **kwargs)
+
+    monkeypatch.setattr(status_mod, "gather", trial_ends_meanwhile)
+    assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0
+    t = lab.trials()[0]
+    assert (t.state, t.value) == (TrialState.COMPLETE, 1.5)

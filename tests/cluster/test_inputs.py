@@ -4,7 +4,8 @@ real ``torchx`` program, and submits nothing. Each test uses its own state dir a
 
 "Under 5 s" is the CPU time of the ``torchx`` process (about 0.6 s when it refuses at once; the
 inputs here used to compute for minutes): the suite runs ten tests side by side on two CPUs,
-where the wall time of even a quick process varies by seconds, so the wall time has a looser bound."""
+where the wall time of even a quick process varies by tens of seconds (55 s for 1.2 s of CPU, seen
+in CI), so the wall time is bounded only by the process's timeout (60 s): a hang still fails."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def refused(*args: str, names: str, cwd: Path) -> str:
     assert "Traceback" not in p.stderr, p.stderr
     assert len(message) <= 3, p.stderr  # TorchX frames a component's error in 3 lines; forge's own verbs: 1
     assert names in p.stderr and sum(names in line for line in message) == 1, p.stderr
-    assert cpu < 5 and elapsed < 20, f"{cpu:.1f} s of CPU, {elapsed:.1f} s: {p.stderr}"
+    assert cpu < 5, f"{cpu:.1f} s of CPU, {elapsed:.1f} s: {p.stderr}"
     return "\n".join(message)
 
 

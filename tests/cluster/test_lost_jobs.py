@@ -97,33 +97,36 @@ def test_sweeps_slurm_lost_are_said_cancelled_retried_and_never_mixed_with_reuse
     # Slurm gives the lost ids again: a job of someone else under the first sweep's id, and a new
     # forge app whose first job gets the second sweep's id (it is submitted again, under an id of its own)
     orphans_ended(restarted)
-    other = [sbatch("--wrap", "sleep 120", "-o", "/dev/null")]
+    # (they run until the test cancels them: a loaded CI machine took more than 120 s to get there)
+    other = [sbatch("--wrap", "sleep 900", "-o", "/dev/null")]
     while int(other[-1]) < int(jobs[first]) and len(other) < 20:
-        other.append(sbatch("--wrap", "sleep 120", "-o", "/dev/null"))
-    assert jobs[first] in other, (jobs, other)  # the controller did hand out the lost id again
-    hold.unlink()
-    third = sweep("lostthree", hold)
-    assert third.rsplit("/", 1)[1] not in jobs.values()
-    assert wait_end(third) == "SUCCEEDED"
-    out3 = run_torchx("status", third).stdout
-    assert [r[2] for r in rows(out3, "lostthree")] == ["COMPLETED"] * 4, out3  # its own four tasks, nothing else
+        other.append(sbatch("--wrap", "sleep 900", "-o", "/dev/null"))
+    try:
+        assert jobs[first] in other, (jobs, other)  # the controller did hand out the lost id again
+        hold.unlink()
+        third = sweep("lostthree", hold)
+        assert third.rsplit("/", 1)[1] not in jobs.values()
+        assert wait_end(third) == "SUCCEEDED"
+        out3 = run_torchx("status", third).stdout
+        assert [r[2] for r in rows(out3, "lostthree")] == ["COMPLETED"] * 4, out3  # its own four tasks, nothing else
 
-    # the first sweep: the other job under its id is not counted, and cancel leaves that job alone
-    out = run_torchx("status", first).stdout
-    assert [r[2] for r in rows(out, "lostone")] == ["LOST"] * 4 and "belong to another submission" in out, out
-    assert run_torchx("cancel", first).returncode == 0
-    assert wait_end(first, timeout=30) == "CANCELLED"
-    assert squeue_state(jobs[first]) in ("PENDING", "RUNNING"), "cancel must not touch a job of another submission"
+        # the first sweep: the other job under its id is not counted, and cancel leaves that job alone
+        out = run_torchx("status", first).stdout
+        assert [r[2] for r in rows(out, "lostone")] == ["LOST"] * 4 and "belong to another submission" in out, out
+        assert run_torchx("cancel", first).returncode == 0
+        assert wait_end(first, timeout=30) == "CANCELLED"
+        assert squeue_state(jobs[first]) in ("PENDING", "RUNNING"), "cancel must not touch a job of another submission"
 
-    # the second sweep: `torchx forge retry` runs what was lost
-    retried = run_torchx("forge", "retry", second)
-    assert retried.returncode == 0, retried.stderr
-    assert wait_end(second) == "SUCCEEDED", run_torchx("status", second).stdout
-    assert [r[2] for r in rows(run_torchx("status", second).stdout, "losttwo")] == ["COMPLETED"] * 4
+        # the second sweep: `torchx forge retry` runs what was lost
+        retried = run_torchx("forge", "retry", second)
+        assert retried.returncode == 0, retried.stderr
+        assert wait_end(second) == "SUCCEEDED", run_torchx("status", second).stdout
+        assert [r[2] for r in rows(run_torchx("status", second).stdout, "losttwo")] == ["COMPLETED"] * 4
 
-    listed = run_torchx("list", "-s", "slurm_forge").stdout
-    assert "UNKNOWN" not in listed, listed
-    subprocess.run(["scancel", *other], check=False)
+        listed = run_torchx("list", "-s", "slurm_forge").stdout
+        assert "UNKNOWN" not in listed, listed
+    finally:
+        subprocess.run(["scancel", *other], check=False)
 
 
 def test_a_lost_sweep_with_retries_is_resubmitted_once_by_the_next_commands(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -89,8 +90,9 @@ def save(writer: Callable[[str], None], step: int, name: str = "step_{step}.pt",
     else:
         os.makedirs(directory, exist_ok=True)
         tmp = final + ".tmp"
+        _remove(tmp)  # half written by an attempt killed in the writer
         writer(tmp)
-        os.replace(tmp, final)
+        _replace(tmp, final)
     commit_checkpoint(final, step)
     if keep and "://" not in directory:
         _prune(directory, name, keep)
@@ -107,12 +109,35 @@ def commit_checkpoint(path: str, step: Optional[int] = None) -> None:
     commit(checkpoint_dir(), path, step)
 
 
+def _replace(tmp: str, final: str) -> None:
+    """Rename ``tmp`` to ``final``. A directory there already (this step saved by an attempt killed
+    before it committed it: the resumed attempt runs the step again) is replaced too, which a
+    rename alone refuses ("Directory not empty")."""
+    if os.path.isdir(final) and not os.path.islink(final):
+        old = f"{final}.old.{os.getpid()}.tmp"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _remove(old)
+    else:
+        os.replace(tmp, final)
+
+
+def _remove(path: str) -> None:
+    """Remove a file or a directory tree, if there is one."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
 def _prune(directory: str, name: str, keep: int) -> None:
+    """All but the ``keep`` most recent ``step_*`` checkpoints (files or directories) of ``name``'s pattern go."""
     prefix = name.split("{step}", maxsplit=1)[0]
-    steps = sorted((s, n) for n in os.listdir(directory) if n.startswith(prefix) and (s := step_of(n)) is not None)
+    steps = sorted((s, n) for n in os.listdir(directory)
+                   if n.startswith(prefix) and not n.endswith(".tmp") and (s := step_of(n)) is not None)
     for _, n in steps[:-keep]:
         try:
-            os.remove(os.path.join(directory, n))
+            _remove(os.path.join(directory, n))
         except OSError:
             pass
 

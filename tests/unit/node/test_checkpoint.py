@@ -342,3 +342,44 @@ def test_an_unreachable_checkpoint_store_is_an_error_that_may_pass(monkeypatch):
     with pytest.raises(CheckpointError) as e:
         latest_checkpoint("s3://bucket/ckpt/run")
     assert e.value.unreachable and "s3://bucket/ckpt/run: the store did not answer" in str(e.value)
+
+
+# -- runtime.save: an attempt killed mid-way, then resumed ---------------------------------------
+
+
+def _save_dir(tmp_path, monkeypatch, step, value):
+    from torchx_forge import runtime
+
+    monkeypatch.setenv("FORGE_CHECKPOINT_DIR", str(tmp_path))
+
+    def write(path):
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "state.json"), "w") as f:
+            json.dump({"step": step, "value": value}, f)
+
+    return runtime.save(write, step, name="step_{step}", keep=0)
+
+
+def test_a_step_saved_but_not_committed_by_a_killed_attempt_is_saved_again(tmp_path, monkeypatch):
+    # the preempted attempt renamed step_5 into place and died before committing it (and left a
+    # half-written step_5.tmp): the resumed attempt runs step 5 again and saves it (it failed with
+    # "Directory not empty", seen in CI)
+    _save_dir(tmp_path, monkeypatch, 4, "first")
+    (tmp_path / "step_5").mkdir()
+    (tmp_path / "step_5" / "state.json").write_text('{"step": 5, "value": "killed"}')
+    (tmp_path / "step_5.tmp").mkdir()
+    (tmp_path / "step_5.tmp" / "junk").write_text("half")
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "step_4")  # committed: step 4
+    path = _save_dir(tmp_path, monkeypatch, 5, "again")
+    assert path == str(tmp_path / "step_5") and latest_checkpoint(str(tmp_path)) == path
+    assert sorted(os.listdir(path)) == ["state.json"] and json.loads((tmp_path / "step_5" / "state.json").read_text())["value"] == "again"
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("step_5.")]  # no tmp or old copy left
+
+
+def test_keep_prunes_directory_checkpoints_too(tmp_path, monkeypatch):
+    from torchx_forge import runtime
+
+    monkeypatch.setenv("FORGE_CHECKPOINT_DIR", str(tmp_path))
+    for step in range(1, 5):
+        runtime.save(os.makedirs, step, name="step_{step}", keep=2)
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("step_")) == ["step_3", "step_4"]

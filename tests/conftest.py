@@ -210,6 +210,25 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def warn_batch(job: str, sig: str = "USR1") -> None:
+    """Send ``sig`` to the job's batch shell once: the path a real pre-timeout warning takes.
+
+    Slurm 22.05's ``scancel --signal`` of a job of an array that still has pending tasks delivers the
+    signal, is told "Job is in transitional state", and sends it again every 5-10 s for about a
+    minute: every next attempt of a requeued task would be warned too. So scancel is stopped at
+    its first "retrying"."""
+    p = subprocess.Popen(["scancel", "-v", "--batch", f"--signal={sig}", job], stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    err = []
+    for line in p.stderr:
+        err.append(line)
+        if "transitional state, retrying" in line:  # delivered: do not let it come again
+            p.kill()
+            p.wait()
+            return
+    assert p.wait() == 0, f"scancel --signal={sig} {job}: {''.join(err)}"
+
+
 def squeue_ids() -> List[str]:
     out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     return out.split()

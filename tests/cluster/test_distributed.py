@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for
+from conftest import REPO, handle_of, run_torchx, task_row, wait_end, wait_for, warn_batch
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 try:
@@ -53,7 +53,7 @@ def test_warned_ddp_run_resumes_with_every_step_once(ddp_slot: None, state_dir: 
     # the queue (other tests hold nodes) and torch's cold import come first: wait for the start, then the steps
     wait_for(lambda: started(job), 600, f"job {job} to start on both nodes")
     wait_for(lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 5, 180, "5 steps")
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    warn_batch(job)
     assert wait_end(handle) == "SUCCEEDED"
     steps = Counter(int(line.split()[1]) for line in ledger.read_text().splitlines())
     assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps

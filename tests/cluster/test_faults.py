@@ -40,6 +40,7 @@ from conftest import (
     task_row,
     wait_end,
     wait_for,
+    warn_batch,
 )
 from torchx_forge.state.intents import Intents
 from torchx_forge.state.records import Records
@@ -368,7 +369,7 @@ def test_a_program_that_saves_and_exits_0_after_the_warning_is_resumed(state_dir
                                   "--warned-exit-code", "0"))
     job = handle.rsplit("/", 1)[1]
     wait_for(lambda: ledger_lines(ledger) >= 4, 180, "step 4")
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    warn_batch(job)
     assert wait_end(handle) == "SUCCEEDED"
     steps = sorted(int(line.split()[1]) for line in ledger.read_text().splitlines())
     assert steps == list(range(1, 21)), steps  # nothing lost, nothing repeated
@@ -411,7 +412,7 @@ def test_a_program_resumed_with_nothing_left_to_do_ends_succeeded_quickly(state_
                                   "--script", str(script), "--", str(ledger)))
     job = handle.rsplit("/", 1)[1]
     wait_for(lambda: ledger_lines(ledger) >= 3, 180, "the last step")
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    warn_batch(job)
     assert wait_end(handle) == "SUCCEEDED"
     log = run_torchx("log", f"{handle}/python/0").stdout
     assert "warned while writing outputs" in log and "attempt 1: starting at step 3" in log, log
@@ -436,7 +437,7 @@ def test_a_program_without_checkpoints_that_finishes_in_the_grace_time_runs_once
     # the program says it started (a CLI poll under load may see RUNNING late); it ends well within the grace time
     wait_for(started.exists, 180, "the program to start", interval=0.2)
     time.sleep(2)
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    warn_batch(job)
     assert wait_end(handle) == "SUCCEEDED"
     r = task_row(handle, "sh[0]")
     assert r[5] == "1" and "without saving a checkpoint: taken as finished" in " ".join(r), r

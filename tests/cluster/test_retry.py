@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, LabCluster, handle_of, ledger_lines, run_torchx, task_row, wait_end, wait_for
+from conftest import REPO, LabCluster, handle_of, ledger_lines, run_torchx, task_row, wait_end, wait_for, warn_batch
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -52,7 +52,7 @@ def test_warning_saves_requeues_same_job_and_resumes(state_dir: Path, tmp_path: 
     job = handle.rsplit("/", 1)[1]
     running(ledger, 5)
     # the path a real pre-timeout warning takes: the signal reaches the batch shell
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    warn_batch(job)
     assert wait_end(handle) == "SUCCEEDED"
     steps = ledger_steps(ledger)
     assert sorted(steps) == list(range(1, 31)) and set(steps.values()) == {1}, steps  # each step exactly once
@@ -155,7 +155,7 @@ def test_only_the_interrupted_tasks_of_an_array_run_again(state_dir: Path, tmp_p
     def warn_the_started() -> bool:  # each as soon as it has done a step: the others need not run beside it
         for k in sorted(waiting):
             if ledger_lines(tmp_path / f"l.{k}"):
-                subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_{k}"], check=True)
+                warn_batch(f"{job}_{k}")
                 waiting.discard(k)
         return not waiting
 

@@ -33,6 +33,7 @@ from conftest import (
     task_row,
     wait_end,
     wait_for,
+    warn_batch,
 )
 from torchx_forge.state.records import Records
 from torchx_forge.state.store import Store
@@ -125,7 +126,7 @@ def test_a_warned_task_resumes_from_its_checkpoint_on_s3(s3_server: S3Server, s3
     handle = handle_of(p)
     job = app_id(handle)
     wait_for(lambda: ledger_lines(ledger) >= 5, 300, "step 5 (the job may wait for a free node)")
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)  # the pre-timeout warning, now
+    warn_batch(job)  # the pre-timeout warning, now
     assert wait_end(handle, timeout=300) == "SUCCEEDED"
     steps = [int(line.split()[1]) for line in ledger.read_text().splitlines()]
     assert sorted(steps) == list(range(1, 26)), steps  # every step once: resumed where it stopped

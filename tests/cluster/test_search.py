@@ -167,6 +167,11 @@ def _trial_times(state_dir: Path, app_id: str) -> Dict[int, Tuple[float, float]]
     return out
 
 
+# seconds a step of the slow trial: its 10 steps must outlast the three queue waits (relay job, decision
+# job, next trial) that top up the fast trial's slot, 31 s in all on a CI machine running the suite
+SLOW_STEP = 5.0
+
+
 def _seed_with_slow_first_trial() -> int:
     """A seed whose first wave (2 trials) gives trial 0 the long sleep and trial 1 the short one."""
     from torchx_forge.experiment.generators import distribution
@@ -174,24 +179,24 @@ def _seed_with_slow_first_trial() -> int:
 
     for seed in range(100):
         spec = SearchSpec("random", "loss", trials=3, parallel=2, seed=seed,
-                          space=(("run.args.sleep", distribution("choice(0.02, 1.0)")),))
+                          space=(("run.args.sleep", distribution(f"choice(0.02, {SLOW_STEP})")),))
         first = apply([], decide(spec, [], 0))
-        if [t.params["run.args.sleep"] for t in first] == [1.0, 0.02]:
+        if [t.params["run.args.sleep"] for t in first] == [SLOW_STEP, 0.02]:
             return seed
     raise AssertionError("no seed gives a slow trial 0 and a fast trial 1")
 
 
 def test_a_slot_freed_early_gets_the_next_trial_while_a_slower_trial_runs(state_dir: Path):
-    # decision jobs queue as trials end: trial 1 (10 x 0.02 s) ends long before trial 0 (10 x 1 s),
+    # decision jobs queue as trials end: trial 1 (10 x 0.02 s) ends long before trial 0 (10 x 5 s),
     # and trial 2 starts in its slot before trial 0 ends (decisions submitted with their trials
     # waited for trial 0's decision, as a singleton waits for every earlier job of its name)
     p = run_torchx("run", "--scheduler", "slurm_forge", "forge.search", "--algorithm", "random", "--trials", "3",
                    "--parallel", "2", "--seed", str(_seed_with_slow_first_trial()), "--space",
-                   "sleep=choice(0.02,1.0);width=interval(0,20)", "--name", "height", "--",
+                   f"sleep=choice(0.02,{SLOW_STEP});width=interval(0,20)", "--name", "height", "--",
                    "python", str(EXAMPLES / "height.py"), "--steps", "10")
     assert p.returncode == 0, p.stderr
     handle = handle_of(p)
-    assert wait_end(handle, timeout=240) == "SUCCEEDED"
+    assert wait_end(handle, timeout=360) == "SUCCEEDED"
     times = _trial_times(state_dir, handle.rsplit("/", 1)[1])
     assert sorted(times) == [0, 1, 2], times
     assert times[1][1] < times[0][1] - 5, times  # the fast one ended well before the slow one

@@ -319,6 +319,31 @@ def test_the_guard_job_rolls_back_a_submission_nobody_comes_back_to(state_dir: P
     assert logs and "rolled back" in logs[0].read_text(), [p.read_text() for p in logs]
 
 
+def test_an_app_of_one_job_whose_client_died_before_its_record_is_adopted_by_the_next_command(state_dir: Path,
+                                                                                         tmp_path: Path):
+    """One sbatch, not held: the job runs whatever becomes of its client. Killed before the record,
+    the client leaves the record in its intent; the job's task leaves its id (the claim), and once
+    the job has ended and left squeue, `torchx list` adopts it."""
+    bin_dir = tmp_path / "bin"
+    wrapper(bin_dir, "sbatch", f'"$REAL" "$@"; rc=$?; : > {tmp_path}/submitted; sleep 120; exit $rc')
+    p = start_torchx("run", "--scheduler", "slurm_forge", "utils.echo", "--msg", "adopted", env=path_env(bin_dir),
+                     cwd=REPO)
+    wait_for((tmp_path / "submitted").exists, 90, "the client's sbatch to go through")
+    kill(p)
+    sub = held_submission(state_dir)
+    assert not [r for r in tagged(sub) if r[2] == "JobHeldUser"]  # nothing held
+    wait_for(lambda: not tagged(sub), 240, "the job to run, end and leave squeue", interval=2)
+    assert not list(state_dir.glob("apps/*/record.json"))  # the task wrote its state file, nobody a record
+    claim = (state_dir / "intents" / f"{sub}.claim").read_text()
+    listed = run_torchx("list", "-s", "slurm_forge")
+    assert listed.returncode == 0 and "adopted: app slurm_forge://torchx/" in listed.stderr, listed.stderr
+    app_id = re.search(r"adopted: app slurm_forge://torchx/(\d+)", listed.stderr).group(1)
+    assert app_id == claim and app_id in listed.stdout
+    handle = f"slurm_forge://torchx/{app_id}"
+    assert wait_end(handle) == "SUCCEEDED"
+    assert "adopted" in run_torchx("log", handle).stdout
+
+
 # -- 6, 7. status without a record, cancel of nothing -----------------------------------------------
 
 

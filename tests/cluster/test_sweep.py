@@ -151,11 +151,11 @@ def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(flood_
         app = grid("sh", "-c", "echo task $FORGE_RUN_INDEX", axes=axes, name="thousand")
         sched = runner._scheduler("slurm_forge")
         handle = runner.run(app, scheduler="slurm_forge")
-        # the app: one sbatch and one release; around them its guard job (submitted first, cancelled
-        # once the release went through) and, once per 10 minutes, the cluster's limits (scontrol show config)
+        # the app is one array: one sbatch, not held (no guard, no release); besides it, once per
+        # 10 minutes, the cluster's limits (scontrol show config)
         kinds = [c[0] if c[0] != "scontrol" else f"scontrol {c[1]}" for c in sched.cli.calls]
-        assert [k for k in kinds if k not in ("scontrol show", "sacctmgr")] == ["sbatch", "sbatch", "scontrol release", "scancel"], kinds
-        assert any(a.startswith("--begin=") for a in [c for c in sched.cli.calls if c[0] == "sbatch"][0])
+        assert [k for k in kinds if k not in ("scontrol show", "sacctmgr")] == ["sbatch"], kinds
+        assert "--hold" not in [c for c in sched.cli.calls if c[0] == "sbatch"][0]
     app_id = handle.rsplit("/", 1)[1]
 
     def sacct_rows() -> dict:

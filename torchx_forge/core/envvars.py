@@ -112,6 +112,8 @@ MAX_RETRIES = EnvVar("FORGE_MAX_RETRIES", "the job's retry budget", _SUBMIT, int
 RETRY_ON = EnvVar("FORGE_RETRY_ON", "the end states retried, comma separated", _SUBMIT, internal=True)
 GRACE = EnvVar("FORGE_GRACE", "seconds between the warning and the stop", _SUBMIT, internal=True)
 EXTRA_RETRIES = EnvVar("FORGE_EXTRA_RETRIES", "retries granted by hand (torchx forge retry)", _SUBMIT, internal=True)
+SUBMISSION = EnvVar("FORGE_SUBMISSION", "the submission of an app of one job, sent without a hold (the launcher"
+                    " checks the record is its own)", _SUBMIT, internal=True)
 
 #: every variable, in the order above
 ALL: Tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))

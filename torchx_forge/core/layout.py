@@ -106,6 +106,11 @@ def intent(submission: str) -> str:
     return f"{INTENTS}/{submission}.json"
 
 
+def intent_claim(submission: str) -> str:
+    """The job id an unheld job of ``submission`` wrote on starting before its record existed."""
+    return f"{INTENTS}/{submission}.claim"
+
+
 def join(root: str, rel: str) -> str:
     """``root/rel`` for a local path or a URL (no os.path: URLs keep their slashes)."""
     return f"{root.rstrip('/')}/{rel}"

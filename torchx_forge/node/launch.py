@@ -19,6 +19,7 @@ Standard library only (fsspec only for URL state dirs): this starts once per tas
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -26,7 +27,7 @@ import time
 from dataclasses import replace
 from typing import Dict, Optional, Sequence
 
-from torchx_forge.core import envvars, runtable
+from torchx_forge.core import envvars, layout, runtable
 from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
@@ -37,7 +38,7 @@ from torchx_forge.node import contract, task
 from torchx_forge.node.checkpoint import CheckpointError, saved_since
 from torchx_forge.node.summary import job_key, report_run
 from torchx_forge.node.supervisor import Ending, Supervisor, say
-from torchx_forge.state.files import be_patient
+from torchx_forge.state.files import be_patient, read_file, write_file
 from torchx_forge.state.tables import read_table
 from torchx_forge.state.taskfile import AttemptEntry, TaskFile
 
@@ -153,9 +154,41 @@ class Attempt:
             self.file.write(end)
 
 
+def claim(env: Dict[str, str]) -> str:
+    """Why a job sent without a hold (an app of one job: ``FORGE_SUBMISSION`` says which submission)
+    must not run, or "". Under the record of another submission it must not: Slurm gave its id
+    again after losing an older app's job, and the client cancels it and submits it again. Before
+    its record exists, it leaves its app id in the submission's claim: a client killed before the
+    record leaves the next forge command the id to adopt, even once the job has left squeue."""
+    mine, state_dir = env.get(envvars.SUBMISSION.name, ""), env.get(envvars.STATE_DIR.name, "")
+    if not mine or not state_dir:
+        return ""
+    app_id = env[envvars.APP_ID.name]
+    try:
+        obj = json.loads(read_file(layout.join(state_dir, layout.record(app_id))))
+    except FileNotFoundError:
+        try:
+            write_file(layout.join(state_dir, layout.intent_claim(mine)), app_id.encode())
+        except Exception:  # noqa: BLE001 - the claim only helps a client that died; never stop the task for it
+            pass
+        return ""
+    except Exception:  # noqa: BLE001 - a store that does not answer: the task file reports it
+        return ""
+    theirs = obj.get("submission", "") if isinstance(obj, dict) else ""
+    if theirs and theirs != mine:
+        return (f"job id {app_id} names an older app of {state_dir} (submission {theirs}): Slurm gave the id again"
+                f" after losing that app's job; this job (submission {mine}) is cancelled and submitted again")
+    return ""
+
+
 def run(argv: Sequence[str]) -> int:
     ns = _parse(argv)
     env = task_env(ns, dict(os.environ))
+    refused = claim(env)
+    env.pop(envvars.SUBMISSION.name, None)  # the program's own submissions are not this one
+    if refused:
+        say(f"torchx-forge: {refused}; not starting")
+        return 1
     replica = int(env[envvars.REPLICA_ID.name])
     try:
         attempt = Attempt(env, ns, replica)

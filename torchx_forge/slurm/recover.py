@@ -8,6 +8,11 @@ job. The app record was written: the held jobs are released (the submission fini
 not: they are cancelled (it rolls back). So a held job outlives its client by at most the hold
 limit, plus the time the guard job waits for a free CPU.
 
+An app of one job is sent without a hold and without a guard: its job runs whatever becomes of its
+client, and a client killed before the record leaves the record in the intent; :func:`adopt`
+writes it with the job id Slurm gave (found by the job's tag in squeue, or, once the job has left
+squeue, in the claim its first task wrote).
+
     python -m torchx_forge.slurm.recover --state-dir DIR --submission ID     (the guard job)
 """
 
@@ -27,7 +32,7 @@ from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.intents import Intent, Intents
-from torchx_forge.state.records import Records
+from torchx_forge.state.records import AppRecord, Records
 from torchx_forge.state.store import Store
 
 MODULE = "torchx_forge.slurm.recover"
@@ -52,7 +57,9 @@ def guard_argv(python: str, state_dir: str, submission: str, log_dir: str, app_n
 def recover(cli: SlurmCli, records: Records, intents: Intents, intent: Intent, cancel_guard: bool = True) -> str:
     """Finish ``intent`` (release its jobs) when its record was written, else roll it back."""
     rec = records.load(intent.app_id) if intent.app_id else None
-    if rec is not None:
+    if intent.direct:
+        what = adopt(cli, records, intent)
+    elif rec is not None:
         try:
             cli.release(rec.job_ids(companions=True))
         except SlurmError as e:  # released already (the client died right after), or ended
@@ -67,6 +74,30 @@ def recover(cli: SlurmCli, records: Records, intents: Intents, intent: Intent, c
         cli.cancel([intent.guard])
     intents.done(intent)
     return f"submission {intent.submission}, whose client stopped before it ended, {what}"
+
+
+def adopt(cli: SlurmCli, records: Records, intent: Intent) -> str:
+    """A direct submission whose client died before its record: the record the intent carries, for
+    the job Slurm gave (the newest tagged job whose id no other app of the state dir has: a taken
+    one is cancelled, its tasks never ran), or nothing when no sbatch went through."""
+    cluster = str(intent.record.get("cluster", ""))
+    found = [layout.app_id_of(j, cluster) for j in intent.jobs or cli.find_tagged(intent.tag, prefix=True)]
+    found = found or Intents(records.store).claimed(intent)
+    owners = {a: records.load(a) for a in found}
+    mine = [a for a, rec in owners.items() if rec is not None and rec.submission == intent.submission]
+    if mine:  # the client died after writing the record
+        return f"finished: app slurm_forge://torchx/{mine[0]} ({intent.app_name}) was recorded"
+    free = [a for a in found if owners[a] is None]
+    taken = [layout.split_app_id(a)[1] for a in found if a not in free]
+    if taken:
+        cli.cancel(taken, ended_ok=True)
+    if not free or not intent.record:
+        return f"rolled back: nothing of it is queued ({intent.app_name} never got an app id)"
+    app_id = free[-1]
+    obj = dict(intent.record, app_id=app_id)
+    obj["jobs"] = [dict(obj["jobs"][0], job_id=layout.split_app_id(app_id)[1])]
+    records.save(AppRecord.from_json(obj, records.store.url_of(layout.intent(intent.submission))))
+    return f"adopted: app slurm_forge://torchx/{app_id} ({intent.app_name}), which was running without its record"
 
 
 def recover_stale(cli: SlurmCli, records: Records, after: float = STALE_AFTER) -> List[str]:

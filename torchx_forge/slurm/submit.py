@@ -12,6 +12,10 @@ the user sees Slurm's own message; if the client is killed, the guard (or the ne
 finishes or rolls back what it left (:class:`Submission` names each step). Jobs of later waves
 are recorded as planned, their scripts written, and the first wave job is submitted with the
 first wave (:mod:`torchx_forge.slurm.waves`).
+An app of one job (one array, or one heterogeneous job, without a companion or later waves) has
+nothing to hold together: it is one sbatch, not held, tagged, after an intent that carries its
+record; a client killed before the record leaves a job that the next forge command adopts
+(:func:`torchx_forge.slurm.recover.adopt`).
 Every script is kept in the state dir, local or on an object store (:mod:`torchx_forge.slurm.scripts`),
 so a companion job, a wave job or ``torchx forge retry`` can submit it again from anywhere.
 """
@@ -25,7 +29,7 @@ import uuid
 from dataclasses import replace
 from typing import List, Optional, Tuple
 
-from torchx_forge.core import layout
+from torchx_forge.core import envvars, layout
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError
@@ -42,7 +46,7 @@ from torchx_forge.slurm.waves import cost, wave_argv
 from torchx_forge.state.codeversion import code_version
 from torchx_forge.state.files import dir_problem
 from torchx_forge.state.intents import Intent, Intents
-from torchx_forge.state.records import AppRecord, JobRecord, Records, RoleRecord
+from torchx_forge.state.records import AppMeta, AppRecord, JobRecord, Records, RoleRecord
 
 log = logging.getLogger("torchx_forge")
 
@@ -60,6 +64,11 @@ def _job_record(job: JobRequest, job_id: str, script: str, argv: List[str], comp
         return replace(rec, role=comp.command.role, offset=job.array.offset, size=job.array.size, nodes=comp.nodes)
     return replace(rec, components=[[c.command.role, c.command.replica] for c in job.components],
                    nodes=max(c.nodes for c in job.components))
+
+
+def _what(job: JobRequest) -> str:
+    size = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
+    return f"{job.stage or job.components[0].command.role}: {size}"
 
 
 def _role_records(req: ForgeBatchRequest) -> List[RoleRecord]:
@@ -121,9 +130,13 @@ def submit(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> AppRecord
     """
     sub = Submission.begin(cli, records, req)  # the intent written, the request checked: nothing queued yet
     try:
-        sub.submit_held()
-        rec = sub.write_record()
-        sub.release()
+        if sub.direct:
+            sub.submit_direct()
+            rec = sub.write_record()
+        else:
+            sub.submit_held()
+            rec = sub.write_record()
+            sub.release()
     except BaseException as e:
         sub.roll_back()
         if isinstance(e, OSError):  # the state dir (scripts, record): nothing is left queued, and one line says why
@@ -155,10 +168,18 @@ class Submission:
                              records.store.url, self.req.opts.logs, cluster=self.req.opts.cluster or "")
         self.jobs: List[JobRecord] = []
         self.app_id = ""
+        self._meta: Optional[AppMeta] = None
 
     @property
     def submission(self) -> str:
         return self.intent.submission
+
+    @property
+    def direct(self) -> bool:
+        """One job and nothing around it (no companion, no later wave, one cluster): one sbatch, not held."""
+        jobs = self.req.jobs
+        return (not self.several and len(jobs) == 1 and self.req.waves == 1 and not jobs[0].policy.enabled
+                and jobs[0].kind in (JobKind.ARRAY, JobKind.HET))
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -193,9 +214,30 @@ class Submission:
             self.jobs += _plan_later_waves(self.cli, self.records, self.req, self.intent, self.jobs, self.app_id)
             self.intents.save(self.intent)
 
-    def write_record(self) -> AppRecord:
-        """The app record: from here on the app exists, and finishing an interrupted submission means releasing it."""
-        rec = AppRecord(
+    def submit_direct(self) -> None:
+        """The app's one job, not held: its record goes into the intent first (the next forge command
+        adopts the job if this client dies before writing it); a job id an app of this state dir has
+        already is cancelled and submitted again (its tasks refuse to run under that app's record)."""
+        job = self.req.jobs[0]
+        path = save_script(self.records.store, self.submission, job.index, job.materialize())
+        argv, tag = job.argv(path, hold=False), f"{self.submission}-{job.index}"
+        self.jobs = [_job_record(job, "", path, argv, None, tag=tag)]
+        self.intent.direct, self.intent.record = True, self._record().to_json()
+        self.intents.save(self.intent)
+        env = {**os.environ, envvars.SUBMISSION.name: self.submission}
+        job_id, where = submit_script(self.cli, argv, env=env, tag=tag)
+        self.intent.jobs.append(job_id)  # kept in memory only: recovery finds the job by its tag
+        job_id, where, tag = again_while_taken(self.cli, argv, tag, (job_id, where), self._names_an_app, env=env,
+                                               replaced=self._replaced)
+        self.app_id = self._app_id(job_id, where)
+        self.jobs = [replace(self.jobs[0], job_id=job_id, tag=tag)]
+        if job.array:
+            log.info(f"submitted job 1/1 ({_what(job)}) as {job_id}")
+
+    def _record(self) -> AppRecord:
+        if self._meta is None:
+            self._meta = replace(self.req.meta(), code=code_version(os.getcwd(), self.records.store))
+        return AppRecord(
             app_id=self.app_id,
             cluster=(self.cli.cluster or "") if self.req.opts.cluster else "",
             name=self.req.app_name,
@@ -204,11 +246,16 @@ class Submission:
             log_dir=self.req.opts.logs,
             job_dir=self.req.opts.job_dir,
             submission=self.submission,
-            meta=replace(self.req.meta(), code=code_version(os.getcwd(), self.records.store)),
+            meta=self._meta,
         )
+
+    def write_record(self) -> AppRecord:
+        """The app record: from here on the app exists, and finishing an interrupted submission means releasing it."""
+        rec = self._record()
         self.records.save(rec)
         self.intent.app_id = rec.app_id
-        self.intents.save(self.intent)
+        if not self.intent.direct:  # a direct submission's recovery finds the record by its job's tag
+            self.intents.save(self.intent)
         return rec
 
     def release(self) -> None:
@@ -219,10 +266,11 @@ class Submission:
 
     def finish(self) -> None:
         """The submission went through: its guard is not needed any more, nor its intent."""
-        try:
-            self.cli.cancel([self.intent.guard])
-        except Exception:  # the guard finds no intent and exits: harmless
-            pass
+        if self.intent.guard:
+            try:
+                self.cli.cancel([self.intent.guard])
+            except Exception:  # the guard finds no intent and exits: harmless
+                pass
         self._forget()
 
     def roll_back(self) -> None:
@@ -301,9 +349,7 @@ class Submission:
     def _with_companion(self, job: JobRequest, job_id: str, path: str, argv: List[str], tag: str) -> None:
         """Its companion job (when it may be retried), then its record."""
         if len(self.req.jobs) > 1 or job.array:
-            what = f"array of {job.array.size} task(s)" if job.array else f"{len(job.components)} component(s)"
-            log.info(f"submitted job {job.index + 1}/{len(self.req.jobs)} ({job.stage or job.components[0].command.role}:"
-                     f" {what}) as {job_id}, held")
+            log.info(f"submitted job {job.index + 1}/{len(self.req.jobs)} ({_what(job)}) as {job_id}, held")
         companion = None
         if job.policy.enabled:
             companion = self.cli.sbatch(companion_argv(

@@ -6,8 +6,15 @@ never heard). Whoever finds a stale intent (a later forge command, or the submis
 job) finishes it when the app record was written (releases the jobs) or rolls it back (cancels
 them): a held job never outlives its submission for long.
 
+An app of one job is sent without a hold (``direct``): its intent carries the record to write,
+and a client killed between the sbatch and the record leaves a job that runs; the next forge
+command adopts it (the record, with the job id found by its tag, or in the claim the job's first
+task writes when it starts before the record exists: ``intents/<submission>.claim``).
+
 An intent file carries its format (:mod:`torchx_forge.core.formats`; format 1 is the layout of the
-files written before formats were numbered).
+files written before formats were numbered, format 2 adds ``direct`` and ``record``: a
+torchx-forge that reads only format 1 would cancel a direct submission's running job, so it
+leaves these to the guard-less recovery of a newer one).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torchx_forge.state.store import Store
 class Intent:
     """One submission: its id, what it has submitted so far, and who is submitting it."""
 
-    FORMAT: ClassVar[int] = 1
+    FORMAT: ClassVar[int] = 2
     KIND: ClassVar[str] = "intent"
 
     submission: str
@@ -37,6 +44,8 @@ class Intent:
     guard: str = ""  # the guard job that cleans up if this client dies
     app_id: str = ""  # set once the record is written: from then on, finishing means releasing
     cluster: str = ""  # where its jobs go: a cluster, "a,b" until Slurm has chosen, "" for the local one
+    direct: bool = False  # one job, sent without a hold: recovery adopts it (never cancels it)
+    record: Dict[str, Any] = field(default_factory=dict)  # direct: the app record, but for its job id
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     created: float = field(default_factory=time.time)
@@ -90,6 +99,13 @@ class Intents:
 
     def done(self, intent: Intent) -> None:
         self.store.remove(layout.intent(intent.submission))
+        if intent.direct:
+            self.store.remove(layout.intent_claim(intent.submission))
+
+    def claimed(self, intent: Intent) -> List[str]:
+        """The app id the direct submission's job wrote on starting before its record existed ([] if none)."""
+        data = self.store.read_bytes(layout.intent_claim(intent.submission))
+        return [data.decode().strip()] if data and data.strip() else []
 
     def pending(self) -> List[Intent]:
         """The submissions in flight. One a newer torchx-forge makes is left to it (its guard job

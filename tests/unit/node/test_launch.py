@@ -191,3 +191,39 @@ def test_output_lost_to_a_full_log_dir_is_no_clean_success(slurm_env, tmp_path):
         subprocess.run(["umount", "-l", str(logs)])
     data = json.loads(state_file(slurm_env, "r", 0).read_text())
     assert p.returncode == 74 and data["state"] == "FAILED" and "the log dir is full" in data["note"], data
+
+
+# -- a job sent without a hold (an app of one job) ---------------------------------------------------
+
+
+def _record(env: Dict[str, str], submission: str) -> None:
+    path = Path(env["FORGE_STATE_DIR"]) / "apps" / "77" / "record.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"app_id": "77", "submission": submission, "format": 1}))
+
+
+def test_a_direct_job_under_an_older_apps_record_does_not_run_nor_touch_its_files(slurm_env):
+    """Slurm gave job id 77 again after losing an older app's job: the client cancels this job and
+    sends it again; meanwhile its task must not count as an attempt of the older app."""
+    _record(slurm_env, "old-submission")
+    slurm_env["FORGE_SUBMISSION"] = "new-submission"
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("print('ran')"))
+    assert p.returncode == 1 and "ran" not in p.stdout
+    assert "job id 77 names an older app" in p.stdout + p.stderr and "old-submission" in p.stdout + p.stderr
+    assert not state_file(slurm_env, "r", 0).exists()
+
+
+def test_a_direct_job_runs_under_its_own_record_and_its_program_does_not_inherit_the_submission(slurm_env):
+    _record(slurm_env, "mine")
+    slurm_env["FORGE_SUBMISSION"] = "mine"
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py(SHOW_ENV, "FORGE_SUBMISSION"))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1]) == {"FORGE_SUBMISSION": None}
+    assert not (Path(slurm_env["FORGE_STATE_DIR"]) / "intents").exists()  # a record: no claim needed
+
+
+def test_a_direct_job_started_before_its_record_leaves_its_claim(slurm_env):
+    slurm_env["FORGE_SUBMISSION"] = "early"
+    p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("print('ran')"))
+    assert p.returncode == 0 and "ran" in p.stdout, p.stderr
+    assert (Path(slurm_env["FORGE_STATE_DIR"]) / "intents" / "early.claim").read_text() == "77"

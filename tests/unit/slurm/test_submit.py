@@ -35,14 +35,15 @@ class FakeSlurm(SlurmCli):
         self.ids = itertools.count(100)
         self.sbatches = itertools.count(1)
         self.fail_cancel = False
+        self.queue: Dict[str, str] = {}  # job id -> its --comment, as squeue shows them
 
     def run(self, argv: Sequence[str], hint: Optional[str] = None, env: Optional[Dict[str, str]] = None,
             backoff: object = None) -> str:
         words = [a for a in argv if not a.startswith("--clusters=")]
         if words[:3] == ["scontrol", "show", "config"]:
             return CONFIG
-        if words[0] == "squeue":  # jobs in use (a submit limit applies)
-            return ""
+        if words[0] == "squeue":  # jobs in use (a submit limit applies), or jobs by their tag
+            return "".join(f"{j}|{c}\n" for j, c in self.queue.items()) if "--format=%i|%k" in words else ""
         pending = Intents(self.store).pending()
         self.intent_jobs.append([*pending[0].jobs, f"guard={pending[0].guard}"] if pending else [])
         where = self.cluster or ""
@@ -53,6 +54,7 @@ class FakeSlurm(SlurmCli):
             if self.fail == f"sbatch {n}":
                 raise SlurmError(argv, 1, "sbatch: error: Batch job submission failed: Invalid partition name specified")
             job_id = str(next(self.ids))
+            self.queue[job_id] = next(a for a in words if a.startswith("--comment=")).split("=", 1)[1]
             return f"{job_id};{self.place}" if self.place and "," in where else job_id
         if words[:2] == ["scontrol", "release"]:
             self.log.append(("release", where, words[2]))
@@ -118,33 +120,33 @@ def test_a_failure_rolls_back_what_was_submitted_and_clears_the_intent(tmp_path:
 
 
 def test_a_rollback_whose_cancel_fails_too_is_left_to_the_guard_without_a_record(tmp_path: Path):
-    cli, store, req = go(tmp_path, app(replicas=2), fail="release")
+    cli, store, req = go(tmp_path, app(replicas=2, roles=2), fail="release")
     cli.fail_cancel = True  # the controller went down between the record and the release
     with pytest.raises(SlurmError):
         submit(cli, Records(store), req)
     (left,) = Intents(store).pending()  # the guard, or the next command, rolls it back once Slurm answers
-    assert left.jobs == ["101"] and left.app_id == ""  # no record: recovery cancels, never releases
+    assert left.jobs == ["101", "102"] and left.app_id == ""  # no record: recovery cancels, never releases
     assert Records(store).load("101") is None and Records(store).app_ids() in ([], ["101"])
 
 
 def test_a_first_job_id_that_names_an_app_already_is_submitted_again(tmp_path: Path):
     """After a crash, Slurm hands out again the ids of jobs it lost: the app whose job had the id
     keeps its record, and the new app gets an id of its own."""
-    cli, store, req = go(tmp_path, app(replicas=2))
-    first = submit(cli, Records(store), req)  # guard 100, job 101
+    cli, store, req = go(tmp_path, app(replicas=2, retries=1))
+    first = submit(cli, Records(store), req)  # guard 100, job 101, companion 102
     cli.ids = itertools.count(100)  # the controller restarted from a state saved before the first submission
     cli.log.clear()
-    _, _, req = go(tmp_path, app(replicas=2))
+    _, _, req = go(tmp_path, app(replicas=2, retries=1))
     second = submit(cli, Records(store), req)
     assert first.app_id == "101" and second.app_id == "102"
     # the guard (100 again), the first job (101 again: cancelled while held), the first job once more
     assert [(k, d) for k, _, d in cli.log] == [("sbatch", "guard"), ("sbatch", "0"), ("scancel", "101"), ("sbatch", "0r1"),
-                                             ("release", "102"), ("scancel", "100")]
+                                             ("sbatch", "0c"), ("release", "102,103"), ("scancel", "100")]
     assert Records(store).load("101").submission == first.submission  # the first app's record is untouched
 
 
 def test_a_state_dir_that_fails_mid_way_is_one_line_and_rolls_back(tmp_path: Path, monkeypatch):
-    cli, store, req = go(tmp_path, app(replicas=2, retries=0))
+    cli, store, req = go(tmp_path, app(replicas=2, retries=0, roles=2))
 
     def broken(self, rec):
         raise PermissionError(13, "Permission denied")
@@ -152,7 +154,7 @@ def test_a_state_dir_that_fails_mid_way_is_one_line_and_rolls_back(tmp_path: Pat
     monkeypatch.setattr(Records, "save", broken)
     with pytest.raises(ConfigError, match=r"state dir .*: cannot write there \(Permission denied\)"):
         submit(cli, Records(store), req)
-    assert cli.log == [("sbatch", "", "guard"), ("sbatch", "", "0"), ("scancel", "", "101,100")]
+    assert cli.log == [("sbatch", "", "guard"), ("sbatch", "", "0"), ("sbatch", "", "1"), ("scancel", "", "101,102,100")]
     assert Intents(store).pending() == []
 
 
@@ -191,3 +193,86 @@ def test_later_waves_are_planned_and_their_wave_job_submitted_with_the_first(tmp
     wave_job = next(j for j in rec.jobs if j.kind == "wave")
     assert wave_job.job_id in released and rec.waves > 1
     assert Intents(store).pending() == []
+
+
+# -- an app of one job: one sbatch, not held ---------------------------------------------------------
+
+
+def test_an_app_of_one_job_is_one_sbatch_not_held_after_an_intent_that_carries_its_record(tmp_path: Path):
+    cli, store, req = go(tmp_path, app(replicas=3))
+    intents_at_sbatch: List[dict] = []
+    run = cli.run
+
+    def spy(argv, *a, **kw):
+        if argv[0] == "sbatch":
+            intents_at_sbatch.extend(i.record for i in Intents(store).pending() if i.direct)
+            assert "--hold" not in argv and kw["env"]["FORGE_SUBMISSION"]
+        return run(argv, *a, **kw)
+
+    cli.run = spy
+    rec = submit(cli, Records(store), req)
+    assert cli.log == [("sbatch", "", "0")]  # no guard, no release, no scancel
+    assert intents_at_sbatch and intents_at_sbatch[0]["jobs"][0]["job_id"] == ""  # the record, but for its id
+    assert rec.app_id == "100" and rec.jobs[0].tag == f"{rec.submission}-0" and "--hold" not in rec.jobs[0].argv
+    assert Records(store).load("100").submission == rec.submission and Intents(store).pending() == []
+
+
+def test_a_direct_job_whose_id_names_an_app_already_is_cancelled_and_sent_again(tmp_path: Path):
+    cli, store, req = go(tmp_path, app(replicas=2))
+    first = submit(cli, Records(store), req)
+    cli.ids, _ = itertools.count(100), cli.log.clear()  # Slurm lost job 100 and gives its id again
+    _, _, req = go(tmp_path, app(replicas=2))
+    second = submit(cli, Records(store), req)
+    assert [(k, d) for k, _, d in cli.log] == [("sbatch", "0"), ("scancel", "100"), ("sbatch", "0r1")]
+    assert (first.app_id, second.app_id) == ("100", "101")
+    assert Records(store).load("100").submission == first.submission
+
+
+def test_a_direct_job_is_cancelled_when_its_record_cannot_be_written(tmp_path: Path, monkeypatch):
+    cli, store, req = go(tmp_path, app(replicas=2))
+    monkeypatch.setattr(Records, "save", lambda self, rec: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(ConfigError, match="cannot write there"):
+        submit(cli, Records(store), req)
+    assert cli.log == [("sbatch", "", "0"), ("scancel", "", "100")] and Intents(store).pending() == []
+
+
+def _killed_before_the_record(tmp_path: Path, monkeypatch):
+    """A direct submission whose client died between its sbatch and its record: the intent is left."""
+    from torchx_forge.slurm.submit import Submission
+
+    cli, store, req = go(tmp_path, app(replicas=2))
+    monkeypatch.setattr(Submission, "write_record", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(Submission, "roll_back", lambda self: None)
+    with pytest.raises(KeyboardInterrupt):
+        submit(cli, Records(store), req)
+    monkeypatch.undo()
+    (intent,) = Intents(store).pending()
+    return cli, store, intent
+
+
+@pytest.mark.parametrize("where", ["squeue", "claim"])
+def test_the_next_command_adopts_a_direct_job_left_without_its_record(tmp_path: Path, monkeypatch, where: str):
+    from torchx_forge.core import layout
+    from torchx_forge.slurm.recover import recover
+
+    cli, store, intent = _killed_before_the_record(tmp_path, monkeypatch)
+    assert intent.direct and intent.jobs == [] and Records(store).load("100") is None
+    if where == "claim":  # the job ended and left squeue; its first task wrote the claim on starting
+        cli.queue.clear()
+        store.write_bytes(layout.intent_claim(intent.submission), b"100")
+    cli.log.clear()
+    said = recover(cli, Records(store), Intents(store), intent)
+    assert "adopted: app slurm_forge://torchx/100" in said, said
+    assert [k for k, _, _ in cli.log] == []  # nothing cancelled, nothing released
+    rec = Records(store).load("100")
+    assert rec.submission == intent.submission and rec.jobs[0].job_id == "100"
+    assert Intents(store).pending() == [] and not store.exists(layout.intent_claim(intent.submission))
+
+
+def test_adoption_without_any_job_found_forgets_the_submission(tmp_path: Path, monkeypatch):
+    from torchx_forge.slurm.recover import recover
+
+    cli, store, intent = _killed_before_the_record(tmp_path, monkeypatch)
+    cli.queue.clear()  # the sbatch never went through (and no task ever started)
+    said = recover(cli, Records(store), Intents(store), intent)
+    assert "nothing of it is queued" in said and Records(store).app_ids() == [] and Intents(store).pending() == []

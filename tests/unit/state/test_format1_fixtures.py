@@ -214,8 +214,10 @@ def _readers(root: Path) -> Iterator[Tuple[Path, Any]]:
             yield path, TaskState.from_json(obj, str(path)).to_json()
         elif rel.startswith("intents/"):
             intent = Intent.from_json(obj, str(path))
-            assert intent is not None
-            yield path, intent.to_json()
+            assert intent is not None and not intent.direct  # format 1: a held submission
+            out = intent.to_json()
+            assert out.pop("direct") is False and out.pop("record") == {} and out["format"] == Intent.FORMAT == 2
+            yield path, {**out, "format": 1}  # format 2 only added those two fields
         elif rel.endswith(SUMMARY):
             summary = RunSummary.from_json(obj, str(path))
             assert summary is not None

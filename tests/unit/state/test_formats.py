@@ -85,11 +85,11 @@ def test_intents_carry_their_format_and_a_newer_one_is_left_to_its_writer(tmp_pa
     intents = Intents(Store(str(tmp_path)))
     intents.save(Intent("mine", "app", str(tmp_path), "/logs"))
     intents.save(Intent("theirs", "app", str(tmp_path), "/logs"))
-    assert json.loads((tmp_path / layout.intent("mine")).read_text())["format"] == Intent.FORMAT == 1
+    assert json.loads((tmp_path / layout.intent("mine")).read_text())["format"] == Intent.FORMAT == 2
     newer(tmp_path / layout.intent("theirs"))
     with pytest.raises(NewerFormatError) as e:
         intents.load("theirs")
-    one_line(e.value, "intent", tmp_path / layout.intent("theirs"), 2, 1)
+    one_line(e.value, "intent", tmp_path / layout.intent("theirs"), 3, 2)
     assert [i.submission for i in intents.pending()] == ["mine"]  # a later command does not block on it
 
 

@@ -8,9 +8,14 @@
   jobs run under). Enforced by Slurm only with ``AccountingStorageEnforce=limits``.
 
 They are read at submit time only (dry runs make no Slurm call; they use what the runopts say,
-else the last limits read, else the defaults), with three calls at most, and kept for
-``CACHE_TTL`` seconds in the state dir (``cluster/limits.json``, a :class:`ClusterLimits` of format
-1; a cache a newer torchx-forge wrote is taken for a missing one). The runopts
+else the last limits read, else the defaults), with three calls at most, and kept in the state
+dir per cluster and user (``cluster/limits-<user>.json``, ``cluster/<name>/limits-<user>.json``: a
+:class:`ClusterLimits` of format 2; a cache a newer torchx-forge wrote is taken for a missing one;
+format 1, ``cluster/limits.json``, still gives a dry run the Slurm version). The controller's
+limits are read again after ``CACHE_TTL`` seconds. The submit limits (two ``sacctmgr`` calls,
+about 0.45 s) are asked only when they may matter: never for an app of at most ``SMALL_APP`` job
+records (sbatch says so if a limit is hit), and for a bigger one again only after ``CACHE_TTL``
+when it comes within half of the limit last read, else after ``SUBMIT_TTL``. The runopts
 ``max_array_size``, ``max_job_count`` and ``max_submit_jobs`` override what Slurm says.
 """
 
@@ -28,6 +33,11 @@ from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.state.store import Store
 
 CACHE_TTL = 600.0
+#: seconds the submit limits last read stand for an app far below them
+SUBMIT_TTL = 86400.0
+#: job records (array tasks) an app may have before the submit limits are worth asking for
+SMALL_APP = 100
+#: the cache of format 1, shared by every user of the state dir (still read for the Slurm version)
 CACHE = "cluster/limits.json"
 #: MaxArraySize when nothing else is known (Slurm's own default)
 DEFAULT_ARRAY_SIZE = 1001
@@ -89,9 +99,10 @@ class ClusterLimits:
         default_qos: the QOS jobs get when they name none.
         time: when they were read (seconds since the epoch).
         slurm_version: the controller's Slurm version (``22.05.8``).
+        submit_time: when the submit limits were read (0: not read).
     """
 
-    FORMAT: ClassVar[int] = 1
+    FORMAT: ClassVar[int] = 2
     KIND: ClassVar[str] = "cluster limits cache"
 
     max_job_count: Optional[int] = None
@@ -101,6 +112,7 @@ class ClusterLimits:
     default_qos: str = ""
     time: float = 0.0
     slurm_version: Optional[str] = None
+    submit_time: float = 0.0
     format: int = FORMAT  # of the cache file (see torchx_forge.core.formats)
 
     def max_submit(self, qos: Optional[str]) -> Optional[int]:
@@ -125,6 +137,17 @@ class ClusterLimits:
     def array_size(self) -> int:
         return self.max_array_size or DEFAULT_ARRAY_SIZE
 
+    def submit_limits_do(self, need: int) -> bool:
+        """Do the submit limits these hold stand for an app of ``need`` job records (no sacctmgr call)?"""
+        if need <= SMALL_APP:
+            return True
+        if not self.submit_time:
+            return False
+        age = time.time() - self.submit_time
+        known = [v for v in (self.assoc_max_submit, *self.qos_max_submit.values()) if v is not None]
+        far = not known or need <= min(known) // 2
+        return age < CACHE_TTL or (far and age < SUBMIT_TTL)
+
     def to_json(self) -> Dict[str, Any]:
         return formats.dump(self)
 
@@ -135,20 +158,22 @@ class ClusterLimits:
         version = obj.get("slurm_version")
         return cls(obj.get("max_job_count"), obj.get("max_array_size"), obj.get("assoc_max_submit"),
                    dict(obj.get("qos_max_submit") or {}), str(obj.get("default_qos") or ""), float(obj.get("time", 0)),
-                   version if isinstance(version, str) else None)
+                   version if isinstance(version, str) else None, float(obj.get("submit_time") or 0))
 
     @classmethod
     def cached(cls, store: Store, ttl: Optional[float] = None, cluster: Optional[str] = None) -> Optional[ClusterLimits]:
-        """The limits read last (fresher than ``ttl`` seconds, if given), without a Slurm call. A dry
-        run takes them at any age (clusters seldom change their limits or their Slurm version)."""
-        try:
-            obj = store.read_json(cache_path(cluster))
-            if not isinstance(obj, dict):
-                return None
-            found = cls.from_json(obj, store.url_of(cache_path(cluster)))
-        except (OSError, ValueError, formats.NewerFormatError):  # a newer one: asked again, and written as this one reads it
-            return None
-        return found if ttl is None or time.time() - found.time < ttl else None
+        """The limits read last for this user (fresher than ``ttl`` seconds, if given), else those of
+        format 1, shared by the state dir's users, without a Slurm call. A dry run takes them at any
+        age (clusters seldom change their limits or their Slurm version)."""
+        for rel in (cache_path(cluster), legacy_cache_path(cluster)):
+            try:
+                obj = store.read_json(rel)
+                found = cls.from_json(obj, store.url_of(rel)) if isinstance(obj, dict) else None
+            except (OSError, ValueError, formats.NewerFormatError):  # a newer one: asked again, written as this one reads it
+                found = None
+            if found is not None:
+                return found if ttl is None or time.time() - found.time < ttl else None
+        return None
 
     @classmethod
     def parse(cls, text: str) -> ClusterLimits:
@@ -164,18 +189,19 @@ class ClusterLimits:
         return found.slurm_version if found else None
 
     @classmethod
-    def read(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
-        """The limits of the cluster(s) ``cli`` sends commands to, from the cache when fresh, else
-        from Slurm (a limit Slurm does not give is None). For several clusters (``a,b``: Slurm
-        picks one), each limit is the smallest of theirs."""
+    def read(cls, cli: SlurmCli, store: Store, need: int = SMALL_APP + 1) -> ClusterLimits:
+        """The limits of the cluster(s) ``cli`` sends commands to for an app of ``need`` job records,
+        from the cache when it stands, else from Slurm (a limit Slurm does not give is None). For
+        several clusters (``a,b``: Slurm picks one), each limit is the smallest of theirs."""
         names = (cli.cluster or "").split(",")
-        found = [cls._read_one(cli.on(name or None), store) for name in names]
+        found = [cls._read_one(cli.on(name or None), store, need) for name in names]
         return found[0] if len(found) == 1 else combined(found)
 
     @classmethod
-    def _read_one(cls, cli: SlurmCli, store: Store) -> ClusterLimits:
-        hit = cls.cached(store, CACHE_TTL, cli.cluster)
-        if hit is not None:
+    def _read_one(cls, cli: SlurmCli, store: Store, need: int) -> ClusterLimits:
+        hit = cls.cached(store, None, cli.cluster)
+        fresh = hit is not None and time.time() - hit.time < CACHE_TTL
+        if hit is not None and fresh and hit.submit_limits_do(need):
             return hit
         try:
             text = cli.run(["scontrol", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "show", "config"])
@@ -184,7 +210,11 @@ class ClusterLimits:
         conf = parse_config(text)
         limits = cls.parse(text)
         if "limits" in conf.get("AccountingStorageEnforce", ""):  # otherwise Slurm enforces no submit limit
-            limits = _with_submit_limits(cli, limits, conf.get("ClusterName", ""))
+            if hit is not None and hit.submit_limits_do(need):
+                limits = replace(limits, assoc_max_submit=hit.assoc_max_submit, qos_max_submit=hit.qos_max_submit,
+                                 default_qos=hit.default_qos, submit_time=hit.submit_time)
+            elif need > SMALL_APP:
+                limits = _with_submit_limits(cli, limits, conf.get("ClusterName", ""))
         try:
             store.write_json(cache_path(cli.cluster), limits.to_json())
         except OSError:
@@ -192,8 +222,21 @@ class ClusterLimits:
         return limits
 
 
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 def cache_path(cluster: Optional[str]) -> str:
-    """Where the limits of ``cluster`` (None: the local one) are kept in the state dir."""
+    """Where this user's limits of ``cluster`` (None: the local one) are kept in the state dir: the
+    submit limits are the user's own, and a state dir may be shared."""
+    return f"cluster/{cluster + '/' if cluster else ''}limits-{_user()}.json"
+
+
+def legacy_cache_path(cluster: Optional[str]) -> str:
+    """Where format 1 kept the limits of ``cluster``, for every user of the state dir."""
     return CACHE if not cluster else f"cluster/{cluster}/limits.json"
 
 
@@ -209,11 +252,11 @@ def combined(found: List[ClusterLimits]) -> ClusterLimits:
             qos[name] = min(value, qos.get(name, value))
     return ClusterLimits(least([f.max_job_count for f in found]), least([f.max_array_size for f in found]),
                          least([f.assoc_max_submit for f in found]), qos, found[0].default_qos,
-                         min(f.time for f in found), found[0].slurm_version)
+                         min(f.time for f in found), found[0].slurm_version, min(f.submit_time for f in found))
 
 
 def _with_submit_limits(cli: SlurmCli, limits: ClusterLimits, cluster: str) -> ClusterLimits:
-    user = pwd.getpwuid(os.getuid()).pw_name
+    user = _user()
     try:
         assoc = parse_assoc(cli.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}",
                                      *([f"cluster={cluster}"] if cluster else []),
@@ -221,7 +264,8 @@ def _with_submit_limits(cli: SlurmCli, limits: ClusterLimits, cluster: str) -> C
         qos = parse_qos(cli.run(["sacctmgr", "-n", "-P", "show", "qos", "format=name,maxsubmitjobsperuser"]))
     except SlurmError:  # slurmdbd unreachable: no submit limit known (sbatch says if one is hit)
         return limits
-    return replace(limits, assoc_max_submit=assoc["max_submit"], qos_max_submit=qos, default_qos=assoc["default_qos"])
+    return replace(limits, assoc_max_submit=assoc["max_submit"], qos_max_submit=qos, default_qos=assoc["default_qos"],
+                   submit_time=time.time())
 
 
 def jobs_in_use(cli: SlurmCli, qos: Optional[str], default_qos: str) -> int:

@@ -35,7 +35,7 @@ from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.jobs import build_request
-from torchx_forge.slurm.limits import ClusterLimits, jobs_in_use
+from torchx_forge.slurm.limits import SMALL_APP, ClusterLimits, jobs_in_use
 from torchx_forge.slurm.options import logs_origin, state_dir_error
 from torchx_forge.slurm.recover import guard_argv
 from torchx_forge.slurm.request import ForgeBatchRequest, JobRequest
@@ -102,14 +102,17 @@ def check(req: ForgeBatchRequest) -> None:
 
 
 def fitted(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ForgeBatchRequest:
-    """``req`` cut for the cluster's limits as they are now (read at most every 10 minutes) and the
-    jobs the user has queued already (counted only when a submit limit applies)."""
-    limits = ClusterLimits.read(cli, records.store)
+    """``req`` cut for the cluster's limits as they are now (:meth:`ClusterLimits.read`) and the
+    jobs the user has queued already (counted only when a submit limit applies, to an app bigger
+    than ``SMALL_APP`` job records or under the runopt ``max_submit_jobs``)."""
+    need = sum(cost(j) for j in req.jobs)
+    limits = ClusterLimits.read(cli, records.store, need=need)
     if req.app is None:
         return req.for_slurm(limits.slurm_version)
     qos = req.opts.get("qos")
     in_use = 0
-    if limits.override(max_submit_jobs=req.opts.max_submit_jobs).max_submit(qos) is not None:
+    counted = need > SMALL_APP or req.opts.max_submit_jobs is not None
+    if counted and limits.override(max_submit_jobs=req.opts.max_submit_jobs).max_submit(qos) is not None:
         in_use = jobs_in_use(cli, qos, limits.default_qos)
     again = build_request(req.app, req.opts, limits, in_use).for_slurm(limits.slurm_version)
     if again.waves > 1:

@@ -195,7 +195,7 @@ def test_a_limits_cache_a_newer_torchx_forge_wrote_is_a_miss(tmp_path: Path):
 
     store = Store(str(tmp_path))
     store.write_json(CACHE, ClusterLimits(max_array_size=5, time=1.0).to_json())
-    assert json.loads((tmp_path / CACHE).read_text())["format"] == ClusterLimits.FORMAT == 1
+    assert json.loads((tmp_path / CACHE).read_text())["format"] == ClusterLimits.FORMAT == 2
     assert ClusterLimits.cached(store).max_array_size == 5
     newer(tmp_path / CACHE)
     assert ClusterLimits.cached(store) is None  # read from Slurm again (and written as this version reads it)

@@ -226,3 +226,29 @@ def test_dependents_follow_a_training_resubmitted_under_a_new_job_id(state_dir: 
     assert len([i for i in ids]) > 6  # train, eval, compare and their companions, plus the resubmissions
     assert "eval 1" in run_torchx("log", f"{handle}/eval/1").stdout
     assert "compared" in run_torchx("log", f"{handle}/compare/0").stdout
+
+
+def test_a_three_step_pipeline_is_one_held_transaction_and_its_status_at_most_two_calls(state_dir: Path, tmp_path: Path):
+    from torchx import specs
+    from torchx.runner import get_runner
+
+    from torchx_forge_components.forge import pipeline
+
+    cfg = tmp_path / "three.yaml"
+    cfg.write_text("name: three\nstages:\n  a: {run: {command: [echo, a]}}\n  b: {after: [a], run: {command: [echo, b]}}\n"
+                   "  c: {after: [b], run: {command: [echo, c]}}\n")
+    with get_runner() as runner:
+        sched = runner._scheduler("slurm_forge")
+        handle = runner.run(pipeline(config=str(cfg)), scheduler="slurm_forge")
+        kinds = [c[0] if c[0] != "scontrol" else f"scontrol {c[1]}" for c in sched.cli.calls]
+        # its guard, the three steps held (each after the one before), one release, the guard cancelled
+        assert [k for k in kinds if k not in ("scontrol show", "sacctmgr")] == [
+            "sbatch", "sbatch", "sbatch", "sbatch", "scontrol release", "scancel"], kinds
+        sched.cli.calls.clear()
+        assert runner.status(handle).state in (specs.AppState.PENDING, specs.AppState.RUNNING, specs.AppState.SUCCEEDED)
+        assert 1 <= len(sched.cli.calls) <= 2, sched.cli.calls
+    assert wait_end(handle) == "SUCCEEDED"
+    with get_runner() as runner:
+        sched = runner._scheduler("slurm_forge")
+        assert runner.status(handle).state == specs.AppState.SUCCEEDED
+        assert sched.cli.calls == [], sched.cli.calls  # the status wait_end saw settled it: frozen in the record

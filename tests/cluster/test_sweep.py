@@ -140,7 +140,7 @@ def test_throttle_and_single_run_cancel(state_dir: Path, tmp_path: Path):
         run_torchx("cancel", handle)
 
 
-def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(flood_cluster: LabCluster, state_dir: Path):
+def test_thousand_point_sweep_one_sbatch_status_in_one_call_live_two_finished_logs_in_four(flood_cluster: LabCluster, state_dir: Path):
     # on the flood cluster: its 1,000 tasks take every CPU for minutes, ahead of other tests' jobs
     from torchx.cli.cmd_log import get_logs
 
@@ -156,6 +156,12 @@ def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(flood_
         kinds = [c[0] if c[0] != "scontrol" else f"scontrol {c[1]}" for c in sched.cli.calls]
         assert [k for k in kinds if k not in ("scontrol show", "sacctmgr")] == ["sbatch"], kinds
         assert "--hold" not in [c for c in sched.cli.calls if c[0] == "sbatch"][0]
+        # status at once, every task queued or just started: squeue alone (one row for the pending ones)
+        sched.cli.calls.clear()
+        live = runner.status(handle)
+        assert [c[0] for c in sched.cli.calls] == ["squeue"], sched.cli.calls
+        assert live.state in (specs.AppState.PENDING, specs.AppState.RUNNING)
+        assert sum(len(role.replicas) for role in live.roles) == 1000
     app_id = handle.rsplit("/", 1)[1]
 
     def sacct_rows() -> dict:
@@ -164,11 +170,12 @@ def test_thousand_point_sweep_one_sbatch_status_in_two_calls_logs_in_four(flood_
 
     # nobody asks forge while it runs: Slurm's accounting is watched directly until every task has ended
     wait_for(lambda: list(sacct_rows().values()).count("COMPLETED") == 1000, 300, "sacct to show 1000 COMPLETED", 5)
-    # a fresh process-like scheduler: status of the finished array in one Slurm call (sacct says it all)
+    # a fresh process-like scheduler: status of the finished array in two Slurm calls (squeue lists
+    # none of its tasks now: sacct says the rest)
     with get_runner() as runner:
         sched = runner._scheduler("slurm_forge")
         status = runner.status(handle)
-        assert [c[0] for c in sched.cli.calls] == ["sacct"], sched.cli.calls
+        assert [c[0] for c in sched.cli.calls] == ["squeue", "sacct"], sched.cli.calls
         assert status.state == specs.AppState.SUCCEEDED
         states = {rep.id: rep.state for role in status.roles for rep in role.replicas}
         slurm = sacct_rows()

@@ -1,9 +1,9 @@
 """Per-task status, asked: the sources gathered for many apps at once, and a settled answer written back.
 
-:func:`gather` is the one place that asks Slurm for status: one sacct (and, when it does not say
-everything, one squeue per cluster) for any number of apps, shared by ``describe``, ``list``,
-``retry`` and ``watch``; it reads the launchers' task files where they are needed and folds the
-sources with :mod:`torchx_forge.slurm.merge`. It writes nothing: :func:`write_back`, which the
+:func:`gather` is the one place that asks Slurm for status: one squeue per cluster (and, for the
+apps it does not tell everything, one sacct) for any number of apps, shared by ``describe``,
+``list``, ``retry`` and ``watch``; it reads the launchers' task files where they are needed and
+folds the sources with :mod:`torchx_forge.slurm.merge`. It writes nothing: :func:`write_back`, which the
 scheduler calls after it, freezes the apps that settled into their records, so later status calls
 need no Slurm call.
 """
@@ -18,15 +18,7 @@ from torchx_forge.errors import SlurmError
 from torchx_forge.slurm import identity
 from torchx_forge.slurm.cli import SlurmCli, local_cluster
 from torchx_forge.slurm.limits import parse_config
-from torchx_forge.slurm.merge import (
-    freeze,
-    needs_reports,
-    reported_end,
-    settled_in_accounting,
-    settles,
-    task_views,
-    thaw,
-)
+from torchx_forge.slurm.merge import freeze, needs_reports, reported_end, settles, task_views, thaw
 from torchx_forge.slurm.parse import JobRow
 from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records
@@ -67,26 +59,28 @@ class Answers:
         self.foreign: Dict[str, Set[str]] = {}
         self.boots: Dict[str, Optional[float]] = {}
 
-    def ids(self, cluster: Optional[str] = None) -> List[str]:
+    def ids(self, cluster: Optional[str] = None, only: Optional[Set[str]] = None) -> List[str]:
+        """Job ids of the apps (of ``cluster``; of the apps ``only`` names)."""
         groups = [self.by_cluster[cluster]] if cluster is not None else list(self.by_cluster.values())
-        return [j for recs in groups for r in recs for j in r.job_ids(companions=True)]
+        return [j for recs in groups for r in recs if only is None or r.app_id in only for j in r.job_ids(companions=True)]
 
     def name(self, cluster: str) -> str:
         """A cluster's name as sacct -M prints it ("" is the local one)."""
         return cluster or self.local
 
-    def accounting(self) -> Optional[List[JobRow]]:
-        """sacct of every app's jobs, in one call; None without accounting (or when it failed)."""
+    def accounting(self, only: Optional[Set[str]] = None) -> Optional[List[JobRow]]:
+        """sacct of every app's jobs (of the apps ``only`` names), in one call; None without
+        accounting (or when it failed)."""
         if not self.by_cluster:
             return []
         if self.cli.accounting is False:
             return None
         if self.several:
             clusters = [self.name(c) for c in self.by_cluster]
-            ask = lambda: self.cli.sacct(self.ids(), clusters)  # noqa: E731
+            ask = lambda: self.cli.sacct(self.ids(only=only), clusters)  # noqa: E731
         else:
             (cluster,) = self.by_cluster
-            ask = lambda: self.cli.on(cluster).sacct(self.ids())  # noqa: E731
+            ask = lambda: self.cli.on(cluster).sacct(self.ids(only=only))  # noqa: E731
         answered, rows = _ask(ask, "accounting (slurmdbd) is unreachable: states come from squeue and the tasks'"
                               " state files", self.notes)
         self.complete &= answered
@@ -141,16 +135,31 @@ class Answers:
         return [r for r in rows if r.cluster == mine]
 
 
+def live_alone(rec: AppRecord, live: Optional[Sequence[JobRow]]) -> bool:
+    """Does squeue alone (``live``: its rows of ``rec``'s jobs) tell everything of ``rec``? Every task
+    is listed, queued or running, in its first attempt: no retries (a requeue's earlier attempts
+    and their causes are in sacct), no resubmission, no later wave, not a search. Then sacct has
+    nothing to add, and the tasks' state files are not read either."""
+    if live is None or rec.meta.search or rec.resubmitted:
+        return False
+    if any(j.planned or j.max_retries > 0 or j.extra_retries or j.companion for j in rec.jobs):
+        return False
+    queued = {r.key: r for r in live}
+    return all(key in queued and not queued[key].state.final for key, _, _, _ in rec.tasks())
+
+
 def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call: bool = False) -> Gathered:
     """The task views of every app in ``recs``, in one or two Slurm calls for all of them.
 
-    sacct first: when it says every task has ended for good (a finished sweep), that is the one
-    call; otherwise squeue too, the live truth that sacct lags behind. ``one_call`` (``torchx forge
-    watch``) never asks a second time: sacct only, or squeue only on a cluster without accounting.
-    Apps that settled before are answered from their records (no Slurm call); apps that settle now
-    are listed in ``settled``, for :func:`write_back`. When squeue or sacct fails (a daemon down, a
-    network fault), the answer comes from what is left (sacct or squeue, and the tasks' state
-    files), is not final, and says so in ``notes``. Nothing is written.
+    squeue first, the live truth (one call per cluster, an array's pending tasks in one row): for an
+    app whose every task it lists as queued or running (:func:`live_alone`), that is the one call;
+    for the others, sacct too (one call), for the tasks squeue no longer lists and for earlier
+    attempts. ``one_call`` (``torchx forge watch``) never asks a second time: sacct only, or squeue
+    only on a cluster without accounting. Apps that settled before are answered from their records
+    (no Slurm call); apps that settle now are listed in ``settled``, for :func:`write_back`. When
+    squeue or sacct fails (a daemon down, a network fault), the answer comes from what is left
+    (sacct or squeue, and the tasks' state files), is not final, and says so in ``notes``. Nothing
+    is written.
     """
     pending = [r for r in recs if not r.final]
     notes: List[str] = []
@@ -158,10 +167,17 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
     for rec in pending:
         by_cluster.setdefault(rec.cluster, []).append(rec)
     answers = Answers(cli, by_cluster, notes)
-    accounted = answers.accounting()
-    if by_cluster and (accounted is None or not (
-            one_call or all(settled_in_accounting([r], answers.of(r, accounted) or []) for r in pending))):
-        answers.live(notes)
+    alone: Set[str] = set()
+    if one_call:
+        accounted = answers.accounting()
+        if by_cluster and accounted is None:
+            answers.live(notes)
+    else:
+        if by_cluster:
+            answers.live(notes)
+        alone = {r.app_id for r in pending if live_alone(r, answers.own(r, answers.of(r, answers.squeue_rows)))}
+        rest = {r.app_id for r in pending} - alone
+        accounted = answers.accounting(rest) if rest else []
     asked_live, complete = answers.asked_live, answers.complete
     out: Dict[str, List[TaskView]] = {}
     settled: List[AppRecord] = []
@@ -169,8 +185,12 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         if rec.final:
             out[rec.app_id] = thaw(rec.final)
             continue
-        history, live = answers.own(rec, answers.of(rec, accounted)), answers.own(rec, answers.of(rec, answers.squeue_rows))
-        # squeue not asked (accounting said enough, or one call only): a task's absence from it means nothing
+        live = answers.own(rec, answers.of(rec, answers.squeue_rows))
+        if rec.app_id in alone:  # every task queued or running in its first attempt: squeue says it all
+            out[rec.app_id] = task_views(rec, live, None, {})
+            continue
+        history = answers.own(rec, answers.of(rec, accounted))
+        # squeue not asked (one call only): a task's absence from it means nothing
         unseen = identity.unseen(rec, live if asked_live else None, history)
         reports: Mapping[str, TaskReport] = {}
         cancelled = False

@@ -431,3 +431,57 @@ def test_the_scheduler_writes_a_settled_status_back_after_reading_it(tmp_path):
     assert records.load("10").final is not None
     fresh = SlurmForgeScheduler("torchx", cli=cli, state_dir=str(tmp_path))
     assert fresh.describe("10").state == AppState.SUCCEEDED and cli.asked == 1
+
+
+# -- squeue first: sacct only for what squeue no longer tells ----------------------------------------
+
+
+def _kinds(cli: FakeSlurm):
+    return [c[0] for c in cli.calls]
+
+
+def test_a_queued_array_is_told_by_squeue_alone(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = AppRecord(app_id="300", name="sweep", jobs=[JobRecord("300", "array", role="s", offset=0, size=1000)],
+                    roles=[RoleRecord("s", 1000)], log_dir="/logs")
+    records.save(rec)
+    cli = FakeSlurm(fixtures=False).add_queue("300_[2-999]|PENDING|Priority|||\n300_0|RUNNING|None|n1||\n"
+                                              "300_1|RUNNING|None|n2||\n")
+    found = gather(cli, records, [rec])
+    assert _kinds(cli) == ["squeue"]  # no sacct, no state file read
+    views = found.views["300"]
+    assert len(views) == 1000 and [v.slurm_state for v in views[:3]] == ["RUNNING", "RUNNING", "PENDING"]
+    assert views[2].reason == "Priority" and views[0].host == "n1" and found.settled == []
+
+
+def test_a_task_squeue_no_longer_lists_is_asked_of_sacct_in_the_second_call(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = array_record(size=3, offset=0)
+    records.save(rec)
+    cli = FakeSlurm(fixtures=False).add_job("20_0", "COMPLETED", queued=False).add_job("20_1", "RUNNING")
+    cli.add_job("20_2", "PENDING")
+    found = gather(cli, records, [rec])
+    assert _kinds(cli) == ["squeue", "sacct"]
+    assert [v.slurm_state for v in found.views["20"]] == ["COMPLETED", "RUNNING", "PENDING"]
+
+
+def test_an_app_with_retries_asks_sacct_for_its_earlier_attempts(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = het_record(["a", 0])
+    rec.jobs[0].max_retries = 2
+    records.save(rec)
+    cli = FakeSlurm(fixtures=False).add_job("10", "RUNNING")
+    gather(cli, records, [rec])
+    assert _kinds(cli) == ["squeue", "sacct"]
+
+
+def test_a_finished_app_is_two_calls_then_none(tmp_path):
+    records = Records(Store(str(tmp_path)))
+    rec = het_record(["a", 0])
+    records.save(rec)
+    cli = FakeSlurm(fixtures=False).add_job("10", "COMPLETED", queued=False)
+    found = gather(cli, records, [rec])
+    assert _kinds(cli) == ["squeue", "sacct"] and [r.app_id for r in found.settled] == ["10"]
+    write_back(records, found)
+    gather(cli, records, [records.load("10")])
+    assert _kinds(cli) == ["squeue", "sacct"]  # frozen: no call

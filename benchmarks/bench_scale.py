@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Scale benchmark (issue 11): 100,000-point dry runs and previews against a one-job dry run, and
-submit and status of a 1,000-task array against submitit, measured side by side in the same run
-on the real cluster of this machine; with ``--waves``, a 100,000-point random search of ``true``
-submitted in waves under a capped QOS, run to the end and checked.
+"""Scale benchmark (issues 11 and 21): 100,000-point dry runs and previews against a one-job dry run, and
+submit and status (of a live, pending array and of a finished one) of a 1,000-task array against
+submitit and against Slurm's own call alone (the floor: one bare sbatch, forge's squeue/sacct run alone),
+measured side by side in the same run on the real cluster of this machine; with ``--waves``, a
+100,000-point random search of ``true`` submitted in waves under a capped QOS, run to the end and checked.
 
     python3 benchmarks/bench_scale.py                     # default: dry run, preview, submit, status (~10 min)
     python3 benchmarks/bench_scale.py --waves             # 100,000 points under cap2500 (41 waves; hours at ~6 tasks/s)
@@ -72,6 +73,10 @@ STATUS_CALLS_MAX = 2  # Slurm calls for the status of one app, whatever its size
 STATUS_VS_SUBMITIT_MAX = 1.0  # "match or beat submitit's single sacct"
 SUBMIT_VS_SUBMITIT_MAX = 1.0  # forge's submit no slower than submitit's (the issue measured 4x faster)
 WAVES_MIN = 40  # for 100,000 points under cap2500
+# Issue 21 ("at Slurm's floor").
+LIVE_VS_SUBMITIT_MAX = 0.5  # status of a live (pending) 1,000-task array / submitit's single sacct
+LIVE_CALLS_MAX = 2  # expected: 1 squeue
+AGED_CACHE_S = 660.0  # the age given to the limits cache for the "first submit in a fresh process" (its TTL: 600 s)
 
 # -- the child programs (each run as a fresh process; they print one JSON line) ----------------
 
@@ -122,9 +127,10 @@ runner = get_runner()
 t0 = time.perf_counter()
 status = runner.status(handle)
 t1 = time.perf_counter()
-calls = [c[0] for c in runner._scheduler("slurm_forge").cli.calls]
+argvs = [list(c) for c in runner._scheduler("slurm_forge").cli.calls]
 states = Counter(r.state.name for role in (status.roles if status else []) for r in role.replicas)
-print(json.dumps({"status_s": t1 - t0, "calls": calls, "state": status.state.name if status else None, "states": states}))
+print(json.dumps({"status_s": t1 - t0, "calls": [c[0] for c in argvs], "argvs": argvs,
+                  "state": status.state.name if status else None, "states": states}))
 '''
 
 SUBMITIT_STATUS = r'''
@@ -295,6 +301,8 @@ class DefaultBench(ScaleBase):
         self.submitit_dir = os.path.join(self.root, "submitit")
         os.makedirs(self.submitit_dir)
         self.extras: List[Tuple[str, str, str]] = []  # (figure, measured, remark): no target
+        # issue 21's table: (measure, submitit s, its calls, forge s, its calls, floor s, its calls)
+        self.issue21: List[Tuple[str, float, str, float, str, float, str]] = []
         self.drain_timeout = 900.0
 
     # -- 1. dry runs and preview ---------------------------------------------------------
@@ -441,13 +449,52 @@ class DefaultBench(ScaleBase):
             raise BenchError(f"{what}: still queued after {waited:.0f} s")
         return time.monotonic() - t0
 
+    def floor_submit(self, k: int) -> Dict[str, Any]:
+        """The floor of a submission: one bare ``sbatch --array=0-(n-1) --wrap true`` (same shape as the others),
+        timed around its one subprocess from this process; cancelled by the caller."""
+        n = self.array_points
+        argv = ["sbatch", "--parsable", f"--array=0-{n - 1}", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1",
+                f"--job-name={self.name}b{k}", f"--comment={self.token}-b{k}", "--output=/dev/null", "--wrap", "true"]
+        t0 = time.perf_counter()
+        p = sh(argv, env=self.env)
+        took = time.perf_counter() - t0
+        job_id = p.stdout.strip().split(";")[0]
+        self.submitted.append(job_id)
+        return {"job_id": job_id, "submit_s": took, "calls": ["sbatch"]}
+
+    def age_limits_cache(self) -> str:
+        """Make the state dir's limits cache look read ``AGED_CACHE_S`` ago (its TTL is 600 s), as when a user
+        submits again after a while: rewrite its ``time`` and ``submit_time``. Returns what it did."""
+        from torchx_forge.slurm.limits import cache_path
+
+        path = os.path.join(self.state, cache_path(None))
+        try:
+            with open(path) as f:
+                obj = json.load(f)
+        except (OSError, ValueError) as e:
+            raise BenchError(f"no limits cache to age at {path} ({e}): did forge #0 not write one?") from None
+        then = time.time() - AGED_CACHE_S
+        obj["time"] = then
+        if obj.get("submit_time"):
+            obj["submit_time"] = then
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        return path
+
+    @staticmethod
+    def submit_only(calls: Sequence[str]) -> List[str]:
+        """A submission's Slurm calls without the reading of the cluster's limits (scontrol show config, sacctmgr)."""
+        return [c for c in calls if not c.startswith(("scontrol show", "sacctmgr"))]
+
     def bench_submit(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         n = self.array_points
-        section(f"2. submit {n:,} points in-process: forge runner.run vs submitit map_array (median of {SUBMIT_REPS})")
+        section(f"2. submit {n:,} points in-process: forge runner.run vs submitit map_array vs one bare sbatch"
+                f" (median of {SUBMIT_REPS})")
         self.submitit_py = self.ensure_submitit()
-        say("  order: forge #0 (the first submission of the state dir: reads the limits), submitit #0, then forge and"
-            " submitit alternately; each cancelled and drained before the next, the last of each runs to the end;"
-            " the figures are #1..#3")
+        say("  order: forge #0 (the first submission of the state dir: reads the limits), submitit #0, then in each"
+            " round: forge 'aged' (a fresh process, the limits cache made 11 minutes old), the bare sbatch (floor),"
+            " forge, submitit; each cancelled and drained before the next, the last forge and submitit run to the"
+            " end; the figures are rounds #1..#3")
         watch = self.watch_start()
         cold = self.forge_submit(0)
         self.cancel_and_drain(cold["arrays"])
@@ -455,8 +502,17 @@ class DefaultBench(ScaleBase):
         self.cancel_and_drain([first["job_id"]])
         forge: List[Dict[str, Any]] = []
         subm: List[Dict[str, Any]] = []
+        floor: List[Dict[str, Any]] = []
+        aged: List[Dict[str, Any]] = []
         for k in range(1, SUBMIT_REPS + 1):
             last = k == SUBMIT_REPS
+            self.age_limits_cache()
+            a = self.forge_submit(100 + k)
+            aged.append(a)
+            self.cancel_and_drain(a["arrays"])
+            b = self.floor_submit(k)
+            floor.append(b)
+            self.cancel_and_drain([b["job_id"]])
             f = self.forge_submit(k)
             forge.append(f)
             if not last:
@@ -478,35 +534,184 @@ class DefaultBench(ScaleBase):
         rows.append(["forge #0 (limits read: first of the state dir)", f"{cold['total_s'] * 1000:.1f} ms",
                      f"{cold['build_s'] * 1000:.1f} ms", calls_text(cold["calls"])])
         rows.append(["submitit #0 (first)", f"{first['submit_s'] * 1000:.1f} ms", "-", calls_text(first["calls"])])
-        for k, (f, s) in enumerate(zip(forge, subm, strict=True), 1):
+        for k, (a, b, f, s) in enumerate(zip(aged, floor, forge, subm, strict=True), 1):
+            rows.append([f"forge aged #{k} (limits cache {AGED_CACHE_S / 60:.0f} min old)", f"{a['total_s'] * 1000:.1f} ms",
+                         f"{a['build_s'] * 1000:.1f} ms", calls_text(a["calls"])])
+            rows.append([f"bare sbatch --array #{k} (floor)", f"{b['submit_s'] * 1000:.1f} ms", "-", calls_text(b["calls"])])
             rows.append([f"forge #{k}{' (limits read!)' if f['cold'] else ''}", f"{f['total_s'] * 1000:.1f} ms",
                          f"{f['build_s'] * 1000:.1f} ms", calls_text(f["calls"])])
             rows.append([f"submitit #{k}", f"{s['submit_s'] * 1000:.1f} ms", "-", calls_text(s["calls"])])
         say(table(rows))
         fm = med([f["total_s"] for f in forge])
         sm = med([s["submit_s"] for s in subm])
+        bm = med([b["submit_s"] for b in floor])
+        am = med([a["total_s"] for a in aged])
         say(f"  forge: median {fm * 1000:.1f} ms (min-max {spread([f['total_s'] for f in forge], 1000, 1)} ms);"
             f" submitit: median {sm * 1000:.1f} ms (min-max {spread([s['submit_s'] for s in subm], 1000, 1)} ms);"
-            f" forge/submitit {fm / sm:.2f}x (submitit/forge {sm / fm:.1f}x)")
+            f" bare sbatch: median {bm * 1000:.1f} ms (min-max {spread([b['submit_s'] for b in floor], 1000, 1)} ms)")
+        say(f"  forge/submitit {fm / sm:.2f}x (submitit/forge {sm / fm:.1f}x); forge/floor {fm / bm:.2f}x;"
+            f" forge aged: median {am * 1000:.1f} ms, {am / sm:.2f}x submitit")
         say("  forge's figure is grid(...) + runner.run(app, scheduler='slurm_forge'): building the AppDef, the dry run,"
-            " the run table, the guard job, sbatch --hold, the record, scontrol release;"
-            " submitit's is executor.map_array(trivial, range(n)): pickling the calls, sbatch")
+            " the run table, the intent, one sbatch (an app of one job is not held), the record;"
+            " submitit's is executor.map_array(trivial, range(n)): pickling the calls, sbatch;"
+            " the floor is one `sbatch --array=0-N --wrap true` subprocess")
         quick = "" if n == ARRAY_POINTS else f" (smaller run; target is for {ARRAY_POINTS:,})"
         self.targets.append((f"submit {n:,} points in-process{quick}: forge vs submitit (median of {SUBMIT_REPS})",
                              f"<= {SUBMIT_VS_SUBMITIT_MAX:g}x", f"{fm / sm:.2f}x ({fm * 1000:.1f} ms / {sm * 1000:.1f} ms)",
                              fm / sm <= SUBMIT_VS_SUBMITIT_MAX))
+        every = [cold, *aged, *forge]
+        shapes = sorted({calls_text(self.submit_only(x["calls"])) for x in every})
+        ok = all(self.submit_only(x["calls"]) == ["sbatch"] for x in every)
+        self.targets.append((f"the same: forge's Slurm calls, limits' reading aside (all {len(every)} forge submissions)",
+                             "1 (sbatch)", " / ".join(shapes), ok))
+        aged_calls = sorted({calls_text(a["calls"]) for a in aged})
+        no_sacctmgr = not any(c.startswith("sacctmgr") for a in aged for c in a["calls"])
+        self.targets.append((f"first submit in a fresh process, limits cache {AGED_CACHE_S / 60:.0f} min old: no sacctmgr",
+                             "0 sacctmgr", " / ".join(aged_calls), no_sacctmgr))
+        self.targets.append((f"the same: forge aged vs submitit (median of {SUBMIT_REPS})", "<= 1x",
+                             f"{am / sm:.2f}x ({am * 1000:.1f} ms / {sm * 1000:.1f} ms)", am / sm <= 1.0))
         self.extras.append((f"submit {n:,} points, forge's first submission of a state dir (reads the cluster's limits,"
                             " cached 10 min)", f"{cold['total_s'] * 1000:.1f} ms, {cold['total_s'] / sm:.2f}x submitit",
                             calls_text(cold["calls"])))
+        self.issue21.append((f"submit a {n:,}-point sweep (one array), in-process", sm, calls_text(first["calls"]), fm,
+                             " / ".join(sorted({calls_text(f["calls"]) for f in forge})), bm, "1 (sbatch)"))
+        self.issue21.append((f"the same, first submit in a fresh process (limits cache {AGED_CACHE_S / 60:.0f} min old)",
+                             sm, "", am, " / ".join(aged_calls), bm, ""))
         return forge[-1], subm[-1]
 
-    # -- 3. status ----------------------------------------------------------------------------
+    # -- 3. status of a live (pending) array ------------------------------------------------------
+
+    def calls_alone(self, argvs: Sequence[Sequence[str]]) -> Tuple[List[float], str]:
+        """The Slurm calls a status made, each run alone, one after the other (as forge runs them), ``self.reps``
+        times: the wall of each round, and the rows each printed."""
+        walls: List[float] = []
+        rows: List[str] = []
+        env = dict(self.env, SLURM_TIME_FORMAT="standard")
+        for _ in range(self.reps):
+            t0 = time.perf_counter()
+            outs = [sh(list(argv), env=env, check=False).stdout for argv in argvs]
+            walls.append(time.perf_counter() - t0)
+            rows = [f"{argv[0]} {len([x for x in out.splitlines() if x.strip()]):,} rows"
+                    for argv, out in zip(argvs, outs, strict=True)]
+        return walls, ", ".join(rows)
+
+    def array_states(self, ids: Sequence[str]) -> Counter:
+        """Every task of these arrays that squeue lists, by state (``--array``: one row per task)."""
+        out = sh(["squeue", "-h", "--array", f"--jobs={','.join(ids)}", "-o", "%T"], check=False).stdout
+        return Counter(line.strip() for line in out.splitlines() if line.strip())
+
+    def start_blocker(self) -> Optional[str]:
+        """A job holding every node of the default partition (``--exclusive``), so that arrays submitted after it
+        stay pending while their status is timed; None when it did not start within 120 s."""
+        argv = ["sbatch", "--parsable", "--nodes=3", "--exclusive", "--time=30", f"--job-name={self.name}-blocker",
+                f"--comment={self.token}-blocker", "--output=/dev/null", "--wrap", "sleep 1800"]
+        job = sh(argv, env=self.env).stdout.strip().split(";")[0]
+        self.submitted.append(job)
+        ok, _ = self.wait_until("blocker", lambda: self.array_states([job]).get("RUNNING", 0) == 1, 120.0)
+        if not ok:
+            self.scancel([job])
+            self.notes.append(f"live status: the job holding the nodes ({job}) did not start within 120 s (someone"
+                              " else's jobs?): the status of a live array was not measured")
+            return None
+        return job
+
+    def bench_live_status(self) -> None:
+        n = self.array_points
+        section(f"3. status of a live {n:,}-task array (every task pending): forge vs submitit, side by side")
+        say("  one job holds every node (sbatch --nodes=3 --exclusive --wrap 'sleep 1800'), then forge and submitit"
+            f" each submit {n:,} tasks, which stay pending; status timed interleaved, {self.reps} times each;"
+            " then all three are cancelled")
+        blocker = self.start_blocker()
+        if blocker is None:
+            self.targets.append((f"status of a live {n:,}-task array: forge vs submitit", f"<= {LIVE_VS_SUBMITIT_MAX:g}x",
+                                 "not measured (see the notes)", False))
+            return
+        watch = self.watch_start()
+        try:
+            f = self.forge_submit(200)
+            s = self.submitit_submit(200)
+            ids = [*f["arrays"], s["job_id"]]
+            before = self.array_states(ids)
+            handle = f"slurm_forge://torchx/{f['app_id']}"
+            say(f"  forge app {f['app_id']} (array {', '.join(f['arrays'])}), submitit job {s['job_id']}:"
+                f" squeue lists {dict(before)} of their tasks")
+            f_in: List[Dict[str, Any]] = []
+            s_in: List[Dict[str, Any]] = []
+            f_wall: List[float] = []
+            s_wall: List[float] = []
+            for _ in range(self.reps):
+                r, wall = self.child(sys.executable, FORGE_STATUS, [handle], self.forge_cwd, "forge status (live)")
+                f_in.append(r)
+                f_wall.append(wall)
+                r, wall = self.child(self.submitit_py, SUBMITIT_STATUS, [s["folder"], s["job_id"], str(n)],
+                                     self.submitit_dir, "submitit status (live)")
+                s_in.append(r)
+                s_wall.append(wall)
+                self.look()
+            cli = [self.torchx, "status", handle]
+            f_cli = [self.timed(cli, self.forge_cwd) for _ in range(self.reps)]
+            cli_calls = self.counted_calls(cli, self.forge_cwd)
+            floor_walls, floor_rows = self.calls_alone(f_in[-1]["argvs"])
+            subm_walls, subm_rows = self.calls_alone([["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j",
+                                                       s["job_id"]]])
+            after = self.array_states(ids)
+        finally:
+            self.scancel([blocker])
+        self.watch_stop("live status", watch)
+        self.cancel_and_drain(ids)
+        still = before.get("PENDING", 0) == 2 * n and after.get("PENDING", 0) == 2 * n
+        if not still:
+            self.notes.append(f"live status: not every task stayed pending while timed (squeue before {dict(before)},"
+                              f" after {dict(after)})")
+        fi = [r["status_s"] for r in f_in]
+        si = [r["status_s"] for r in s_in]
+        fc = Stats("cli", f_cli)
+        fcalls = " / ".join(sorted({calls_text(r["calls"]) for r in f_in}))
+        scalls = " / ".join(sorted({str(r["calls"]) for r in s_in}))
+        rows = [["figure", "median", "min-max", "Slurm calls"]]
+        rows.append(["forge runner.status (fresh process; the call only)", f"{med(fi) * 1000:.1f} ms",
+                     f"{spread(fi, 1000, 1)} ms", fcalls])
+        rows.append([f"submitit .state of the {n:,} SlurmJob (fresh process; building them + reading)",
+                     f"{med(si) * 1000:.1f} ms", f"{spread(si, 1000, 1)} ms", scalls + " (sacct)"])
+        rows.append(["forge `torchx status` CLI (whole process)", f"{fc.median:.3f} s", fc.spread(), calls_text(cli_calls)])
+        rows.append(["forge in-process child, whole process", f"{med(f_wall):.3f} s", spread(f_wall), "-"])
+        rows.append(["submitit child, whole process", f"{med(s_wall):.3f} s", spread(s_wall), "-"])
+        rows.append([f"  forge's Slurm calls alone, the floor ({floor_rows})", f"{med(floor_walls) * 1000:.1f} ms",
+                     f"{spread(floor_walls, 1000, 1)} ms", str(len(f_in[-1]["argvs"]))])
+        rows.append([f"  submitit's sacct alone ({subm_rows})", f"{med(subm_walls) * 1000:.1f} ms",
+                     f"{spread(subm_walls, 1000, 1)} ms", "1"])
+        say(table(rows))
+        say(f"  forge: {f_in[-1]['state']}, {f_in[-1]['states']}; submitit: {s_in[-1]['states']}")
+        say("  forge's calls: " + "; ".join(shlex.join(a) for a in f_in[-1]["argvs"]))
+        bad = [r for r in f_in if r["states"].get("PENDING") != n]
+        if bad:
+            self.notes.append(f"live forge status: {len(bad)} answer(s) without {n:,} PENDING tasks: {bad[0]['states']}")
+        sbad = [r for r in s_in if r["states"].get("PENDING") != n]
+        if sbad:
+            self.notes.append(f"live submitit status: {len(sbad)} answer(s) without {n:,} PENDING: {sbad[0]['states']}")
+        r = med(fi) / med(si)
+        say(f"  forge/submitit {r:.2f}x; forge/floor {med(fi) / med(floor_walls):.2f}x;"
+            f" CLI vs submitit's whole process {fc.median / med(s_wall):.2f}x")
+        quick = "" if n == ARRAY_POINTS else f" (smaller run; target is for {ARRAY_POINTS:,})"
+        self.targets.append((f"status of a live {n:,}-task array (all pending){quick}, in-process: forge vs submitit",
+                             f"<= {LIVE_VS_SUBMITIT_MAX:g}x", f"{r:.2f}x ({med(fi) * 1000:.1f} ms / {med(si) * 1000:.1f} ms)",
+                             r <= LIVE_VS_SUBMITIT_MAX and still))
+        worst = max(len(x["calls"]) for x in f_in)
+        self.targets.append((f"the same: forge's Slurm calls, in-process (max of {self.reps}); CLI",
+                             f"<= {LIVE_CALLS_MAX}", f"{fcalls}; {calls_text(cli_calls)}",
+                             worst <= LIVE_CALLS_MAX and len(cli_calls) <= LIVE_CALLS_MAX))
+        self.extras.append(("live status, `torchx status` CLI vs submitit's whole process",
+                            f"{fc.median / med(s_wall):.2f}x", f"{fc.median:.3f} s / {med(s_wall):.3f} s"))
+        self.issue21.append((f"status of that app while its {n:,} tasks are pending", med(si), scalls + " (sacct)",
+                             med(fi), fcalls, med(floor_walls), floor_rows))
+
+    # -- 4. status ----------------------------------------------------------------------------
 
     def bench_status(self, forge_run: Dict[str, Any], subm_run: Dict[str, Any]) -> None:
         n = self.array_points
         app_id, sjob = forge_run["app_id"], subm_run["job_id"]
         handle = f"slurm_forge://torchx/{app_id}"
-        section(f"3. status of a finished {n:,}-task array: forge (app {app_id}) vs submitit (job {sjob}), side by side")
+        section(f"4. status of a finished {n:,}-task array: forge (app {app_id}) vs submitit (job {sjob}), side by side")
         arrays = forge_run["arrays"]
         if len(arrays) != 1:
             raise BenchError(f"forge app {app_id} has {len(arrays)} arrays; expected one of {n:,} tasks")
@@ -545,21 +750,11 @@ class DefaultBench(ScaleBase):
             settled_in.append(self.child(sys.executable, FORGE_STATUS, [handle], self.forge_cwd, "forge status")[0])
             settled_cli.append(self.timed(cli, self.forge_cwd))
         settled_calls = self.counted_calls(cli, self.forge_cwd)
-        # the Slurm call itself, as each tool makes it
-        from torchx_forge.slurm.parse import SACCT_FIELDS
-
-        forge_sacct = ["sacct", "--allocations", "--duplicates", "--parsable2", "--noheader",
-                       f"--format={','.join(SACCT_FIELDS)}", f"--jobs={arrays[0]}"]
-        subm_sacct = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", sjob]
-        raw: Dict[str, Tuple[List[float], int]] = {}
-        for key, argv in (("forge", forge_sacct), ("submitit", subm_sacct)):
-            walls, nrows = [], 0
-            for _ in range(self.reps):
-                t0 = time.perf_counter()
-                p = sh(argv, env=dict(self.env, SLURM_TIME_FORMAT="standard"))
-                walls.append(time.perf_counter() - t0)
-                nrows = len([x for x in p.stdout.splitlines() if x.strip()])
-            raw[key] = (walls, nrows)
+        # the Slurm calls themselves, as each tool makes them: forge's (squeue + sacct, those its first status ran)
+        forge_walls, forge_rows = self.calls_alone(f_in[-1]["argvs"])
+        subm_walls, subm_rows = self.calls_alone([["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", sjob]])
+        raw: Dict[str, Tuple[List[float], str, int]] = {"forge": (forge_walls, forge_rows, len(f_in[-1]["argvs"])),
+                                                      "submitit": (subm_walls, subm_rows, 1)}
         self.watch_stop("status", watch)
 
         fi = [r["status_s"] for r in f_in]
@@ -583,9 +778,9 @@ class DefaultBench(ScaleBase):
         rows.append(["forge runner.status, settled (record frozen by the first status)", f"{med(fs) * 1000:.1f} ms",
                      f"{spread(fs, 1000, 1)} ms", " / ".join(sorted({calls_text(r['calls']) for r in settled_in}))])
         rows.append(["forge `torchx status` CLI, settled", f"{sc.median:.3f} s", sc.spread(), calls_text(settled_calls)])
-        for key, (walls, nrows) in raw.items():
-            rows.append([f"  the sacct {key} runs, alone ({nrows:,} rows)", f"{med(walls) * 1000:.1f} ms",
-                         f"{spread(walls, 1000, 1)} ms", "1"])
+        for key, (walls, text, ncalls) in raw.items():
+            rows.append([f"  {key}'s Slurm calls alone ({text})", f"{med(walls) * 1000:.1f} ms",
+                         f"{spread(walls, 1000, 1)} ms", str(ncalls)])
         say(table(rows))
         bad = [r for r in f_in + settled_in if r["state"] != "SUCCEEDED" or r["states"].get("SUCCEEDED") != n]
         if bad:
@@ -610,10 +805,21 @@ class DefaultBench(ScaleBase):
                             f"{fc.median:.3f} s / {med(s_wall):.3f} s; a torchx process starts in ~0.4 s"))
         self.extras.append(("status, settled, in-process", f"{med(fs) * 1000:.1f} ms",
                             f"{calls_text(settled_in[-1]['calls'])} Slurm calls"))
+        self.issue21.append((f"status of that app once its {n:,} tasks finished (first status)", med(si),
+                             " / ".join(scalls) + " (sacct)", med(fi), " / ".join(fcalls), med(forge_walls), forge_rows))
 
     # -- summary ------------------------------------------------------------------------------
 
     def summary(self) -> int:
+        if self.issue21:
+            section("Issue 21's table: forge / submitit / the floor (Slurm's own call), measured in this run")
+            rows = [["measure", "submitit", "forge", "floor", "forge/submitit", "forge/floor"]]
+            for what, sv, _sc, fv, _fc, bv, _bc in self.issue21:
+                rows.append([what, f"{sv * 1000:.1f} ms", f"{fv * 1000:.1f} ms", f"{bv * 1000:.1f} ms",
+                             ratio_text(fv, sv), ratio_text(fv, bv)])
+            say(table(rows))
+            for what, _, sc, _, fc, _, bc in self.issue21:
+                say(f"  {what}: Slurm calls submitit {sc or 'as above'}; forge {fc}; floor {bc or 'as above'}")
         if self.extras:
             section("Extra figures (no target)")
             rows = [["figure", "measured", "remark"]] + [list(x) for x in self.extras]
@@ -621,12 +827,13 @@ class DefaultBench(ScaleBase):
         return self.print_targets()
 
     def run(self) -> int:
-        self.header("torchx-forge scale benchmark (issue 11), default mode",
+        self.header("torchx-forge scale benchmark (issues 11 and 21), default mode",
                     f"dry run and preview {self.dry_points:,} points; submit and status {self.array_points:,} tasks;"
                     f" {self.reps} repetitions per CLI/status figure, {SUBMIT_REPS} submissions per tool")
         try:
             self.bench_dryrun()
             forge_run, subm_run = self.bench_submit()
+            self.bench_live_status()
             self.bench_status(forge_run, subm_run)
             failed = self.summary()
         finally:

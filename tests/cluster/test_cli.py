@@ -115,7 +115,7 @@ def test_dryrun_prints_command_and_script_and_submits_nothing(state_dir: Path):
         "utils.echo", "--msg", NASTY,
     )
     assert p.returncode == 0, p.stderr
-    assert "sbatch --parsable --hold --partition=debug --time=5 $SBATCH_SCRIPT" in p.stdout
+    assert "sbatch --parsable --partition=debug --time=5 $SBATCH_SCRIPT" in p.stdout  # one job: not held
     assert "#!/bin/bash" in p.stdout and "-m torchx_forge.node.launch" in p.stdout
     assert "'hi $HOME \"q\" `x`'" in p.stdout
     assert queued_jobs_of(state_dir) == []

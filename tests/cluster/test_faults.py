@@ -67,6 +67,10 @@ def path_env(bin_dir: Path, **extra: str) -> Dict[str, str]:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", **extra}
 
 
+#: a bash pattern for the sbatch of an app's first job (tagged ``<submission>-0``; not its guard)
+APP_JOB = '"--comment=forge:"*"-0 "*'
+
+
 def squeue_rows(fmt: str = "%i|%T|%r|%k") -> List[List[str]]:
     out = subprocess.run(["squeue", "-h", "-t", "all", "-o", fmt], capture_output=True, text=True).stdout
     return [line.split("|") for line in out.splitlines()]
@@ -133,17 +137,22 @@ def test_status_log_and_list_answer_while_slurmdbd_is_down(fault_cluster: LabClu
                                   "run.env.I=[0,1]", "--", "sh", "-c",
                                   f"echo out-$I; while [ ! -e {go} ]; do sleep 0.5; done; sleep 2"))
     wait_for(lambda: app_state(handle) == "RUNNING", 90, "the sweep to run")
-    with daemon_down(FAULTS.slurmdbd_pid):
-        st = run_torchx("status", handle)
-        assert st.returncode == 0, st.stderr
-        assert "State: RUNNING" in st.stdout and "accounting (slurmdbd) is unreachable" in st.stdout, st.stdout
-        listed = run_torchx("list", "-s", "slurm_forge")
-        assert listed.returncode == 0 and handle.rsplit("/", 1)[1] in listed.stdout, listed.stdout + listed.stderr
-        go.touch()
-        assert wait_end(handle, timeout=120) == "SUCCEEDED"  # from squeue, then the task state files
-        assert task_row(handle, "nodb[1]")[3] == "0"
-        log = run_torchx("log", f"{handle}/nodb/1")
-        assert log.returncode == 0 and "out-1" in log.stdout, log.stderr
+    try:
+        with daemon_down(FAULTS.slurmdbd_pid):
+            st = run_torchx("status", handle)
+            assert st.returncode == 0, st.stderr
+            # every task running, in its first attempt: squeue tells it all, sacct is not asked
+            assert "State: RUNNING" in st.stdout and "unreachable" not in st.stdout, st.stdout
+            listed = run_torchx("list", "-s", "slurm_forge")
+            assert listed.returncode == 0 and handle.rsplit("/", 1)[1] in listed.stdout, listed.stdout + listed.stderr
+            go.touch()
+            assert wait_end(handle, timeout=120) == "SUCCEEDED"  # from squeue, then the task state files
+            ended = run_torchx("status", handle).stdout  # the ends: sacct is asked, and cannot answer
+            assert "accounting (slurmdbd) is unreachable" in ended and task_row(handle, "nodb[1]")[3] == "0", ended
+            log = run_torchx("log", f"{handle}/nodb/1")
+            assert log.returncode == 0 and "out-1" in log.stdout, log.stderr
+    finally:
+        go.touch()  # a failed assertion above must not leave the tasks holding the fault cluster's nodes
     # slurmdbd is back, and for a while says RUNNING (it has not taken the ends the controller kept
     # for it yet) while squeue has forgotten the tasks: status never goes back from SUCCEEDED
     seen = []
@@ -185,7 +194,7 @@ def test_status_answers_from_records_while_slurmctld_is_down(fault_cluster: LabC
 
 def test_one_socket_timeout_from_sbatch_is_retried(state_dir: Path, tmp_path: Path):
     bin_dir = tmp_path / "bin"
-    wrapper(bin_dir, "sbatch", f'''if [[ " $* " == *" --hold "* && ! -e {tmp_path}/failed ]]; then
+    wrapper(bin_dir, "sbatch", f'''if [[ " $* " == *{APP_JOB} && ! -e {tmp_path}/failed ]]; then
     : > {tmp_path}/failed
     echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
     exit 1
@@ -200,7 +209,7 @@ exec "$REAL" "$@"''')
 def test_a_lost_sbatch_answer_does_not_submit_twice(state_dir: Path, tmp_path: Path):
     # the first held sbatch goes through, but its answer is lost: forge finds the job by its tag
     bin_dir = tmp_path / "bin"
-    wrapper(bin_dir, "sbatch", f'''if [[ " $* " == *" --hold "* && ! -e {tmp_path}/failed ]]; then
+    wrapper(bin_dir, "sbatch", f'''if [[ " $* " == *{APP_JOB} && ! -e {tmp_path}/failed ]]; then
     : > {tmp_path}/failed
     "$REAL" "$@" > {tmp_path}/first-id
     echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
@@ -236,7 +245,7 @@ exec "$REAL" "$@"''')
 
 def test_a_slow_controller_shows_progress(state_dir: Path, tmp_path: Path):
     bin_dir = tmp_path / "bin"
-    wrapper(bin_dir, "sbatch", 'if [[ " $* " == *" --hold "* ]]; then sleep 12; fi\nexec "$REAL" "$@"')
+    wrapper(bin_dir, "sbatch", f'if [[ " $* " == *{APP_JOB} ]]; then sleep 12; fi\nexec "$REAL" "$@"')
     p = run_torchx("run", "--scheduler", "slurm_forge", "utils.echo", env=path_env(bin_dir))
     assert p.returncode == 0, p.stderr
     assert "still waiting for `sbatch` after 10 s" in p.stderr

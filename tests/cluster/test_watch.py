@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
 def test_a_hundred_apps_cost_one_sacct_per_poll(flood_cluster: LabCluster, state_dir: Path):
     # on the flood cluster: a hundred jobs at once would hold back the jobs of the tests beside it
-    app = specs.AppDef("tiny", roles=[specs.Role("t", image="", entrypoint="sleep", args=["1"])])
+    # 6 s each: 100 of them on 12 CPUs outlast the submissions (one sbatch each) and a few polls
+    app = specs.AppDef("tiny", roles=[specs.Role("t", image="", entrypoint="sleep", args=["6"])])
     with get_runner() as runner:
         handles = [runner.run(app, scheduler="slurm_forge") for _ in range(100)]
         sched = runner._scheduler("slurm_forge")

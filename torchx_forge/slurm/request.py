@@ -301,6 +301,14 @@ class ForgeBatchRequest:
         return replace(self, opts=pin(self.opts), jobs=tuple(replace(j, opts=pin(j.opts)) for j in self.jobs))
 
     @property
+    def one_job(self) -> bool:
+        """The whole app is one job with nothing around it (no companion, no later wave, one cluster):
+        submitted with one sbatch, not held (:mod:`torchx_forge.slurm.submit`)."""
+        jobs = self.jobs
+        return (len(jobs) == 1 and self.waves == 1 and not jobs[0].policy.enabled
+                and jobs[0].kind in (JobKind.ARRAY, JobKind.HET) and "," not in (self.opts.cluster or ""))
+
+    @property
     def needs_gpu_flag(self) -> bool:
         """Some job requests GPUs with ``gpu_flag=auto``: the form depends on the cluster's Slurm version."""
         return any(j.opts.gpu_flag == "auto" and any(c.gpus > 0 for c in j.components) for j in self.jobs)
@@ -320,7 +328,7 @@ class ForgeBatchRequest:
         out = []
         waves = self.waves
         for job in self.jobs:
-            argv = job.argv("$SBATCH_SCRIPT")
+            argv = job.argv("$SBATCH_SCRIPT", hold=not self.one_job)
             wave = ""
             if waves > 1:
                 wave = f", wave {job.wave + 1} of {waves}" + (

@@ -180,9 +180,7 @@ class Submission:
     @property
     def direct(self) -> bool:
         """One job and nothing around it (no companion, no later wave, one cluster): one sbatch, not held."""
-        jobs = self.req.jobs
-        return (not self.several and len(jobs) == 1 and self.req.waves == 1 and not jobs[0].policy.enabled
-                and jobs[0].kind in (JobKind.ARRAY, JobKind.HET))
+        return self.req.one_job
 
     # -- the steps -------------------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ Overrides (``--set 'a.b=1;c=[1,2]'`` or ``a.b=1`` words) are typed as YAML.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass, replace
@@ -49,6 +48,8 @@ from torchx_forge.experiment.schema import (
     RUN_SCHEMA,
     Check,
     check_mapping,
+    checked_items,
+    deep_copy,
     leaf_check,
     t_bool,
     t_int,
@@ -120,7 +121,7 @@ def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
             f" logspace(1e-5, 1e-1, 5) or choice(a, b), got {type_name(values)} {values!r}",
         )
     check_size(len(values), s.where(where), "the list")
-    return Listed(tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values)))
+    return Listed(checked_items(values, where, check, s))
 
 
 def _check_axes(v: Any, p: str, s: Source) -> Axes:
@@ -278,7 +279,7 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     name = t_str(cfg["name"], "name", source)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
         raise ConfigError(source.where("name"), f"{name!r}: use letters, digits, '_', '.', '-' (it names jobs and files)")
-    resolved = copy.deepcopy(cfg)
+    resolved = deep_copy(cfg)
     resolved["run"] = check_mapping(cfg.get("run"), "run", source, RUN_SCHEMA)
     resolved["cluster"] = check_mapping(cfg.get("cluster"), "cluster", source, CLUSTER_SCHEMA)
     resolved["retry"] = check_mapping(cfg.get("retry"), "retry", source, RETRY_SCHEMA)

@@ -3,6 +3,8 @@ exactly yaml.safe_load's, every later line keeps its number, an error in an item
 the list) names its file:line and key path as before, and anything the bulk reader cannot prove
 safe (quotes, comments, anchors, tags, a list inside another scalar) is parsed the usual way."""
 
+import copy
+import datetime
 import math
 import re
 from typing import Any, Tuple
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment import biglists, yamlload
+from torchx_forge.experiment.schema import checked_items, deep_copy, leaf_check
+from torchx_forge.experiment.source import Source
 from torchx_forge.experiment.spec import load_experiment
 
 
@@ -186,3 +190,30 @@ def test_the_listed_benchmark_file_is_read_in_bulk_fast():
         ", ".join(str(i) for i in range(100_000)) + "]\n"
     data, node = yamlload.load(text, where)
     assert data["sweep"]["shared_axes"]["run.env.I"] == list(range(100_000)) and has_bulk(node)
+
+
+PLAIN = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=4), st.booleans(), st.none())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(PLAIN, min_size=1, max_size=12), st.sampled_from(["run.env.X", "run.args.x", "cluster.nodes"]))
+def test_a_listed_axis_checked_in_one_step_is_checked_as_value_by_value(values, key):
+    check = leaf_check(key)
+    src = Source("f.yaml")
+    try:
+        want: Any = ("ok", tuple(check(v, f"a.{i}", src) for i, v in enumerate(values)))
+    except ConfigError as e:
+        want = ("error", str(e))
+    try:
+        got: Any = ("ok", checked_items(values, "a", check, src))
+    except ConfigError as e:
+        got = ("error", str(e))
+    assert got == want
+
+
+def test_the_config_copy_is_copy_deepcopy():
+    shared = list(range(5000))
+    data = {"a": {"b": shared, "c": [1, "x", None, 2.5, True]}, "d": shared, "e": [{"f": [1]}, [datetime.date(2001, 1, 2)]]}
+    copied = deep_copy(data)
+    assert copied == copy.deepcopy(data) and copied["a"]["b"] is copied["d"] and copied["d"] is not shared
+    assert copied["e"][1][0] is not data["e"][1][0]  # dates are copied as deepcopy copies them

@@ -294,9 +294,11 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     return Experiment(name=name, config=resolved, sweep=sweep, source=source, base_dir=base_dir)
 
 
-def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
-    """Read, override and validate an experiment file."""
-    cfg, source = read_yaml(path)
+def load_experiment(path: str, overrides: Sequence[str] = (),
+                    parsed: Optional[Tuple[Dict[str, Any], Source]] = None) -> Experiment:
+    """Read, override and validate an experiment file (``parsed``: what :func:`read_yaml` gave for it,
+    to read a big file once; its data is changed by the overrides)."""
+    cfg, source = parsed if parsed is not None else read_yaml(path)
     for key, value in parse_overrides(overrides):
         set_path(cfg, key, value)
         source.lines.pop(key, None)  # an error in an overridden value must not point at the file's line

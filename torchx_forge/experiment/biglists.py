@@ -1,18 +1,19 @@
-"""Long flow lists of plain scalars (``[0, 1, 2, ..., 99999]``), read in bulk.
+"""Long lists of plain scalars (``[0, 1, 2, ..., 99999]``, or a ``- value`` a line), read in bulk.
 
 libyaml builds a node (with two marks) for every scalar and PyYAML resolves and constructs each
 one in Python: a 100,000-value axis written out costs about half a second that way. Before the
-file is parsed, every flow list of at least :data:`MIN_ITEMS` plain scalars made of letters,
-digits and ``_ . ~ / + -`` (no quotes, comments, anchors, tags or nested collections) is cut out
-of the text and replaced by a placeholder scalar, keeping the line breaks, so every later line
-keeps its number. The items are split and typed in bulk (decimal integers and decimals with
-``int``/``float`` over the whole list, anything else with PyYAML's own resolver and constructor,
-once per distinct spelling), so the values are exactly what ``yaml.safe_load`` gives.
+file is parsed, every list of at least :data:`MIN_ITEMS` plain scalars made of letters, digits and
+``_ . ~ / + -`` (no quotes, comments, anchors, tags or nested collections) is cut out of the text
+and replaced by a placeholder scalar, keeping the line breaks, so every later line keeps its
+number: a flow list (``[...]`` after ``key:``, ``-``, ``,``, ``[`` or ``{``), or a block list (one
+``- item`` a line, all at one indent, right under a ``key:`` line). The items are typed in bulk
+(decimal integers by JSON, decimals by ``float``, anything else by PyYAML's own resolver and
+constructor, once per distinct spelling), so the values are exactly what ``yaml.safe_load`` gives.
 
-A placeholder is accepted only where the parser finds it whole, as a plain scalar value: a
-``[`` inside a quoted or block scalar, a comment or a longer plain scalar leaves it inside some
-other scalar, and the caller then parses the original text the usual way. An item's line is
-found from the list's text only when an error names it (:meth:`BigListNode.item_line`).
+A placeholder is accepted only where the parser finds it whole, as a plain scalar value: a list
+inside a quoted or block scalar, a comment or a longer plain scalar leaves it inside some other
+scalar, and the caller then parses the original text the usual way. An item's line is found from
+the list's text only when an error names it (:meth:`BigListNode.item_line`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _ANY = _body(_ITEM)
 #: the characters of a list of decimal integers (JSON reads them as YAML does: no octal `010`, no `+1`)
 _INT_CHARS = str.maketrans("", "", "0123456789-, \n")
 _SEP = re.compile(r"[ \n]*,[ \n]*")
+_BLOCK = re.compile(rf"^( *)- {_ITEM} *(?:\n|\Z)(?:\1- {_ITEM} *(?:\n|\Z))+", re.MULTILINE)
+_BLOCK_ITEM = re.compile(rf"^ *- ({_ITEM}) *$", re.MULTILINE)
 _ITEM_RE = re.compile(_ITEM)
 #: the last character before a list's `[` (spaces aside) where a flow list is a value
 _BEFORE = (":", "-", ",", "[", "{")
@@ -54,15 +57,21 @@ _BEFORE = (":", "-", ",", "[", "{")
 
 @dataclass(frozen=True)
 class Span:
-    """A candidate list in the text: ``text[start:end]`` is ``[body]``; ``line`` is the line of ``[``."""
+    """A list that may be read in bulk: ``text[start:end]``, from its ``[`` to its ``]`` (a flow list)
+    or from its first ``- `` line's start to its last item (a block list, ``indent`` > -1); ``line``
+    is the line it starts on, ``body`` the text its items are found in."""
 
     start: int
     end: int
     line: int
     values: List[Any]
+    body: str
+    indent: int = -1
 
-    def body(self, text: str) -> str:
-        return text[self.start + 1:self.end - 1]
+    def replacement(self, name: str, text: str) -> str:
+        """The placeholder ``name`` where the list was, and the list's line breaks after it."""
+        breaks = "\n" * text.count("\n", self.start, self.end)
+        return f"{name}{breaks}" if self.indent < 0 else f"{' ' * (self.indent + 1)}{name}{breaks}"
 
 
 class BigListNode(yaml.SequenceNode):
@@ -89,7 +98,15 @@ class BigListNode(yaml.SequenceNode):
 
 
 def find(text: str, min_items: int = MIN_ITEMS) -> List[Span]:
-    """The flow lists of ``text`` that may be read in bulk (at least ``min_items`` plain items)."""
+    """The lists of ``text`` that may be read in bulk (at least ``min_items`` plain items), in order."""
+    spans = _flow(text, min_items)
+    if text.count("- ") >= min_items:
+        spans = sorted(spans + _block(text, min_items), key=lambda span: span.start)
+    return spans
+
+
+def _flow(text: str, min_items: int) -> List[Span]:
+    """The flow lists (``[1, 2, 3]``) that may be read in bulk."""
     spans: List[Span] = []
     line, counted = 1, 0
     start = text.find("[")
@@ -102,10 +119,25 @@ def find(text: str, min_items: int = MIN_ITEMS) -> List[Span]:
         if items is not None and _value_at(text, start):
             line += text.count("\n", counted, start)
             counted = start
-            spans.append(Span(start, end + 1, line, items))
+            spans.append(Span(start, end + 1, line, items, body))
             start = text.find("[", end)
         else:
             start = text.find("[", start + 1)
+    return spans
+
+
+def _block(text: str, min_items: int) -> List[Span]:
+    """The block lists (a ``- item`` a line, the same indent, under a ``key:`` line) that may be read
+    in bulk; each item alone on its line, with no comment."""
+    spans = []
+    for m in _BLOCK.finditer(text):
+        start, end = m.start(), m.end() - (m.group(0).endswith("\n"))
+        chunk = text[start:end]
+        if chunk.count("\n") + 1 < min_items or not text[:start].rstrip(" \n").endswith(":"):
+            continue
+        items = _values(", ".join(_BLOCK_ITEM.findall(chunk)))
+        if items is not None:
+            spans.append(Span(start, end, text.count("\n", 0, start) + 1, items, chunk, len(m.group(1))))
     return spans
 
 
@@ -143,7 +175,7 @@ def substitute(text: str, spans: List[Span]) -> str:
     """``text`` with each span replaced by its placeholder and the span's line breaks."""
     parts, at = [], 0
     for k, span in enumerate(spans):
-        parts += [text[at:span.start], placeholder(k), "\n" * text.count("\n", span.start, span.end)]
+        parts += [text[at:span.start], span.replacement(placeholder(k), text)]
         at = span.end
     parts.append(text[at:])
     return "".join(parts)
@@ -209,7 +241,7 @@ def swap(root: yaml.Node, text: str, spans: List[Span]) -> Optional[yaml.Node]:
         return None
     for name, (node, parent, index) in found.items():
         span = want[name]
-        big = BigListNode(span.values, span.body(text), node)
+        big = BigListNode(span.values, span.body, node)
         if parent is None:
             root = big
         elif isinstance(parent, yaml.MappingNode):

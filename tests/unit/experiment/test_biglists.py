@@ -86,6 +86,21 @@ def test_values_read_in_bulk_are_those_of_safe_load(items, doc):
     assert usual(text)[0] == data or same(usual(text)[0], data)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ITEM, min_size=1, max_size=30), st.sampled_from(["a:\n{}", "a:\n  b:\n{}c: 1\n", "- x:\n{}", "a:\n{}b: 2\n"]),
+       st.sampled_from(["", "  ", "    "]), st.sampled_from(["", " "]))
+def test_block_lists_read_in_bulk_are_those_of_safe_load(items, doc, indent, trailing):
+    text = doc.format("".join(f"{indent}- {item}{trailing}\n" for item in items))
+    try:
+        want = yaml.safe_load(text)
+    except yaml.YAMLError:
+        with pytest.raises(ConfigError):
+            bulk(text)
+        return
+    data, node = bulk(text)
+    assert same(data, want), text
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(ITEM, min_size=1, max_size=20))
 def test_each_spelling_is_typed_as_safe_load_types_it(items):
@@ -116,6 +131,15 @@ def test_an_error_deep_in_a_100000_item_list_names_its_line(tmp_path):
     with mock.patch.object(biglists, "MIN_ITEMS", 10**9), pytest.raises(ConfigError) as ref:
         load_experiment(str(path))
     assert str(ref.value) == str(e.value)
+
+
+def test_an_error_deep_in_a_block_list_names_its_line(tmp_path):
+    items = "".join(f"      - {'0' if i == 4321 else 1}\n" for i in range(10_000))
+    path = tmp_path / "block.yaml"
+    path.write_text(f"name: big\nrun: {{command: [a]}}\nsweep:\n  shared_axes:\n    cluster.nodes:\n{items}cluster: {{nodes: 1}}\n")
+    assert has_bulk(yamlload.load(path.read_text(), where)[1])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{6 + 4321}: sweep.shared_axes.cluster.nodes.4321: "):
+        load_experiment(str(path))
 
 
 def test_an_error_in_a_one_line_list_names_the_key_line_and_later_lines_keep_their_numbers(tmp_path):
@@ -154,12 +178,22 @@ CASES = {
     "the whole document": "[{}]\n",
     "after a document marker": "--- [{}]\n",
     "with a document end at a line start": "a: [1,\n...\n, {}]\n",
+    "block: in a block scalar": "a: |\n{}",
+    "block: with an anchor on the key line": "a: &x\n{}b: *x\n",
+    "block: with a tag on the key line": "a: !!str\n{}",
+    "block: continued by a deeper line": "a:\n{}    x\n",
+    "block: followed by a key at its indent": "a:\n{}  b: 1\n",
+    "block: under a list item": "-\n{}",
+    "block: indentless": "a:\n{}",
+    "block: in a quoted string": 'a: "x\n{}"\n',
 }
+BLOCK = "".join(f"  - {i}\n" for i in range(50))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_what_the_bulk_reader_cannot_prove_safe_reads_as_before(case):
-    text = CASES[case].format(", ".join(str(i) for i in range(50)))
+    items = BLOCK.replace("  - ", "- ") if case == "block: indentless" else BLOCK
+    text = CASES[case].format(items if case.startswith("block") else ", ".join(str(i) for i in range(50)))
     try:
         want: Any = ("ok", usual(text)[0])
     except ConfigError as e:

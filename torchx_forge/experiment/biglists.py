@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
-#: the fewest items a flow list needs to be read in bulk (shorter lists are cheap either way)
+#: the fewest items a list needs to be read in bulk (shorter lists are cheap either way)
 MIN_ITEMS = 1000
 #: the tag of a list read in bulk (its node holds the values, no child nodes)
 TAG = "tag:torchx-forge,2026:big-list"
@@ -75,7 +75,7 @@ class Span:
 
 
 class BigListNode(yaml.SequenceNode):
-    """A long flow list read in bulk: its values, no child nodes (the rest of the tree is as usual)."""
+    """A long list read in bulk: its values, no child nodes (the rest of the tree is as usual)."""
 
     def __init__(self, values: List[Any], body: str, node: yaml.Node) -> None:
         super().__init__(TAG, [], node.start_mark, node.end_mark, flow_style=True)
@@ -84,7 +84,7 @@ class BigListNode(yaml.SequenceNode):
 
     @property
     def line(self) -> int:
-        """The 1-based line of the list's ``[``."""
+        """The 1-based line the list starts on (its ``[``, or its first ``-``)."""
         return int(self.start_mark.line) + 1
 
     def item_line(self, index: int) -> int:
@@ -98,7 +98,10 @@ class BigListNode(yaml.SequenceNode):
 
 
 def find(text: str, min_items: int = MIN_ITEMS) -> List[Span]:
-    """The lists of ``text`` that may be read in bulk (at least ``min_items`` plain items), in order."""
+    """The lists of ``text`` that may be read in bulk (at least ``min_items`` plain items), in order
+    (none if the text holds what a placeholder looks like)."""
+    if PREFIX in text:
+        return []
     spans = _flow(text, min_items)
     if text.count("- ") >= min_items:
         spans = sorted(spans + _block(text, min_items), key=lambda span: span.start)
@@ -132,8 +135,9 @@ def _block(text: str, min_items: int) -> List[Span]:
     spans = []
     for m in _BLOCK.finditer(text):
         start, end = m.start(), m.end() - (m.group(0).endswith("\n"))
-        chunk = text[start:end]
-        if chunk.count("\n") + 1 < min_items or not text[:start].rstrip(" \n").endswith(":"):
+        chunk, dashes = text[start:end], m.group(1) + "-"
+        if chunk.count("\n") + 1 < min_items or not text[:start].rstrip(" \n").endswith(":") \
+                or text.startswith(dashes, end + 1):  # the next entry is not a plain item: not the whole list
             continue
         items = _values(", ".join(_BLOCK_ITEM.findall(chunk)))
         if items is not None:

@@ -186,6 +186,9 @@ CASES = {
     "block: under a list item": "-\n{}",
     "block: indentless": "a:\n{}",
     "block: in a quoted string": 'a: "x\n{}"\n',
+    "block: its last entry a flow list": "a:\n{}  - [x]\n",
+    "block: under a list item, its last entry a flow list": "- a:\n{}  - [x]\n",
+    "a placeholder's spelling in the file": "a: [{}]\nb: __torchx_forge_big_list_0__\n",
 }
 BLOCK = "".join(f"  - {i}\n" for i in range(50))
 

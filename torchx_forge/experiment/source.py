@@ -1,7 +1,8 @@
 """Where an experiment's values came from: the file, and the line of every key path.
 
 :func:`read_yaml` parses a file once into plain data plus the line of each key path, so every
-error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...``. The file must be UTF-8 text
+error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...`` (the items of a long list read
+in bulk, :mod:`~torchx_forge.experiment.biglists`, have their lines found when an error names one). The file must be UTF-8 text
 of at most :data:`MAX_BYTES`; its YAML is read with bounds on aliases and nesting
 (:mod:`torchx_forge.experiment.yamlload`).
 """

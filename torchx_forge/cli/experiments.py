@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 import tempfile
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import yaml
 
@@ -20,7 +20,8 @@ from torchx_forge.appdef.sweep import space_groups
 from torchx_forge.cli.plan import render_tree
 from torchx_forge.cli.search import cmd_preview_search, cmd_validate_search
 from torchx_forge.core import runrow, runtable
-from torchx_forge.experiment.source import read_yaml
+from torchx_forge.core.spacelines import json_lines
+from torchx_forge.experiment.source import Source, read_yaml
 from torchx_forge.experiment.spec import Experiment, load_experiment
 from torchx_forge.experiment.stages import is_pipeline_file
 from torchx_forge.experiment.sweep import base_of, count_runs, space_of
@@ -35,20 +36,24 @@ def overrides(args: argparse.Namespace) -> List[str]:
     return ([args.set_] if args.set_ else []) + list(args.overrides)
 
 
-def _load(args: argparse.Namespace) -> Experiment:
-    return load_experiment(args.config, overrides(args))
+Parsed = Tuple[Dict[str, Any], Source]
 
 
-def _kind(path: str) -> str:
-    """pipeline, search (a ``search:`` section) or experiment."""
-    cfg, _ = read_yaml(path)
+def _load(args: argparse.Namespace, parsed: Optional[Parsed] = None) -> Experiment:
+    return load_experiment(args.config, overrides(args), parsed)
+
+
+def _read(path: str) -> Tuple[str, Parsed]:
+    """The file's kind (pipeline, search: a ``search:`` section, or experiment) and what it holds
+    (read once: a file listing 100,000 values takes a while to read)."""
+    cfg, source = read_yaml(path)
     if is_pipeline_file(cfg):
-        return "pipeline"
-    return "search" if isinstance(cfg, dict) and "search" in cfg else "experiment"
+        return "pipeline", (cfg, source)
+    return ("search" if isinstance(cfg, dict) and "search" in cfg else "experiment"), (cfg, source)
 
 
 def _is_pipeline(path: str) -> bool:
-    return _kind(path) == "pipeline"
+    return _read(path)[0] == "pipeline"
 
 
 def _pipeline(args: argparse.Namespace) -> Tuple[Pipeline, Dict[str, StepInfo]]:
@@ -58,7 +63,7 @@ def _pipeline(args: argparse.Namespace) -> Tuple[Pipeline, Dict[str, StepInfo]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    kind = _kind(args.config)
+    kind, parsed = _read(args.config)
     if kind == "search":
         cmd_validate_search(args.config, overrides(args))
         return
@@ -67,7 +72,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         steps = ", ".join(f"{n} ({infos[n].runs} run(s){' per run' if infos[n].per_run else ''})" for n in pipe.order)
         print(f"{args.config}: OK, a pipeline of {len(pipe.order)} step(s): {steps}")
         return
-    exp = _load(args)
+    exp = _load(args, parsed)
     n = count_runs(exp)
     shapes = len(space_groups(exp, space_of(exp)))
     print(f"{args.config}: OK, {n:,} run(s) in {shapes} resource shape(s) (one job array each on slurm_forge)")
@@ -123,10 +128,15 @@ def _experiment_rows(exp: Experiment) -> Iterator[Dict[str, Any]]:
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
-    if _kind(args.config) == "search":
+    kind, parsed = _read(args.config)
+    if kind == "search":
         cmd_preview_search(args.config, overrides(args), args.json)
         return
-    rows = _pipeline_rows(args) if _is_pipeline(args.config) else _experiment_rows(_load(args))
+    if kind == "experiment" and args.json:  # the lines are written in batches
+        for lines in json_lines(space_of(_load(args, parsed))):
+            sys.stdout.write(lines)
+        return
+    rows = _pipeline_rows(args) if kind == "pipeline" else _experiment_rows(_load(args, parsed))
     n = _print_runs(rows, args.json)
     if not args.json:
         print(f"{n} run(s) from {args.config}")

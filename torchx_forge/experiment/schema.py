@@ -8,9 +8,10 @@ resources only experiment files have (nodes, cpus_per_task, gpus_per_node, mem).
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import options
 from torchx_forge.core.policy import PolicyError, parse_retry_on, parse_signal
@@ -236,3 +237,50 @@ def leaf_check(path: str) -> Optional[Check]:
     if len(keys) == 2 and keys[0] == "cluster" and keys[1] in CLUSTER_SCHEMA:
         return _or_null(CLUSTER_SCHEMA[keys[1]])
     return None
+
+
+#: values deepcopy returns as they are (YAML's other scalars, dates, are copied one by one)
+_ATOMS = frozenset((str, int, float, bool, type(None)))
+_TEXTLIKE = frozenset((str, int, float))
+
+
+def deep_copy(data: Any) -> Any:
+    """``copy.deepcopy`` of YAML data, with every list of plain scalars (a long axis) copied in one
+    step instead of value by value; the same result, shared lists (YAML aliases) still shared."""
+    memo: Dict[int, Any] = {}
+    stack = [data]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        kids = list(node.values()) if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if isinstance(node, list) and set(map(type, node)) <= _ATOMS:
+            memo[id(node)] = list(node)
+            continue
+        stack.extend(k for k in kids if isinstance(k, (dict, list)))
+    return copy.deepcopy(data, memo)
+
+
+def _bulk_env(values: Sequence[Any]) -> Optional[Tuple[Any, ...]]:
+    """:func:`_env_value` of every value, when all are numbers or text (bool and null render apart)."""
+    return tuple(map(str, values)) if set(map(type, values)) <= _TEXTLIKE else None
+
+
+def _bulk_arg(values: Sequence[Any]) -> Optional[Tuple[Any, ...]]:
+    """:func:`_arg_value` of every value, when all are plain scalars."""
+    return tuple(values) if set(map(type, values)) <= _ATOMS else None
+
+
+_BULK: Dict[Check, Callable[[Sequence[Any]], Optional[Tuple[Any, ...]]]] = {_env_value: _bulk_env, _arg_value: _bulk_arg}
+
+
+def checked_items(values: Sequence[Any], where: str, check: Check, s: Source) -> Tuple[Any, ...]:
+    """``check`` of every value of a listed axis (``where.0``, ``where.1``, ...); a long axis of
+    plain numbers or text for ``run.args`` or ``run.env`` is checked in one step."""
+    bulk = _BULK.get(check)
+    done = bulk(values) if bulk is not None else None
+    if done is not None:
+        return done
+    return tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values))

@@ -1,7 +1,8 @@
 """Where an experiment's values came from: the file, and the line of every key path.
 
 :func:`read_yaml` parses a file once into plain data plus the line of each key path, so every
-error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...``. The file must be UTF-8 text
+error can say ``file.yaml:12: sweep.shared_axes.run.args.lr: ...`` (the items of a long list read
+in bulk, :mod:`~torchx_forge.experiment.biglists`, have their lines found when an error names one). The file must be UTF-8 text
 of at most :data:`MAX_BYTES`; its YAML is read with bounds on aliases and nesting
 (:mod:`torchx_forge.experiment.yamlload`).
 """
@@ -14,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 import yaml
 
 from torchx_forge.errors import ConfigError
-from torchx_forge.experiment import yamlload
+from torchx_forge.experiment import biglists, yamlload
 
 FREE_MAPS = ("run.args", "run.env", "sweep.shared_axes")
 #: the largest experiment file read (a 100,000-value axis written out is about 1 MB)
@@ -32,6 +33,22 @@ def split_path(path: str) -> List[str]:
     return path.split(".")
 
 
+@dataclass(frozen=True)
+class BigList:
+    """A long list read in bulk, whose items' lines are found only when an error names one: its
+    node, and the line of the key holding it (an item on that line has no line of its own)."""
+
+    node: biglists.BigListNode
+    own: int
+
+    def line(self, index: str) -> int:
+        """The line of item ``index`` (``"12"``), or 0 if it has none of its own."""
+        if not index.isdigit() or str(int(index)) != index:
+            return 0
+        line = self.node.item_line(int(index))
+        return 0 if line == self.own else line
+
+
 @dataclass
 class Source:
     """Where values came from, for error messages: a file and the line of each key path."""
@@ -40,23 +57,37 @@ class Source:
     lines: Dict[str, int] = field(default_factory=dict)
 
     prefix: str = ""
+    #: the long lists read in bulk, by key path (their items' lines, on demand)
+    lists: Dict[str, BigList] = field(default_factory=dict)
 
     def where(self, key_path: str) -> str:
         key_path = self.prefix + key_path if key_path else self.prefix.rstrip(".")
         probe = key_path
         while probe:
-            if probe in self.lines:
-                return f"{self.path}:{self.lines[probe]}: {key_path}"
+            line = self._line(probe)
+            if line:
+                return f"{self.path}:{line}: {key_path}"
             probe = probe.rpartition(".")[0]
         return f"{self.path}: {key_path}" if key_path else self.path
 
+    def _line(self, path: str) -> int:
+        """The line of a key path (0: none), an item of a long list included."""
+        if path in self.lines:
+            return self.lines[path]
+        parent, _, index = path.rpartition(".")
+        big = self.lists.get(parent) if self.lists else None
+        return big.line(index) if big is not None else 0
+
     def under(self, prefix: str) -> Source:
         """The same file, with key paths reported under ``prefix`` (e.g. ``stages.train.``)."""
-        return Source(self.path, self.lines, self.prefix + prefix)
+        return Source(self.path, self.lines, self.prefix + prefix, self.lists)
 
 
-def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str) -> None:
-    if isinstance(node, yaml.MappingNode):
+def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str,
+                   lists: Dict[str, BigList]) -> None:
+    if isinstance(node, biglists.BigListNode):
+        lists[prefix] = BigList(node, out.get(prefix, 0))
+    elif isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
             path = f"{prefix}.{key}" if prefix else key
@@ -64,7 +95,7 @@ def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str)
                 raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: {path}",
                                   f"duplicate key (first at line {out[path]}); each key may appear once")
             out[path] = key_node.start_mark.line + 1
-            _collect_lines(value_node, path, out, file)
+            _collect_lines(value_node, path, out, file, lists)
     elif isinstance(node, yaml.SequenceNode):
         own = out.get(prefix)
         for i, item in enumerate(node.value):
@@ -73,7 +104,7 @@ def _collect_lines(node: yaml.Node, prefix: str, out: Dict[str, int], file: str)
                 continue  # a value of a flow list (`[1, 2, ...]`): Source.where falls back to the list's line
             path = f"{prefix}.{i}"
             out[path] = line
-            _collect_lines(item, path, out, file)
+            _collect_lines(item, path, out, file, lists)
 
 
 def _line_of(raw: bytes, pos: int) -> int:
@@ -120,6 +151,7 @@ def read_yaml(path: str) -> Tuple[Dict[str, Any], Source]:
     if not isinstance(data, dict):
         raise ConfigError(path, f"expected a mapping at the top level, got {type(data).__name__}")
     lines: Dict[str, int] = {}
+    lists: Dict[str, BigList] = {}
     if node is not None:
-        _collect_lines(node, "", lines, path)
-    return data, Source(path, lines)
+        _collect_lines(node, "", lines, path, lists)
+    return data, Source(path, lines, lists=lists)

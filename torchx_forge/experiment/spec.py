@@ -30,7 +30,6 @@ Overrides (``--set 'a.b=1;c=[1,2]'`` or ``a.b=1`` words) are typed as YAML.
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass, replace
@@ -49,6 +48,8 @@ from torchx_forge.experiment.schema import (
     RUN_SCHEMA,
     Check,
     check_mapping,
+    checked_items,
+    deep_copy,
     leaf_check,
     t_bool,
     t_int,
@@ -120,7 +121,7 @@ def _axis_values(values: Any, where: str, check: Check, s: Source) -> Values:
             f" logspace(1e-5, 1e-1, 5) or choice(a, b), got {type_name(values)} {values!r}",
         )
     check_size(len(values), s.where(where), "the list")
-    return Listed(tuple(check(x, f"{where}.{i}", s) for i, x in enumerate(values)))
+    return Listed(checked_items(values, where, check, s))
 
 
 def _check_axes(v: Any, p: str, s: Source) -> Axes:
@@ -278,7 +279,7 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     name = t_str(cfg["name"], "name", source)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
         raise ConfigError(source.where("name"), f"{name!r}: use letters, digits, '_', '.', '-' (it names jobs and files)")
-    resolved = copy.deepcopy(cfg)
+    resolved = deep_copy(cfg)
     resolved["run"] = check_mapping(cfg.get("run"), "run", source, RUN_SCHEMA)
     resolved["cluster"] = check_mapping(cfg.get("cluster"), "cluster", source, CLUSTER_SCHEMA)
     resolved["retry"] = check_mapping(cfg.get("retry"), "retry", source, RETRY_SCHEMA)
@@ -293,9 +294,11 @@ def validate(cfg: Dict[str, Any], source: Source, base_dir: str, require_run: bo
     return Experiment(name=name, config=resolved, sweep=sweep, source=source, base_dir=base_dir)
 
 
-def load_experiment(path: str, overrides: Sequence[str] = ()) -> Experiment:
-    """Read, override and validate an experiment file."""
-    cfg, source = read_yaml(path)
+def load_experiment(path: str, overrides: Sequence[str] = (),
+                    parsed: Optional[Tuple[Dict[str, Any], Source]] = None) -> Experiment:
+    """Read, override and validate an experiment file (``parsed``: what :func:`read_yaml` gave for it,
+    to read a big file once; its data is changed by the overrides)."""
+    cfg, source = parsed if parsed is not None else read_yaml(path)
     for key, value in parse_overrides(overrides):
         set_path(cfg, key, value)
         source.lines.pop(key, None)  # an error in an overridden value must not point at the file's line

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import yaml
 
 from torchx_forge.errors import ConfigError
+from torchx_forge.experiment import biglists
 
 #: libyaml's parser where PyYAML was built with it (several times faster on big axis lists)
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -38,14 +39,54 @@ _INDENT = re.compile(r"^[ ?-]*", re.MULTILINE)
 Where = Callable[[str, int], str]
 
 
+class _Loader(LOADER):  # type: ignore[valid-type,misc]
+    """The safe loader, which also constructs the lists :mod:`.biglists` read in bulk."""
+
+
+_Loader.add_constructor(biglists.TAG, lambda _loader, node: node.values)
+
+
 def load(text: str, where: Where) -> Tuple[Any, Optional[yaml.Node]]:
     """Parse ``text`` (one YAML document) into plain data and its node tree (None when empty).
 
-    ``where(key_path, line)`` names a place for an error (line 0: unknown).
+    ``where(key_path, line)`` names a place for an error (line 0: unknown). Long flow lists of
+    plain scalars are read in bulk (:mod:`.biglists`); whenever that cannot be done, or the text
+    has a problem, the text is parsed the usual way, which finds and names the problem.
     """
+    spans = biglists.find(text, biglists.MIN_ITEMS)
+    if spans:
+        fast = _load_bulk(text, spans, where)
+        if fast is not None:
+            return fast
+    return _load(text, where)
+
+
+def _load_bulk(text: str, spans: List[biglists.Span], where: Where) -> Optional[Tuple[Any, Optional[yaml.Node]]]:
+    """:func:`_load` of ``text`` with its long lists read in bulk; None if it cannot be (see
+    :func:`biglists.swap`) or the text has any problem (the usual parse will name it)."""
+    short = biglists.substitute(text, spans)
+    if _may_nest_deeper_than(short, MAX_DEPTH - 1):  # near the limit: the usual path counts exactly
+        return None
+    loader = _Loader(short)
+    try:
+        node = loader.get_single_node()
+        node = biglists.swap(node, text, spans) if node is not None else None
+        if node is None:
+            return None
+        if _ALIAS.search(short):
+            check_node(node, where)
+        return loader.construct_document(node), node
+    except (yaml.YAMLError, ConfigError):
+        return None
+    finally:
+        loader.dispose()
+
+
+def _load(text: str, where: Where) -> Tuple[Any, Optional[yaml.Node]]:
+    """Parse ``text`` with libyaml: the node tree, then the values (errors name file:line)."""
     if _may_nest_deeper_than(text, MAX_DEPTH):
         _check_depth(text, where)
-    loader = LOADER(text)
+    loader = _Loader(text)
     try:  # one parse: the node tree gives the lines, then the values
         node = loader.get_single_node()
         if node is not None and _ALIAS.search(text):
@@ -139,6 +180,7 @@ def _sizes(root: yaml.Node, where: Where) -> Tuple[Dict[int, Tuple[int, int]], i
     distinct nodes there are. Depth counts mappings and lists, as nesting does (a scalar: 0)."""
     sizes: Dict[int, Tuple[int, int]] = {}
     scalars = set()
+    bulk = 0  # the items of lists read in bulk (distinct nodes without a node object)
     open_ = {id(root)}
     stack: List[Tuple[yaml.Node, List[yaml.Node], Iterator[yaml.Node]]] = []
     if isinstance(root, yaml.ScalarNode):
@@ -160,13 +202,14 @@ def _sizes(root: yaml.Node, where: Where) -> Tuple[Dict[int, Tuple[int, int]], i
         else:
             stack.pop()
             open_.discard(id(node))
-            size, depth = 1, 0
+            bulk += biglists.items_of(node)
+            size, depth = 1 + biglists.items_of(node), 0
             for c in kids:
                 n, d = (1, 0) if isinstance(c, yaml.ScalarNode) else sizes[id(c)]
                 size += n
                 depth = max(depth, d)
             sizes[id(node)] = (size, depth + 1)
-    return sizes, len(sizes) + len(scalars)
+    return sizes, len(sizes) + len(scalars) + bulk
 
 
 def check_node(root: yaml.Node, where: Where) -> None:

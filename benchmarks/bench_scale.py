@@ -635,6 +635,11 @@ class DefaultBench(ScaleBase):
             f = self.forge_submit(200)
             s = self.submitit_submit(200)
             ids = [*f["arrays"], s["job_id"]]
+            # accounting lists a pending array 1-3 s after its sbatch (squeue at once): submitit's sacct would
+            # answer UNKNOWN until then, so the timing starts once it lists it
+            listed = lambda: bool(sh(["sacct", "-n", "-X", "-o", "JobID", "-j", s["job_id"]], check=False).stdout.strip())  # noqa: E731
+            _, lag = self.wait_until("sacct lists submitit's array", listed, 60.0, every=0.5)
+            say(f"  accounting listed submitit's pending array {lag:.1f} s after the check began (timing starts then)")
             before = self.array_states(ids)
             handle = f"slurm_forge://torchx/{f['app_id']}"
             say(f"  forge app {f['app_id']} (array {', '.join(f['arrays'])}), submitit job {s['job_id']}:"

@@ -136,6 +136,7 @@ class ThroughputBench(BenchBase):
         os.makedirs(self.forge_cwd)
         os.makedirs(self.bare_dir)
         self.runs: List[Run] = []
+        self.role = "grid"  # forge's role (the app's name)
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -225,13 +226,14 @@ class ThroughputBench(BenchBase):
     def launcher_argv(self, table_path: str, app_id: str, replica: int) -> Tuple[List[str], Dict[str, str]]:
         """The command forge's batch script runs for one task (after srun), and a task's environment as Slurm
         and the script give it (faked: this runs on the login node, outside any job)."""
+        role = self.role
         state = os.path.join(self.root, "probe-state")
         env = dict(self.env, FORGE_STATE_DIR=state, FORGE_APP_ID=app_id, FORGE_APP_NAME="probe",
                    FORGE_REPLICA_ID=str(replica), FORGE_LOG_DIR=os.path.join(state, "logs"), SLURM_JOB_ID=app_id,
                    SLURM_ARRAY_JOB_ID=app_id, SLURM_ARRAY_TASK_ID=str(replica), SLURM_JOB_NODELIST="n1",
                    SLURMD_NODENAME="n1", SLURM_RESTART_COUNT="0", PYTHONUNBUFFERED="1")
-        argv = [PY, "-m", "torchx_forge.node.launch", "--role", "grid", "--env", f"TORCHX_JOB_ID=slurm_forge://torchx/{app_id}",
-                "--", PY, "-m", "torchx_forge.node.task", "--table", table_path, "--role", "grid", "--replica", str(replica),
+        argv = [PY, "-m", "torchx_forge.node.launch", "--role", role, "--env", f"TORCHX_JOB_ID=slurm_forge://torchx/{app_id}",
+                "--", PY, "-m", "torchx_forge.node.task", "--table", table_path, "--role", role, "--replica", str(replica),
                 "--app-id", app_id]
         return argv, env
 
@@ -336,8 +338,12 @@ class ThroughputBench(BenchBase):
                 self.one(self.submit_bare, "srun-true", 1, "srun true")
                 self.watch_stop("ladder", watch)
             forge_runs = [r for r in self.runs if r.kind == "forge"]
-            table_path = self.table_of(forge_runs[0])
-            probe = self.probe(table_path)
+            table_path, self.role = self.table_of(forge_runs[0])
+            try:
+                probe: Dict[str, Any] = self.probe(table_path)
+            except BenchError as e:  # the runs' figures stand without it
+                self.notes.append(f"the login-node probe failed: {e}")
+                probe = {"imports_s": float("nan"), "rest_s": float("nan"), "writes": {}}
             self.report(probe)
             fr = med([n / r.span for r in forge_runs])
             br = med([n / r.span for r in self.runs if r.kind == "bare"])
@@ -351,8 +357,8 @@ class ThroughputBench(BenchBase):
         say(f"  total benchmark time {time.monotonic() - self.t_start:.0f} s")
         return 1 if failed else 0
 
-    def table_of(self, run: Run) -> str:
-        """The run table of a forge run (the launcher probe reads it, as the tasks did)."""
+    def table_of(self, run: Run) -> Tuple[str, str]:
+        """The run table of a forge run and its role (the launcher probe reads it, as the tasks did)."""
         from torchx_forge.state.records import Records
         from torchx_forge.state.store import Store
 
@@ -360,7 +366,7 @@ class ThroughputBench(BenchBase):
         tables = list(rec.tables) if rec is not None else []
         if not tables:
             raise BenchError(f"forge app {run.app_id} names no run table")
-        return tables[0]
+        return tables[0], rec.roles[0].name if rec is not None else "grid"
 
     def report(self, probe: Dict[str, Any]) -> None:
         n = self.n

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse
 from torchx.specs import AppDef, AppDryRunInfo, AppState, CfgVal, Role
 
-from torchx_forge import results as rs
 from torchx_forge.compat import list_response
 from torchx_forge.core.errors import ForgeError, LoginError
-from torchx_forge.remote import snapshot
 from torchx_forge.remote.appdef import RemoteRequest, cluster_app, cluster_tables, table_path
 from torchx_forge.remote.client import Agent
 from torchx_forge.remote.notes import Note, Notes
@@ -35,6 +33,9 @@ from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord
 from torchx_forge.state.store import Store
 from torchx_forge.torchx_errors import in_torchx_cli, install_cli_excepthook
+
+if TYPE_CHECKING:  # imported where used: `torchx status` loads this module and needs neither
+    from torchx_forge import results as rs
 
 #: seconds the laptop keeps a login's answer to hello (its interpreter, state dir and snapshot dir)
 HELLO_TTL = 3600
@@ -158,6 +159,8 @@ class LaptopScheduler(SlurmForgeScheduler):
         agent = self.agent(login, python, state_dir)
         there = self._hello(agent)
         python = python or there["python"]
+        from torchx_forge.remote import snapshot  # noqa: PLC0415 (laptop submissions only)
+
         root = self._workspace or os.getcwd()
         tree = snapshot.scan(root)
         snap = f"{there['snapshots']}/{tree.digest[:snapshot.NAME_LENGTH]}"
@@ -205,6 +208,8 @@ class LaptopScheduler(SlurmForgeScheduler):
         try:
             found = agent.call("submit", **request)
             if found.get("need_snapshot") and req.workspace is not None:  # a workspace the cluster has not seen
+                from torchx_forge.remote import snapshot  # noqa: PLC0415
+
                 snapshot.ship(agent.login, req.workspace, os.path.dirname(req.snapshot_dir), progress=self.cli.progress)
                 found = agent.call("submit", **request)
         except LoginError as e:
@@ -287,6 +292,8 @@ class LaptopScheduler(SlurmForgeScheduler):
 
     def load_results(self, app_id: str, stage: Optional[str] = None) -> rs.Results:
         """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
+        from torchx_forge import results as rs  # noqa: PLC0415 (torchx status needs none of it)
+
         remote, login = split_remote_id(app_id)
         if not login:
             return rs.load(self, app_id, stage)

@@ -15,11 +15,12 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from torchx.specs import AppDef, CfgVal, Role
 
-from torchx_forge.remote import snapshot
+if TYPE_CHECKING:  # a type only: `torchx status` imports this module and needs no snapshot code
+    from torchx_forge.remote import snapshot
 
 
 def _rewrite(value: str, paths: Mapping[str, str]) -> str:

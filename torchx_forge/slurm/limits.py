@@ -137,15 +137,17 @@ class ClusterLimits:
     def array_size(self) -> int:
         return self.max_array_size or DEFAULT_ARRAY_SIZE
 
-    def submit_limits_do(self, need: int) -> bool:
-        """Do the submit limits these hold stand for an app of ``need`` job records (no sacctmgr call)?"""
+    def submit_limits_do(self, need: int, qos: Optional[str] = None) -> bool:
+        """Do the submit limits these hold stand for an app of ``need`` job records under ``qos`` (no
+        sacctmgr call)? Far below its limit (that of its QOS and the user's association), an app
+        takes them for a day."""
         if need <= SMALL_APP:
             return True
         if not self.submit_time:
             return False
         age = time.time() - self.submit_time
-        known = [v for v in (self.assoc_max_submit, *self.qos_max_submit.values()) if v is not None]
-        far = not known or need <= min(known) // 2
+        limit = self.max_submit(qos)
+        far = limit is None or need <= limit // 2
         return age < CACHE_TTL or (far and age < SUBMIT_TTL)
 
     def to_json(self) -> Dict[str, Any]:
@@ -189,19 +191,20 @@ class ClusterLimits:
         return found.slurm_version if found else None
 
     @classmethod
-    def read(cls, cli: SlurmCli, store: Store, need: int = SMALL_APP + 1) -> ClusterLimits:
-        """The limits of the cluster(s) ``cli`` sends commands to for an app of ``need`` job records,
-        from the cache when it stands, else from Slurm (a limit Slurm does not give is None). For
-        several clusters (``a,b``: Slurm picks one), each limit is the smallest of theirs."""
+    def read(cls, cli: SlurmCli, store: Store, need: int = SMALL_APP + 1, qos: Optional[str] = None) -> ClusterLimits:
+        """The limits of the cluster(s) ``cli`` sends commands to for an app of ``need`` job records
+        under ``qos`` (None: the default one), from the cache when it stands, else from Slurm (a
+        limit Slurm does not give is None). For several clusters (``a,b``: Slurm picks one), each
+        limit is the smallest of theirs."""
         names = (cli.cluster or "").split(",")
-        found = [cls._read_one(cli.on(name or None), store, need) for name in names]
+        found = [cls._read_one(cli.on(name or None), store, need, qos) for name in names]
         return found[0] if len(found) == 1 else combined(found)
 
     @classmethod
-    def _read_one(cls, cli: SlurmCli, store: Store, need: int) -> ClusterLimits:
+    def _read_one(cls, cli: SlurmCli, store: Store, need: int, qos: Optional[str]) -> ClusterLimits:
         hit = cls.cached(store, None, cli.cluster)
         fresh = hit is not None and time.time() - hit.time < CACHE_TTL
-        if hit is not None and fresh and hit.submit_limits_do(need):
+        if hit is not None and fresh and hit.submit_limits_do(need, qos):
             return hit
         try:
             text = cli.run(["scontrol", *([f"--clusters={cli.cluster}"] if cli.cluster else []), "show", "config"])
@@ -210,7 +213,7 @@ class ClusterLimits:
         conf = parse_config(text)
         limits = cls.parse(text)
         if "limits" in conf.get("AccountingStorageEnforce", ""):  # otherwise Slurm enforces no submit limit
-            if hit is not None and hit.submit_limits_do(need):
+            if hit is not None and hit.submit_limits_do(need, qos):
                 limits = replace(limits, assoc_max_submit=hit.assoc_max_submit, qos_max_submit=hit.qos_max_submit,
                                  default_qos=hit.default_qos, submit_time=hit.submit_time)
             elif need > SMALL_APP:

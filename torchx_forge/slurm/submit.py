@@ -105,11 +105,10 @@ def fitted(cli: SlurmCli, records: Records, req: ForgeBatchRequest) -> ForgeBatc
     """``req`` cut for the cluster's limits as they are now (:meth:`ClusterLimits.read`) and the
     jobs the user has queued already (counted only when a submit limit applies, to an app bigger
     than ``SMALL_APP`` job records or under the runopt ``max_submit_jobs``)."""
-    need = sum(cost(j) for j in req.jobs)
-    limits = ClusterLimits.read(cli, records.store, need=need)
+    need, qos = sum(cost(j) for j in req.jobs), req.opts.get("qos")
+    limits = ClusterLimits.read(cli, records.store, need=need, qos=qos)
     if req.app is None:
         return req.for_slurm(limits.slurm_version)
-    qos = req.opts.get("qos")
     in_use = 0
     counted = need > SMALL_APP or req.opts.max_submit_jobs is not None
     if counted and limits.override(max_submit_jobs=req.opts.max_submit_jobs).max_submit(qos) is not None:

@@ -90,3 +90,10 @@ def test_which_apps_the_submit_limits_read_11_minutes_ago_stand_for(need: int, l
     ago = time.time() - lim.CACHE_TTL - 60
     assert ClusterLimits(assoc_max_submit=limit, time=ago, submit_time=ago).submit_limits_do(need) is stands
     assert ClusterLimits().submit_limits_do(need) is (need <= SMALL_APP)  # never read
+
+
+def test_an_app_far_below_its_own_qos_limit_is_not_held_to_a_smaller_qos_of_someone_else(tmp_path: Path):
+    ago = time.time() - lim.CACHE_TTL - 60
+    read = ClusterLimits(qos_max_submit={"cap100": 100}, default_qos="normal", time=ago, submit_time=ago)
+    assert read.submit_limits_do(1000) and read.submit_limits_do(1000, "normal")  # normal has no limit
+    assert not read.submit_limits_do(1000, "cap100")  # above its own QOS's limit: ask again

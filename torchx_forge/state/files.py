@@ -15,7 +15,6 @@ is down still leaves its state file and summary once it is back.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -128,6 +127,8 @@ _CHATTY = ("botocore.credentials", "aiobotocore.credentials", "botocore.configpr
 
 
 def _quiet_backends() -> None:
+    import logging  # noqa: PLC0415 (URL stores only: the launcher of every task imports this module)
+
     for name in _CHATTY:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:  # the user's own logging setup wins

@@ -12,9 +12,9 @@ command adopts it (the record, with the job id found by its tag, or in the claim
 task writes when it starts before the record exists: ``intents/<submission>.claim``).
 
 An intent file carries its format (:mod:`torchx_forge.core.formats`; format 1 is the layout of the
-files written before formats were numbered, format 2 adds ``direct`` and ``record``: a
-torchx-forge that reads only format 1 would cancel a direct submission's running job, so it
-leaves these to the guard-less recovery of a newer one).
+files written before formats were numbered; format 2 adds ``direct`` and ``record``. A
+torchx-forge that reads only format 1 would roll a direct submission back, cancelling a job that
+runs: it leaves a format-2 intent alone, to the next command of a newer one).
 """
 
 from __future__ import annotations

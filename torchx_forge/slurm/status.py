@@ -167,15 +167,17 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
     for rec in pending:
         by_cluster.setdefault(rec.cluster, []).append(rec)
     answers = Answers(cli, by_cluster, notes)
-    alone: Set[str] = set()
     if one_call:
         accounted = answers.accounting()
         if by_cluster and accounted is None:
             answers.live(notes)
-    else:
-        if by_cluster:
-            answers.live(notes)
-        alone = {r.app_id for r in pending if live_alone(r, answers.own(r, answers.of(r, answers.squeue_rows)))}
+    elif by_cluster:
+        answers.live(notes)
+    # each app's own squeue rows, once (empty where squeue was not asked)
+    lives = {r.app_id: answers.own(r, answers.of(r, answers.squeue_rows)) for r in pending}
+    alone: Set[str] = set()
+    if not one_call:  # sacct only for the apps squeue does not tell everything of
+        alone = {r.app_id for r in pending if live_alone(r, lives[r.app_id])}
         rest = {r.app_id for r in pending} - alone
         accounted = answers.accounting(rest) if rest else []
     asked_live, complete = answers.asked_live, answers.complete
@@ -185,7 +187,7 @@ def gather(cli: SlurmCli, records: Records, recs: Sequence[AppRecord], one_call:
         if rec.final:
             out[rec.app_id] = thaw(rec.final)
             continue
-        live = answers.own(rec, answers.of(rec, answers.squeue_rows))
+        live = lives[rec.app_id]
         if rec.app_id in alone:  # every task queued or running in its first attempt: squeue says it all
             out[rec.app_id] = task_views(rec, live, None, {})
             continue

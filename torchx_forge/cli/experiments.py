@@ -52,10 +52,6 @@ def _read(path: str) -> Tuple[str, Parsed]:
     return ("search" if isinstance(cfg, dict) and "search" in cfg else "experiment"), (cfg, source)
 
 
-def _is_pipeline(path: str) -> bool:
-    return _read(path)[0] == "pipeline"
-
-
 def _pipeline(args: argparse.Namespace) -> Tuple[Pipeline, Dict[str, StepInfo]]:
     """Build a pipeline file's steps with throwaway run tables (nothing is submitted)."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -144,11 +140,12 @@ def cmd_preview(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     """The plan as a tree, with each step's runs, resources and time limit and the critical path."""
-    if _is_pipeline(args.config):
+    kind, (cfg, _) = _read(args.config)
+    if kind == "pipeline":
         pipe, infos = _pipeline(args)
         print(render_tree(pipe.name, infos, pipe.order))
         return
-    cfg, _ = read_yaml(args.config)  # a plain experiment is a one-step plan
+    # a plain experiment is a one-step plan
     name = str(cfg.get("name", "app"))
     wrapped = {"name": name, "stages": {name: {k: v for k, v in cfg.items() if k not in ("name", "description")}}}
     folder = os.path.dirname(os.path.abspath(args.config))

@@ -22,7 +22,7 @@ def srun_line(text):
 def test_apptainer_wraps_only_the_program(tmp_path):
     line = srun_line(script(tmp_path, container_runtime="apptainer", container_mounts="/data:/data,/scratch:/s", gpu=1))
     launcher, program = line.split(" -- ", 1)
-    assert "torchx_forge.node.launch" in launcher  # the launcher stays on the host
+    assert '"$forge_python" "${forge_launch[@]}" --role train' in launcher  # the launcher stays on the host
     assert program == "apptainer exec --nv --bind /data:/data,/scratch:/s docker://ghcr.io/pytorch/torchx:0.7.0 python train.py --lr 0.1"
 
 

@@ -18,13 +18,12 @@ Standard library only (fsspec only for URL state dirs): this starts once per tas
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from dataclasses import replace
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 from torchx_forge.core import envvars, layout, runtable
 from torchx_forge.core.formats import NewerFormatError
@@ -47,19 +46,44 @@ LOG_ROOM = 4096  # bytes: less left in the log dir's file system when the progra
 NEARLY_FULL = 64 << 20  # bytes: with less free, wait for the last output to land before deciding
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    p.add_argument("--role", required=True)
-    p.add_argument("--replica", type=int, default=None)
-    p.add_argument("--het-group", type=int, default=None)
-    p.add_argument("--env", action="append", default=[], metavar="K=V")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    ns = p.parse_args(list(argv))
-    if ns.command and ns.command[0] == "--":
-        ns.command = ns.command[1:]
-    if not ns.command:
-        p.error("no program given after --")
-    return ns
+class Args:
+    """The launcher's command line: ``--role R [--replica N] [--het-group G] [--env K=V ...] -- PROGRAM...``
+    (parsed by hand: argparse and what it imports cost every task a few milliseconds)."""
+
+    def __init__(self, role: str, replica: Optional[int], het_group: Optional[int], env: List[str], command: List[str]) -> None:
+        self.role, self.replica, self.het_group, self.env, self.command = role, replica, het_group, env, command
+
+
+def _usage(problem: str) -> NoReturn:
+    say(f"usage: python -m {MODULE} --role ROLE [--replica N] [--het-group G] [--env K=V ...] -- PROGRAM ARGS...")
+    say(f"python -m {MODULE}: error: {problem}")
+    sys.exit(2)
+
+
+def _parse(argv: Sequence[str]) -> Args:
+    words, opts, env = list(argv), {"--role": "", "--replica": "", "--het-group": ""}, []
+    while words and words[0].startswith("--") and words[0] != "--":
+        flag, eq, value = words.pop(0).partition("=")
+        if flag not in opts and flag != "--env":
+            _usage(f"unrecognized argument: {flag}")
+        if not eq:
+            if not words:
+                _usage(f"argument {flag}: expected one argument")
+            value = words.pop(0)
+        if flag == "--env":
+            env.append(value)
+        else:
+            opts[flag] = value
+    command = words[1:] if words[:1] == ["--"] else words
+    if not opts["--role"]:
+        _usage("the following arguments are required: --role")
+    if not command:
+        _usage("no program given after --")
+    try:
+        replica, het_group = (int(opts[k]) if opts[k] else None for k in ("--replica", "--het-group"))
+    except ValueError as e:
+        _usage(f"--replica and --het-group take an integer: {e}")
+    return Args(opts["--role"], replica, het_group, env, command)
 
 
 def first_host(nodelist: str) -> str:
@@ -68,7 +92,7 @@ def first_host(nodelist: str) -> str:
     return hosts[0] if hosts else ""
 
 
-def task_env(ns: argparse.Namespace, base: Dict[str, str]) -> Dict[str, str]:
+def task_env(ns: Args, base: Dict[str, str]) -> Dict[str, str]:
     """The program's environment: inherited env, role env, then the forge contract."""
     env = dict(base)
     for item in ns.env:
@@ -128,7 +152,7 @@ def sweep_run(command: Sequence[str]) -> Optional[RunRow]:
 class Attempt:
     """This attempt of the task, reported in its state file by the task's first node."""
 
-    def __init__(self, env: Dict[str, str], ns: argparse.Namespace, replica: int) -> None:
+    def __init__(self, env: Dict[str, str], ns: Args, replica: int) -> None:
         self.reporter = _is_first_task(env, ns.het_group) and bool(env.get(envvars.STATE_DIR.name))
         self.file = TaskFile(env.get(envvars.STATE_DIR.name, ""), env[envvars.APP_ID.name], ns.role, replica)
         if env.get(envvars.STATE_DIR.name):

@@ -11,16 +11,14 @@ each point first takes one of N lock slots and holds it until it exits.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import envvars, runtable
 from torchx_forge.core.formats import NewerFormatError
@@ -34,8 +32,13 @@ from torchx_forge.node.summary import report_run
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.tables import read_table
 
+if TYPE_CHECKING:
+    import argparse
+
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    import argparse  # noqa: PLC0415 (the launcher runs a sweep point in its own process, without this CLI)
+
     p = argparse.ArgumentParser(prog="python -m torchx_forge.node.task")
     p.add_argument("--table", required=True)
     p.add_argument("--role", required=True)
@@ -62,6 +65,8 @@ def run_env(run: RunRow, base: Dict[str, str]) -> Dict[str, str]:
 
 def acquire_slot(key: str, slots: int) -> int:
     """Block until one of ``slots`` lock files for ``key`` is free; return its fd (kept across exec)."""
+    import tempfile  # noqa: PLC0415 (only tasks that share a node's slots)
+
     lock_dir = os.path.join(tempfile.gettempdir(), f"torchx_forge-{os.getuid()}", "slots", key)
     os.makedirs(lock_dir, exist_ok=True)
     waited = False

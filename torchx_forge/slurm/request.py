@@ -4,7 +4,7 @@ An AppDef becomes a :class:`ForgeBatchRequest` of one or more :class:`JobRequest
 call each; :mod:`torchx_forge.slurm.jobs` decides which): its command line, its dependencies and
 its batch script, whose header, environment and retry logic are here and whose srun groups are
 :mod:`torchx_forge.slurm.srun`. Every task runs the program through
-``python -m torchx_forge.node.launch``, which sets the forge environment, forwards signals and
+the launcher (:mod:`torchx_forge.node.launch`), which sets the forge environment, forwards signals and
 reports the task's end state.
 """
 
@@ -28,7 +28,7 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.preview import runs_preview
-from torchx_forge.slurm.srun import Component, shell_word, srun_path
+from torchx_forge.slurm.srun import Component, launch_lines, shell_word, srun_path
 from torchx_forge.state.records import AppMeta
 
 DECIDE = "torchx_forge.node.decide"
@@ -151,6 +151,7 @@ class JobRequest:
             f"export {envvars.STATE_DIR.name}={shlex.quote(o.state_dir)}",
             f"export {envvars.APP_NAME.name}={shlex.quote(self.app_name)}",
             f"forge_python={shlex.quote(o.python)}",
+            *launch_lines(o),
         ]
         if o.job_dir:
             lines.append(f"export {envvars.JOB_DIR.name}={shlex.quote(os.path.abspath(o.job_dir))}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
@@ -70,7 +69,7 @@ def dir_problem(path: str, min_free: int = 1 << 20) -> Optional[str]:
     when missing, written to once, and must have ``min_free`` bytes free."""
     try:
         private_makedirs(path)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".forge-probe-")
+        fd, probe = _new_file(path, ".forge-probe-", 0o600)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -82,9 +81,20 @@ def dir_problem(path: str, min_free: int = 1 << 20) -> Optional[str]:
     return None
 
 
+def _new_file(directory: str, prefix: str, mode: int) -> Tuple[int, str]:
+    """A new file of a unique name in ``directory``, open to write (what ``tempfile.mkstemp`` does,
+    without importing tempfile and random in every task)."""
+    while True:
+        path = os.path.join(directory, f"{prefix}{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode), path
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace the local file ``path`` with ``data`` atomically, readable per ``mode``."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    fd, tmp = _new_file(os.path.dirname(path) or ".", ".tmp-", 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -227,3 +227,38 @@ def test_a_direct_job_started_before_its_record_leaves_its_claim(slurm_env):
     p = launch(slurm_env, "--role", "r", "--replica", "0", program=py("print('ran')"))
     assert p.returncode == 0 and "ran" in p.stdout, p.stderr
     assert (Path(slurm_env["FORGE_STATE_DIR"]) / "intents" / "early.claim").read_text() == "77"
+
+
+def test_boot_runs_the_launcher_without_site_and_the_program_with_it(slurm_env):
+    """``python -S .../node/boot.py``, as batch scripts start it: the launcher imports no site-packages
+    (no ``site``, no .pth files) yet finds torchx_forge; the program it starts is a normal Python."""
+    from torchx_forge.slurm.srun import BOOT
+
+    env = {k: v for k, v in slurm_env.items() if k != "PYTHONPATH"}
+    show = "import sys; print(sys.flags.no_site, 'site' in sys.modules)"
+    argv = [sys.executable, "-S", BOOT, "--role", "r", "--replica", "0", "--", *py(show)]
+    p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "True"]
+    assert json.loads(state_file(slurm_env, "r", 0).read_text())["state"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--role"], "argument --role: expected one argument"),
+    (["--role", "r", "--bogus", "1", "--", "true"], "unrecognized argument: --bogus"),
+    (["--role", "r", "--replica", "x", "--", "true"], "--replica and --het-group take an integer"),
+    (["--role", "r", "--"], "no program given after --"),
+    (["--replica", "0", "--", "true"], "the following arguments are required: --role"),
+])
+def test_a_bad_launcher_command_line_says_what_is_wrong(slurm_env, args, problem):
+    p = subprocess.run([sys.executable, "-m", "torchx_forge.node.launch", *args], env=slurm_env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and f"error: {problem}" in p.stderr and p.stderr.startswith("usage: ")
+
+
+def test_launcher_arguments_in_either_spelling():
+    from torchx_forge.node.launch import _parse
+
+    a = _parse(["--role=r", "--replica", "3", "--het-group=1", "--env", "A=--x=y", "--env=B=", "--", "prog", "--role", "z"])
+    assert (a.role, a.replica, a.het_group, a.env, a.command) == ("r", 3, 1, ["A=--x=y", "B="], ["prog", "--role", "z"])
+    assert _parse(["--role", "r", "prog", "-x"]).command == ["prog", "-x"]  # no "--": the program starts at the first word

@@ -18,7 +18,7 @@ from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.jobs import MAX_HET_COMPONENTS, build_request, component_for, het_job
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import ArraySpec, JobRequest
-from torchx_forge.slurm.srun import TaskCommand, shell_word
+from torchx_forge.slurm.srun import BOOT, TaskCommand, launch_lines, shell_word
 from unit.bounds import HANG
 
 NASTY = [
@@ -87,7 +87,7 @@ def test_launcher_words_survive_bash():
     env = (("A", "x,y=z"), ("NL", "a\nb"), ("Q", "it's \"q\" $HOME `id`"), ("E", ""), ("M", "${app_id}-${replica_id}"))
     cmd = TaskCommand(role="my role", replica=None, entrypoint="/bin/my prog", args=tuple(NASTY) + ("${app_id}",), env=env)
     words = cmd.launcher_words("forge_python", mask=False, het_group=2)
-    got = bash_words("forge_python='/p y/python'; FORGE_APP_ID=123; FORGE_REPLICA_ID=4; printf '%s\\0' " + " ".join(words), {})
+    got = bash_words("forge_python='/p y/python'; forge_launch=(-m torchx_forge.node.launch); FORGE_APP_ID=123; FORGE_REPLICA_ID=4; printf '%s\\0' " + " ".join(words), {})
     g = launcher(got)
     assert g["python"] == "/p y/python" and g["module"] == "torchx_forge.node.launch"
     assert g["opt"] == {"--role": "my role", "--het-group": "2"}
@@ -311,3 +311,27 @@ def test_an_array_role_over_the_sweep_limit_is_refused_before_its_arrays_are_cut
     with pytest.raises(ConfigError, match=r"^app 'big' role 'sweep': the role has 1,000,000,000,000 replicas, more than"):
         build_request(AppDef("big", roles=[ForgeMeta(array=True).apply(role("sweep", 10**12))]), o)
     assert time.monotonic() - start < HANG
+
+
+# -- how tasks start the launcher ------------------------------------------------------------
+
+
+def start_words(lines: List[str]) -> List[str]:
+    return bash_words("\n".join(lines) + '\nprintf "%s\\0" "${forge_launch[@]}"', {})
+
+
+def test_the_launcher_starts_without_site_where_it_imports_this_torchx_forge(tmp_path):
+    assert start_words(launch_lines(opts(tmp_path, python=sys.executable))) == ["-S", BOOT]
+
+
+@pytest.mark.parametrize("kw", [{"python": "/opt/my py/bin/python3"}, {"state_dir": "s3://bucket/forge"},
+                                {"container_runtime": "pyxis"}], ids=["other-python", "url-state-dir", "pyxis"])
+def test_the_launcher_starts_as_a_module_where_another_torchx_forge_or_fsspec_may_be_needed(tmp_path, kw):
+    o = opts(tmp_path, **{"python": sys.executable, **kw})
+    assert start_words(launch_lines(o)) == ["-m", "torchx_forge.node.launch"]
+
+
+def test_a_node_without_the_boot_file_starts_the_launcher_as_a_module(tmp_path):
+    lines = [line.replace(shlex.quote(BOOT), shlex.quote(str(tmp_path / "gone.py"))) for line in
+             launch_lines(opts(tmp_path, python=sys.executable))]
+    assert start_words(lines) == ["-m", "torchx_forge.node.launch"]

@@ -11,7 +11,6 @@ ends with its record written; the next command from the laptop reads that record
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import io
 import json
@@ -30,6 +29,7 @@ from torchx.specs import AppState
 
 from torchx_forge import __version__
 from torchx_forge.core.errors import ForgeError, LoginError
+from torchx_forge.core.record import asdict
 from torchx_forge.remote.client import PROTOCOL
 from torchx_forge.remote.wire import app_from_json, describe_to_json
 from torchx_forge.scheduler import SlurmForgeScheduler
@@ -161,7 +161,7 @@ def cancel_replicas(req: Mapping[str, Any]) -> List[str]:
 def results(req: Mapping[str, Any]) -> Dict[str, Any]:
     """The runs of an app with their parameters, states and metrics (`torchx forge results`)."""
     rs = importlib.import_module("torchx_forge.results")  # its imports cost every other request 0.1 s
-    return dataclasses.asdict(rs.load(_scheduler(req), req["app_id"], req.get("stage")))
+    return asdict(rs.load(_scheduler(req), req["app_id"], req.get("stage")))
 
 
 OPS: Dict[str, Callable[[Mapping[str, Any]], Any]] = {

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sized, TypeVar, Union
 
 from torchx import specs
@@ -46,6 +46,7 @@ from torchx_forge.appdef.stages import build_steps
 from torchx_forge.appdef.sweep import build_appdef
 from torchx_forge.core import envvars
 from torchx_forge.core.axes import IntRange, Linspace, Listed, Logspace, Values
+from torchx_forge.core.record import fields
 from torchx_forge.core.sampling import Dist
 from torchx_forge.core.space import check_size, sweep_limit
 from torchx_forge.errors import ConfigError

@@ -113,7 +113,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def _shape(app):
     """An AppDef as comparable data: its role with the run table's path left out, the table's contents."""
-    from dataclasses import replace
+    from torchx_forge.core.record import replace
 
     (role,) = app.roles
     meta = ForgeMeta.from_role(role)

@@ -16,12 +16,13 @@ for in its :class:`~torchx_forge.appdef.meta.ForgeMeta`.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
 from torchx import specs
 
 from torchx_forge.appdef.meta import Dependency, ForgeMeta
+from torchx_forge.core.record import replace
 from torchx_forge.core.states import STEP_DEP_KINDS, DepKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.experiment.stages import topological_order

@@ -8,7 +8,7 @@ rows say which upstream run (and checkpoint) each run takes its input from.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from torchx import specs
@@ -16,6 +16,7 @@ from torchx import specs
 from torchx_forge.appdef.pipeline import Pipeline, Step
 from torchx_forge.appdef.sweep import Group, TableSink, build_appdef, group_by_shape
 from torchx_forge.core import envvars
+from torchx_forge.core.record import replace
 from torchx_forge.core.runrow import Inputs, Upstream
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind

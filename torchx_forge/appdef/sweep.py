@@ -19,13 +19,13 @@ import os
 import shlex
 import sys
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx import specs
 
 from torchx_forge.appdef.meta import ForgeMeta, RetrySpec
 from torchx_forge.core import options, runrow, runtable
+from torchx_forge.core.record import replace
 from torchx_forge.core.space import Space
 from torchx_forge.experiment.spec import Experiment
 from torchx_forge.experiment.sweep import ResolvedRun, base_of, cluster_shape, space_of

@@ -9,8 +9,9 @@ every task.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Iterator, Mapping, Tuple, Union
+
+from torchx_forge.core.record import record
 
 #: the (dot-path key, value) pairs one run sets
 Params = Tuple[Tuple[str, Any], ...]
@@ -45,7 +46,7 @@ class Values:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@record
 class Listed(Values):
     """Values written out: ``[1, 2, 3]`` or ``choice(1, 2, 3)``."""
 
@@ -65,7 +66,7 @@ class Listed(Values):
         return {"list": list(self.items)}
 
 
-@dataclass(frozen=True)
+@record
 class IntRange(Values):
     """``range(start, stop[, step])``: Python's range; floats allowed (``range(0, 1, 0.25)``)."""
 
@@ -105,7 +106,7 @@ class IntRange(Values):
         return {"range": [self.start, self.stop, self.step]}
 
 
-@dataclass(frozen=True)
+@record
 class Linspace(Values):
     """``linspace(start, stop, num)``: ``num`` evenly spaced values, both ends included (numpy's)."""
 
@@ -139,7 +140,7 @@ class Linspace(Values):
         return {"logspace" if self.LOG else "linspace": [self.start, self.stop, self.num]}
 
 
-@dataclass(frozen=True)
+@record
 class Logspace(Linspace):
     """``logspace(start, stop, num)``: ``num`` values evenly spaced on a log scale from ``start`` to
     ``stop`` (the bounds are values, not exponents: numpy's geomspace), both ends included."""

@@ -19,8 +19,9 @@ Standard library only: imported on every node and by :mod:`torchx_forge.runtime`
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Dict, Tuple
+
+from torchx_forge.core.record import record
 
 PREFIX = "FORGE_"
 
@@ -33,7 +34,7 @@ class SetBy(str, enum.Enum):
     USER = "user"
 
 
-@dataclass(frozen=True)
+@record
 class EnvVar:
     """One ``FORGE_*`` variable.
 

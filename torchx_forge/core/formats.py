@@ -12,10 +12,10 @@ Standard library only: the launcher on every node reads task files, run tables a
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from typing import Any, Dict, Mapping, Tuple, Type, TypeVar
 
 from torchx_forge.core.errors import ForgeError
+from torchx_forge.core.record import asdict, fields
 
 KEY = "format"
 T = TypeVar("T")
@@ -61,5 +61,5 @@ def dump(obj: Any) -> Dict[str, Any]:
 def known_fields(cls: Type[T], obj: Mapping[str, Any]) -> T:
     """``cls(**obj)`` with only the fields ``cls`` has: a file written by another version may hold
     more (and its ``format`` is the class's own once read)."""
-    names = {f.name for f in fields(cls)} - {KEY}  # type: ignore[arg-type]
+    names = {f.name for f in fields(cls)} - {KEY}
     return cls(**{k: v for k, v in obj.items() if k in names})

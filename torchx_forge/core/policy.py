@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 import signal as _signal
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from torchx_forge.core import envvars
+from torchx_forge.core.record import record
 from torchx_forge.core.states import KILLED_FROM_OUTSIDE, Outcome, SlurmState
 
 REQUEUE_EXIT = 75  # EX_TEMPFAIL: "saved, run me again"
@@ -45,7 +45,7 @@ class PolicyError(ValueError):
         super().__init__(msg)
 
 
-@dataclass(frozen=True)
+@record
 class Warning_:  # noqa: N801 (``Warning`` is a builtin)
     """The pre-timeout warning: signal name (no SIG prefix) and lead time in seconds."""
 
@@ -117,7 +117,7 @@ def check_lead_time(warning: Optional[Warning_], time_limit_s: Optional[int], ti
         )
 
 
-@dataclass(frozen=True)
+@record
 class RetryPolicy:
     """One job's retry policy. ``extra_retries`` come from a by-hand ``torchx forge retry``."""
 
@@ -217,7 +217,7 @@ def outcome_of(exit_code: int, warned: bool, stopped_by: Optional[int], finished
     return Outcome.FAILED
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     requeue: bool
     reason: str

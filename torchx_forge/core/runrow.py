@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from torchx_forge.core.record import fields, record
 from torchx_forge.core.space import Point
 
 # -- rendering a run ---------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def render_args(args: Mapping[str, Any]) -> List[str]:
     return out
 
 
-@dataclass(frozen=True)
+@record
 class Base:
     """The run every point of a sweep starts from (an experiment's ``run:`` section, resolved).
 
@@ -91,7 +91,7 @@ def split_params(params: Sequence[Tuple[str, Any]]) -> Tuple[Dict[str, Any], Dic
     return args, env, cluster, run
 
 
-@dataclass(frozen=True)
+@record
 class Resolved:
     """What one run executes: argv, env and working directory (plus its resume settings)."""
 
@@ -123,7 +123,7 @@ def resolve(base: Base, params: Sequence[Tuple[str, Any]]) -> Resolved:
     )
 
 
-@dataclass(frozen=True)
+@record
 class Upstream:
     """Pipelines: a step this run follows, and the runs of it (index, run id) it takes results from."""
 
@@ -140,7 +140,7 @@ class Upstream:
                    None if obj.get("checkpoint_dir") is None else str(obj["checkpoint_dir"]))
 
 
-@dataclass(frozen=True)
+@record
 class Inputs:
     """Per-run pipeline steps: which upstream checkpoint a run gets (an experiment's ``inputs:``)."""
 
@@ -159,7 +159,7 @@ class Inputs:
         return cls(**{f.name: str(obj[f.name]) for f in fields(cls) if obj.get(f.name) is not None})
 
 
-@dataclass(frozen=True)
+@record
 class RunRow:
     """One run of a table: what its task executes, and (pipelines) how it links to other steps."""
 

@@ -33,10 +33,10 @@ import bisect
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import formats
+from torchx_forge.core.record import field, record
 from torchx_forge.core.runrow import Base, RunRow, resolve, row, row_fields
 from torchx_forge.core.space import Point, Space
 
@@ -81,7 +81,7 @@ class Positions(Sequence[int]):
             yield from range(a, b)
 
 
-@dataclass
+@record(frozen=False)
 class RunTable:
     """A run table, in either form: ``runs`` (rows) or ``space`` and ``base`` (a space).
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import functools
 import math
 import random
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Mapping, Tuple
 
 from torchx_forge.core.axes import Params, tidy
+from torchx_forge.core.record import record
 
 #: random samples drawn per seeded stream (sample s of a key is in block s // BLOCK)
 BLOCK = 1024
 
 
-@dataclass(frozen=True)
+@record
 class Dist:
     """One key's distribution in a random search.
 
@@ -92,7 +92,7 @@ def uniforms(seed: int, key: str, block: int) -> Tuple[float, ...]:
     return tuple(rng.random() for _ in range(BLOCK))
 
 
-@dataclass(frozen=True)
+@record
 class RandomSpec:
     """``samples`` points drawn from ``params`` with ``seed``: a random search."""
 

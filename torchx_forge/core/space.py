@@ -20,12 +20,12 @@ import bisect
 import hashlib
 import itertools
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars
 from torchx_forge.core.axes import Params, Values, values_from_json
 from torchx_forge.core.errors import ConfigError
+from torchx_forge.core.record import record
 from torchx_forge.core.sampling import RandomSpec
 
 #: the most runs a sweep may have (and values an axis, samples a random search), unless
@@ -64,7 +64,7 @@ def run_id_of(case: str, params: Params, sample: Optional[int] = None) -> str:
     return f"{case or 'run'}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
-@dataclass(frozen=True)
+@record
 class Point:
     """One run of a sweep: its index (position), stable id, case and the dot-path values it sets."""
 
@@ -75,7 +75,7 @@ class Point:
     sample: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@record
 class CaseSpace:
     """One case: its name, its fixed values and its grid (shared axes merged in, sorted by key)."""
 
@@ -107,7 +107,7 @@ class CaseSpace:
                    tuple((k, values_from_json(v)) for k, v in obj.get("axes", [])))
 
 
-@dataclass(frozen=True)
+@record
 class Space:
     """Every run of a sweep, in order (see the module docstring), without listing them."""
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchx_forge.core.axes import Listed, Values
+from torchx_forge.core.record import replace
 from torchx_forge.core.sampling import Dist, RandomSpec
 from torchx_forge.core.space import CaseSpace, Space, check_size, merged_axes
 from torchx_forge.errors import ConfigError

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from torchx_forge.core import formats
+from torchx_forge.core.record import record
 from torchx_forge.core.storage import StoreError, StoreUnreachableError
 from torchx_forge.state.files import exists, is_url, list_names, modified, read_file, write_file
 
@@ -41,7 +41,7 @@ _STEP_RE = re.compile(
 _TEMP_SUFFIXES = (".tmp", ".temp", ".partial", ".incomplete", ".lock", "~")
 
 
-@dataclass(frozen=True)
+@record
 class CheckpointState:
     """``checkpoint_state.json``: which checkpoint in the directory is the latest."""
 

@@ -22,13 +22,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from typing import Dict, List, NoReturn, Optional, Sequence
 
 from torchx_forge.core import envvars, layout, runtable
 from torchx_forge.core.formats import NewerFormatError
 from torchx_forge.core.hostlist import expand_hostlist
 from torchx_forge.core.policy import REQUEUE_EXIT, RetryPolicy, exhausted_note, outcome_of
+from torchx_forge.core.record import replace
 from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.core.storage import StoreError, StoreUnreachableError, store_wait

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torchx_forge.core import envvars, formats
+from torchx_forge.core.record import field, record
 from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.storage import StoreError
 from torchx_forge.node.artifacts import collect, globs_from_env
@@ -25,7 +25,7 @@ from torchx_forge.state.files import read_file, write_file
 SUMMARY = "summary.json"
 
 
-@dataclass(frozen=True)
+@record
 class RunSummary:
     """How a run ended, and what it was: its ``summary.json``."""
 

@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, TextIO
 
 from torchx_forge.core import envvars
 from torchx_forge.core.policy import RetryPolicy
+from torchx_forge.core.record import record
 
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 WRAPPER_PROGRAMS = {"sh", "bash", "dash", "zsh", "env", "torchrun", "time", "nice", "stdbuf", "apptainer",
@@ -103,7 +103,7 @@ def _signal_all(pids: List[int], sig: int) -> None:
             pass
 
 
-@dataclass(frozen=True)
+@record
 class Ending:
     """How the program ended: its exit code (128 + N for death by signal N), the signal that warned
     it (``USR1``, or ``TERM`` from a preemption, cancel or time limit) and when, and the terminating

@@ -17,11 +17,11 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from torchx_forge.core import envvars, runtable
 from torchx_forge.core.formats import NewerFormatError
+from torchx_forge.core.record import record
 from torchx_forge.core.runrow import RunRow
 from torchx_forge.core.states import DepKind
 from torchx_forge.core.storage import store_wait
@@ -119,7 +119,7 @@ class RunError(Exception):
         self.code = code
 
 
-@dataclass
+@record(frozen=False)
 class Prepared:
     """What a run executes: its argv, env and working directory; or why it is skipped."""
 

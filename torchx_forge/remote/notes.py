@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass
 from typing import Any, ClassVar, Dict, List, Mapping
 
 from torchx_forge.core import formats
+from torchx_forge.core.record import asdict, fields
 from torchx_forge.state.store import Store
 
 

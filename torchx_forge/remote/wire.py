@@ -1,3 +1,4 @@
+
 """TorchX's objects as JSON, for the laptop and the login node to pass each other.
 
 Both ends may run different TorchX versions (0.7 on one, main on the other): a field one side
@@ -14,6 +15,8 @@ from torchx.schedulers.api import DescribeAppResponse, ListAppResponse
 from torchx.specs import AppDef, AppState, ReplicaStatus, Resource, Role, RoleStatus
 from torchx.specs import api as specs_api
 
+from torchx_forge.core.record import fields, is_record
+
 #: Role fields forge carries (workspace and overrides are TorchX main's, and the laptop's own)
 ROLE_FIELDS = ("name", "image", "min_replicas", "base_image", "entrypoint", "args", "env", "num_replicas",
                "max_retries", "retry_policy", "resource", "port_map", "metadata", "mounts")
@@ -22,8 +25,8 @@ ROLE_FIELDS = ("name", "image", "min_replicas", "base_image", "entrypoint", "arg
 def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.name
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"__type__": type(value).__name__, **{f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if (dataclasses.is_dataclass(value) or is_record(value)) and not isinstance(value, type):
+        return {"__type__": type(value).__name__, **{f.name: _plain(getattr(value, f.name)) for f in fields(value)}}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

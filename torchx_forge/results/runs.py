@@ -12,10 +12,11 @@ Everything but :func:`load` and :func:`collect` (which read the store) is pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, runtable
+from torchx_forge.core.record import fields
 from torchx_forge.core.storage import StoreError
 from torchx_forge.errors import ForgeError, SlurmError, SlurmNotFoundError, UnknownAppError
 from torchx_forge.node import contract

@@ -16,9 +16,10 @@ best 1/eta of the trials that reached its rung so far (the first ones go on when
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from torchx_forge.core.record import replace
 from torchx_forge.search import study as studies
 from torchx_forge.search.spec import RUNG_ALGORITHMS, SearchSpec
 from torchx_forge.search.trials import Trial, TrialState

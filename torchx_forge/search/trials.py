@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, Mapping, Optional
 
 from torchx_forge.core import formats, search_report
+from torchx_forge.core.record import replace
 
 
 class TrialState(str, enum.Enum):

@@ -10,7 +10,6 @@ policy of each job comes from the runopts, then what the roles carry, then the d
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from torchx.specs import AppDef, Role, macros
@@ -19,6 +18,7 @@ from torchx_forge.appdef.meta import ForgeMeta, tables_of
 from torchx_forge.core import envvars
 from torchx_forge.core.layout import safe_name
 from torchx_forge.core.policy import PolicyError, RetryPolicy, check_lead_time, retry_policy
+from torchx_forge.core.record import replace
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.space import check_size
 from torchx_forge.core.states import DepKind

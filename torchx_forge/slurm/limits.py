@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 import pwd
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
 from torchx_forge.core import formats
+from torchx_forge.core.record import replace
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.state.store import Store

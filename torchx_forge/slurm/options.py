@@ -17,7 +17,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from torchx.runner.config import find_configs
@@ -26,6 +26,7 @@ from torchx.specs import CfgVal, runopts
 from torchx_forge.compat import add_option
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.options import BY_FIELD, BY_NAME, OPTIONS, Option, sbatch_flag, split_sbatch_args
+from torchx_forge.core.record import fields, replace
 from torchx_forge.core.storage import StoreError, StoreUnreachableError
 from torchx_forge.errors import ConfigError
 from torchx_forge.state.files import absolute, is_url, local_path

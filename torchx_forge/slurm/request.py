@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import torchx
@@ -22,6 +22,7 @@ from torchx_forge import __version__
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.options import gpu_flag_for
 from torchx_forge.core.policy import RetryPolicy
+from torchx_forge.core.record import replace
 from torchx_forge.core.secrets import MASK, is_secret
 from torchx_forge.core.states import DepKind, JobKind
 from torchx_forge.errors import ConfigError

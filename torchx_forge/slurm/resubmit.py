@@ -28,11 +28,11 @@ import shlex
 import sys
 import time
 import uuid
-from dataclasses import replace
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.policy import exhausted_note
+from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError

@@ -36,12 +36,12 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.formats import KEY, format_of
+from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.slurm.cli import SlurmCli

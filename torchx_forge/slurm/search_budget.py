@@ -11,10 +11,10 @@ budget through :func:`search_spec`, so the study keeps its one writer.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Dict
 
 from torchx_forge.core.formats import KEY, format_of
+from torchx_forge.core.record import replace
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 
 #: the format of budget.json this torchx-forge writes

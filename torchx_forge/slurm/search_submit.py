@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import replace
 from typing import Any, List
 
 from torchx_forge.core import layout
+from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.cli import SlurmCli

@@ -10,10 +10,11 @@ need no Slurm call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import layout
+from torchx_forge.core.record import replace
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm import identity
 from torchx_forge.slurm.cli import SlurmCli, local_cluster

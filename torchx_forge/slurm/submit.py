@@ -26,10 +26,10 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import replace
 from typing import List, Optional, Tuple
 
 from torchx_forge.core import envvars, layout
+from torchx_forge.core.record import replace
 from torchx_forge.core.secrets import masked
 from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
 from torchx.specs import AppState
 
+from torchx_forge.core.record import fields
 from torchx_forge.core.states import SlurmState
 from torchx_forge.slurm.parse import APP_STATES
 

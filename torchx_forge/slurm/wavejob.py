@@ -16,11 +16,11 @@ import argparse
 import sys
 import time
 import uuid
-from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import envvars
 from torchx_forge.core.formats import NewerFormatError
+from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind
 from torchx_forge.core.storage import StoreError, store_wait
 from torchx_forge.errors import SlurmError

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import shlex
 from collections import deque
-from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import layout
+from torchx_forge.core.record import replace
 from torchx_forge.errors import ConfigError
 from torchx_forge.slurm.request import SAME_PLACE, ArraySpec, JobRequest
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from torchx_forge.core import formats, layout
 from torchx_forge.core.policy import RetryPolicy, parse_retry_on, parse_signal
+from torchx_forge.core.record import asdict, fields, replace
 from torchx_forge.core.states import JobKind
 from torchx_forge.state.store import Store
 from torchx_forge.state.taskfile import TaskReport

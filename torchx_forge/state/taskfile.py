@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from torchx_forge.core import formats, layout
+from torchx_forge.core.record import field, record, replace
 from torchx_forge.core.states import FileState, Outcome
 from torchx_forge.core.storage import StoreError
 from torchx_forge.state.files import read_file, write_file
@@ -30,7 +30,7 @@ def _opt(cast: Any, value: Any) -> Any:
     return None if value is None else cast(value)
 
 
-@dataclass(frozen=True)
+@record
 class AttemptEntry:
     """One attempt as its launcher writes it. Every field is optional in the file: None here is a
     key the file does not have (a start writes what it knows, the end adds the rest), except that
@@ -81,7 +81,7 @@ _TOP_KEYS = ("state", "exit_code", "host", "attempt", "job_id", "outcome", "note
              "warned_by", "start", "end")
 
 
-@dataclass
+@record(frozen=False)
 class TaskState:
     """What a task's state file holds: every attempt, and the latest one's keys at the top level
     (``latest``: they stay from earlier attempts where the latest has not written them yet)."""
@@ -220,7 +220,7 @@ class TaskFile:
             self.write(replace(self.last, note=text))
 
 
-@dataclass(frozen=True)
+@record
 class AttemptReport:
     """One attempt as its launcher recorded it."""
 
@@ -241,7 +241,7 @@ def _outcome(raw: object) -> Optional[Outcome]:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class TaskReport:
     """What a task's state file says, typed (the reader side: status, retries, results)."""
 

@@ -11,9 +11,7 @@ result directory may be any fsspec URL. Globs come from an experiment file's
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import sys
 from typing import Iterable, List
 
@@ -25,6 +23,8 @@ GLOB_KEYS = ("checkpoint_globs", "eval_csv_globs", "eval_image_globs", "extra_gl
 
 def matches(globs: Iterable[str], workdir: str) -> List[str]:
     """Files (not directories) matching ``globs``, relative to ``workdir`` when under it, sorted."""
+    import glob  # noqa: PLC0415 (here, as shutil below: only runs with artifacts pay for them, not every task)
+
     found = set()
     for pattern in globs:
         pattern = os.path.expanduser(pattern)
@@ -37,6 +37,8 @@ def matches(globs: Iterable[str], workdir: str) -> List[str]:
 
 def collect(globs: Iterable[str], workdir: str, result_dir: str) -> List[str]:
     """Copy the matching files into ``result_dir/artifacts``; returns what was copied (relative names)."""
+    import shutil  # noqa: PLC0415
+
     copied: List[str] = []
     found = matches(globs, workdir)
     for n, rel in enumerate(found):

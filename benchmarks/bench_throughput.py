@@ -36,12 +36,23 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from _common import BenchBase, BenchError, fmt_s, guarded_main, med, say, section, sh, spread, table, tail
 
+from torchx_forge.slurm.srun import BOOT
+
 TASKS = 300
 QUICK_TASKS = 100
 REPS = 2  # runs of forge and of the bare array, interleaved
 PROBE_REPS = 10  # fresh processes per login-node figure
 RATIO_MIN = 0.9  # forge's tasks/s / the bare array's (issue 21)
 PY = sys.executable  # forge's batch scripts run the launcher with the submitting Python; the bare array uses it too
+
+#: how forge's batch scripts start the launcher here (torchx_forge.slurm.srun.launch_lines: the submitting
+#: Python, a local state dir): without site, from this torchx_forge's node/boot.py
+LAUNCH: Tuple[str, ...] = (PY, "-S", BOOT) if os.path.exists(BOOT) else (PY, "-m", "torchx_forge.node.launch")
+START_SHOWN = f"{os.path.basename(PY)} -S" if LAUNCH[1] == "-S" else f"{os.path.basename(PY)} -m"
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(BOOT)))  # the directory that holds torchx_forge
+IMPORT_LAUNCHER: Tuple[str, ...] = (
+    (PY, "-S", "-c", f"import sys; sys.path[0] = {_ROOT!r}; import torchx_forge.node.launch") if LAUNCH[1] == "-S"
+    else (PY, "-c", "import torchx_forge.node.launch"))
 
 SACCT_FIELDS = "JobID,State,Submit,Start,End,ElapsedRaw,TotalCPU"
 
@@ -223,16 +234,18 @@ class ThroughputBench(BenchBase):
             raise BenchError(f"`{shlex.join(argv)}` exited {p.returncode}:\n{tail(p.stderr + p.stdout)}")
         return took
 
-    def launcher_argv(self, table_path: str, app_id: str, replica: int) -> Tuple[List[str], Dict[str, str]]:
-        """The command forge's batch script runs for one task (after srun), and a task's environment as Slurm
-        and the script give it (faked: this runs on the login node, outside any job)."""
+    def launcher_argv(self, table_path: str, app_id: str, replica: int,
+                      start: Sequence[str] = ()) -> Tuple[List[str], Dict[str, str]]:
+        """The command forge's batch script runs for one task (after srun; ``start``: the interpreter's words, by
+        default as the script starts it), and a task's environment as Slurm and the script give it (faked: this
+        runs on the login node, outside any job)."""
         role = self.role
         state = os.path.join(self.root, "probe-state")
         env = dict(self.env, FORGE_STATE_DIR=state, FORGE_APP_ID=app_id, FORGE_APP_NAME="probe",
                    FORGE_REPLICA_ID=str(replica), FORGE_LOG_DIR=os.path.join(state, "logs"), SLURM_JOB_ID=app_id,
                    SLURM_ARRAY_JOB_ID=app_id, SLURM_ARRAY_TASK_ID=str(replica), SLURM_JOB_NODELIST="n1",
                    SLURMD_NODENAME="n1", SLURM_RESTART_COUNT="0", PYTHONUNBUFFERED="1")
-        argv = [PY, "-m", "torchx_forge.node.launch", "--role", role, "--env", f"TORCHX_JOB_ID=slurm_forge://torchx/{app_id}",
+        argv = [*(start or LAUNCH), "--role", role, "--env", f"TORCHX_JOB_ID=slurm_forge://torchx/{app_id}",
                 "--", PY, "-m", "torchx_forge.node.task", "--table", table_path, "--role", role, "--replica", str(replica),
                 "--app-id", app_id]
         return argv, env
@@ -240,12 +253,14 @@ class ThroughputBench(BenchBase):
     def probe(self, table_path: str) -> Dict[str, Any]:
         section("3. one task's work on the login node (no Slurm): Python's start, the launcher's imports, its whole run")
         cwd = self.scratch
-        out: Dict[str, List[float]] = {"pass": [], "import": [], "launch": []}
+        out: Dict[str, List[float]] = {"pass": [], "import": [], "launch": [], "site": []}
         for k in range(PROBE_REPS):  # interleaved
             out["pass"].append(self.timed_proc([PY, "-c", "pass"], self.env, cwd))
-            out["import"].append(self.timed_proc([PY, "-c", "import torchx_forge.node.launch"], self.env, cwd))
+            out["import"].append(self.timed_proc(IMPORT_LAUNCHER, self.env, cwd))
             argv, env = self.launcher_argv(table_path, f"9{k:05d}", k)
             out["launch"].append(self.timed_proc(argv, env, cwd))
+            argv, env = self.launcher_argv(table_path, f"8{k:05d}", k, start=(PY, "-m", "torchx_forge.node.launch"))
+            out["site"].append(self.timed_proc(argv, env, cwd))
         # what the launcher writes: one run under strace (untimed)
         writes: Counter = Counter()
         written: List[str] = []
@@ -272,8 +287,8 @@ class ThroughputBench(BenchBase):
                         writes["directories made"] += 1
         # import time, by module (one run each; self times in microseconds): what the launcher imports beyond what
         # Python's start imports (site and the .pth files of site-packages, e.g. an editable install's finder)
-        def importtime(code: str) -> List[Tuple[int, int, str]]:
-            p = subprocess.run([PY, "-X", "importtime", "-c", code], env=self.env, cwd=cwd, capture_output=True, text=True)
+        def importtime(argv: Sequence[str]) -> List[Tuple[int, int, str]]:
+            p = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=self.env, cwd=cwd, capture_output=True, text=True)
             found = []
             for line in p.stderr.splitlines():
                 m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
@@ -281,9 +296,9 @@ class ThroughputBench(BenchBase):
                     found.append((int(m.group(1)), int(m.group(2)), m.group(4)))
             return found
 
-        at_start = importtime("pass")
-        start_names = {name for _, _, name in at_start}
-        mods = [m for m in importtime("import torchx_forge.node.launch") if m[2] not in start_names]
+        at_start = importtime([PY, "-c", "pass"])
+        bare_start = {name for _, _, name in importtime([*IMPORT_LAUNCHER[:-1], "pass"])}
+        mods = [m for m in importtime(IMPORT_LAUNCHER) if m[2] not in bare_start]
         start_us = sum(s for s, _, _ in at_start)
         total_us = sum(s for s, _, _ in mods)
         forge_us = sum(s for s, _, name in mods if name.startswith("torchx_forge"))
@@ -291,24 +306,28 @@ class ThroughputBench(BenchBase):
         rows = [["fresh process (median of 10, interleaved)", "median", "min-max"]]
         rows.append([f"{os.path.basename(PY)} -c pass", f"{med(out['pass']) * 1000:.1f} ms",
                      f"{spread(out['pass'], 1000, 1)} ms"])
-        rows.append(["  ... -c 'import torchx_forge.node.launch' (the launcher's imports)", f"{med(out['import']) * 1000:.1f} ms",
-                     f"{spread(out['import'], 1000, 1)} ms"])
-        rows.append(["  ... -m torchx_forge.node.launch ... -- (a task of the grid, running `true`)",
+        rows.append([f"{START_SHOWN} -c 'import torchx_forge.node.launch' (its start, the launcher's imports)",
+                     f"{med(out['import']) * 1000:.1f} ms", f"{spread(out['import'], 1000, 1)} ms"])
+        rows.append([f"{START_SHOWN} ... -- (a task of the grid, running `true`, as the batch script starts it)",
                      f"{med(out['launch']) * 1000:.1f} ms", f"{spread(out['launch'], 1000, 1)} ms"])
+        rows.append(["  the same, started with site: -m torchx_forge.node.launch ... --",
+                     f"{med(out['site']) * 1000:.1f} ms", f"{spread(out['site'], 1000, 1)} ms"])
         say(table(rows))
         imports = med(out["import"]) - med(out["pass"])
         rest = med(out["launch"]) - med(out["import"])
-        say(f"  the launcher's imports: +{imports * 1000:.1f} ms over Python's start (-X importtime: {len(mods)} modules"
-            f" more, {total_us / 1000:.1f} ms, of which torchx_forge's own {forge_us / 1000:.1f} ms; slowest:"
+        say(f"  the launcher's start and imports: +{imports * 1000:.1f} ms over `python -c pass` (-X importtime:"
+            f" {len(mods)} modules more than its bare start, {total_us / 1000:.1f} ms,"
+            f" of which torchx_forge's own {forge_us / 1000:.1f} ms; slowest:"
             f" {', '.join(f'{n} {s / 1000:.1f} ms' for s, _, n in top)})")
-        say(f"  Python's start itself imports {len(at_start)} modules ({start_us / 1000:.1f} ms by -X importtime), slowest:"
+        say(f"  Python's start with site (the bare task's) imports {len(at_start)} modules ({start_us / 1000:.1f} ms by"
+            " -X importtime), slowest:"
             f" {', '.join(f'{n} {c / 1000:.1f} ms' for _, c, n in sorted(at_start, key=lambda m: -m[1])[:4])} (cumulative)")
         say(f"  the rest of its run (reading the run table, the task file RUNNING then ended, the run's summary, running"
             f" `true` in a child): +{rest * 1000:.1f} ms")
         if writes:
             say(f"  its file writes (strace, one task): {', '.join(f'{v} {k}' for k, v in writes.items())}:"
                 f" {', '.join(written)}")
-        return {"pass": med(out["pass"]), "import": med(out["import"]), "launch": med(out["launch"]),
+        return {"pass": med(out["pass"]), "import": med(out["import"]), "launch": med(out["launch"]), "site": med(out["site"]),
                 "imports_s": imports, "rest_s": rest, "writes": dict(writes),
                 "start_ms": start_us / 1000, "launcher_import_ms": total_us / 1000}
 

@@ -111,14 +111,19 @@ def find(text: str, min_items: int = MIN_ITEMS) -> List[Span]:
 def _flow(text: str, min_items: int) -> List[Span]:
     """The flow lists (``[1, 2, 3]``) that may be read in bulk."""
     spans: List[Span] = []
-    line, counted = 1, 0
+    line, counted, end = 1, 0, -1
     start = text.find("[")
     while start >= 0:
-        end = text.find("]", start)
-        if end < 0:
-            break
+        if end < start:  # else the first "]" after an earlier "[" with none between is this one's too
+            end = text.find("]", start)
+            if end < 0:
+                break
+        inner = text.find("[", start + 1, end)
+        if inner >= 0:  # holds a list: not plain items; go on from the inner one (linear on [[[[...]]]])
+            start = inner
+            continue
         body = text[start + 1:end]
-        items = _values(body) if body.count(",") + 1 >= min_items and "[" not in body else None
+        items = _values(body) if body.count(",") + 1 >= min_items else None
         if items is not None and _value_at(text, start):
             line += text.count("\n", counted, start)
             counted = start

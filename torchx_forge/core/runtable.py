@@ -30,7 +30,6 @@ What a row holds and how it is computed from a run's parameters: :mod:`torchx_fo
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 import json
 from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -139,6 +138,8 @@ class RunTable:
 
 def encode(table: RunTable) -> Tuple[str, bytes]:
     """(sha256, bytes) of a table: rows are built in a fixed key order, so equal tables give equal bytes."""
+    import hashlib  # noqa: PLC0415 (the submit side's: tasks only read tables)
+
     data = json.dumps(table.to_json(), separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest(), data
 

@@ -17,10 +17,14 @@ Standard library only: compute nodes import it for every task.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 import os
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+try:  # CPython's own SHA-1, the same digest: importing hashlib loads OpenSSL (2-4 ms of every task)
+    from _sha1 import sha1  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # another Python
+    from hashlib import sha1
 
 from torchx_forge.core import envvars
 from torchx_forge.core.axes import Params, Values, values_from_json
@@ -61,7 +65,7 @@ def run_id_of(case: str, params: Params, sample: Optional[int] = None) -> str:
     search, the sample number (two samples that happen to draw equal values stay two runs)."""
     ordered = sorted(params, key=lambda kv: kv[0])
     blob = repr((case, ordered)) if sample is None else repr((case, ordered, sample))
-    return f"{case or 'run'}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+    return f"{case or 'run'}-{sha1(blob.encode()).hexdigest()[:8]}"
 
 
 @record

@@ -8,11 +8,12 @@ so torchrun survives and its workers save. Standard library only.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, TextIO
+from typing import Callable, Dict, List, Optional, TextIO
 
 from torchx_forge.core import envvars
 from torchx_forge.core.policy import RetryPolicy
@@ -103,6 +104,30 @@ def _signal_all(pids: List[int], sig: int) -> None:
             pass
 
 
+def _exit_waiter(child: subprocess.Popen[bytes]) -> Callable[[float], Optional[int]]:
+    """``wait(timeout)``: the program's exit status as soon as it exits, or None after ``timeout`` s.
+
+    Woken by the kernel through a pidfd (Linux 5.3+) rather than polled: Popen's own ``wait(timeout)``
+    sleeps between polls (up to 50 ms), which every short task would pay as its slot's idle time."""
+    try:
+        fd = os.pidfd_open(child.pid)
+    except (AttributeError, OSError):  # no pidfd here: poll
+        def polled(timeout: float) -> Optional[int]:
+            try:
+                return child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        return polled
+
+    def woken(timeout: float) -> Optional[int]:
+        select.select([fd], [], [], timeout)  # interrupted by a signal: its handler runs, then this goes on
+        rc = child.poll()
+        if rc is not None:
+            os.close(fd)
+        return rc
+    return woken
+
+
 @record
 class Ending:
     """How the program ended: its exit code (128 + N for death by signal N), the signal that warned
@@ -164,12 +189,11 @@ class Supervisor:
         for sig in TERMINATING_SIGNALS + ((self.warn_sig,) if self.warn_sig else ()):
             signal.signal(sig, self._on_signal)
         next_poll, escalated = 0.0, 0
+        exited = _exit_waiter(self.child)
         while True:
-            try:  # returns as soon as the program exits (a short task is not held 0.2 s more)
-                rc = self.child.wait(timeout=0.2)
+            rc = exited(0.2)
+            if rc is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
             if self.warn_file and not self.warned and now >= next_poll:
                 next_poll = now + 1.0

@@ -171,7 +171,8 @@ class JobRequest:
         if self.array:
             lines.append(f'export {_REPLICA_ID}=$(( SLURM_ARRAY_TASK_ID + {self.array.offset} ))')
         lines.append(f"export {envvars.LOG_DIR.name}={shlex.quote(o.logs)}")
-        lines.append(f"mkdir -p {shlex.quote(o.logs)}")
+        logs = shlex.quote(o.logs)
+        lines.append(f"[ -d {logs} ] || mkdir -p {logs}")  # a test, not a process, once the dir exists
         return lines
 
     def _task_log(self, comp: Component, ext: str, for_srun: bool) -> str:

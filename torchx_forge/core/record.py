@@ -115,7 +115,7 @@ def _after_defaults(fs: Any) -> List[Field]:
 
 
 def _init_source(cls: type, fs: Tuple[Field, ...], frozen: bool) -> Tuple[str, Dict[str, Any]]:
-    names: Dict[str, Any] = {"MISSING": MISSING, "setattr": object.__setattr__}
+    names: Dict[str, Any] = {"__record_missing": MISSING, "__record_set": object.__setattr__}
     params, body = ["self"], []
     for f in fs:
         if not f.init:
@@ -129,8 +129,8 @@ def _init_source(cls: type, fs: Tuple[Field, ...], frozen: bool) -> Tuple[str, D
                 continue
         elif f.default_factory is not MISSING:
             names[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=MISSING")
-            value = f"_factory_{f.name}() if {f.name} is MISSING else {f.name}"
+            params.append(f"{f.name}=__record_missing")
+            value = f"_factory_{f.name}() if {f.name} is __record_missing else {f.name}"
         elif f.default is not MISSING:
             names[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
@@ -138,7 +138,7 @@ def _init_source(cls: type, fs: Tuple[Field, ...], frozen: bool) -> Tuple[str, D
         else:
             params.append(f.name)
             value = f.name
-        body.append(f"    setattr(self, {f.name!r}, {value})" if frozen else f"    self.{f.name} = {value}")
+        body.append(f"    __record_set(self, {f.name!r}, {value})" if frozen else f"    self.{f.name} = {value}")
     if hasattr(cls, "__post_init__"):
         body.append("    self.__post_init__()")
     return f"def __init__({', '.join(params)}) -> None:\n" + ("\n".join(body) or "    pass") + "\n", names

@@ -7,6 +7,8 @@ the 27 classes the launcher's modules define cost it 55 ms of a 120 ms run on th
 more than Python's own start. ``@record`` gives a class what ``@dataclass`` would (the same
 constructor, ``__post_init__``, repr, equality, hash, frozen instances) and builds each method the
 first time it is called, so importing a module of records costs no compile and no inspect.
+(msgspec's ``Struct`` was measured too: its classes cost nothing, but importing msgspec, with
+datetime, decimal and uuid, took 22 ms.)
 
 Use it as ``@dataclass`` is used::
 

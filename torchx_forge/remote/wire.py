@@ -1,4 +1,3 @@
-
 """TorchX's objects as JSON, for the laptop and the login node to pass each other.
 
 Both ends may run different TorchX versions (0.7 on one, main on the other): a field one side

@@ -31,6 +31,23 @@ def test_what_runs_on_every_task_loads_neither_torchx_nor_yaml_nor_fsspec():
     assert json.loads(p.stdout) == []
 
 
+def test_a_search_decision_on_a_local_state_dir_loads_neither_torchx_nor_fsspec(tmp_path):
+    """Decision and relay jobs stand between a trial's end and the next trial's start: each 60 ms
+    import is a slot left idle that long."""
+    code = (
+        "import json, sys\n"
+        "import torchx_forge.slurm.search, torchx_forge.slurm.status, torchx_forge.slurm.search_status\n"
+        "from torchx_forge.state.store import Store\n"
+        f"s = Store({str(tmp_path)!r})\n"
+        "s.write_json('a/b.json', {'x': 1}); assert s.read_many_json('a') == {'b': {'x': 1}}\n"
+        "assert s.exists('a/b.json') and s.listdir('a') == ['b.json']; s.remove('a/b.json')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torchx', 'fsspec'))))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == []
+
+
 def test_no_module_is_over_400_lines():
     sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in (REPO / "torchx_forge").rglob("*.py")}
     assert len(sizes) > 50

@@ -26,6 +26,9 @@ from torchx_forge.core.policy import parse_retry_on, parse_signal
 from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.states import DepKind
 
+#: sbatch flags a job's helpers (companion, guard, wave, decision jobs) take from it, to run where it runs
+SAME_PLACE = ("--partition", "--account", "--qos", "--clusters")
+
 GPU_FLAGS = ("auto", "gpus-per-node", "gres", "gpus-per-task")
 #: The first Slurm release with --gpus-per-node (select/cons_tres).
 GPUS_PER_NODE_SINCE = (19, 5)

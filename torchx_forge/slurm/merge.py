@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import time
 from types import MappingProxyType
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
-
-from torchx.specs import AppState
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from torchx_forge.core import layout
 from torchx_forge.core.policy import STOPPED_FROM_OUTSIDE
@@ -26,6 +24,9 @@ from torchx_forge.slurm.parse import JobRow, TaskHistory, group_attempts
 from torchx_forge.slurm.views import SEARCH_AGAIN, TaskView
 from torchx_forge.state.records import AppRecord, JobRecord
 from torchx_forge.state.taskfile import AttemptReport, TaskReport
+
+if TYPE_CHECKING:
+    from torchx.specs import AppState
 
 
 def task_views(
@@ -317,6 +318,8 @@ def _merge_report(view: TaskView, report: TaskReport, in_queue: bool, cancelled:
 
 def app_state(views: List[TaskView]) -> AppState:
     """TorchX app state: running while any task runs or waits after another started."""
+    from torchx.specs import AppState  # noqa: PLC0415 (decision jobs use this module without torchx)
+
     states = [v.state for v in views]
     if not states:
         return AppState.UNKNOWN

@@ -9,27 +9,43 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
-
-from torchx.specs import AppState
+from functools import cache
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from torchx_forge.core.hostlist import expand_ranges
 from torchx_forge.core.states import SlurmState
 
-#: Every Slurm state mapped to TorchX's (forge's LOST: it ended, nobody knows how, so FAILED).
-APP_STATES: Mapping[SlurmState, AppState] = {
-    **{s: AppState.PENDING for s in SlurmState if s.waiting},
-    **{s: AppState.RUNNING for s in SlurmState if s.running},
-    **{s: AppState.FAILED for s in SlurmState if s.final},
-    SlurmState.COMPLETED: AppState.SUCCEEDED,
-    SlurmState.CANCELLED: AppState.CANCELLED,
-    SlurmState.UNKNOWN: AppState.UNKNOWN,
-}
+if TYPE_CHECKING:
+    from torchx.specs import AppState
+
+
+@cache
+def app_states() -> Mapping[SlurmState, AppState]:
+    """Every Slurm state mapped to TorchX's (forge's LOST: it ended, nobody knows how, so FAILED).
+
+    torchx is imported on first use: the search's decision and relay jobs parse Slurm's answers
+    and never need TorchX's states (importing torchx.specs costs them 50-60 ms)."""
+    from torchx.specs import AppState  # noqa: PLC0415
+
+    return {
+        **{s: AppState.PENDING for s in SlurmState if s.waiting},
+        **{s: AppState.RUNNING for s in SlurmState if s.running},
+        **{s: AppState.FAILED for s in SlurmState if s.final},
+        SlurmState.COMPLETED: AppState.SUCCEEDED,
+        SlurmState.CANCELLED: AppState.CANCELLED,
+        SlurmState.UNKNOWN: AppState.UNKNOWN,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "APP_STATES":  # the mapping under its old name
+        return app_states()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_app_state(state: Union[str, SlurmState]) -> AppState:
     """TorchX's state for any Slurm state (text as Slurm prints it, or parsed); unknown -> UNKNOWN."""
-    return APP_STATES[state if isinstance(state, SlurmState) else SlurmState.parse(state)]
+    return app_states()[state if isinstance(state, SlurmState) else SlurmState.parse(state)]
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class JobRow:
 
     @property
     def app_state(self) -> AppState:
-        return APP_STATES[self.state]
+        return app_states()[self.state]
 
 
 _ID_RE = re.compile(r"^(?P<base>\d+)(?:_(?P<task>\d+|\[(?P<spec>[^\]]*)\])|\+(?P<het>\d+))?(?P<step>\..*)?$")

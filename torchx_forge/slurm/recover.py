@@ -26,10 +26,10 @@ import time
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import envvars, layout
+from torchx_forge.core.options import SAME_PLACE
 from torchx_forge.core.storage import StoreUnreachableError, store_wait
 from torchx_forge.errors import SlurmError
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.intents import Intent, Intents
 from torchx_forge.state.records import AppRecord, Records

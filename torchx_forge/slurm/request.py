@@ -36,8 +36,6 @@ DECIDE = "torchx_forge.node.decide"
 RANK0_ENV = envvars.RANK0_HOST.name
 #: the names the batch script uses most
 _APP_ID, _REPLICA_ID, _WARN_FILE = envvars.APP_ID.name, envvars.REPLICA_ID.name, envvars.WARN_FILE.name
-#: flags a job's helpers (companion, guard and wave jobs) take from it, to run where it runs
-SAME_PLACE = ("--partition", "--account", "--qos", "--clusters")
 
 
 @dataclass(frozen=True)

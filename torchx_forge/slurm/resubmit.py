@@ -31,6 +31,7 @@ import uuid
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from torchx_forge.core import envvars, layout
+from torchx_forge.core.options import SAME_PLACE
 from torchx_forge.core.policy import exhausted_note
 from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, SlurmState
@@ -39,7 +40,6 @@ from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.identity import Owner
 from torchx_forge.slurm.parse import TaskHistory, group_attempts
-from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.scripts import ScriptMissingError, again_while_taken, submit_script
 from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.files import be_patient

@@ -41,11 +41,11 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Seq
 
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.formats import KEY, format_of
+from torchx_forge.core.options import SAME_PLACE
 from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, Outcome, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.slurm.cli import SlurmCli
-from torchx_forge.slurm.request import SAME_PLACE
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
 from torchx_forge.slurm.scripts import sbatch_script
 from torchx_forge.slurm.search_budget import search_spec

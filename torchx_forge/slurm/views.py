@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
-
-from torchx.specs import AppState
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 from torchx_forge.core.record import fields
 from torchx_forge.core.states import SlurmState
-from torchx_forge.slurm.parse import APP_STATES
+from torchx_forge.slurm.parse import app_states
+
+if TYPE_CHECKING:
+    from torchx.specs import AppState
 
 #: end states after which a search runs a trial again (one more attempt, from its checkpoint): not a failure
 SEARCH_AGAIN = (SlurmState.TIMEOUT, SlurmState.PREEMPTED, SlurmState.NODE_FAIL, SlurmState.BOOT_FAIL)
@@ -39,7 +40,8 @@ class TaskView:
 
     @property
     def state(self) -> AppState:
-        return AppState.PENDING if self.retry_pending else APP_STATES[self.slurm_state]
+        states = app_states()
+        return states[SlurmState.PENDING] if self.retry_pending else states[self.slurm_state]
 
     @property
     def final(self) -> bool:

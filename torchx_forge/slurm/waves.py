@@ -17,9 +17,10 @@ from collections import deque
 from typing import List, Optional, Sequence
 
 from torchx_forge.core import layout
+from torchx_forge.core.options import SAME_PLACE
 from torchx_forge.core.record import replace
 from torchx_forge.errors import ConfigError
-from torchx_forge.slurm.request import SAME_PLACE, ArraySpec, JobRequest
+from torchx_forge.slurm.request import ArraySpec, JobRequest
 
 #: the module the wave jobs run
 WAVE_MODULE = "torchx_forge.slurm.wavejob"

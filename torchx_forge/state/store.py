@@ -19,12 +19,11 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from fsspec.implementations.local import LocalFileSystem
-
 from torchx_forge.core import layout, runtable
 from torchx_forge.core.storage import StoreUnreachableError
 from torchx_forge.state import files, tables
-from torchx_forge.state.files import atomic_write, private_makedirs, timed, url_fs
+from torchx_forge.state.files import atomic_write, is_url, local_path, private_makedirs, timed, url_fs
+from torchx_forge.state.localfs import LocalFiles
 
 T = TypeVar("T")
 #: seconds a command takes a store that did not answer for down, without asking it again
@@ -40,10 +39,10 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        fs, root = url_fs(os.path.expanduser(url))
-        self.fs = fs
+        self.local = not is_url(url)  # a local directory is read with os alone: fsspec for URLs only
+        fs, root = (LocalFiles(), os.path.abspath(local_path(url))) if self.local else url_fs(url)
+        self.fs: Any = fs
         self.root: str = root.rstrip("/")
-        self.local = isinstance(fs, LocalFileSystem)
         self._down: Optional[Tuple[float, StoreUnreachableError]] = None
 
     def path(self, *parts: str) -> str:

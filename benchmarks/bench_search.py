@@ -130,7 +130,7 @@ def simulate(spec: Any, budget: int, f: Callable[[Dict[str, Any], int], float] =
     spent ``budget`` trial-steps (trials still running then are cut: their steps count)."""
     from torchx_forge.core.states import SlurmState
     from torchx_forge.search import apply, best, decide
-    from torchx_forge.slurm.search import reconcile, trial_tag
+    from torchx_forge.slurm.search_reconcile import reconcile, trial_tag
     from torchx_forge.slurm.views import TaskView
 
     full = spec.max_budget or STEPS
@@ -463,7 +463,7 @@ class Lab(BenchBase):
     def forge_run(self, seed: int, algorithm: str) -> LabRun:
         from torchx_forge.core import layout
         from torchx_forge.search import Trial
-        from torchx_forge.slurm.search import trial_tag
+        from torchx_forge.slurm.search_reconcile import trial_tag
         from torchx_forge.state.records import Records
         from torchx_forge.state.store import Store
 

@@ -27,8 +27,9 @@ from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import LIVE
-from torchx_forge.slurm.search import open_search, reask, reconcile
+from torchx_forge.slurm.search import open_search
 from torchx_forge.slurm.search_budget import write_budget
+from torchx_forge.slurm.search_reconcile import reask, reconcile
 from torchx_forge.slurm.status import Gathered
 from torchx_forge.slurm.views import TaskView
 from torchx_forge.state.records import AppRecord, Records

@@ -18,7 +18,8 @@ from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.request import ForgeBatchRequest
 from torchx_forge.slurm.scripts import save as save_script
 from torchx_forge.slurm.scripts import sbatch_script
-from torchx_forge.slurm.search import Search, trial_tag
+from torchx_forge.slurm.search import Search
+from torchx_forge.slurm.search_reconcile import trial_tag
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 
 

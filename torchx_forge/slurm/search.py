@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -44,6 +45,7 @@ from torchx_forge.core.options import SAME_PLACE
 from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import store_wait
+from torchx_forge.errors import ForgeError
 from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
 from torchx_forge.slurm.scripts import sbatch_script
@@ -59,6 +61,8 @@ SEARCH_META = "forge_search"
 DECIDE_TIME = "00:10:00"
 #: the format of a search's spec.json this torchx-forge writes
 SPEC_FORMAT = 1
+#: rounds of a decision at most: it looks again while a round changed something (trials ended meanwhile)
+LOOKS = 5
 #: runs of a decision in its job when its process dies (killed, out of memory, the state dir away)
 DECIDE_TRIES = 3
 #: squeue's reason for a job held by its user (a trial job a decision submitted, not released yet)
@@ -209,14 +213,30 @@ class Search:
 
 def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: Any = print,
                 again: Collection[str] = ()) -> int:
-    """One decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point.
-    ``again``: the Slurm end states of the trials to ask again first (:func:`reask`)."""
+    """The decision of the search of ``app_id`` (see the module docstring). Safe to run again at any point.
+    ``again``: the Slurm end states of the trials to ask again first (:func:`reask`).
+
+    A decision that changed something looks again before it exits (up to :data:`LOOKS` rounds, each
+    one squeue and sacct): trials that ended while it ran are taken now, by the one writer already
+    running, not by the next decision job, which would start a scheduling cycle or more later."""
+    code, changed = _decide_round(cli, records, app_id, python, say, again)
+    for _ in range(LOOKS - 1):
+        if not changed:
+            break
+        code, changed = _decide_round(cli, records, app_id, python, say, (), first=False)
+    return code
+
+
+def _decide_round(cli: SlurmCli, records: Records, app_id: str, python: str, say: Any,
+                  again: Collection[str], first: bool = True) -> Tuple[int, bool]:
+    """One round of :func:`decide_step`: (exit code, whether it took a trial's end, asked or
+    submitted something, and the search goes on). A later round with nothing to do says nothing."""
     from torchx_forge.search import apply, decide, summary  # noqa: PLC0415
     from torchx_forge.slurm.status import gather  # noqa: PLC0415
 
     rec, code = _open(records, app_id, say)
     if rec is None:
-        return code
+        return code, False
     search, template, _ = open_search(cli, records, rec)
     spec = search.spec
     # Slurm first, then the files: a trial Slurm says ended has written its last report by then
@@ -232,28 +252,33 @@ def decide_step(cli: SlurmCli, records: Records, app_id: str, python: str, say: 
     decision = decide(spec, trials, 0)
     after = apply(trials, decision)
     before = {t.number: t.to_json() for t in read}
-    for t in sorted(after, key=lambda t: (t.number in before, t.number)):  # new ones first
-        if before.get(t.number) != t.to_json():
-            search.write_trial(t)
-    say(f"torchx-forge: {time.strftime('%H:%M:%S')} decision: {len(decision.new)} new, promote {dict(decision.promote)},"
-        f" prune {list(decision.prune)}, failed {list(decision.failed)}")
+    changed = [t for t in after if before.get(t.number) != t.to_json()]
+    for t in sorted(changed, key=lambda t: (t.number in before, t.number)):  # new ones first
+        search.write_trial(t)
+    progressed = bool(decision.new or decision.promote or decision.prune or decision.failed or decision.told)
+    if first or progressed:
+        say(f"torchx-forge: {time.strftime('%H:%M:%S')} decision: {len(decision.new)} new, promote {dict(decision.promote)},"
+            f" prune {list(decision.prune)}, failed {list(decision.failed)}")
     if decision.stop_reason:
         say(f"torchx-forge: {decision.stop_reason}")
-        return 0
+        return 0, False
     from torchx_forge.search import TrialState  # noqa: PLC0415
 
+    submitted: List[str] = []
     held = {v.key.split("_")[0] for v in views if v.slurm_state is SlurmState.PENDING and v.reason == HELD}
     for t in after:
         if t.state is TrialState.ASKED:
             if records.cancelled(app_id):
                 say("torchx-forge: the search was cancelled meanwhile: submitting nothing more")
-                return 0
+                return 0, False
             rec = records.load(app_id) or rec
             ids = search.submit_trial(rec, template, t, python, held)
+            submitted += ids
             if ids:
                 say(f"torchx-forge: trial {t.number} (rung {t.rung}, attempt {t.attempts}): job(s) {', '.join(ids)}")
-    say(summary(spec, after))
-    return 0
+    if first or progressed or submitted:
+        say(summary(spec, after))
+    return 0, bool(progressed or submitted) and not decision.over
 
 
 def _open(records: Records, app_id: str, say: Any) -> Tuple[Optional[AppRecord], int]:
@@ -279,9 +304,31 @@ def relay(cli: SlurmCli, records: Records, app_id: str, tag: str) -> int:
         print(f"torchx-forge: the decision job {tag} was submitted already")
         return 0
     search, template, python = open_search(cli, records, rec)
+    if end_taken(search, tag):
+        print(f"torchx-forge: {time.strftime('%H:%M:%S')} a trial job ended, and a decision took its end already:"
+              " no decision job needed")
+        return 0
     print(f"torchx-forge: {time.strftime('%H:%M:%S')} a trial job ended: decision job"
           f" {search.submit_decision(rec, template, python, tag)}")
     return 0
+
+
+def end_taken(search: Search, relay_tag: str) -> bool:
+    """Has a decision taken the end of the trial job whose relay submits ``relay_tag``
+    (``<submission>-t<number>r<rung>a<attempt>dr``)? Its trial file says so: the trial went on (one
+    rung up, one more attempt) or ended and was told. A decision that looked again while it ran
+    (:func:`decide_step`) often has: the relay then adds no decision job to the queue."""
+    from torchx_forge.search import Trial  # noqa: PLC0415
+
+    m = re.search(r"-t(\d+)r(\d+)a(\d+)dr$", relay_tag)
+    obj = search.store.read_json(trial_rel(search.sdir, int(m.group(1)))) if m else None
+    if m is None or not isinstance(obj, dict):
+        return False
+    try:
+        t = Trial.from_json(obj, m.group(1))
+    except (ValueError, ForgeError):  # a broken or newer file: the decision job says what is wrong with it
+        return False
+    return (t.rung, t.attempts) != (int(m.group(2)), int(m.group(3))) or (t.state.finished and t.told)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

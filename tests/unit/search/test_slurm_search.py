@@ -139,3 +139,55 @@ def test_spec_json_carries_its_format_and_a_newer_one_is_one_clear_line(tmp_path
     records.store.write_json(f"{sdir}/spec.json", {**head, "format": 2})
     with pytest.raises(NewerFormatError, match="search spec .*spec.json"):
         read_head(records, sdir)
+
+
+def _end_trial(cli, records, rec, job, number, loss):
+    records.store.write_json(f"{rec.meta.search}/reports/{number:06d}.json", {"format": 1, "steps": {"27": {"loss": loss}}})
+    cli.add_job(f"{job.job_id}_{number}", "COMPLETED", comment=f"forge:{job.tag}")
+
+
+def test_a_decision_looks_again_and_takes_a_trial_that_ended_while_it_ran(tmp_path, monkeypatch):
+    # trial 1 ends while the decision taking trial 0's end submits its successor: the same decision
+    # job takes it in its next round (the next decision job would start a scheduling cycle later)
+    cli, _, records, app_id = _search_app(tmp_path, monkeypatch, trials=6, parallel=2)
+    rec = records.load(app_id)
+    t0, t1 = [j for j in rec.jobs if j.kind == "array" and not j.planned]
+    _end_trial(cli, records, rec, t0, 0, 0.5)
+    submit = Search.submit_trial
+    calls = []
+
+    def submit_and_end_trial_1(self, *a, **kw):
+        ids = submit(self, *a, **kw)
+        if ids and not calls:
+            _end_trial(cli, records, rec, t1, 1, 0.25)
+        calls.extend([a[2].number] if ids else [])
+        return ids
+
+    monkeypatch.setattr(Search, "submit_trial", submit_and_end_trial_1)
+    said = []
+    assert decide_step(cli, records, app_id, "python", say=said.append) == 0
+    assert calls == [2, 3]  # trial 2 in the first round, trial 3 in the second
+    from torchx_forge.search import SearchSpec
+
+    spec = SearchSpec.from_json(records.store.read_json(f"{rec.meta.search}/spec.json")["spec"])
+    trials = Search(cli, records, rec.meta.search, rec.submission, spec).trials()
+    assert [(t.state, t.told) for t in trials[:2]] == [(TrialState.COMPLETE, True)] * 2
+    assert len([s for s in said if " decision: " in s]) == 2  # the third round had nothing to do: silent
+
+
+def test_a_relay_whose_trial_end_a_decision_took_adds_no_decision_job(tmp_path, monkeypatch):
+    from torchx_forge.slurm.search import end_taken, open_search, relay
+
+    cli, _, records, app_id = _search_app(tmp_path, monkeypatch, trials=6, parallel=2)
+    rec = records.load(app_id)
+    t0, t1 = [j for j in rec.jobs if j.kind == "array" and not j.planned]
+    search = open_search(cli, records, rec)[0]
+    assert not end_taken(search, f"{t0.tag}dr")
+    _end_trial(cli, records, rec, t0, 0, 0.5)
+    assert decide_step(cli, records, app_id, "python", say=lambda *a: None) == 0
+    assert end_taken(search, f"{t0.tag}dr") and not end_taken(search, f"{t1.tag}dr")
+    assert not end_taken(search, "not-a-relay-tag")
+    assert relay(cli, records, app_id, f"{t0.tag}dr") == 0
+    assert not [j for j in records.load(app_id).jobs if j.tag == f"{t0.tag}dr"]
+    assert relay(cli, records, app_id, f"{t1.tag}dr") == 0  # trial 1 runs on: its end is not taken
+    assert [j for j in records.load(app_id).jobs if j.tag == f"{t1.tag}dr"]

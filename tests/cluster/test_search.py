@@ -68,6 +68,17 @@ def test_tpe_search_of_12_trials_4_at_a_time_succeeds_and_shows_its_best_trial(s
         last = [line for line in f.read_text().splitlines() if line.startswith(f"step {STEPS} ")]
         finals.update(last)
     assert len(finals) == 12, finals
+    # every trial's script submitted the decision job that took its end (decide.sh, not its relay):
+    # each such job linked itself to the app as it started, tagged as the relay's would be
+    said = [f.read_text() for f in (state_dir / "logs").glob("height-*.batch.log")]
+    assert sum("the trial ended: decision job " in t for t in said) == 12, said
+    assert sum(bool(re.search(r"the trial ended: decision job \d+", t)) for t in said) >= 9, said
+    from torchx_forge.state.records import Records
+    from torchx_forge.state.store import Store
+
+    rec = Records(Store(str(state_dir))).load(handle.rsplit("/", 1)[1])
+    by_trial = [j for j in rec.jobs if j.kind == "decide" and j.tag.endswith("dr") and not j.argv]
+    assert len(by_trial) >= 9, [(j.job_id, j.tag, bool(j.argv)) for j in rec.jobs if j.kind == "decide"]
     # forge results: every trial with its parameters and loss, the best one marked as status has it
     csv_path = state_dir.parent / "trials.csv"
     p = run_torchx("forge", "results", handle, "--csv", str(csv_path))

@@ -113,6 +113,10 @@ MAX_RETRIES = EnvVar("FORGE_MAX_RETRIES", "the job's retry budget", _SUBMIT, int
 RETRY_ON = EnvVar("FORGE_RETRY_ON", "the end states retried, comma separated", _SUBMIT, internal=True)
 GRACE = EnvVar("FORGE_GRACE", "seconds between the warning and the stop", _SUBMIT, internal=True)
 EXTRA_RETRIES = EnvVar("FORGE_EXTRA_RETRIES", "retries granted by hand (torchx forge retry)", _SUBMIT, internal=True)
+SEARCH_DECIDE = EnvVar("FORGE_SEARCH_DECIDE", "searches, local state dir: the script a trial's batch script runs as its"
+                       " tasks end, which submits the decision job that takes the trial's end", _SUBMIT, internal=True)
+SEARCH_TAG = EnvVar("FORGE_SEARCH_TAG", "searches: the trial job's tag (its decision job's is the same with dr)", _SUBMIT,
+                    internal=True)
 SUBMISSION = EnvVar("FORGE_SUBMISSION", "the submission of an app of one job, sent without a hold (the launcher"
                     " checks the record is its own)", _SUBMIT, internal=True)
 

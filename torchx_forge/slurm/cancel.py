@@ -16,6 +16,7 @@ from torchx_forge.core import layout
 from torchx_forge.core.states import JobKind
 from torchx_forge.errors import ConfigError, SlurmError, UnknownAppError
 from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.resubmit import LIVE
 from torchx_forge.slurm.status import own_queued
 from torchx_forge.state.records import AppRecord, Records
 
@@ -56,6 +57,9 @@ def cancel_app(cli: SlurmCli, records: Records, rec: AppRecord) -> None:
             raise not_cancelled(cli, rec.app_id, e) from None
         done.update(ids)
         rec = records.load(rec.app_id) or rec
+    if rec.meta.search:  # a decision job a trial's script submitted links itself only once it starts
+        cli.cancel([j for j in cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE) if j not in done],
+                   ended_ok=True)
 
 
 def cancel_tasks(cli: SlurmCli, rec: AppRecord, role: str, replicas: List[int]) -> List[str]:

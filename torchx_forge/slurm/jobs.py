@@ -23,9 +23,11 @@ from torchx_forge.core.slurm_time import parse_slurm_time
 from torchx_forge.core.space import check_size
 from torchx_forge.core.states import DepKind
 from torchx_forge.errors import ConfigError
+from torchx_forge.slurm import search_end
 from torchx_forge.slurm.limits import ClusterLimits
 from torchx_forge.slurm.options import ForgeOpts
 from torchx_forge.slurm.request import RANK0_ENV, ArraySpec, ForgeBatchRequest, JobRequest
+from torchx_forge.slurm.search import SEARCH_META
 from torchx_forge.slurm.srun import Component, TaskCommand
 from torchx_forge.slurm.waves import WAVE_OVERHEAD, cost, pack
 
@@ -171,12 +173,15 @@ def array_jobs(app: AppDef, role: Role, opts: ForgeOpts, first_index: int, max_s
     values = macros.Values(img_root=role.image, app_id=macros.app_id, replica_id=macros.replica_id, rank0_env=RANK0_ENV)
     comp = component_for(values.apply(role), None, shape, role.name, nodes)
     policy = job_policy([role], shape, f"role {role.name!r}")
+    # a search's trials: the decision job that takes a trial's end is submitted from its script
+    epilogue = tuple(search_end.epilogue()) if (role.metadata or {}).get(SEARCH_META) else ()
     jobs: List[JobRequest] = []
     max_size = shape.max_array_size or max_size  # an experiment shape's own limit wins
     for offset in range(0, role.num_replicas, max_size):
         size = min(max_size, role.num_replicas - offset)
         spec = ArraySpec(size=size, offset=offset, throttle=shape.array_parallelism)
-        jobs.append(JobRequest(app.name, first_index + len(jobs), (comp,), shape, array=spec, policy=policy))
+        jobs.append(JobRequest(app.name, first_index + len(jobs), (comp,), shape, array=spec, policy=policy,
+                               epilogue=epilogue))
     return jobs
 
 

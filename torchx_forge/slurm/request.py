@@ -74,6 +74,8 @@ class JobRequest:
     kill_invalid_dep: bool = False
     #: the wave it is submitted in (0: by torchx run; later ones by the wave job before them)
     wave: int = 0
+    #: shell lines run once the tasks have ended for good, before the script's exit (a search's trials)
+    epilogue: Tuple[str, ...] = ()
 
     @property
     def kind(self) -> JobKind:
@@ -225,6 +227,7 @@ class JobRequest:
             'echo "torchx-forge: tasks exited with code $rc"',
             "exit $rc",
         ]
+        body[-1:-1] = self.epilogue  # before the exit: not run when the job is requeued
         return "\n".join(self._header() + [""] + self._prologue(mask) + self._python_check() + [""] + body) + "\n"
 
     def _decide_args(self) -> str:

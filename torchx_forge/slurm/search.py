@@ -46,10 +46,11 @@ from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
-from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.cli import SlurmCli, with_tag
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
 from torchx_forge.slurm.scripts import sbatch_script
 from torchx_forge.slurm.search_budget import search_spec
+from torchx_forge.slurm.search_end import PLACEHOLDER, decide_script, decide_sh_rel, record_self
 from torchx_forge.slurm.search_reconcile import reask, reconcile, trial_tag
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
@@ -146,19 +147,24 @@ class Search:
             export.append(f"{envvars.APP_ID.name}={app_id}")
         if self.spec.algorithm in RUNG_ALGORITHMS and trial.budget is not None:
             export.append(f"{envvars.SEARCH_BUDGET.name}={trial.budget}")
+        export.append(f"{envvars.SEARCH_TAG.name}={trial_tag(self.submission, trial)}")
+        if self.store.local:  # decide.sh: the trial's script submits its decision job as its tasks end
+            export.append(f"{envvars.SEARCH_DECIDE.name}={self.store.url_of(decide_sh_rel(self.sdir))}")
         argv = [f"--export={','.join(export)}" if a.startswith("--export=") else a for a in argv]
         return argv if hold else [a for a in argv if a != "--hold"]
 
     def decide_argv(self, rec_name: str, log_dir: str, app_id: str, after: Optional[str], python: str,
-                    flags: Sequence[str], hold: bool, reask: str = "", relay: str = "") -> List[str]:
+                    flags: Sequence[str], hold: bool, reask: str = "", relay: str = "", tag: str = "") -> List[str]:
         """A decision job, one at a time (singleton), at once. With ``after`` (a trial job), a relay
         job instead: it runs when that trial ends, whatever the end, and submits the decision job
         tagged ``relay`` then. (A singleton job waits for every job of its name submitted before it,
         pending ones too: decision jobs submitted with their trials ran in the trials' start order,
         a trial that ended early waiting for the decisions of trials still running.) Requeued when
         preempted, and run again in the job when its process dies (a decision is safe to run again);
-        ``reask``: Slurm end states whose trials it asks again first (``forge retry``)."""
+        ``reask``: Slurm end states whose trials it asks again first (``forge retry``); ``tag``: the
+        decision job's own, for it to link itself to the app (decide.sh's, :mod:`~torchx_forge.slurm.search_end`)."""
         extra = ["--relay", relay] if after else (["--reask", reask] if reask else [])
+        extra += ["--tag", tag] if tag else []
         command = shlex.join([python, "-m", MODULE, "--state-dir", self.store.url, "--app", app_id, *extra])
         tries = " ".join(str(i) for i in range(1, DECIDE_TRIES + 1))
         again = (f"for forge_try in {tries}; do {command} && exit 0; echo \"torchx-forge: the decision"
@@ -170,6 +176,17 @@ class Search:
                 f"--job-name=forge-{kind}-{layout.safe_name(app_id)}", f"--time={DECIDE_TIME}", "--nodes=1",
                 "--ntasks=1", "--cpus-per-task=1", "--mem=512", "--requeue", f"--output={out}", *keep,
                 f"--wrap={again}"]
+
+    def write_decide_script(self, rec_name: str, log_dir: str, app_id: str, python: str, flags: Sequence[str]) -> None:
+        """``decide.sh`` (:mod:`~torchx_forge.slurm.search_end`), on a local state dir (a trial reads
+        no URL from bash: on an object store the relay jobs alone submit decisions)."""
+        if not self.store.local:
+            return
+        argv = with_tag(self.decide_argv(rec_name, log_dir, app_id, None, python, flags, hold=False, tag=PLACEHOLDER),
+                        PLACEHOLDER)
+        if self.cli.cluster and not any(a.startswith(("--clusters", "-M")) for a in argv):
+            argv = [argv[0], f"--clusters={self.cli.cluster}", *argv[1:]]
+        self.store.write_bytes(decide_sh_rel(self.sdir), decide_script(argv).encode())
 
     def submit_decision(self, rec: AppRecord, template: JobRecord, python: str, tag: str, after: Optional[str] = None,
                         reask: str = "") -> str:
@@ -337,6 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--app", required=True)
     p.add_argument("--reask", default="", help="ask the FAIL trials whose job ended in these Slurm states again")
     p.add_argument("--relay", default="", help="(a relay job) submit the decision job of this tag, and nothing else")
+    p.add_argument("--tag", default="", help="(a decision job a trial's script submitted) its tag: it links itself to the app")
     args = p.parse_args(argv)
     be_patient(store_wait())
     records = Records(Store(args.state_dir))
@@ -344,6 +362,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cli = SlurmCli(cluster=(rec.cluster or None) if rec else None)
     if args.relay:
         sys.exit(relay(cli, records, args.app, args.relay))
+    if args.tag:
+        record_self(records, args.app, args.tag)
     sys.exit(decide_step(cli, records, args.app, sys.executable, again=[w for w in args.reask.split(",") if w]))
 
 

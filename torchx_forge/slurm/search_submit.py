@@ -1,7 +1,9 @@
 """Submitting an adaptive search (:func:`submit_search`, from ``torchx run``): the spec and the
 first trials written, each trial held with its relay job (see
 :meth:`~torchx_forge.slurm.search.Search.decide_argv`), the record, one release; or, on any
-error, everything cancelled and the record forgotten."""
+error, everything cancelled and the record forgotten. The trials' script ends with
+:func:`~torchx_forge.slurm.search_end.epilogue` (:mod:`~torchx_forge.slurm.jobs`): a trial whose
+tasks ended submits its decision job itself."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def submit_search(cli: SlurmCli, records: Records, req: ForgeBatchRequest, spec:
             decision = cli.sbatch(argv, tag=f"{trial_tag(submission, t)}d")
             submitted.append(decision)
             jobs.append(JobRecord(job_id=decision, kind=JobKind.DECIDE.value, argv=argv, tag=f"{trial_tag(submission, t)}d"))
+        search.write_decide_script(req.app_name, req.opts.logs, app_id, req.opts.python, template.argv)
         rec = AppRecord(app_id=app_id, cluster=(cli.cluster or "") if req.opts.cluster else "", name=req.app_name,
                         jobs=jobs, roles=_role_records(req), log_dir=req.opts.logs, job_dir=req.opts.job_dir,
                         submission=submission,

@@ -191,3 +191,31 @@ def test_a_relay_whose_trial_end_a_decision_took_adds_no_decision_job(tmp_path, 
     assert not [j for j in records.load(app_id).jobs if j.tag == f"{t0.tag}dr"]
     assert relay(cli, records, app_id, f"{t1.tag}dr") == 0  # trial 1 runs on: its end is not taken
     assert [j for j in records.load(app_id).jobs if j.tag == f"{t1.tag}dr"]
+
+
+def test_a_trials_script_submits_its_decision_job_through_decide_sh_and_a_sweeps_does_not(tmp_path, monkeypatch):
+    cli, sched, records, app_id = _search_app(tmp_path, monkeypatch, trials=4, parallel=2)
+    rec = records.load(app_id)
+    trial = next(j for j in rec.jobs if j.kind == "array" and not j.planned)
+    script = Path(trial.script).read_text().splitlines()
+    assert script[-1] == "exit $rc" and any("FORGE_SEARCH_DECIDE" in line for line in script[-8:])
+    decide_sh = Path(records.store.path(f"{rec.meta.search}/decide.sh"))
+    export = next(a for a in trial.argv if a.startswith("--export="))
+    assert f"FORGE_SEARCH_TAG={trial.tag}" in export and f"FORGE_SEARCH_DECIDE={decide_sh}" in export
+    text = decide_sh.read_text()
+    assert f"--job-name=forge-search-{app_id}" in text and "--dependency=singleton" in text
+    assert "--comment=forge:@TAG@" in text and "--tag @TAG@" in text
+    grid = _components().grid("python", "t.py", axes="run.args.x=range(0,3)")
+    req = sched.submit_dryrun(grid, {"partition": "debug", "log_dir": str(tmp_path / "logs")})
+    assert "FORGE_SEARCH_DECIDE" not in req.request.jobs[0].materialize()
+
+
+def test_a_decision_job_decide_sh_submitted_links_itself_to_the_app_once(tmp_path, monkeypatch):
+    from torchx_forge.slurm.search_end import record_self
+
+    _, _, records, app_id = _search_app(tmp_path, monkeypatch, trials=4, parallel=2)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    for _ in range(2):  # the decision run again in its job (a try that died): linked once
+        record_self(records, app_id, "sub-t0r0a0dr")
+    linked = [j for j in records.load(app_id).jobs if j.job_id == "4242"]
+    assert [(j.kind, j.tag) for j in linked] == [("decide", "sub-t0r0a0dr")]

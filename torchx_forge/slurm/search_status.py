@@ -19,13 +19,14 @@ asked again, so they no longer count as failures.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from torchx_forge.core import envvars, layout
-from torchx_forge.core.states import JobKind, SlurmState
+from torchx_forge.core.states import SlurmState
 from torchx_forge.errors import ForgeError
-from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.cli import SlurmCli, tag_in
 from torchx_forge.slurm.resubmit import LIVE
 from torchx_forge.slurm.search import open_search
 from torchx_forge.slurm.search_budget import write_budget
@@ -79,11 +80,18 @@ def hold_open(records: Records, recs: Sequence[AppRecord], found: Gathered) -> N
             found.settled = [r for r in found.settled if r.app_id != rec.app_id]
 
 
-def deciding(cli: SlurmCli, records: Records, rec: AppRecord) -> bool:
-    """May one of the search's decision jobs still run (pending, running, requeued)? One squeue."""
-    live = set(cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE))
-    rec = records.load(rec.app_id) or rec  # the decision jobs added up to now (a later one is in `live`)
-    return any(j.job_kind is JobKind.DECIDE and j.job_id in live for j in rec.jobs)
+def deciding(cli: SlurmCli, rec: AppRecord) -> bool:
+    """May one of the search's decision jobs still run (pending, running, requeued)? One squeue: its
+    live decision and relay jobs, by their names and the search's tag (a decision job a trial's
+    script submitted links itself to the app only as it starts: the record does not know it yet)."""
+    names = {f"forge-{kind}-{layout.safe_name(rec.app_id)}" for kind in ("search", "relay")}
+    where = [f"--clusters={cli.cluster}"] if cli.cluster else []
+    out = cli.run(["squeue", *where, "--noheader", f"--states={LIVE}", f"--user={os.getuid()}", "--format=%i|%j|%k"])
+    for line in out.splitlines():
+        _, name, comment = (line.split("|", 2) + ["", ""])[:3]
+        if name in names and tag_in(comment, f"{rec.submission}-", prefix=True):
+            return True
+    return False
 
 
 def revive(cli: SlurmCli, records: Records, rec: AppRecord) -> Optional[str]:
@@ -94,7 +102,7 @@ def revive(cli: SlurmCli, records: Records, rec: AppRecord) -> Optional[str]:
     try:
         if records.cancelled(rec.app_id):
             return None
-        if deciding(cli, records, rec):
+        if deciding(cli, rec):
             return None
         search, template, python = open_search(cli, records, rec)
         if over(search.spec, search.trials()):
@@ -132,7 +140,7 @@ def retry_search(cli: SlurmCli, records: Records, rec: AppRecord, views: Sequenc
     again = [t.number for t, a in zip(trials, reask(trials, rec, views, rec.submission, states), strict=True)
              if a.state is not t.state]
     cancelled = records.cancelled(rec.app_id)
-    if not again and (over(search.spec, trials) or not cancelled and deciding(cli, records, rec)):
+    if not again and (over(search.spec, trials) or not cancelled and deciding(cli, rec)):
         return []  # ended well, or going on by itself
     if cancelled:  # before the decision job: it decides nothing while cancelled
         records.store.remove(layout.cancelled(rec.app_id))

@@ -147,6 +147,19 @@ def test_a_finished_or_cancelled_search_is_given_no_decision_job(tmp_path, monke
     assert revive(lab.cli, lab.records, lab.rec) is None
 
 
+def test_a_decision_job_a_trials_script_submitted_keeps_status_from_adding_one_before_it_links_itself(
+        tmp_path, monkeypatch):
+    lab = Lab(tmp_path, monkeypatch)
+    for d in lab.jobs("decide"):
+        lab.end(d.job_id, "COMPLETED")
+    sub = lab.rec.submission
+    lab.cli.add_job("9001", "PENDING", name=f"forge-search-{lab.app_id}", comment=f"forge:{sub}-t0r0a0dr")
+    assert revive(lab.cli, lab.records, lab.rec) is None  # decide.sh's decision, pending: not linked yet
+    lab.end("9001", "COMPLETED")
+    lab.cli.add_job("9002", "PENDING", name="height", comment=f"forge:{sub}-t2r0a0")  # a held trial: no decision
+    assert "submitted decision job" in (revive(lab.cli, lab.records, lab.rec) or "")
+
+
 def test_a_preempted_trial_is_pending_while_its_decision_may_run(tmp_path, monkeypatch):
     lab = Lab(tmp_path, monkeypatch)
     trial0 = next(j for j in lab.jobs("array") if j.tasks == [0])

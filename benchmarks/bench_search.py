@@ -471,7 +471,8 @@ class LabRun:
     submit_s: float = math.nan  # forge: `torchx run` returned after this many seconds
     seen_done: float = math.nan  # forge: `torchx status` first said it ended (epoch)
     jobs: int = 0  # trial jobs
-    other_jobs: int = 0  # forge: decision jobs
+    other_jobs: int = 0  # forge: decision and relay jobs
+    relay_jobs: int = 0  # forge: relay jobs (one per trial job; each submits a decision only if its trial's script did not)
     decision_waits: List[float] = field(default_factory=list)  # forge: decision job's start - its trial job's end (s)
     decision_runs: List[float] = field(default_factory=list)  # forge: decision job's end - start (s)
     notes: List[str] = field(default_factory=list)
@@ -581,13 +582,15 @@ class Lab(BenchBase):
         intervals = [(rows[k][1], rows[k][2]) for k in keys if rows.get(k) and rows[k][1] and rows[k][2]]
         ends = [r[2] for r in rows.values() if r[2]]
         lab = LabRun(run, seed, t0, events, intervals, max(ends), watch, submit_s=submit_s, seen_done=seen_done,  # type: ignore[arg-type]
-                     jobs=len(trial_jobs), other_jobs=len(decide_jobs), fine=ctld_intervals(list(keys), t0 - 1))
+                     jobs=len(trial_jobs), other_jobs=len(decide_jobs), fine=ctld_intervals(list(keys), t0 - 1),
+                     relay_jobs=sum(any(a.startswith("--dependency=afterany:") for a in j.argv) for j in decide_jobs))
         trial_end = {j.job_id: rows[k][2] for k, j in keys.items() if k in rows}
-        for j in decide_jobs:  # each follows one trial job: --dependency=afterany:<trial>,singleton
-            after = next((m.group(1) for a in j.argv if (m := re.match(r"--dependency=afterany:(\d+)", a))), None)
+        end_of_tag = {j.tag: trial_end.get(j.job_id) for j in trial_jobs}
+        for j in decide_jobs:  # the decision job that takes trial job <tag>'s end is tagged <tag>dr
+            trial_ended = end_of_tag.get(j.tag[:-2]) if j.tag.endswith("dr") else None
             _, start, end = rows.get(j.job_id, ("", None, None))
-            if after in trial_end and start is not None and end is not None:
-                lab.decision_waits.append(start - trial_end[after])  # type: ignore[operator]
+            if trial_ended is not None and start is not None and end is not None:
+                lab.decision_waits.append(start - trial_ended)
                 lab.decision_runs.append(end - start)
         complete = sum(t.state.value == "COMPLETE" for t in trial_list)
         if algorithm == "tpe" and complete != trials:
@@ -730,10 +733,10 @@ class Lab(BenchBase):
         extra = ""
         if r.tool.startswith("forge"):
             extra = f", submit {r.submit_s:.1f} s, status saw the end at {r.seen_done - r.t0:.1f} s"
-        other = f" + {r.other_jobs} decision jobs" if r.other_jobs else ""
+        other = (f" + {r.other_jobs - r.relay_jobs} decision jobs and {r.relay_jobs} relay jobs" if r.other_jobs else "")
         if r.decision_waits:
             w = r.decision_waits
-            other += (f" (a trial's own decision job started {median(w):.0f} s after the trial's end, median; max"
+            other += (f" (the decision job of a trial's end started {median(w):.0f} s after the trial job's end, median; max"
                       f" {max(w):.0f} s; each ran {median(r.decision_runs):.0f} s)")
         gaps = refill_gaps(r.intervals, PARALLEL)
         if gaps:

@@ -262,7 +262,7 @@ import hydra
 def main(cfg) -> float:
     loss = float("nan")
     for step in range(1, int(cfg.steps) + 1):
-        time.sleep(float(cfg.sleep))
+        time.sleep(float(cfg.sleep) * (1 + float(cfg.width_cost) * float(cfg.width) / 20))
         loss = (0.1 + cfg.width * step / 100) ** -1 + cfg.height * 0.1
         print(f"step {step} loss {loss:.6f}", flush=True)
     env = os.environ
@@ -286,6 +286,7 @@ HYDRA_CONFIG = """defaults:
   - _self_
 steps: {steps}
 sleep: {sleep}
+width_cost: {width_cost}
 width: 10.0
 height: 0.0
 record_dir: {records}
@@ -494,6 +495,7 @@ class Lab(BenchBase):
         self.seeds = list(range(1 if args.quick else args.seeds))
         self.trials = args.lab_trials
         self.sleep = args.sleep
+        self.width_cost = args.width_cost
         self.asha = args.asha
         self.venv = args.hydra_venv
         self.forge_apps: List[Tuple[str, str]] = []  # (state dir, handle) to cancel on the way out
@@ -518,7 +520,8 @@ class Lab(BenchBase):
         env = dict(self.env, FORGE_STATE_DIR=state, FORGE_BENCH_RUN=marker)
         status_env = dict(self.env, FORGE_STATE_DIR=state)  # the bench's own status commands: not the run's
         trials = self.trials if algorithm == "tpe" else 16
-        sets = [f"run.args.sleep={self.sleep}", f"search.seed={seed}", f"search.trials={trials}", f"search.parallel={PARALLEL}"]
+        sets = [f"run.args.sleep={self.sleep}", f"run.args.width_cost={self.width_cost:g}", f"search.seed={seed}",
+                f"search.trials={trials}", f"search.parallel={PARALLEL}"]
         argv = [self.torchx, "run", "--scheduler", "slurm_forge", "-cfg", f"comment={marker}", "forge.search",
                 "--config", os.path.join(REPO, "examples", config), "--set", ";".join(sets)]
         say(f"  {run}: torchx run ... forge.search --config examples/{config} --set '{';'.join(sets)}'")
@@ -653,7 +656,8 @@ class Lab(BenchBase):
         with open(os.path.join(cwd, "height_hydra.py"), "w") as f:
             f.write(HYDRA_APP)
         with open(os.path.join(cwd, "height.yaml"), "w") as f:
-            f.write(HYDRA_CONFIG.format(steps=STEPS, sleep=self.sleep, records=records, sweep=os.path.join(cwd, "multirun"),
+            f.write(HYDRA_CONFIG.format(steps=STEPS, sleep=self.sleep, width_cost=self.width_cost, records=records,
+                                        sweep=os.path.join(cwd, "multirun"),
                                         trials=self.trials, parallel=PARALLEL, seed=seed, startup=startup, comment=marker))
         env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
         env["FORGE_BENCH_RUN"] = marker
@@ -785,6 +789,8 @@ class Lab(BenchBase):
         say(f"  forge / Hydra, time to target per seed: {', '.join(f'{x:.2f}x' for x in ratios)};"
             f" to the end: {', '.join(f'{x:.2f}x' for x in end_ratios)}")
         label = f"cluster, {len(self.seeds)} seed(s), TPE {self.trials} trials, {PARALLEL} at a time"
+        if self.width_cost:
+            label += f", steps 1-{1 + self.width_cost:g}x as long by width (--width-cost {self.width_cost:g})"
         fine = all(r.fine for r in self.runs if r.tool.startswith(("forge-tpe", "hydra")))
         targets = [
             (f"{label}: wall time to the same target, forge / Hydra (median)", f"<= {WALL_RATIO_MAX:g}x",
@@ -853,6 +859,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--asha", action="store_true", help="lab: also forge.search with examples/height_asha.yaml per seed")
     ap.add_argument("--lab-trials", type=int, default=LAB_TRIALS, help="lab: TPE trials of both (default %(default)s)")
     ap.add_argument("--sleep", type=float, default=LAB_SLEEP, help="lab: seconds per step (default %(default)s)")
+    ap.add_argument("--width-cost", type=float, default=0.0,
+                    help="lab: a step of width w takes sleep * (1 + C * w / 20): trials of unequal length (default 0: equal)")
     ap.add_argument("--hydra-venv", default=HYDRA_VENV, help="venv for Hydra (made if missing; default %(default)s)")
     ap.add_argument("--keep", action="store_true", help="lab: keep the scratch directory under /tmp")
     args = ap.parse_args(argv)
@@ -868,8 +876,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.lab:
             lab = Lab(args)
             try:
-                lab.header("  cluster", f"TPE {args.lab_trials} trials, {PARALLEL} at a time, {args.sleep:g} s per step,"
-                           f" {len(lab.seeds)} seed(s)")
+                lab.header("  cluster", f"TPE {args.lab_trials} trials, {PARALLEL} at a time, {args.sleep:g} s per step"
+                           + (f" x (1 + {args.width_cost:g} width/20)" if args.width_cost else "")
+                           + f", {len(lab.seeds)} seed(s)")
                 targets += lab.run()
             finally:
                 lab.cleanup()

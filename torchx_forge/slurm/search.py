@@ -7,24 +7,26 @@
 first ``parallel`` asked trials are written to ``searches/<submission>/`` in the state dir, then
 each trial is submitted held as task k of the app's sweep script (``--array=k``: trial k is
 replica k) with ``FORGE_SEARCH_TRIAL`` (its file: the task adds its parameters),
-``FORGE_SEARCH_REPORT`` and ``FORGE_SEARCH_BUDGET``. Each trial job gets a relay job
-(``--dependency=afterany:<trial>``, named ``forge-relay-<app>``) that, when the trial ends
-however it ends, submits a decision job (``--dependency=singleton``, named
-``forge-search-<app>``): Slurm runs at most one job of that name at a time, so the study has
-exactly one writer, and decision jobs queue in the order their trials ended. The record lists the
-not-yet-asked trials as a planned job; then one release.
+``FORGE_SEARCH_REPORT`` and ``FORGE_SEARCH_BUDGET``. A trial whose tasks ended submits a decision
+job (``--dependency=singleton``, named ``forge-search-<app>``) from its own script
+(:mod:`~torchx_forge.slurm.search_end`); each trial job also gets a relay job
+(``--dependency=afterany:<trial>``, named ``forge-relay-<app>``) that submits the same decision
+job when the trial job ended however it ended, unless it exists. Slurm runs at most one job of
+that name at a time, so the study has exactly one writer, and decision jobs queue in the order
+their trials ended. The record lists the not-yet-asked trials as a planned job; then one release.
 
 **A decision** (:func:`decide_step`): reads every trial file and report, reconciles each asked or
 running trial with Slurm's answer (the app's task views: squeue, sacct, the launcher's state
 files), calls :func:`~torchx_forge.search.decide` and :func:`~torchx_forge.search.apply`, writes
 the trial files that changed (atomically) BEFORE submitting, then submits each ASKED trial that has
 no job yet. Every trial job is tagged ``<submission>-t<number>r<rung>a<attempt>`` in its
-``--comment`` (its decision job: the same with ``d``); a tag found in the record or in squeue is
+``--comment`` (its relay job: the same with ``d``, its decision job with ``dr``); a tag found in the record or in squeue is
 not submitted again, so a decision killed halfway and run again submits nothing twice: a trial job
 is submitted held and released once linked to the app, so squeue keeps one whose decision died
 before linking it. Promoted ASHA trials are the same replica (the same run id and checkpoint
 dir): the launcher resumes them from their checkpoint. A cancelled app (``cancelled.json``) makes
-a decision do nothing. A decision job is requeued when preempted and runs the decision again when
+a decision do nothing. A decision that changed something looks again before it exits (trials
+that ended while it ran). A decision job is requeued when preempted and runs the decision again when
 its process dies; a search left with no decision job at all is given one by the next status, and
 ``torchx forge retry`` asks its failed or cancelled trials again (:mod:`~torchx_forge.slurm.search_status`).
 """

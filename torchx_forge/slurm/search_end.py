@@ -7,7 +7,8 @@ decision job is even queued. A search whose state dir is local also has
 with :func:`epilogue`: once the tasks have ended for good (not when the job is requeued), one
 ``sbatch`` from bash submits the decision job, tagged as the relay would tag it
 (``<trial tag>dr``). The relay, when it runs, finds that tag and submits nothing; it stays for a
-trial whose script never reached its end (cancelled, its time limit, its node lost). The
+trial whose script never reached its end (cancelled, its time limit, its node lost) or was
+stopped by Slurm meanwhile (SIGTERM: a preemption that requeues it, a cancel). The
 decision job links itself to the app when it starts (:func:`record_self`).
 
 The decision job may start while Slurm still counts the trial job as running (its script's last
@@ -62,8 +63,8 @@ def epilogue() -> List[str]:
     script, tag = envvars.SEARCH_DECIDE.name, envvars.SEARCH_TAG.name
     return [
         "# a search's trial whose tasks ended: the decision job that takes its end, now (the relay job is for",
-        "# a trial killed before this line)",
-        f'if [ -n "${{{script}:-}}" ] && [ -f "${script}" ]; then',
+        "# a trial killed before this line, or stopped by Slurm: a preemption requeues it, a cancel ends it)",
+        f'if [ -n "${{{script}:-}}" ] && [ -f "${script}" ] && [ "${{forge_stopped:-0}}" = 0 ]; then',
         f'    forge_decision=$(timeout {WAIT} bash "${script}" "${{{tag}:-}}") \\',
         '        || forge_decision="not submitted (exit $?): the relay job submits it"',
         '    echo "torchx-forge: $(date +%T) the trial ended: decision job $forge_decision"',

@@ -58,3 +58,6 @@ def test_the_epilogue_runs_decide_sh_only_where_it_exists_and_says_what_it_submi
     assert "not submitted (exit 3): the relay job submits it" in p.stdout
     p = subprocess.run(["bash", "-c", body], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
     assert p.stdout == "end\n" and p.returncode == 0  # not a search's trial
+    script.write_text('echo "1234 for $1"\n')
+    p = subprocess.run(["bash", "-c", "forge_stopped=1\n" + body], env=env, capture_output=True, text=True)
+    assert p.stdout == "end\n"  # Slurm is stopping the job (preemption, cancel): its relay takes the end

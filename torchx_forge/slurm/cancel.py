@@ -58,8 +58,11 @@ def cancel_app(cli: SlurmCli, records: Records, rec: AppRecord) -> None:
         done.update(ids)
         rec = records.load(rec.app_id) or rec
     if rec.meta.search:  # a decision job a trial's script submitted links itself only once it starts
-        cli.cancel([j for j in cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE) if j not in done],
-                   ended_ok=True)
+        try:
+            cli.cancel([j for j in cli.find_tagged(f"{rec.submission}-", prefix=True, states=LIVE) if j not in done],
+                       ended_ok=True)
+        except SlurmError:  # the app is cancelled: such a decision, if one starts, decides nothing
+            pass
 
 
 def cancel_tasks(cli: SlurmCli, rec: AppRecord, role: str, replicas: List[int]) -> List[str]:

@@ -300,3 +300,13 @@ def test_a_trial_that_ends_while_the_decision_asks_slurm_is_taken_with_its_last_
     assert decide_step(lab.cli, lab.records, lab.app_id, "python", **QUIET) == 0
     t = lab.trials()[0]
     assert (t.state, t.value) == (TrialState.COMPLETE, 1.5)
+
+
+def test_cancel_also_cancels_a_decision_job_a_trials_script_submitted_before_it_linked_itself(tmp_path, monkeypatch):
+    lab = Lab(tmp_path, monkeypatch)
+    sub = lab.rec.submission
+    lab.cli.add_job("9001", "PENDING", name=f"forge-search-{lab.app_id}", comment=f"forge:{sub}-t0r0a0dr")
+    lab.cli.add_job("9002", "PENDING", name="other", comment="forge:another-submission-t0r0a0dr")
+    lab.sched.cancel(lab.app_id)
+    cancelled = {j for c in lab.cli.calls if c[0] == "scancel" for a in c[1:] for j in str(a).split(",")}
+    assert "9001" in cancelled and "9002" not in cancelled

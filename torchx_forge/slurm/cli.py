@@ -28,11 +28,12 @@ from torchx_forge.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
     SUBMIT_LINE,
-    TAG_PREFIX,
     JobRow,
     parse_sacct,
     parse_squeue,
     split_job_id,
+    tag_in,
+    with_tag,
 )
 
 #: sacct's message when the cluster has no accounting (slurmdbd) configured.
@@ -231,14 +232,18 @@ class SlurmCli:
         """
         return self.submit(argv, env, tag)[0]
 
+    def on_cluster(self, argv: Sequence[str], tag: Optional[str] = None) -> List[str]:
+        """``argv`` as this runner runs it: ``forge:<tag>`` in its comment (with ``tag``), and this
+        runner's ``--clusters`` unless it names clusters itself."""
+        argv = with_tag(argv, tag) if tag else list(argv)
+        named = not self.cluster or any(a.startswith(("--clusters", "-M")) for a in argv)
+        return argv if named else [argv[0], *self._m(), *argv[1:]]
+
     def submit(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None,
                tag: Optional[str] = None) -> Tuple[str, str]:
         """:meth:`sbatch`, returning (job id, the cluster Slurm chose: ``sbatch -M a,b`` submits
         where the job starts soonest; "" for the local cluster)."""
-        if tag:
-            argv = with_tag(argv, tag)
-        if self.cluster and not any(a.startswith(("--clusters", "-M")) for a in argv):
-            argv = [argv[0], *self._m(), *argv[1:]]
+        argv = self.on_cluster(argv, tag)
         start = time.monotonic()
         pauses = iter(CHANGE.pauses())
         tries = 0
@@ -384,17 +389,3 @@ def _clusters_of(argv: Sequence[str]) -> Optional[str]:
         if a == "-M" and i + 1 < len(argv):
             return argv[i + 1]
     return None
-
-
-def with_tag(argv: Sequence[str], tag: str) -> List[str]:
-    """``argv`` with ``forge:<tag>`` in its --comment (after the user's own comment, if any)."""
-    out = [a for a in argv if not a.startswith("--comment=")]
-    user = next((a.split("=", 1)[1] for a in argv if a.startswith("--comment=")), "")
-    user = " ".join(w for w in user.split() if not w.startswith(TAG_PREFIX))
-    comment = f"{user} {TAG_PREFIX}{tag}".strip()
-    return out[:-1] + [f"--comment={comment}", out[-1]]
-
-
-def tag_in(comment: str, tag: str, prefix: bool = False) -> bool:
-    want = f"{TAG_PREFIX}{tag}"
-    return any(w == want or (prefix and w.startswith(want)) for w in comment.split())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from torchx_forge.core.hostlist import expand_ranges
 from torchx_forge.core.states import SlurmState
@@ -134,6 +134,21 @@ def tag_words(text: str) -> List[str]:
     """The forge tags (``forge:...``) in a job's comment or its sbatch command line."""
     words = (w.rpartition("=")[2] if w.startswith("--comment=") else w for w in text.split())
     return [w for w in words if w.startswith(TAG_PREFIX)]
+
+
+def with_tag(argv: Sequence[str], tag: str) -> List[str]:
+    """``argv`` with ``forge:<tag>`` in its --comment (after the user's own comment, if any)."""
+    out = [a for a in argv if not a.startswith("--comment=")]
+    user = next((a.split("=", 1)[1] for a in argv if a.startswith("--comment=")), "")
+    user = " ".join(w for w in user.split() if not w.startswith(TAG_PREFIX))
+    comment = f"{user} {TAG_PREFIX}{tag}".strip()
+    return out[:-1] + [f"--comment={comment}", out[-1]]
+
+
+def tag_in(comment: str, tag: str, prefix: bool = False) -> bool:
+    """Does ``comment`` carry the tag ``tag`` (with ``prefix``, a tag starting with it)?"""
+    want = f"{TAG_PREFIX}{tag}"
+    return any(w == want or (prefix and w.startswith(want)) for w in comment.split())
 
 
 class Tags:

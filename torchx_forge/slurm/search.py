@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import time
@@ -48,12 +47,12 @@ from torchx_forge.core.record import replace
 from torchx_forge.core.states import JobKind, SlurmState
 from torchx_forge.core.storage import store_wait
 from torchx_forge.errors import ForgeError
-from torchx_forge.slurm.cli import SlurmCli, with_tag
+from torchx_forge.slurm.cli import SlurmCli
 from torchx_forge.slurm.resubmit import _resubmit_argv, clean_env
 from torchx_forge.slurm.scripts import sbatch_script
 from torchx_forge.slurm.search_budget import search_spec
-from torchx_forge.slurm.search_end import PLACEHOLDER, decide_script, decide_sh_rel, record_self
-from torchx_forge.slurm.search_reconcile import reask, reconcile, trial_tag
+from torchx_forge.slurm.search_end import DECISION_SUFFIX, PLACEHOLDER, decide_script, decide_sh_rel, record_self
+from torchx_forge.slurm.search_reconcile import reask, reconcile, trial_of_tag, trial_tag
 from torchx_forge.state.files import be_patient
 from torchx_forge.state.records import AppRecord, JobRecord, Records
 from torchx_forge.state.store import Store
@@ -184,10 +183,8 @@ class Search:
         no URL from bash: on an object store the relay jobs alone submit decisions)."""
         if not self.store.local:
             return
-        argv = with_tag(self.decide_argv(rec_name, log_dir, app_id, None, python, flags, hold=False, tag=PLACEHOLDER),
-                        PLACEHOLDER)
-        if self.cli.cluster and not any(a.startswith(("--clusters", "-M")) for a in argv):
-            argv = [argv[0], f"--clusters={self.cli.cluster}", *argv[1:]]
+        argv = self.decide_argv(rec_name, log_dir, app_id, None, python, flags, hold=False, tag=PLACEHOLDER)
+        argv = self.cli.on_cluster(argv, PLACEHOLDER)  # as a relay's cli.sbatch would run it
         self.store.write_bytes(decide_sh_rel(self.sdir), decide_script(argv).encode())
 
     def submit_decision(self, rec: AppRecord, template: JobRecord, python: str, tag: str, after: Optional[str] = None,
@@ -339,15 +336,15 @@ def end_taken(search: Search, relay_tag: str) -> bool:
     (:func:`decide_step`) often has: the relay then adds no decision job to the queue."""
     from torchx_forge.search import Trial  # noqa: PLC0415
 
-    m = re.search(r"-t(\d+)r(\d+)a(\d+)dr$", relay_tag)
-    obj = search.store.read_json(trial_rel(search.sdir, int(m.group(1)))) if m else None
-    if m is None or not isinstance(obj, dict):
+    parts = trial_of_tag(relay_tag[:-len(DECISION_SUFFIX)]) if relay_tag.endswith(DECISION_SUFFIX) else None
+    obj = search.store.read_json(trial_rel(search.sdir, parts[0])) if parts else None
+    if parts is None or not isinstance(obj, dict):
         return False
     try:
-        t = Trial.from_json(obj, m.group(1))
+        t = Trial.from_json(obj, str(parts[0]))
     except (ValueError, ForgeError):  # a broken or newer file: the decision job says what is wrong with it
         return False
-    return (t.rung, t.attempts) != (int(m.group(2)), int(m.group(3))) or (t.state.finished and t.told)
+    return (t.number, t.rung, t.attempts) != parts or (t.state.finished and t.told)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -3,8 +3,9 @@ answer (:func:`reconcile`), and ``forge retry``'s failed trials asked again (:fu
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
-from typing import Any, Callable, Collection, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, List, Mapping, Optional, Sequence, Tuple
 
 from torchx_forge.core import layout
 from torchx_forge.core.record import replace
@@ -20,6 +21,12 @@ AGAIN = SEARCH_AGAIN
 def trial_tag(submission: str, trial: Any) -> str:
     """The tag of ``trial``'s current job (its number, rung and attempt) in ``--comment``."""
     return f"{submission}-t{trial.number}r{trial.rung}a{trial.attempts}"
+
+
+def trial_of_tag(tag: str) -> Optional[Tuple[int, int, int]]:
+    """(number, rung, attempts) of a trial job's tag (:func:`trial_tag`); None for another tag."""
+    m = re.search(r"-t(\d+)r(\d+)a(\d+)$", tag)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def stopped_from_outside(view: Any, reports: Mapping[str, TaskReport]) -> bool:

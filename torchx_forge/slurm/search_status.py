@@ -26,7 +26,8 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 from torchx_forge.core import envvars, layout
 from torchx_forge.core.states import SlurmState
 from torchx_forge.errors import ForgeError
-from torchx_forge.slurm.cli import SlurmCli, tag_in
+from torchx_forge.slurm.cli import SlurmCli
+from torchx_forge.slurm.parse import tag_in
 from torchx_forge.slurm.resubmit import LIVE
 from torchx_forge.slurm.search import open_search
 from torchx_forge.slurm.search_budget import write_budget
@@ -85,8 +86,7 @@ def deciding(cli: SlurmCli, rec: AppRecord) -> bool:
     live decision and relay jobs, by their names and the search's tag (a decision job a trial's
     script submitted links itself to the app only as it starts: the record does not know it yet)."""
     names = {f"forge-{kind}-{layout.safe_name(rec.app_id)}" for kind in ("search", "relay")}
-    where = [f"--clusters={cli.cluster}"] if cli.cluster else []
-    out = cli.run(["squeue", *where, "--noheader", f"--states={LIVE}", f"--user={os.getuid()}", "--format=%i|%j|%k"])
+    out = cli.run(cli.on_cluster(["squeue", "--noheader", f"--states={LIVE}", f"--user={os.getuid()}", "--format=%i|%j|%k"]))
     for line in out.splitlines():
         _, name, comment = (line.split("|", 2) + ["", ""])[:3]
         if name in names and tag_in(comment, f"{rec.submission}-", prefix=True):

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from torchx_forge.errors import ConfigError, SlurmError
-from torchx_forge.slurm.cli import Backoff, is_transient, tag_in, transient_hint, with_tag
+from torchx_forge.slurm.cli import Backoff, is_transient, transient_hint
+from torchx_forge.slurm.parse import tag_in, with_tag
 from unit.fakeslurm import FakeSlurm, fail, lost, ok, unreachable
 
 TIMEOUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
